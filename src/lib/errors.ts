@@ -1,0 +1,87 @@
+/**
+ * The three kinds of failure, as in the kernel.
+ *
+ *  - An expected outcome is a return value (a small union, or `null`).
+ *  - A caller's mistake is a `KernelError` carrying Linux's errno name and number.
+ *    Throwing one never leaves state half-changed: every path that can throw it
+ *    checks before it mutates, or undoes what it did.
+ *  - A broken internal invariant is `bug()` / `assert()`, throwing `InvariantError`.
+ *    Odd but survivable conditions are reported once with `warnOnce()`.
+ */
+
+/** Linux errno numbers (asm-generic/errno-base.h, errno.h) for the codes we raise. */
+export const ERRNO = {
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  EINVAL: 22,
+  ENOSPC: 28,
+  ERANGE: 34,
+  ENOSYS: 38,
+} as const;
+
+export type ErrnoCode = keyof typeof ERRNO;
+
+export class KernelError extends Error {
+  readonly code: ErrnoCode;
+  readonly errno: number;
+
+  constructor(code: ErrnoCode, message: string) {
+    super(`${code}: ${message}`);
+    this.name = 'KernelError';
+    this.code = code;
+    this.errno = ERRNO[code];
+  }
+}
+
+export class InvariantError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvariantError';
+  }
+}
+
+/** BUG(): an internal invariant is broken. */
+export function bug(message: string): never {
+  throw new InvariantError(message);
+}
+
+/** BUG_ON(!cond). The message is built lazily so hot paths pay nothing for it. */
+export function assert(cond: boolean, message: string | (() => string)): asserts cond {
+  if (!cond) throw new InvariantError(typeof message === 'string' ? message : message());
+}
+
+/** Exhaustiveness check at the end of every switch over a union. */
+export function assertNever(value: never, what: string): never {
+  throw new InvariantError(`unexpected ${what}: ${String(value)}`);
+}
+
+const warned = new Set<string>();
+const warnings: string[] = [];
+
+/**
+ * WARN_ON_ONCE(): records the first occurrence of each distinct key. The core does
+ * no I/O, so warnings are collected, not printed; `takeWarnings()` hands them to
+ * whoever reports (the CLI prints them, tests may assert on them).
+ */
+export function warnOnce(key: string, message: string): void {
+  if (warned.has(key)) return;
+  warned.add(key);
+  warnings.push(message);
+}
+
+export function takeWarnings(): string[] {
+  return warnings.splice(0, warnings.length);
+}

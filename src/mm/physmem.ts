@@ -1,0 +1,429 @@
+import { KernelError, assert, bug } from '../lib/errors.js';
+import {
+  PAGE_SHIFT,
+  PAGE_SIZE,
+  PG_ANON,
+  PG_BUDDY,
+  PG_KSM,
+  PG_ACTIVE,
+  PG_LOCKED,
+  PG_LRU,
+  PG_OFFLINE,
+  PG_UNEVICTABLE,
+  PG_RESERVED,
+  WORDS_PER_PAGE,
+  decodePageFlags,
+} from './constants.js';
+
+/**
+ * Physical memory: frames numbered 0..nrFrames-1, grouped in memory blocks.
+ *
+ * Contents live per block: one ArrayBuffer of `blockPages * 4096` bytes, seen as a
+ * Buffer (for compare/fill/copy) and as a Uint32Array (for hashing), so no page ever
+ * needs an object of its own. Offlining a block drops its buffer; onlining makes a
+ * new, zeroed one.
+ *
+ * Metadata is one flat array per field, indexed by pfn (FLATMEM's mem_map rather
+ * than per-section arrays: we never hot-add beyond the memory we boot with, so one
+ * array per field is simpler and one indirection cheaper on every access).
+ *
+ *   flags[pfn]     page flags (constants.ts)
+ *   count[pfn]     _count: references. 0 exactly when the frame is free (PG_BUDDY).
+ *   mapcount[pfn]  _mapcount as Linux keeps it: -1 when no pte maps the page;
+ *                  page_mapcount() is mapcount + 1.
+ *   mapping[pfn]   anon_vma (PG_ANON), stable node (PG_ANON|PG_KSM, may be null),
+ *                  ShmemFile (PG_SHMEM), or null. Freeing a frame resets it to null:
+ *                  KSM's keyhole reference (get_ksm_page) relies on that.
+ *   index[pfn]     page->index: the linear page index in its anon_vma or file.
+ *   private[pfn]   the swap entry while PG_SWAPCACHE is set.
+ *   lruPrev/Next   the frame's links in its LRU list (-1 when not on one).
+ *
+ * Always true: a free frame has count 0, mapcount -1, mapping null, flags exactly
+ * PG_BUDDY (plus PG_OFFLINE when its block is offline); the zero page (pfn 0) is
+ * PG_RESERVED, count 1, mapcount -1, and is never freed.
+ */
+export const LRU_INACTIVE_ANON = 0;
+export const LRU_ACTIVE_ANON = 1;
+export const LRU_UNEVICTABLE = 2;
+
+export class MemoryBlock {
+  readonly index: number;
+  readonly startPfn: number;
+  readonly nrPages: number;
+  /** Page contents, or null while the block is offline. */
+  data: Buffer | null;
+  words: Uint32Array | null;
+  online: boolean;
+  /** Isolated for offlining: the allocator skips it (MIGRATE_ISOLATE). */
+  isolated: boolean;
+  /** Free frames of this block: a stack in freeStack[0..nrFree). */
+  readonly freeStack: Int32Array;
+  nrFree: number;
+
+  constructor(index: number, startPfn: number, nrPages: number) {
+    this.index = index;
+    this.startPfn = startPfn;
+    this.nrPages = nrPages;
+    this.data = null;
+    this.words = null;
+    this.online = false;
+    this.isolated = false;
+    this.freeStack = new Int32Array(nrPages);
+    this.nrFree = 0;
+  }
+
+  attachBuffer(): void {
+    const ab = new ArrayBuffer(this.nrPages * PAGE_SIZE);
+    this.data = Buffer.from(ab);
+    this.words = new Uint32Array(ab);
+  }
+
+  releaseBuffer(): void {
+    this.data = null;
+    this.words = null;
+  }
+}
+
+export interface PhysMemOptions {
+  memoryMiB: number;
+  blockMiB: number;
+}
+
+export class PhysMem {
+  readonly nrFrames: number;
+  readonly blockPages: number;
+  readonly blockShift: number;
+  readonly blocks: MemoryBlock[];
+
+  readonly flags: Uint32Array;
+  readonly count: Int32Array;
+  readonly mapcount: Int32Array;
+  readonly mapping: (object | null)[];
+  readonly index: Float64Array;
+  readonly private: Uint32Array;
+  readonly lruPrev: Int32Array;
+  readonly lruNext: Int32Array;
+
+  /**
+   * LRU lists (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_UNEVICTABLE), doubly linked
+   * through lruPrev/lruNext; a frame is on one exactly when PG_LRU is set, and on the
+   * active list exactly when PG_ACTIVE is also set (PG_UNEVICTABLE for the third).
+   */
+  readonly lruHead: Int32Array;
+  readonly lruTail: Int32Array;
+  readonly lruSize: Int32Array;
+
+  /** The shared zero page (ZERO_PAGE(0)). */
+  readonly zeroPfn = 0;
+  /** Frames free across online, non-isolated blocks. */
+  nrFreeOnline: number;
+
+  constructor(opts: PhysMemOptions) {
+    const { memoryMiB, blockMiB } = opts;
+    if (!Number.isInteger(blockMiB) || blockMiB <= 0 || (blockMiB & (blockMiB - 1)) !== 0) {
+      throw new KernelError('EINVAL', `blockMiB must be a power of two, got ${blockMiB}`);
+    }
+    if (!Number.isInteger(memoryMiB) || memoryMiB <= 0 || memoryMiB % blockMiB !== 0) {
+      throw new KernelError(
+        'EINVAL',
+        `memoryMiB must be a positive multiple of blockMiB (${blockMiB}), got ${memoryMiB}`,
+      );
+    }
+    this.blockPages = (blockMiB * 1024 * 1024) / PAGE_SIZE;
+    this.blockShift = Math.log2(this.blockPages);
+    this.nrFrames = (memoryMiB * 1024 * 1024) / PAGE_SIZE;
+    if (this.nrFrames > 1 << 26) {
+      throw new KernelError('EINVAL', `memoryMiB ${memoryMiB} exceeds the 256 GiB a pte can address`);
+    }
+    const n = this.nrFrames;
+    this.flags = new Uint32Array(n);
+    this.count = new Int32Array(n);
+    this.mapcount = new Int32Array(n).fill(-1);
+    this.mapping = new Array<object | null>(n).fill(null);
+    this.index = new Float64Array(n);
+    this.private = new Uint32Array(n);
+    this.lruPrev = new Int32Array(n).fill(-1);
+    this.lruNext = new Int32Array(n).fill(-1);
+    this.lruHead = new Int32Array(3).fill(-1);
+    this.lruTail = new Int32Array(3).fill(-1);
+    this.lruSize = new Int32Array(3);
+    this.blocks = [];
+    this.nrFreeOnline = 0;
+    for (let b = 0; b * this.blockPages < n; b++) {
+      const block = new MemoryBlock(b, b * this.blockPages, this.blockPages);
+      this.blocks.push(block);
+      this.onlineBlock(block);
+    }
+    // The zero page: reserved, one reference held forever, never mapped "normally".
+    this.takeFrame(this.zeroPfn);
+    this.flags[this.zeroPfn] = PG_RESERVED;
+    this.count[this.zeroPfn] = 1;
+  }
+
+  blockOf(pfn: number): MemoryBlock {
+    return this.blocks[pfn >>> this.blockShift]!;
+  }
+
+  /** Byte offset of pfn's contents inside its block's buffer. */
+  offsetOf(pfn: number): number {
+    return (pfn & (this.blockPages - 1)) << PAGE_SHIFT;
+  }
+
+  /** The block buffer holding pfn (online blocks only). */
+  dataOf(pfn: number): Buffer {
+    const data = this.blocks[pfn >>> this.blockShift]!.data;
+    if (data === null) bug(`pfn ${pfn} lies in offline memory block ${pfn >>> this.blockShift}`);
+    return data;
+  }
+
+  wordsOf(pfn: number): Uint32Array {
+    const words = this.blocks[pfn >>> this.blockShift]!.words;
+    if (words === null) bug(`pfn ${pfn} lies in offline memory block ${pfn >>> this.blockShift}`);
+    return words;
+  }
+
+  wordOffsetOf(pfn: number): number {
+    return (pfn & (this.blockPages - 1)) * WORDS_PER_PAGE;
+  }
+
+  // ---- allocator -----------------------------------------------------------------
+
+  /**
+   * alloc_page(): a frame with count 1, flags 0, zeroed contents when `zero`.
+   * Returns -1 when no online block has a free frame (the caller decides between
+   * reclaim and ENOMEM). Lowest block first, so that tests see stable numbers.
+   */
+  allocFrame(zero: boolean): number {
+    for (let b = 0; b < this.blocks.length; b++) {
+      const block = this.blocks[b]!;
+      if (block.nrFree === 0 || !block.online || block.isolated) continue;
+      const pfn = block.freeStack[--block.nrFree]!;
+      this.nrFreeOnline--;
+      this.flags[pfn] = 0;
+      this.count[pfn] = 1;
+      if (zero) {
+        const off = this.offsetOf(pfn);
+        block.data!.fill(0, off, off + PAGE_SIZE);
+      }
+      return pfn;
+    }
+    return -1;
+  }
+
+  /** Allocate from anywhere but `avoid` (migration target for offlining). */
+  allocFrameOutside(avoid: MemoryBlock): number {
+    for (let b = 0; b < this.blocks.length; b++) {
+      const block = this.blocks[b]!;
+      if (block === avoid || block.nrFree === 0 || !block.online || block.isolated) continue;
+      const pfn = block.freeStack[--block.nrFree]!;
+      this.nrFreeOnline--;
+      this.flags[pfn] = 0;
+      this.count[pfn] = 1;
+      return pfn;
+    }
+    return -1;
+  }
+
+  /** __free_page(): only for a frame whose count has dropped to 0. */
+  freeFrame(pfn: number): void {
+    assert(this.count[pfn] === 0, () => `freeing pfn ${pfn} with count ${this.count[pfn]}`);
+    assert(this.mapcount[pfn] === -1, () => `freeing pfn ${pfn} still mapped (mapcount ${this.mapcount[pfn]! + 1})`);
+    assert((this.flags[pfn]! & (PG_BUDDY | PG_RESERVED | PG_LOCKED)) === 0, () => `freeing pfn ${pfn} with flags ${decodePageFlags(this.flags[pfn]!)}`);
+    // __page_cache_release(): a page leaves its LRU list when its last reference goes.
+    if ((this.flags[pfn]! & PG_LRU) !== 0) this.lruDel(pfn);
+    this.flags[pfn] = PG_BUDDY;
+    this.mapping[pfn] = null;
+    this.index[pfn] = 0;
+    this.private[pfn] = 0;
+    const block = this.blocks[pfn >>> this.blockShift]!;
+    block.freeStack[block.nrFree++] = pfn;
+    if (block.online && !block.isolated) this.nrFreeOnline++;
+  }
+
+  /** get_page() */
+  getPage(pfn: number): void {
+    this.count[pfn]!++;
+  }
+
+  /** put_page(): drops a reference, freeing the frame when it was the last. */
+  putPage(pfn: number): void {
+    const c = --this.count[pfn]!;
+    if (c === 0) this.freeFrame(pfn);
+    else assert(c > 0, () => `put_page on pfn ${pfn} underflowed`);
+  }
+
+  /** get_page_unless_zero() */
+  getPageUnlessZero(pfn: number): boolean {
+    if (this.count[pfn] === 0) return false;
+    this.count[pfn]!++;
+    return true;
+  }
+
+  pageMapcount(pfn: number): number {
+    return this.mapcount[pfn]! + 1;
+  }
+
+  isAnon(pfn: number): boolean {
+    return (this.flags[pfn]! & PG_ANON) !== 0;
+  }
+
+  /** PageKsm(): mapping carries both PAGE_MAPPING_ANON and PAGE_MAPPING_KSM. */
+  isKsm(pfn: number): boolean {
+    return (this.flags[pfn]! & (PG_ANON | PG_KSM)) === (PG_ANON | PG_KSM);
+  }
+
+  trylockPage(pfn: number): boolean {
+    if ((this.flags[pfn]! & PG_LOCKED) !== 0) return false;
+    this.flags[pfn]! |= PG_LOCKED;
+    return true;
+  }
+
+  /**
+   * lock_page(): nothing in the model runs concurrently, so a page found locked here
+   * is locked by someone who will not unlock it before we return: that is a bug,
+   * not a wait.
+   */
+  lockPage(pfn: number): void {
+    if (!this.trylockPage(pfn)) bug(`lock_page(pfn ${pfn}) would sleep forever: already locked`);
+  }
+
+  unlockPage(pfn: number): void {
+    assert((this.flags[pfn]! & PG_LOCKED) !== 0, () => `unlock_page(pfn ${pfn}) not locked`);
+    this.flags[pfn]! &= ~PG_LOCKED;
+  }
+
+  // ---- LRU lists -------------------------------------------------------------------
+
+  /** Which list a page on the LRU is on, from its flags. */
+  lruListOf(pfn: number): number {
+    const f = this.flags[pfn]!;
+    return (f & PG_UNEVICTABLE) !== 0 ? LRU_UNEVICTABLE : (f & PG_ACTIVE) !== 0 ? LRU_ACTIVE_ANON : LRU_INACTIVE_ANON;
+  }
+
+  /** add_page_to_lru_list(): at the head (most recently used end). */
+  lruAdd(pfn: number, list: number): void {
+    assert((this.flags[pfn]! & PG_LRU) === 0, () => `pfn ${pfn} already on an LRU list`);
+    let f = (this.flags[pfn]! | PG_LRU) & ~(PG_ACTIVE | PG_UNEVICTABLE);
+    if (list === LRU_ACTIVE_ANON) f |= PG_ACTIVE;
+    else if (list === LRU_UNEVICTABLE) f |= PG_UNEVICTABLE;
+    this.flags[pfn] = f;
+    const head = this.lruHead[list]!;
+    this.lruPrev[pfn] = -1;
+    this.lruNext[pfn] = head;
+    if (head >= 0) this.lruPrev[head] = pfn;
+    else this.lruTail[list] = pfn;
+    this.lruHead[list] = pfn;
+    this.lruSize[list]!++;
+  }
+
+  /** del_page_from_lru_list() */
+  lruDel(pfn: number): void {
+    const list = this.lruListOf(pfn);
+    const prev = this.lruPrev[pfn]!;
+    const next = this.lruNext[pfn]!;
+    if (prev >= 0) this.lruNext[prev] = next;
+    else this.lruHead[list] = next;
+    if (next >= 0) this.lruPrev[next] = prev;
+    else this.lruTail[list] = prev;
+    this.lruPrev[pfn] = -1;
+    this.lruNext[pfn] = -1;
+    this.lruSize[list]!--;
+    this.flags[pfn]! &= ~(PG_LRU | PG_ACTIVE | PG_UNEVICTABLE);
+  }
+
+  /** Move a page to the head of another (or the same) list. */
+  lruMove(pfn: number, list: number): void {
+    if ((this.flags[pfn]! & PG_LRU) !== 0) this.lruDel(pfn);
+    this.lruAdd(pfn, list);
+  }
+
+  // ---- contents --------------------------------------------------------------------
+
+  /** memcmp of two frames: <0, 0, >0. */
+  comparePages(a: number, b: number): number {
+    const offA = this.offsetOf(a);
+    const offB = this.offsetOf(b);
+    return this.dataOf(a).compare(this.dataOf(b), offB, offB + PAGE_SIZE, offA, offA + PAGE_SIZE);
+  }
+
+  /** copy_highpage(dst, src) */
+  copyPage(dst: number, src: number): void {
+    const offS = this.offsetOf(src);
+    this.dataOf(src).copy(this.dataOf(dst), this.offsetOf(dst), offS, offS + PAGE_SIZE);
+  }
+
+  // ---- blocks ------------------------------------------------------------------------
+
+  /** Bring a block's frames into service: a fresh zeroed buffer, every frame free. */
+  onlineBlock(block: MemoryBlock): void {
+    assert(!block.online, () => `memory block ${block.index} already online`);
+    block.attachBuffer();
+    block.online = true;
+    block.isolated = false;
+    block.nrFree = 0;
+    const end = Math.min(block.startPfn + block.nrPages, this.nrFrames);
+    // Push in descending order so that allocation hands out ascending pfns.
+    for (let pfn = end - 1; pfn >= block.startPfn; pfn--) {
+      this.flags[pfn] = PG_BUDDY;
+      this.count[pfn] = 0;
+      this.mapcount[pfn] = -1;
+      this.mapping[pfn] = null;
+      block.freeStack[block.nrFree++] = pfn;
+    }
+    this.nrFreeOnline += block.nrFree;
+  }
+
+  /** Isolate a block so that nothing new is allocated from it. */
+  isolateBlock(block: MemoryBlock): void {
+    if (block.isolated) return;
+    block.isolated = true;
+    this.nrFreeOnline -= block.nrFree;
+  }
+
+  unisolateBlock(block: MemoryBlock): void {
+    if (!block.isolated) return;
+    block.isolated = false;
+    this.nrFreeOnline += block.nrFree;
+  }
+
+  /** Take an offline-ready block (every frame free) out of service. */
+  offlineBlock(block: MemoryBlock): void {
+    assert(block.isolated, () => `offlining memory block ${block.index} that is not isolated`);
+    assert(block.nrFree === this.framesIn(block), () => `offlining memory block ${block.index} with frames in use`);
+    for (let pfn = block.startPfn; pfn < block.startPfn + this.framesIn(block); pfn++) {
+      this.flags[pfn] = PG_BUDDY | PG_OFFLINE;
+    }
+    block.nrFree = 0;
+    block.online = false;
+    block.isolated = false;
+    block.releaseBuffer();
+  }
+
+  framesIn(block: MemoryBlock): number {
+    return Math.min(block.nrPages, this.nrFrames - block.startPfn);
+  }
+
+  /** Remove a specific frame from its block's free stack (used once, for the zero page). */
+  private takeFrame(pfn: number): void {
+    const block = this.blockOf(pfn);
+    for (let i = 0; i < block.nrFree; i++) {
+      if (block.freeStack[i] === pfn) {
+        block.freeStack[i] = block.freeStack[--block.nrFree]!;
+        this.nrFreeOnline--;
+        this.count[pfn] = 1;
+        return;
+      }
+    }
+    bug(`pfn ${pfn} is not free`);
+  }
+
+  onlineFrames(): number {
+    let n = 0;
+    for (const b of this.blocks) if (b.online) n += this.framesIn(b);
+    return n;
+  }
+
+  describe(pfn: number): string {
+    return `pfn ${pfn} (flags=${decodePageFlags(this.flags[pfn]!)} count=${this.count[pfn]} mapcount=${this.pageMapcount(pfn)})`;
+  }
+}

@@ -1,0 +1,101 @@
+import { assert, bug } from '../lib/errors.js';
+import { PAGE_SIZE, mkSwapPte } from './constants.js';
+
+/**
+ * One swap device (mm/swapfile.c, much simplified): `nrSlots` page slots holding
+ * real contents, addressed by offset 1..nrSlots (offset 0 is the header, never an
+ * entry, so 0 can mean "no entry" in page->private).
+ *
+ *   refs[offset]   swap_map's count: how many swap ptes refer to the slot.
+ *   cache[offset]  the frame in the swap cache for this slot (SWAP_HAS_CACHE), or -1.
+ *
+ * A slot is free exactly when refs is 0 and it has no swap-cache page. A page in
+ * the swap cache has PG_SWAPCACHE, `private` = its offset, and one reference held
+ * by the cache.
+ */
+export class SwapDevice {
+  readonly nrSlots: number;
+  private readonly data: Buffer;
+  readonly refs: Int32Array;
+  readonly cache: Int32Array;
+  nrFree: number;
+  /** Where the next search for a free slot starts (scan_swap_map's cluster_next). */
+  private next: number;
+
+  constructor(swapMiB: number) {
+    this.nrSlots = (swapMiB * 1024 * 1024) / PAGE_SIZE;
+    this.data = Buffer.alloc(this.nrSlots * PAGE_SIZE);
+    this.refs = new Int32Array(this.nrSlots + 1);
+    this.cache = new Int32Array(this.nrSlots + 1).fill(-1);
+    this.nrFree = this.nrSlots;
+    this.next = 1;
+  }
+
+  /** get_swap_page(): a free slot, now held by the swap cache; 0 when swap is full. */
+  allocSlot(pfn: number): number {
+    if (this.nrFree === 0) return 0;
+    for (let i = 0; i < this.nrSlots; i++) {
+      const off = ((this.next - 1 + i) % this.nrSlots) + 1;
+      if (this.refs[off] === 0 && this.cache[off] === -1) {
+        this.cache[off] = pfn;
+        this.nrFree--;
+        this.next = (off % this.nrSlots) + 1;
+        return off;
+      }
+    }
+    bug(`swap: nrFree ${this.nrFree} but no free slot`);
+  }
+
+  /** swap_duplicate(): one more swap pte refers to the slot. */
+  duplicate(off: number): void {
+    assert(this.inUse(off), () => `swap_duplicate of free slot ${off}`);
+    this.refs[off]!++;
+  }
+
+  /** swap_free(): one swap pte less. Frees the slot when nothing refers to it. */
+  free(off: number): void {
+    assert(this.refs[off]! > 0, () => `swap_free of slot ${off} with no references`);
+    this.refs[off]!--;
+    this.maybeRelease(off);
+  }
+
+  /** The swap cache lets go of the slot (delete_from_swap_cache). */
+  dropCache(off: number): void {
+    assert(this.cache[off] !== -1, () => `swap slot ${off} has no swap-cache page`);
+    this.cache[off] = -1;
+    this.maybeRelease(off);
+  }
+
+  /** add_to_swap_cache() for a page read back from an existing slot. */
+  setCache(off: number, pfn: number): void {
+    assert(this.cache[off] === -1, () => `swap slot ${off} already cached by pfn ${this.cache[off]}`);
+    this.cache[off] = pfn;
+  }
+
+  private maybeRelease(off: number): void {
+    if (this.refs[off] === 0 && this.cache[off] === -1) this.nrFree++;
+  }
+
+  inUse(off: number): boolean {
+    return off >= 1 && off <= this.nrSlots && (this.refs[off]! > 0 || this.cache[off] !== -1);
+  }
+
+  pteFor(off: number): number {
+    return mkSwapPte(off);
+  }
+
+  /** swap_writepage() */
+  writeSlot(off: number, src: Buffer, srcOffset: number): void {
+    src.copy(this.data, (off - 1) * PAGE_SIZE, srcOffset, srcOffset + PAGE_SIZE);
+  }
+
+  /** swap_readpage() */
+  readSlot(off: number, dst: Buffer, dstOffset: number): void {
+    const s = (off - 1) * PAGE_SIZE;
+    this.data.copy(dst, dstOffset, s, s + PAGE_SIZE);
+  }
+
+  get usedSlots(): number {
+    return this.nrSlots - this.nrFree;
+  }
+}
