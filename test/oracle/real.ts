@@ -38,7 +38,9 @@
  *  - A page mapped only by a read fault is the zero page: not anon, so no rmap_item in
  *    either kernel (EXPERIMENTS: all four statistics 0).
  *  - A region with VM_MERGEABLE but no anon_vma is skipped in both.
- *  - PROT_NONE: see EXPERIMENTS (the result is written there, measured, not assumed).
+ *  - PROT_NONE pages are merged, and a KSM page stays merged under PROT_NONE (x86:
+ *    pte_present() is true for a PROT_NONE pte, so 2.6.33's follow_page returned the
+ *    page too, and 6.x's folio walk does the same). Other architectures may differ.
  *  - A page COW-shared by fork is never merged with itself ("Don't substitute a ksm
  *    page for a forked page" is in both); the second rmap_item stays out of the trees
  *    and counts as volatile in both.
@@ -49,8 +51,31 @@
  *    this machine has one node, and we leave the knob as found.
  *  - run=2 resets full_scans to 0 in both.
  *
- * EXPERIMENTS (6.18, this machine; each a scenario run through runOnRealKernel):
- *   (filled in below, see the bottom of this comment)
+ * EXPERIMENTS (Linux 6.18 on this machine; each a scenario run through runOnRealKernel;
+ * shared/sharing/unshared/volatile after settle; "a" fills 10 pages of byte 0x61
+ * unless said otherwise, then madvises them MADV_MERGEABLE):
+ *   identical pages                                    1/9/0/0
+ *   mprotect(PROT_NONE) before madvise                  1/9/0/0   (PROT_NONE merges)
+ *   merged, then mprotect(PROT_NONE)                    1/9/0/0
+ *   mprotect(PROT_READ) before madvise                  1/9/0/0
+ *   never written, read only (zero page), madvised     0/0/0/0   (no rmap_items)
+ *     ... then one byte written to page 0               0/0/1/0   (only that page)
+ *   pages written with zeros (use_zero_pages 0)         1/9/0/0   (ordinary KSM page)
+ *   10 unique pages, fork                               0/0/10/10 (child's items volatile)
+ *     ... child exits                                   0/0/10/0
+ *   identical pages, fork before any scan               1/19/0/0
+ *   merged, then fork                                   1/19/0/0; child writes page 0: 1/18/1/0
+ *   merged, then exit                                   0/0/0/0   (full_scans stops)
+ *   merged, then MADV_UNMERGEABLE                       0/0/0/0
+ *   merged, then MADV_DONTNEED of 4 pages               1/5/0/0
+ *   merged, then munmap of 3 pages                      1/6/0/0
+ *   300 identical pages, max_page_sharing 2147483647    1/299/0/0
+ *   300 identical pages, max_page_sharing 256 (6.x default)
+ *                                                       2/298/0/0 (stable_node_chains 1,
+ *                                                                  stable_node_dups 2)
+ * Reading the four files while ksmd runs can catch one rmap_item between its removal
+ * from the unstable tree and its reinsertion (seen: unshared N, volatile 1 for a
+ * moment): the driver pauses ksmd (run=0) around every read of the statistics.
  * ---------------------------------------------------------------------------------
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -61,6 +86,13 @@ import type { KsmStats, Scenario, StageResult, Step } from './scenario.js';
 
 export const KSM_SYSFS = '/sys/kernel/mm/ksm';
 export const LOCK_PATH = '/tmp/samepage-real-ksm.lock';
+/**
+ * The knobs a session found, written while it runs and removed once they are restored.
+ * If it is still there when the next session holds the lock, its owner died without
+ * restoring (SIGKILL): the next session restores these values first, and treats them
+ * as the values found.
+ */
+export const SAVED_PATH = '/tmp/samepage-real-ksm.saved.json';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
@@ -326,7 +358,23 @@ function emergencyRestore(): void {
   s.restored = true;
   for (const c of s.children) c.kill('SIGKILL');
   const errors = restoreKnobs(s.saved);
+  if (errors.length === 0) fs.rmSync(SAVED_PATH, { force: true });
   if (errors.length) process.stderr.write(`samepage real KSM: restore failed: ${errors.join('; ')}\n`);
+}
+
+/** Called with the lock held: a previous session that died unrestored left SAVED_PATH. */
+function recoverLeftover(): void {
+  let text: string;
+  try {
+    text = fs.readFileSync(SAVED_PATH, 'utf8');
+  } catch {
+    return;
+  }
+  const saved = JSON.parse(text) as Partial<Record<KsmKnob, string>>;
+  process.stderr.write(`samepage real KSM: a previous session died unrestored; restoring ${text}\n`);
+  const errors = restoreKnobs(saved);
+  if (errors.length) throw new Error(`restoring the knobs a dead session left in ${SAVED_PATH}: ${errors.join('; ')}`);
+  fs.rmSync(SAVED_PATH, { force: true });
 }
 
 const onExit = (): void => emergencyRestore();
@@ -407,15 +455,42 @@ async function takeLock(timeoutMs: number): Promise<ChildProcess> {
   }
 }
 
+function serialized<T>(fn: () => Promise<T>): Promise<T> {
+  const run = queue.then(fn);
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+async function releaseLock(lock: ChildProcess): Promise<void> {
+  lock.stdin!.end();
+  await waitExit(lock);
+}
+
+/**
+ * Runs `fn` holding the real-KSM lock, configuring nothing: for reading the knobs
+ * while no other session can be changing them.
+ */
+export function withRealKsmLock<T>(fn: () => T | Promise<T>, opts: { lockTimeoutMs?: number } = {}): Promise<T> {
+  return serialized(async () => {
+    const reason = await realKsmAvailable();
+    if (reason !== null) throw new Error(`the real KSM is unavailable: ${reason}`);
+    const lock = await takeLock(opts.lockTimeoutMs ?? 600_000);
+    try {
+      recoverLeftover();
+      return await fn();
+    } finally {
+      await releaseLock(lock);
+    }
+  });
+}
+
 /**
  * Runs `fn` with the real KSM to itself, configured like 2.6.33 with `config`, and
  * restores every knob afterwards (also on SIGINT/SIGTERM/SIGHUP and 'exit').
  * Throws if the real KSM is unavailable (callers check realKsmAvailable() first).
  */
 export function withRealKsm<T>(config: RealKsmConfig, fn: (k: RealKsm) => Promise<T>): Promise<T> {
-  const run = queue.then(() => session(config, fn));
-  queue = run.catch(() => undefined);
-  return run;
+  return serialized(() => session(config, fn));
 }
 
 async function session<T>(config: RealKsmConfig, fn: (k: RealKsm) => Promise<T>): Promise<T> {
@@ -426,7 +501,9 @@ async function session<T>(config: RealKsmConfig, fn: (k: RealKsm) => Promise<T>)
   let failure: unknown = null;
   let result: T | undefined;
   try {
+    recoverLeftover();
     s.saved = readSavedKnobs();
+    fs.writeFileSync(SAVED_PATH, JSON.stringify(s.saved));
     active = s;
     installHandlers();
     configure({
@@ -458,11 +535,11 @@ async function session<T>(config: RealKsmConfig, fn: (k: RealKsm) => Promise<T>)
     if (!s.restored) {
       s.restored = true;
       errors = restoreKnobs(s.saved);
+      if (errors.length === 0) fs.rmSync(SAVED_PATH, { force: true });
     }
     removeHandlers();
     active = null;
-    lock.stdin!.end();
-    await waitExit(lock);
+    await releaseLock(lock);
     if (errors.length) {
       const msg = `restoring /sys/kernel/mm/ksm failed: ${errors.join('; ')}`;
       failure = failure ? new Error(`${(failure as Error).message}\n(and ${msg})`, { cause: failure }) : new Error(msg);

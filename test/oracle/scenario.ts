@@ -19,7 +19,21 @@
  * `settle` waits until KSM has converged (real: full_scans advanced by `scans`,
  * default 4, with pages_to_scan high and sleep_millisecs 0; model: runFullScans of the
  * same count) and records the four statistics and a digest of every live region.
+ * When no live process has a VM_MERGEABLE page left, ksmd drops every mm from its list
+ * and stops scanning, so full_scans stops too: the real side then waits until all four
+ * statistics are 0 instead (the model's runFullScans returns early there).
+ *
+ * Digest rule (both sides): for every region of every live process — each region it
+ * mmapped or inherited by fork, even if since munmapped entirely — `digests` holds
+ * `${proc}/${region}` → hex32 of FNV-1a over the bytes of the region's pages that are
+ * mapped and readable (prot 'r' or 'rw'), in page order; unmapped and PROT_NONE pages
+ * are skipped (contribute nothing). A region with no readable page digests to
+ * '811c9dc5'. A never-written readable page reads as zeros. `regionDigest` below is
+ * the rule in code. Exited processes have no entries.
  */
+
+/** Page size of both sides. */
+export const SCENARIO_PAGE_SIZE = 4096;
 
 export type Prot = 'none' | 'r' | 'rw';
 export type Advice = 'MADV_MERGEABLE' | 'MADV_UNMERGEABLE' | 'MADV_DONTNEED';
@@ -76,4 +90,38 @@ export function fnv1a32(bytes: Uint8Array, seed = 0x811c9dc5): number {
 
 export function hex32(n: number): string {
   return (n >>> 0).toString(16).padStart(8, '0');
+}
+
+/**
+ * The bytes of page `index` of a `fill` step (see the header), into `out` at `offset`.
+ * Little-endian u32s, as both sides write them.
+ */
+export function fillPage(
+  out: Uint8Array,
+  offset: number,
+  index: number,
+  byte: number,
+  tag?: number,
+  tailTag?: number,
+): void {
+  out.fill(byte, offset, offset + SCENARIO_PAGE_SIZE);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  if (tag !== undefined) {
+    view.setUint32(offset, tag >>> 0, true);
+    view.setUint32(offset + 4, index >>> 0, true);
+  }
+  if (tailTag !== undefined) {
+    view.setUint32(offset + SCENARIO_PAGE_SIZE - 8, tailTag >>> 0, true);
+    view.setUint32(offset + SCENARIO_PAGE_SIZE - 4, index >>> 0, true);
+  }
+}
+
+/**
+ * The digest rule: `pages` yields, in page order, each page's bytes, or null for a page
+ * that is unmapped or PROT_NONE (skipped).
+ */
+export function regionDigest(pages: Iterable<Uint8Array | null>): string {
+  let h = 0x811c9dc5;
+  for (const p of pages) if (p !== null) h = fnv1a32(p, h);
+  return hex32(h);
 }

@@ -1,0 +1,73 @@
+import { KernelError } from '../lib/errors.js';
+import type { HostKernel, KThread } from '../mm/kernel.js';
+import type { Ksm } from './ksm.js';
+
+/**
+ * ksmd on simulated time (mm/ksm.c ksm_scan_thread()).
+ *
+ * Each wakeup scans one batch of `pages_to_scan` pages, then sleeps
+ * `sleep_millisecs` if there is still work, or waits to be woken (by
+ * MADV_MERGEABLE registering the first mm, or by run=1). With sleep_millisecs 0 the
+ * real ksmd goes straight on to the next batch; simulated time must move, so here
+ * batches are at least one jiffy (1 ms, HZ=1000) apart.
+ */
+export class Ksmd implements KThread {
+  readonly name = 'ksmd';
+  private readonly kernel: HostKernel;
+  private readonly ksm: Ksm;
+  /** When the next batch is due; null while waiting to be woken. */
+  private wakeAt: number | null;
+  /** Batches run since boot. */
+  batches: number;
+
+  constructor(kernel: HostKernel, ksm: Ksm) {
+    this.kernel = kernel;
+    this.ksm = ksm;
+    this.wakeAt = null;
+    this.batches = 0;
+    ksm.onWakeup = () => {
+      // wake_up_interruptible(&ksm_thread_wait) reaches ksmd only while it waits.
+      if (this.wakeAt === null) this.wakeAt = this.kernel.now;
+    };
+  }
+
+  nextWake(): number | null {
+    return this.wakeAt;
+  }
+
+  run(now: number): void {
+    const ksm = this.ksm;
+    if (ksm.shouldRun()) {
+      ksm.doScan(ksm.pagesToScan);
+      this.batches++;
+    }
+    this.wakeAt = ksm.shouldRun() ? now + Math.max(1, ksm.sleepMillisecs) : null;
+  }
+
+  /** Current full_scans. */
+  get fullScans(): number {
+    return this.ksm.seqnr;
+  }
+
+  /**
+   * Drive ksmd, batch after batch on simulated time, until full_scans has advanced
+   * by `n`. Returns the number of full scans completed: fewer than `n` when ksmd
+   * has nothing to do (run is not 1, no mm is registered, or pages_to_scan is 0).
+   * Other kernel threads due meanwhile run too, as with advance().
+   */
+  runFullScans(n: number): number {
+    if (!Number.isInteger(n) || n < 0) throw new KernelError('EINVAL', `runFullScans takes a non-negative integer, got ${n}`);
+    const ksm = this.ksm;
+    let done = 0;
+    while (done < n) {
+      if (!ksm.shouldRun() || ksm.pagesToScan === 0) break;
+      const wake = this.wakeAt ?? this.kernel.now;
+      const before = ksm.seqnr;
+      this.kernel.advance(Math.max(0, wake - this.kernel.now));
+      // run=2 resets full_scans: count what we saw advance, not the difference.
+      if (ksm.seqnr > before) done += ksm.seqnr - before;
+      else if (ksm.seqnr < before) break;
+    }
+    return done;
+  }
+}
