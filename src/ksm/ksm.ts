@@ -110,7 +110,8 @@ export class Ksm implements KsmOps {
   pagesScanned: number;
 
   // ---- knobs ----
-  maxKernelPages: number;
+  /** An unsigned long, as the sysfs file takes it: a bigint so that every value reads back exactly. */
+  maxKernelPages: bigint;
   pagesToScan: number;
   sleepMillisecs: number;
   run: number;
@@ -134,7 +135,7 @@ export class Ksm implements KsmOps {
     this.rmapItems = 0;
     this.pagesScanned = 0;
     // ksm_init(): ksm_max_kernel_pages = totalram_pages / 4
-    this.maxKernelPages = Math.floor(kernel.mem.nrFrames / 4);
+    this.maxKernelPages = BigInt(Math.floor(kernel.mem.nrFrames / 4));
     this.pagesToScan = 100;
     this.sleepMillisecs = 20;
     this.run = KSM_RUN_STOP;
@@ -489,7 +490,7 @@ export class Ksm implements KsmOps {
    */
   private tryToMergeTwoPages(item: RmapItem, pfn: number, treeItem: RmapItem, treePfn: number): number {
     // The number of nodes in the stable tree is the number of kernel pages we hold.
-    if (this.maxKernelPages !== 0 && this.maxKernelPages <= this.pagesShared) return -1;
+    if (this.maxKernelPages !== 0n && this.maxKernelPages <= this.pagesShared) return -1;
     let err = this.tryToMergeWithKsmPage(item, pfn, -1);
     if (err === 0) {
       err = this.tryToMergeWithKsmPage(treeItem, treePfn, pfn);

@@ -36,7 +36,7 @@ export function registerKsmSysfs(sysfs: Sysfs, ksm: Ksm): void {
     show: () => `${ksm.maxKernelPages}\n`,
     store: (v) => {
       // Only strict_strtoul here: any unsigned long is accepted.
-      ksm.maxKernelPages = Number(strictStrtoul('max_kernel_pages', v));
+      ksm.maxKernelPages = strictStrtoul('max_kernel_pages', v);
     },
   });
   sysfs.register(`${dir}/pages_shared`, { show: () => `${ksm.pagesShared}\n` });

@@ -157,19 +157,32 @@ export class MmStruct {
 
   /** Every (address, pte) with a non-none pte, in address order; for checks and fork. */
   forEachPte(start: number, end: number, fn: (addr: number, pte: number, table: Uint32Array, slot: number) => void): void {
-    let addr = start;
-    while (addr < end) {
-      const pmd = Math.floor(addr / PMD_SIZE);
-      const tableEnd = Math.min(end, (pmd + 1) * PMD_SIZE);
-      const t = this.pgtables.get(pmd);
-      if (t !== undefined) {
-        for (; addr < tableEnd; addr += PAGE_SIZE) {
-          const slot = (addr / PAGE_SIZE) & (PTRS_PER_PTE - 1);
-          const pte = t[slot]!;
-          if (pte !== PTE_NONE) fn(addr, pte, t, slot);
-        }
-      }
-      addr = tableEnd;
+    if (start >= end) return;
+    const firstPmd = Math.floor(start / PMD_SIZE);
+    const lastPmd = Math.floor((end - 1) / PMD_SIZE);
+    // A range wider than the tables there are (checkInvariants walks the whole
+    // address space: 2^52 pmds up to MAX_SAFE_INTEGER) is walked table by table, in
+    // address order, rather than pmd by pmd. Tables are only read here, so fn may
+    // clear ptes, but must not free or add tables.
+    if (lastPmd - firstPmd >= this.pgtables.size) {
+      const pmds: number[] = [];
+      for (const pmd of this.pgtables.keys()) if (pmd >= firstPmd && pmd <= lastPmd) pmds.push(pmd);
+      pmds.sort((x, y) => x - y);
+      for (const pmd of pmds) this.forEachPteInTable(pmd, Math.max(start, pmd * PMD_SIZE), Math.min(end, (pmd + 1) * PMD_SIZE), fn);
+      return;
+    }
+    for (let pmd = firstPmd; pmd <= lastPmd; pmd++) {
+      this.forEachPteInTable(pmd, Math.max(start, pmd * PMD_SIZE), Math.min(end, (pmd + 1) * PMD_SIZE), fn);
+    }
+  }
+
+  private forEachPteInTable(pmd: number, from: number, to: number, fn: (addr: number, pte: number, table: Uint32Array, slot: number) => void): void {
+    const t = this.pgtables.get(pmd);
+    if (t === undefined) return;
+    for (let addr = from; addr < to; addr += PAGE_SIZE) {
+      const slot = (addr / PAGE_SIZE) & (PTRS_PER_PTE - 1);
+      const pte = t[slot]!;
+      if (pte !== PTE_NONE) fn(addr, pte, t, slot);
     }
   }
 

@@ -79,9 +79,10 @@ function shrinkPage(k: HostKernel, pfn: number): PageVerdict {
     k.vmstat.pswpout++;
   }
   mem.unlockPage(pfn);
-  // __remove_mapping(): only the swap cache may still hold the page.
-  if (mem.count[pfn] !== 1) return 'keep';
-  mem.lruDel(pfn);
+  // __remove_mapping(): page_freeze_refs(page, 2): only the swap cache and our
+  // isolation reference (shrinkPages' getPage) may still hold the page. It is off
+  // the LRU already (isolated by shrinkPages), so there is nothing to unlink.
+  if (mem.count[pfn] !== 2) return 'keep';
   deleteFromSwapCache(k, pfn);
   return 'freed';
 }
