@@ -375,7 +375,11 @@ export class HostKernel {
         continue;
       }
       if (pfn === mem.zeroPfn) {
-        if (mem.count[pfn] !== 1 || mem.mapcount[pfn] !== -1 || (f & PG_RESERVED) === 0) throw new InvariantError(`zero page disturbed: ${mem.describe(pfn)}`);
+        // Its own reference, plus get_user_pages pins (follow_page() takes a
+        // reference on the zero page too); special ptes never count.
+        if (mem.count[pfn] !== 1 + refs[pfn]! || mem.mapcount[pfn] !== -1 || (f & PG_RESERVED) === 0) {
+          throw new InvariantError(`zero page disturbed: ${mem.describe(pfn)} (expected count ${1 + refs[pfn]!})`);
+        }
         continue;
       }
       if (mem.pageMapcount(pfn) !== mapped[pfn]) {

@@ -1,0 +1,28 @@
+/**
+ * npm run bench: every benchmark, each figure beside the machine's real kernel where
+ * there is one. Sizes are those of the issues' targets; pass a smaller MiB as the first
+ * argument for a quick run (npm run bench -- 256).
+ */
+import { samepageKsmpages, type Mode } from './ksmpages.js';
+import { realKsmpages } from './realKsmpages.js';
+
+const mib = Number(process.argv[2] ?? 1024);
+
+async function main(): Promise<void> {
+  try {
+    const { benchMm } = await import('./mm.js');
+    console.log('host kernel (src/mm)');
+    for (const r of await benchMm()) console.log(`  ${r.name.padEnd(44)} ${String(r.value).padStart(10)} ${r.unit.padEnd(6)} target ${r.target}`);
+  } catch (e) {
+    console.log(`  (mm benchmarks unavailable: ${(e as Error).message})`);
+  }
+  console.log(`\nksmpages, 2 × ${mib} MiB, pages_to_scan 100000, sleep_millisecs 0`);
+  for (const mode of ['worst', 'best'] as Mode[]) {
+    const s = samepageKsmpages(mib, mode);
+    const r = await realKsmpages(mib, mode);
+    const real = 'skipped' in r ? `real ksmd: skipped (${r.skipped})` : `real ksmd ${r.seconds.toFixed(2)} s (${r.fullScans} full scans)`;
+    console.log(`  ${mode.padEnd(6)} Samepage ${s.seconds.toFixed(2)} s (${s.fullScans} full scans, shared ${s.pagesShared}, sharing ${s.pagesSharing}, ~${s.ksmBytesPerPage.toFixed(0)} B KSM metadata per page)   ${real}`);
+  }
+}
+
+await main();
