@@ -25,7 +25,10 @@ import type { MmStruct } from './mm.js';
 import { PhysMem } from './physmem.js';
 import { Process } from './process.js';
 import { SwapDevice } from './swap.js';
-import { Sysfs } from './sysfs.js';
+import { Sysfs, parseUintKnob } from './sysfs.js';
+import { compactMemory, migratePage } from './migrate.js';
+import { registerMemorySysfs } from './hotplug.js';
+import { shrinkPages } from './swapops.js';
 import type { AnonVma, ShmemFile } from './vma.js';
 
 export interface KernelOptions {
@@ -132,6 +135,28 @@ export class HostKernel {
     };
     this.nextPid = 1;
     this.registerProcFiles();
+    registerMemorySysfs(this);
+  }
+
+  // ---- reclaim, migration, compaction ------------------------------------------------
+
+  /**
+   * Reclaim up to `pages` anonymous pages to swap, like writing cgroup v2's
+   * memory.reclaim. Returns the number freed (0 without a swap device).
+   */
+  reclaim(pages: number): number {
+    if (!Number.isInteger(pages) || pages < 0) throw new KernelError('EINVAL', `reclaim() takes a non-negative number of pages, got ${pages}`);
+    return shrinkPages(this, pages);
+  }
+
+  /** Migrate one anonymous or KSM page to a new frame; returns the new frame. */
+  migratePage(pfn: number): number {
+    return migratePage(this, pfn);
+  }
+
+  /** Compact every online memory block (writing /proc/sys/vm/compact_memory); returns pages moved. */
+  compactMemory(): number {
+    return compactMemory(this);
   }
 
   // ---- processes -------------------------------------------------------------------
@@ -244,6 +269,12 @@ export class HostKernel {
         Object.entries(this.meminfo())
           .map(([k, v]) => `${(k + ':').padEnd(16)}${String(v).padStart(8)} kB\n`)
           .join(''),
+    });
+    this.sysfs.register('/proc/sys/vm/compact_memory', {
+      store: (v) => {
+        parseUintKnob('compact_memory', v);
+        compactMemory(this);
+      },
     });
     this.sysfs.register('/proc/vmstat', {
       show: () =>

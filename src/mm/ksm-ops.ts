@@ -21,6 +21,7 @@ export const SWAP_MLOCK = 3;
 export const TTU_UNMAP = 0;
 export const TTU_MIGRATION = 1;
 export const TTU_IGNORE_MLOCK = 1 << 8;
+export const TTU_IGNORE_ACCESS = 1 << 9;
 
 /** One step of an rmap walk: the page as mapped at `addr` in `vma`. Returns SWAP_AGAIN to go on. */
 export type RmapOne = (pfn: number, vma: Vma, addr: number) => number;

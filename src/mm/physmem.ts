@@ -103,6 +103,8 @@ export class PhysMem {
   readonly private: Uint32Array;
   readonly lruPrev: Int32Array;
   readonly lruNext: Int32Array;
+  /** A free frame's slot in its block's free stack (so a given frame can be taken in O(1)). */
+  readonly freePos: Int32Array;
 
   /**
    * LRU lists (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_UNEVICTABLE), doubly linked
@@ -144,6 +146,7 @@ export class PhysMem {
     this.private = new Uint32Array(n);
     this.lruPrev = new Int32Array(n).fill(-1);
     this.lruNext = new Int32Array(n).fill(-1);
+    this.freePos = new Int32Array(n).fill(-1);
     this.lruHead = new Int32Array(3).fill(-1);
     this.lruTail = new Int32Array(3).fill(-1);
     this.lruSize = new Int32Array(3);
@@ -198,6 +201,7 @@ export class PhysMem {
       const block = this.blocks[b]!;
       if (block.nrFree === 0 || !block.online || block.isolated) continue;
       const pfn = block.freeStack[--block.nrFree]!;
+      this.freePos[pfn] = -1;
       this.nrFreeOnline--;
       this.flags[pfn] = 0;
       this.count[pfn] = 1;
@@ -216,12 +220,31 @@ export class PhysMem {
       const block = this.blocks[b]!;
       if (block === avoid || block.nrFree === 0 || !block.online || block.isolated) continue;
       const pfn = block.freeStack[--block.nrFree]!;
+      this.freePos[pfn] = -1;
       this.nrFreeOnline--;
       this.flags[pfn] = 0;
       this.count[pfn] = 1;
       return pfn;
     }
     return -1;
+  }
+
+  /**
+   * Allocate one particular free frame (compaction's free scanner picks its targets
+   * from the top of memory). Returns false when it is not free or not allocatable.
+   */
+  allocSpecificFrame(pfn: number): boolean {
+    const block = this.blocks[pfn >>> this.blockShift]!;
+    const pos = this.freePos[pfn]!;
+    if (pos < 0 || !block.online || block.isolated) return false;
+    const last = block.freeStack[--block.nrFree]!;
+    block.freeStack[pos] = last;
+    this.freePos[last] = pos;
+    this.freePos[pfn] = -1;
+    this.nrFreeOnline--;
+    this.flags[pfn] = 0;
+    this.count[pfn] = 1;
+    return true;
   }
 
   /** __free_page(): only for a frame whose count has dropped to 0. */
@@ -236,6 +259,7 @@ export class PhysMem {
     this.index[pfn] = 0;
     this.private[pfn] = 0;
     const block = this.blocks[pfn >>> this.blockShift]!;
+    this.freePos[pfn] = block.nrFree;
     block.freeStack[block.nrFree++] = pfn;
     if (block.online && !block.isolated) this.nrFreeOnline++;
   }
@@ -368,6 +392,7 @@ export class PhysMem {
       this.count[pfn] = 0;
       this.mapcount[pfn] = -1;
       this.mapping[pfn] = null;
+      this.freePos[pfn] = block.nrFree;
       block.freeStack[block.nrFree++] = pfn;
     }
     this.nrFreeOnline += block.nrFree;
@@ -392,6 +417,7 @@ export class PhysMem {
     assert(block.nrFree === this.framesIn(block), () => `offlining memory block ${block.index} with frames in use`);
     for (let pfn = block.startPfn; pfn < block.startPfn + this.framesIn(block); pfn++) {
       this.flags[pfn] = PG_BUDDY | PG_OFFLINE;
+      this.freePos[pfn] = -1;
     }
     block.nrFree = 0;
     block.online = false;
@@ -408,7 +434,10 @@ export class PhysMem {
     const block = this.blockOf(pfn);
     for (let i = 0; i < block.nrFree; i++) {
       if (block.freeStack[i] === pfn) {
-        block.freeStack[i] = block.freeStack[--block.nrFree]!;
+        const last = block.freeStack[--block.nrFree]!;
+        block.freeStack[i] = last;
+        this.freePos[last] = i;
+        this.freePos[pfn] = -1;
         this.nrFreeOnline--;
         this.count[pfn] = 1;
         return;

@@ -18,6 +18,7 @@ import {
   SWAP_AGAIN,
   SWAP_FAIL,
   SWAP_MLOCK,
+  TTU_IGNORE_ACCESS,
   TTU_IGNORE_MLOCK,
   TTU_MIGRATION,
   type ReferencedState,
@@ -188,7 +189,7 @@ export function tryToUnmapOne(k: HostKernel, pfn: number, vma: Vma, addr: number
   if (!migration && (flags & TTU_IGNORE_MLOCK) === 0) {
     if ((vma.flags & VM_LOCKED) !== 0) return SWAP_MLOCK;
     // Reclaim does not take a page away from a process that just used it.
-    if ((pte & PTE_YOUNG) !== 0) {
+    if ((flags & TTU_IGNORE_ACCESS) === 0 && (pte & PTE_YOUNG) !== 0) {
       mm.setPte(addr, pte & ~PTE_YOUNG);
       return SWAP_FAIL;
     }

@@ -16,7 +16,7 @@ import {
   ptePayload,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
-import { SWAP_MLOCK, TTU_UNMAP, type ReferencedState } from './ksm-ops.js';
+import { SWAP_MLOCK, TTU_IGNORE_ACCESS, TTU_UNMAP, type ReferencedState } from './ksm-ops.js';
 import { VM_FAULT_MAJOR, VM_FAULT_MINOR, VM_FAULT_OOM, allocPage, anonVmaPrepare, deleteFromSwapCache, doWpPage, mlockVmaPage } from './memory.js';
 import { LRU_ACTIVE_ANON, LRU_INACTIVE_ANON, LRU_UNEVICTABLE } from './physmem.js';
 import { pageAddAnonRmap, pageReferenced, tryToUnmap } from './rmap.js';
@@ -140,7 +140,7 @@ export function freeSwapAndCache(k: HostKernel, off: number): void {
 }
 
 /** try_to_free_swap(): drop the page's slot when no swap pte refers to it any more. */
-function tryToFreeSwap(k: HostKernel, pfn: number): void {
+export function tryToFreeSwap(k: HostKernel, pfn: number): void {
   const mem = k.mem;
   if ((mem.flags[pfn]! & PG_SWAPCACHE) === 0) return;
   if (k.swap!.refs[mem.private[pfn]!]! !== 0) return;
@@ -250,4 +250,42 @@ function reuseForWrite(k: HostKernel, pfn: number): boolean {
     }
   }
   return count <= 1;
+}
+
+/**
+ * Write one page to swap and free it, whatever its referenced bits say (memory
+ * offlining with no room elsewhere: the page must leave). Returns false when it
+ * cannot: not anonymous, locked, mlocked, pinned, or swap full.
+ */
+export function swapOutPage(k: HostKernel, pfn: number): boolean {
+  const mem = k.mem;
+  if (k.swap === null || !mem.isAnon(pfn)) return false;
+  if ((mem.flags[pfn]! & (PG_LOCKED | PG_MLOCKED)) !== 0 || k.isPinned(pfn)) return false;
+  const list = mem.lruListOf(pfn);
+  const onLru = (mem.flags[pfn]! & PG_LRU) !== 0;
+  if (onLru) mem.lruDel(pfn);
+  mem.getPage(pfn);
+  const hadSlot = (mem.flags[pfn]! & PG_SWAPCACHE) !== 0;
+  if (!hadSlot && !addToSwap(k, pfn)) {
+    if (onLru) mem.lruAdd(pfn, list);
+    mem.putPage(pfn);
+    return false;
+  }
+  mem.lockPage(pfn);
+  if (mem.pageMapcount(pfn) > 0 && tryToUnmap(k, pfn, TTU_UNMAP | TTU_IGNORE_ACCESS) !== 0) {
+    mem.unlockPage(pfn);
+    if (onLru) mem.lruAdd(pfn, list);
+    mem.putPage(pfn);
+    return false;
+  }
+  const off = mem.private[pfn]!;
+  if ((mem.flags[pfn]! & PG_DIRTY) !== 0) {
+    k.swap.writeSlot(off, mem.dataOf(pfn), mem.offsetOf(pfn));
+    mem.flags[pfn]! &= ~PG_DIRTY;
+    k.vmstat.pswpout++;
+  }
+  mem.unlockPage(pfn);
+  deleteFromSwapCache(k, pfn);
+  mem.putPage(pfn);
+  return true;
 }

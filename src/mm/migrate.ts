@@ -1,0 +1,182 @@
+import { KernelError, assert } from '../lib/errors.js';
+import {
+  PG_ACTIVE,
+  PG_ANON,
+  PG_BUDDY,
+  PG_DIRTY,
+  PG_KSM,
+  PG_LOCKED,
+  PG_LRU,
+  PG_MLOCKED,
+  PG_OFFLINE,
+  PG_REFERENCED,
+  PG_RESERVED,
+  PG_SHMEM,
+  PG_SWAPBACKED,
+  PG_SWAPCACHE,
+  PG_UNEVICTABLE,
+  PG_UPTODATE,
+  PTE_KIND_MASK,
+  PTE_MIGRATION,
+  PTE_WRITE,
+  decodePageFlags,
+  mkPte,
+  ptePayload,
+} from './constants.js';
+import type { HostKernel } from './kernel.js';
+import { SWAP_AGAIN, TTU_IGNORE_MLOCK, TTU_MIGRATION } from './ksm-ops.js';
+import { pageAddAnonRmap, rmapWalk, tryToUnmap } from './rmap.js';
+import type { Vma } from './vma.js';
+
+/**
+ * Page migration (mm/migrate.c, 2.6.33): move an anonymous or KSM page to another
+ * frame while every process keeps mapping it.
+ *
+ * unmap_and_move(): lock the page, replace every pte mapping it by a migration
+ * entry (try_to_unmap with TTU_MIGRATION — KSM pages through try_to_unmap_ksm),
+ * move the mapping, swap-cache slot and flags to the new frame, copy the contents,
+ * let KSM move its stable node (ksm_migrate_page), then remove_migration_ptes():
+ * walk the rmap again — the new page has the same `mapping`, so the same walk,
+ * KSM's two passes included — and point every migration entry at the new frame.
+ *
+ * Nothing runs between the unmap and the remap in the model, so no fault ever
+ * meets a migration entry.
+ */
+
+/** Page flags that travel with the page (migrate_page_copy()). */
+const MIGRATE_FLAGS = PG_ANON | PG_KSM | PG_DIRTY | PG_REFERENCED | PG_UPTODATE | PG_SWAPBACKED | PG_SWAPCACHE | PG_MLOCKED;
+
+/** Why a page cannot be migrated now, or null when it can (isolate + refcount checks). */
+export function migrationBlocker(k: HostKernel, pfn: number): { code: 'EINVAL' | 'EBUSY' | 'EAGAIN'; why: string } | null {
+  const mem = k.mem;
+  if (!Number.isInteger(pfn) || pfn < 0 || pfn >= mem.nrFrames) return { code: 'EINVAL', why: `pfn ${pfn} is not a frame of this machine` };
+  const f = mem.flags[pfn]!;
+  if ((f & (PG_BUDDY | PG_OFFLINE)) !== 0) return { code: 'EINVAL', why: `pfn ${pfn} is free` };
+  if ((f & PG_RESERVED) !== 0) return { code: 'EINVAL', why: `pfn ${pfn} is reserved (the zero page)` };
+  if ((f & PG_SHMEM) !== 0 || (f & PG_ANON) === 0) return { code: 'EINVAL', why: `pfn ${pfn} is not an anonymous or KSM page (${decodePageFlags(f)})` };
+  if ((f & PG_LRU) === 0) return { code: 'EBUSY', why: `pfn ${pfn} is not on an LRU list (isolated by someone else)` };
+  if ((f & PG_LOCKED) !== 0) return { code: 'EAGAIN', why: `pfn ${pfn} is locked` };
+  const expected = mem.pageMapcount(pfn) + ((f & PG_SWAPCACHE) !== 0 ? 1 : 0);
+  if (mem.count[pfn] !== expected) {
+    return { code: 'EAGAIN', why: `pfn ${pfn} has ${mem.count[pfn]! - expected} reference(s) beyond its mappings (pinned)` };
+  }
+  return null;
+}
+
+/**
+ * Migrate the page at `pfn` to `newPfn` (a frame already allocated for us, count 1),
+ * or to a frame of the allocator's choice when newPfn is -1. Returns the new frame.
+ * Throws KernelError (EINVAL, EBUSY, EAGAIN, ENOMEM) with nothing changed.
+ */
+export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
+  const mem = k.mem;
+  const blocker = migrationBlocker(k, pfn);
+  if (blocker !== null) {
+    if (newPfn >= 0) mem.putPage(newPfn);
+    k.vmstat.pgmigrate_fail++;
+    throw new KernelError(blocker.code, `cannot migrate: ${blocker.why}`);
+  }
+  if (newPfn < 0) {
+    newPfn = mem.allocFrame(false);
+    if (newPfn < 0) {
+      k.vmstat.pgmigrate_fail++;
+      throw new KernelError('ENOMEM', `cannot migrate pfn ${pfn}: no free frame to move it to`);
+    }
+  }
+  // isolate_lru_page(): off its list, with a reference of ours.
+  const list = mem.lruListOf(pfn);
+  mem.lruDel(pfn);
+  mem.getPage(pfn);
+  mem.lockPage(pfn);
+  mem.lockPage(newPfn);
+
+  const mapped = mem.pageMapcount(pfn);
+  if (mapped > 0) tryToUnmap(k, pfn, TTU_MIGRATION | TTU_IGNORE_MLOCK);
+  if (mem.pageMapcount(pfn) !== 0) {
+    // Some pte could not be reached: put back every migration entry and give up.
+    removeMigrationPtes(k, pfn, pfn);
+    mem.unlockPage(newPfn);
+    mem.putPage(newPfn);
+    mem.unlockPage(pfn);
+    mem.lruAdd(pfn, list);
+    mem.putPage(pfn);
+    k.vmstat.pgmigrate_fail++;
+    throw new KernelError('EAGAIN', `cannot migrate pfn ${pfn}: ${mem.pageMapcount(pfn)} mapping(s) not reached by the rmap walk`);
+  }
+
+  // migrate_page_move_mapping() + migrate_page_copy()
+  const oldFlags = mem.flags[pfn]!;
+  mem.flags[newPfn]! |= oldFlags & MIGRATE_FLAGS;
+  mem.mapping[newPfn] = mem.mapping[pfn]!;
+  mem.index[newPfn] = mem.index[pfn]!;
+  if ((oldFlags & PG_SWAPCACHE) !== 0) {
+    const off = mem.private[pfn]!;
+    mem.private[newPfn] = off;
+    k.swap!.cache[off] = newPfn;
+    mem.flags[pfn]! &= ~PG_SWAPCACHE;
+    mem.private[pfn] = 0;
+    mem.getPage(newPfn); // the swap cache's reference moves with it
+    mem.putPage(pfn);
+  }
+  mem.copyPage(newPfn, pfn);
+  if ((oldFlags & PG_KSM) !== 0 && k.ksm !== null) k.ksm.migratePage(newPfn, pfn);
+  // The old page is no longer anything's: it keeps no mapping or flags that a
+  // keyhole or an rmap walk could mistake for the live page.
+  mem.flags[pfn]! &= ~(MIGRATE_FLAGS & ~PG_LOCKED);
+  mem.mapping[pfn] = null;
+
+  removeMigrationPtes(k, pfn, newPfn);
+  assert(mem.pageMapcount(newPfn) === mapped, () => `migration of pfn ${pfn}: ${mapped} mappings before, ${mem.pageMapcount(newPfn)} after`);
+
+  mem.unlockPage(pfn);
+  mem.unlockPage(newPfn);
+  const newList = (oldFlags & PG_UNEVICTABLE) !== 0 ? 2 : (oldFlags & PG_ACTIVE) !== 0 ? 1 : list;
+  mem.lruAdd(newPfn, newList);
+  mem.putPage(newPfn); // the allocation's reference: the ptes and swap cache hold it now
+  mem.putPage(pfn); // ours: the old frame is free
+  k.vmstat.pgmigrate_success++;
+  return newPfn;
+}
+
+/**
+ * remove_migration_ptes(old, new): every migration entry for `old` found by the
+ * rmap walk of `new` becomes a pte mapping `new`, writable if the original was.
+ */
+function removeMigrationPtes(k: HostKernel, oldPfn: number, newPfn: number): void {
+  const mem = k.mem;
+  rmapWalk(k, newPfn, (_p: number, vma: Vma, addr: number) => {
+    const pte = vma.mm.getPte(addr);
+    if ((pte & PTE_KIND_MASK) !== PTE_MIGRATION || ptePayload(pte) !== oldPfn) return SWAP_AGAIN;
+    mem.getPage(newPfn);
+    vma.mm.setPte(addr, mkPte(newPfn, pte & PTE_WRITE));
+    pageAddAnonRmap(k, newPfn, vma, addr);
+    return SWAP_AGAIN;
+  });
+}
+
+/**
+ * /proc/sys/vm/compact_memory: in each online block, the migrate scanner walks up
+ * from the bottom taking movable pages, the free scanner walks down from the top
+ * taking free frames, and each page found below a free frame moves up into it,
+ * until the scanners meet (mm/compaction.c, 2.6.35). Returns pages moved.
+ */
+export function compactMemory(k: HostKernel): number {
+  const mem = k.mem;
+  let moved = 0;
+  for (const block of mem.blocks) {
+    if (!block.online || block.isolated) continue;
+    let low = block.startPfn;
+    let high = block.startPfn + mem.framesIn(block) - 1;
+    for (;;) {
+      while (low < high && migrationBlocker(k, low) !== null) low++;
+      while (high > low && (mem.flags[high]! & PG_BUDDY) === 0) high--;
+      if (low >= high) break;
+      if (!mem.allocSpecificFrame(high)) break;
+      migratePage(k, low, high);
+      moved++;
+      low++;
+      high--;
+    }
+  }
+  return moved;
+}
