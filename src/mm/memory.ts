@@ -27,7 +27,7 @@ import type { HostKernel } from './kernel.js';
 import type { MmStruct } from './mm.js';
 import { LRU_ACTIVE_ANON, LRU_UNEVICTABLE } from './physmem.js';
 import { pageAddNewAnonRmap, pageDupRmap, pageRemoveRmap, rmapWalk } from './rmap.js';
-import { SWAP_CLUSTER_MAX, doSwapPage, freeSwapAndCache, shrinkPages } from './swapops.js';
+import { SWAP_CLUSTER_MAX, doSwapPage, freeSwapAndCache, shrinkPages, tryToFreeSwap } from './swapops.js';
 import { AnonVma, ShmemFile, type Vma } from './vma.js';
 import { SWAP_AGAIN } from './ksm-ops.js';
 
@@ -269,6 +269,10 @@ export function zapRange(k: HostKernel, vma: Vma, start: number, end: number): v
         if ((pte & PTE_DIRTY) !== 0) mem.flags[pfn]! |= PG_DIRTY;
         pageRemoveRmap(k, pfn);
         if ((vma.flags & VM_LOCKED) !== 0) munlockVmaPage(k, pfn, vma);
+        // free_page_and_swap_cache() → free_swap_cache(): the last mapping of a
+        // swap-cache page whose slot no swap pte needs takes the swap cache with it;
+        // otherwise page and slot would linger until reclaim happened to find them.
+        if ((mem.flags[pfn]! & (PG_SWAPCACHE | PG_LOCKED)) === PG_SWAPCACHE && mem.mapcount[pfn] === -1) tryToFreeSwap(k, pfn);
         mem.putPage(pfn);
         return;
       }

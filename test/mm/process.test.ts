@@ -439,6 +439,12 @@ describe('madvise', () => {
     expect(filled(p, a, P, 9)).toBe(true);
   });
 
+  it.each([['hugetlb'], ['pfnmap']] as const)('MADV_DONTNEED on a %s area is EINVAL', (special) => {
+    const p = k.spawn('t');
+    const a = p.mmap(P, { special: [special] });
+    expectErr(() => p.madvise(a, P, 'MADV_DONTNEED'), 'EINVAL');
+  });
+
   it('unaligned start is EINVAL; length 0 is a no-op', () => {
     const p = k.spawn('t');
     const a = p.mmap(P);
@@ -605,6 +611,14 @@ describe('mlock / munlock', () => {
     p.munmap(a, P);
     expect(c.pfnOf(a)).toBe(pfn);
     expect(k.mem.flags[pfn]! & PG_MLOCKED).toBe(0);
+  });
+
+  it('a negative length is EINVAL for mlock and munlock', () => {
+    const p = k.spawn('t');
+    const a = p.mmap(P);
+    expectErr(() => p.mlock(a, -1), 'EINVAL');
+    expectErr(() => p.munlock(a, -1), 'EINVAL');
+    expect(p.maps()).toEqual([area(a, a + P, 'rw')]);
   });
 
   it('length 0 is a no-op for mlock and munlock', () => {
@@ -899,6 +913,7 @@ describe('pin (get_user_pages)', () => {
     const pin = p.pin(a);
     expect(pin.pfn).toBe(k.mem.zeroPfn);
     expect(k.mem.count[0]).toBe(2);
+    k.checkInvariants(); // the zero page's count is 1 + its pins
     pin.release();
     expect(k.mem.count[0]).toBe(1);
   });
