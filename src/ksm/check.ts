@@ -1,9 +1,24 @@
 import { InvariantError } from '../lib/errors.js';
+import { PAGE_CHECKSUM_BATCH, PageChecksumBatch } from '../lib/jhash.js';
 import { rbCheck, rbCount, type RbNode } from '../lib/rbtree.js';
 import { MMF_VM_MERGEABLE } from '../mm/constants.js';
 import type { AnonVma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
 import { SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, type RmapItem, type StableNode } from './structs.js';
+
+/** The memo check's batch, and the frames in it. */
+const scratchChecksumBatch = new PageChecksumBatch();
+const scratchBatchPfns = new Int32Array(PAGE_CHECKSUM_BATCH);
+
+/**
+ * Memoized checksums recomputed per check, at most. Rehashing every memo costs ~1 µs
+ * a page, which for a test that has scanned a few hundred MiB would dwarf the rest of
+ * the check; so each call takes the next CHECKED_MEMOS_PER_CALL memos round the
+ * frames, from where the last call stopped, and over a test's many calls every memo
+ * gets looked at. (test/mm/contents.test.ts checks each write path directly.)
+ */
+const CHECKED_MEMOS_PER_CALL = 8192;
+let memoCheckCursor = 0;
 
 /**
  * KSM's part of checkInvariants(): both trees, every rmap_item, every anon_vma
@@ -135,5 +150,43 @@ export function checkKsmInvariants(ksm: Ksm): void {
         fail(`anon_vma ${av.id} of ${vma} has ksm_refcount ${av.ksmRefcount}, ${holds.get(av) ?? 0} stable rmap_items hold it`);
       }
     }
+  }
+
+  // ---- the memos: every remembered answer is still the right one ----
+  // A wrong one means some write to a frame did not go through mem.contentsChanged().
+  const batch = scratchChecksumBatch;
+  const pfns = scratchBatchPfns;
+  const verify = (): void => {
+    batch.run();
+    let bad = -1;
+    for (let j = 0; j < batch.n && bad < 0; j++) if (batch.sums[j] !== mem.checksumMemo[pfns[j]!]) bad = j;
+    const sum = bad >= 0 ? batch.sums[bad]! : 0;
+    batch.clear();
+    if (bad >= 0) {
+      const pfn = pfns[bad]!;
+      fail(`memoized checksum of ${mem.describe(pfn)} is 0x${mem.checksumMemo[pfn]!.toString(16)}, its bytes hash to 0x${sum.toString(16)}: a write skipped contentsChanged()`);
+    }
+  };
+  batch.clear();
+  let checked = 0;
+  const start = memoCheckCursor < mem.nrFrames ? memoCheckCursor : 0;
+  let pfn = start;
+  do {
+    if (mem.checksumValid[pfn] !== 0) {
+      pfns[batch.n] = pfn;
+      batch.add(mem.dataOf(pfn), mem.wordsOf(pfn), mem.offsetOf(pfn));
+      if (batch.n === PAGE_CHECKSUM_BATCH) verify();
+      checked++;
+    }
+    pfn = pfn + 1 < mem.nrFrames ? pfn + 1 : 0;
+  } while (pfn !== start && checked < CHECKED_MEMOS_PER_CALL);
+  memoCheckCursor = pfn;
+  verify();
+  for (let s = 0; s < ksm.memcmpEpoch.length; s++) {
+    if (ksm.memcmpEpoch[s] !== mem.contentsEpoch) continue;
+    const lo = ksm.memcmpLo[s]!;
+    const hi = ksm.memcmpHi[s]!;
+    const sign = Math.sign(mem.comparePages(lo, hi));
+    if (sign !== ksm.memcmpSign[s]) fail(`memcmp memo says ${ksm.memcmpSign[s]} for pfns ${lo} and ${hi}, memcmp says ${sign}: a write skipped contentsChanged()`);
   }
 }

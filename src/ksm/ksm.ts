@@ -1,5 +1,5 @@
 import { KernelError, assert, bug } from '../lib/errors.js';
-import { pageChecksum } from '../lib/jhash.js';
+import { PAGE_CHECKSUM_BATCH, PageChecksumBatch, pageChecksum } from '../lib/jhash.js';
 import { RbRoot, rbErase, rbInitNode, rbInsertColor, rbLinkNode, type RbNode } from '../lib/rbtree.js';
 import {
   MMF_VM_MERGEABLE,
@@ -34,7 +34,7 @@ import { VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_WRITE, handleMmFault, mlockVmaP
 import type { MmStruct } from '../mm/mm.js';
 import { pageAddAnonRmap, pageAddressInVma, pageReferencedOne, pageRemoveRmap, tryToUnmapOne } from '../mm/rmap.js';
 import type { AnonVma, Vma } from '../mm/vma.js';
-import { MmSlot, RmapItem, SEQNR_MASK, STABLE_FLAG, StableNode, UNSTABLE_FLAG, type RmapLink } from './structs.js';
+import { MmSlot, SEQNR_MASK, STABLE_FLAG, StableNode, UNSTABLE_FLAG, newRmapItem, type RmapItem, type RmapLink } from './structs.js';
 
 /*
  * A few notes about the KSM scanning process (after mm/ksm.c):
@@ -75,6 +75,17 @@ interface TreePageOut {
   pfn: number;
 }
 const scratchTreePage: TreePageOut = { pfn: -1 };
+
+/** scanChecksum()'s batch, and the frames in it in the order they were added. */
+const scratchChecksumBatch = new PageChecksumBatch();
+const scratchBatchPfns = new Int32Array(PAGE_CHECKSUM_BATCH);
+
+/** How far past the scanned page scanChecksum() looks for more pages to hash with it. */
+const CHECKSUM_LOOKAHEAD_PTES = 32;
+
+/** Slots in memcmpPages()'s memo: well above one page's tree walks (~4 log2 N compares). */
+const MEMCMP_MEMO_BITS = 8;
+const MEMCMP_MEMO_SLOTS = 1 << MEMCMP_MEMO_BITS;
 
 /**
  * The KSM engine: everything in mm/ksm.c. One instance per kernel; it registers
@@ -117,6 +128,15 @@ export class Ksm implements KsmOps {
   run: number;
   /** ksm_thread_mutex held by the memory hotplug callback (MEM_GOING_OFFLINE..). */
   offlineLock: boolean;
+  /**
+   * memcmpPages()'s memo (not in the kernel: see there). Slot s holds the sign of
+   * memcmp(memcmpLo[s], memcmpHi[s]) (lo <= hi), true while mem.contentsEpoch is
+   * still memcmpEpoch[s]; -1 marks a slot never used.
+   */
+  readonly memcmpLo: Int32Array;
+  readonly memcmpHi: Int32Array;
+  readonly memcmpSign: Int8Array;
+  readonly memcmpEpoch: Float64Array;
 
   constructor(kernel: HostKernel) {
     this.kernel = kernel;
@@ -140,6 +160,10 @@ export class Ksm implements KsmOps {
     this.sleepMillisecs = 20;
     this.run = KSM_RUN_STOP;
     this.offlineLock = false;
+    this.memcmpLo = new Int32Array(MEMCMP_MEMO_SLOTS);
+    this.memcmpHi = new Int32Array(MEMCMP_MEMO_SLOTS);
+    this.memcmpSign = new Int8Array(MEMCMP_MEMO_SLOTS);
+    this.memcmpEpoch = new Float64Array(MEMCMP_MEMO_SLOTS).fill(-1);
   }
 
   // =====================================================================================
@@ -149,7 +173,7 @@ export class Ksm implements KsmOps {
   /** alloc_rmap_item() */
   private allocRmapItem(mm: MmStruct, address: number): RmapItem {
     this.rmapItems++;
-    return new RmapItem(mm, address);
+    return newRmapItem(mm, address);
   }
 
   /** free_rmap_item() */
@@ -175,7 +199,7 @@ export class Ksm implements KsmOps {
     if (av === null) bug(`drop_anon_vma on rmap_item ${this.describeItem(item)} holding none`);
     item.anonVma = null;
     av.ksmRefcount--;
-    assert(av.ksmRefcount >= 0, () => `anon_vma ${av.id} ksm refcount underflow`);
+    if (av.ksmRefcount < 0) bug(`anon_vma ${av.id} ksm refcount underflow`);
     av.freeIfUnused();
   }
 
@@ -204,15 +228,95 @@ export class Ksm implements KsmOps {
     return pfn;
   }
 
-  /** calc_checksum(): jhash2 over the page's 1024 words, initval 17. */
+  /** calc_checksum(): jhash2 over the page's 1024 words, initval 17 (memoized per frame). */
   calcChecksum(pfn: number): number {
     const mem = this.kernel.mem;
-    return pageChecksum(mem.wordsOf(pfn), mem.wordOffsetOf(pfn));
+    if (mem.checksumValid[pfn] !== 0) return mem.checksumMemo[pfn]!;
+    const sum = pageChecksum(mem.wordsOf(pfn), mem.wordOffsetOf(pfn));
+    mem.checksumMemo[pfn] = sum;
+    mem.checksumValid[pfn] = 1;
+    return sum;
   }
 
-  /** memcmp_pages() */
+  /**
+   * calc_checksum() of the page ksmd is scanning, `pfn` mapped at item's address.
+   * Not the kernel's way, but the kernel's numbers: the checksum is a pure function
+   * of the page's bytes, PhysMem memoizes it per frame until the bytes change, and so
+   * where and when it is computed cannot change any decision.
+   *
+   * That lets us compute it early and in bulk. jhash2 is one long serial chain of
+   * adds, shifts and xors, so a lone page leaves most of the CPU idle; several pages
+   * hashed side by side in SIMD lanes cost about a quarter each (lib/jhash.ts). So on
+   * a miss, the next pages the scan will reach in this area whose memo is missing —
+   * present, anonymous, not KSM — are hashed along with this one, and memoized. They
+   * are only read: no reference, no young bit, no rmap_item. A page that changes or
+   * gets merged before ksmd reaches it only wastes its share of the batch.
+   *
+   * The memo pays twice in a steady scan: a page unchanged since the last full scan
+   * (the common case, and the only case that can enter the unstable tree) is not
+   * hashed again.
+   */
+  private scanChecksum(pfn: number, item: RmapItem): number {
+    const mem = this.kernel.mem;
+    if (mem.checksumValid[pfn] !== 0) return mem.checksumMemo[pfn]!;
+    const batch = scratchChecksumBatch;
+    const pfns = scratchBatchPfns;
+    batch.clear(); // empty, unless an exception left it half-filled
+    pfns[0] = pfn;
+    batch.add(mem.dataOf(pfn), mem.wordsOf(pfn), mem.offsetOf(pfn));
+    const mm = item.mm;
+    const vma = mm.findVma(item.address);
+    if (vma !== null) {
+      const limit = Math.min(vma.end, item.address + CHECKSUM_LOOKAHEAD_PTES * PAGE_SIZE);
+      for (let addr = item.address + PAGE_SIZE; addr < limit && batch.n < PAGE_CHECKSUM_BATCH; addr += PAGE_SIZE) {
+        const pte = mm.getPte(addr);
+        if ((pte & PTE_KIND_MASK) !== PTE_PRESENT || (pte & PTE_SPECIAL) !== 0) continue;
+        const p = ptePayload(pte);
+        if ((mem.flags[p]! & (PG_ANON | PG_KSM)) !== PG_ANON || mem.checksumValid[p] !== 0) continue;
+        pfns[batch.n] = p;
+        batch.add(mem.dataOf(p), mem.wordsOf(p), mem.offsetOf(p));
+      }
+    }
+    batch.run();
+    for (let j = 0; j < batch.n; j++) {
+      mem.checksumMemo[pfns[j]!] = batch.sums[j]!;
+      mem.checksumValid[pfns[j]!] = 1;
+    }
+    batch.clear();
+    return mem.checksumMemo[pfn]!;
+  }
+
+  /**
+   * memcmp_pages(), memoized. Not the kernel's way, but its answers: a comparison is
+   * a function of the two frames' bytes, and while mem.contentsEpoch stands no byte
+   * of any frame has changed, so a remembered sign is the sign memcmp would give.
+   *
+   * It pays because cmp_and_merge_page() asks the same questions twice: after
+   * stable_tree_search() found kpage equal, try_to_merge_one_page() compares the two
+   * again; after unstable_tree_search_insert() found a match, so does the merge; and
+   * stable_tree_insert() walks the very path that the failed stable_tree_search() of
+   * the same page just walked (nothing in between writes a page: write-protecting,
+   * replacing a pte and freeing the old page leave every byte alone). The kernel
+   * compares again because another CPU may have written the page meanwhile; here a
+   * write would have moved the epoch, and the memo would miss.
+   */
   private memcmpPages(a: number, b: number): number {
-    return this.kernel.mem.comparePages(a, b);
+    const mem = this.kernel.mem;
+    const lo = a < b ? a : b;
+    const hi = a < b ? b : a;
+    const slot = Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> (32 - MEMCMP_MEMO_BITS);
+    const epoch = mem.contentsEpoch;
+    let sign: number;
+    if (this.memcmpEpoch[slot] === epoch && this.memcmpLo[slot] === lo && this.memcmpHi[slot] === hi) {
+      sign = this.memcmpSign[slot]!;
+    } else {
+      sign = Math.sign(mem.comparePages(lo, hi));
+      this.memcmpLo[slot] = lo;
+      this.memcmpHi[slot] = hi;
+      this.memcmpSign[slot] = sign;
+      this.memcmpEpoch[slot] = epoch;
+    }
+    return a === lo ? sign : 0 - sign;
   }
 
   // =====================================================================================
@@ -329,7 +433,7 @@ export class Ksm implements KsmOps {
       // of this full scan. But an rmap_item inserted by this very scan is still in
       // it (an mm exiting, or unmerging, can get here), and must be erased.
       const age = (this.seqnr - item.flags) & 0xff;
-      assert(age <= 1, () => `unstable rmap_item ${this.describeItem(item)} is ${age} scans old`);
+      if (age > 1) bug(`unstable rmap_item ${this.describeItem(item)} is ${age} scans old`);
       if (age === 0) rbErase(item, this.rootUnstableTree);
       else rbInitNode(item);
       this.pagesUnshared--;
@@ -635,7 +739,7 @@ export class Ksm implements KsmOps {
 
     // A page whose checksum changed since the last scan is changing often: keep it
     // out of the unstable tree, and don't waste time searching it either.
-    const checksum = this.calcChecksum(pfn);
+    const checksum = this.scanChecksum(pfn, item);
     if (item.oldchecksum !== checksum) {
       item.oldchecksum = checksum;
       return;

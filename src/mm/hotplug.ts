@@ -95,7 +95,17 @@ function evacuate(k: HostKernel, block: MemoryBlock, pfn: number): string | null
   if (blocker !== null) return blocker.why;
   const target = mem.allocFrameOutside(block);
   if (target >= 0) {
-    migratePage(k, pfn, target);
+    // Migration can still fail after the checks above: a KSM page faulted back from
+    // the swap cache by a process that has no rmap_item for it yet is mapped where
+    // no rmap walk reaches until ksmd comes round (EAGAIN, everything put back and
+    // the target freed). That page cannot leave now: cancel the offline, don't let
+    // the error escape with the block isolated and KSM locked out.
+    try {
+      migratePage(k, pfn, target);
+    } catch (e) {
+      if (e instanceof KernelError) return e.message;
+      throw e;
+    }
     return null;
   }
   // No room in any other block: write the page to swap instead.

@@ -319,9 +319,13 @@ export class HostKernel {
         }
         if (vma.shmem !== null) shmems.add(vma.shmem);
       }
+      // The messages below name the pte as `${where}`; the string is built only when
+      // one is thrown (every pte of every process passes here on each check).
+      const where = { addr: 0, pte: 0, toString: (): string => `${mm.owner} ${hexAddr(where.addr)} (${decodePte(where.pte)})` };
       mm.forEachPte(0, Number.MAX_SAFE_INTEGER, (addr, pte) => {
         const vma = mm.vmaAt(addr);
-        const where = `${mm.owner} ${hexAddr(addr)} (${decodePte(pte)})`;
+        where.addr = addr;
+        where.pte = pte;
         if (vma === null) throw new InvariantError(`${where}: pte outside any vma`);
         switch (pte & PTE_KIND_MASK) {
           case PTE_PRESENT: {

@@ -73,7 +73,11 @@ export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
   const blocker = migrationBlocker(k, pfn);
   if (blocker !== null) {
     if (newPfn >= 0) mem.putPage(newPfn);
-    k.vmstat.pgmigrate_fail++;
+    // Only a page taken for migration that then could not move (EAGAIN: locked or
+    // pinned) is a failed migration. A free, reserved, non-anonymous or isolated
+    // frame never became a candidate (isolate_lru_page() refused it, as move_pages
+    // and offlining do before migrate_pages()): no counter moves.
+    if (blocker.code === 'EAGAIN') k.vmstat.pgmigrate_fail++;
     throw new KernelError(blocker.code, `cannot migrate: ${blocker.why}`);
   }
   if (newPfn < 0) {
@@ -172,10 +176,18 @@ export function compactMemory(k: HostKernel): number {
       while (high > low && (mem.flags[high]! & PG_BUDDY) === 0) high--;
       if (low >= high) break;
       if (!mem.allocSpecificFrame(high)) break;
-      migratePage(k, low, high);
-      moved++;
+      try {
+        migratePage(k, low, high);
+        moved++;
+        high--;
+      } catch (e) {
+        // A page the rmap walk cannot fully reach (a KSM page faulted back from the
+        // swap cache by a process ksmd has not yet given an rmap_item) fails with
+        // EAGAIN, everything put back and `high` freed again: compaction puts such a
+        // page back on the LRU and goes on (putback_lru_pages), it never fails.
+        if (!(e instanceof KernelError) || e.code !== 'EAGAIN') throw e;
+      }
       low++;
-      high--;
     }
   }
   return moved;

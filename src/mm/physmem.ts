@@ -38,6 +38,24 @@ import {
  *   private[pfn]   the swap entry while PG_SWAPCACHE is set.
  *   lruPrev/Next   the frame's links in its LRU list (-1 when not on one).
  *
+ * Facts about the contents, kept so that they need not be recomputed:
+ *
+ *   contentsEpoch      bumped by every write to any frame's bytes. Anything
+ *                      computed from frame contents stays true while it holds
+ *                      (KSM's memcmp memo relies on it).
+ *   checksumMemo[pfn]  the frame's KSM checksum (jhash2 of its 4096 bytes), valid
+ *   checksumValid[pfn] while this is 1. A pure function of the bytes, so using it
+ *                      cannot change what KSM decides.
+ *   neverUsed[pfn]     1 while the frame has not been handed out since its block
+ *                      came online: its bytes are still the zeros of the fresh
+ *                      buffer, so allocFrame(true) need not clear them. Cleared by
+ *                      every allocator, so it does not rely on writers reporting.
+ *
+ * Every write to a frame's bytes goes through contentsChanged() (copyPage and
+ * onlineBlock do the same themselves): it bumps the epoch and clears the frame's
+ * checksum memo. Whoever writes through dataOf()/wordsOf() must call it too;
+ * KSM's checkInvariants recomputes every memoized checksum to catch one who did not.
+ *
  * Always true: a free frame has count 0, mapcount -1, mapping null, flags exactly
  * PG_BUDDY (plus PG_OFFLINE when its block is offline); the zero page (pfn 0) is
  * PG_RESERVED, count 1, mapcount -1, and is never freed.
@@ -105,6 +123,10 @@ export class PhysMem {
   readonly lruNext: Int32Array;
   /** A free frame's slot in its block's free stack (so a given frame can be taken in O(1)). */
   readonly freePos: Int32Array;
+  readonly checksumMemo: Uint32Array;
+  readonly checksumValid: Uint8Array;
+  readonly neverUsed: Uint8Array;
+  contentsEpoch: number;
 
   /**
    * LRU lists (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_UNEVICTABLE), doubly linked
@@ -147,6 +169,10 @@ export class PhysMem {
     this.lruPrev = new Int32Array(n).fill(-1);
     this.lruNext = new Int32Array(n).fill(-1);
     this.freePos = new Int32Array(n).fill(-1);
+    this.checksumMemo = new Uint32Array(n);
+    this.checksumValid = new Uint8Array(n);
+    this.neverUsed = new Uint8Array(n);
+    this.contentsEpoch = 0;
     this.lruHead = new Int32Array(3).fill(-1);
     this.lruTail = new Int32Array(3).fill(-1);
     this.lruSize = new Int32Array(3);
@@ -172,7 +198,10 @@ export class PhysMem {
     return (pfn & (this.blockPages - 1)) << PAGE_SHIFT;
   }
 
-  /** The block buffer holding pfn (online blocks only). */
+  /**
+   * The block buffer holding pfn (online blocks only). Reading is free; whoever writes
+   * a frame's bytes through it must call contentsChanged(pfn).
+   */
   dataOf(pfn: number): Buffer {
     const data = this.blocks[pfn >>> this.blockShift]!.data;
     if (data === null) bug(`pfn ${pfn} lies in offline memory block ${pfn >>> this.blockShift}`);
@@ -205,9 +234,12 @@ export class PhysMem {
       this.nrFreeOnline--;
       this.flags[pfn] = 0;
       this.count[pfn] = 1;
-      if (zero) {
+      if (this.neverUsed[pfn] !== 0) {
+        this.neverUsed[pfn] = 0; // zero already
+      } else if (zero) {
         const off = this.offsetOf(pfn);
         block.data!.fill(0, off, off + PAGE_SIZE);
+        this.contentsChanged(pfn);
       }
       return pfn;
     }
@@ -224,6 +256,7 @@ export class PhysMem {
       this.nrFreeOnline--;
       this.flags[pfn] = 0;
       this.count[pfn] = 1;
+      this.neverUsed[pfn] = 0;
       return pfn;
     }
     return -1;
@@ -244,14 +277,17 @@ export class PhysMem {
     this.nrFreeOnline--;
     this.flags[pfn] = 0;
     this.count[pfn] = 1;
+    this.neverUsed[pfn] = 0;
     return true;
   }
 
   /** __free_page(): only for a frame whose count has dropped to 0. */
   freeFrame(pfn: number): void {
-    assert(this.count[pfn] === 0, () => `freeing pfn ${pfn} with count ${this.count[pfn]}`);
-    assert(this.mapcount[pfn] === -1, () => `freeing pfn ${pfn} still mapped (mapcount ${this.mapcount[pfn]! + 1})`);
-    assert((this.flags[pfn]! & (PG_BUDDY | PG_RESERVED | PG_LOCKED)) === 0, () => `freeing pfn ${pfn} with flags ${decodePageFlags(this.flags[pfn]!)}`);
+    // Hot (KSM frees a page per merge): `if (..) bug()` rather than assert(), whose
+    // message closure would be allocated on every call.
+    if (this.count[pfn] !== 0) bug(`freeing pfn ${pfn} with count ${this.count[pfn]}`);
+    if (this.mapcount[pfn] !== -1) bug(`freeing pfn ${pfn} still mapped (mapcount ${this.mapcount[pfn]! + 1})`);
+    if ((this.flags[pfn]! & (PG_BUDDY | PG_RESERVED | PG_LOCKED)) !== 0) bug(`freeing pfn ${pfn} with flags ${decodePageFlags(this.flags[pfn]!)}`);
     // __page_cache_release(): a page leaves its LRU list when its last reference goes.
     if ((this.flags[pfn]! & PG_LRU) !== 0) this.lruDel(pfn);
     this.flags[pfn] = PG_BUDDY;
@@ -273,7 +309,7 @@ export class PhysMem {
   putPage(pfn: number): void {
     const c = --this.count[pfn]!;
     if (c === 0) this.freeFrame(pfn);
-    else assert(c > 0, () => `put_page on pfn ${pfn} underflowed`);
+    else if (c < 0) bug(`put_page on pfn ${pfn} underflowed`);
   }
 
   /** get_page_unless_zero() */
@@ -312,7 +348,7 @@ export class PhysMem {
   }
 
   unlockPage(pfn: number): void {
-    assert((this.flags[pfn]! & PG_LOCKED) !== 0, () => `unlock_page(pfn ${pfn}) not locked`);
+    if ((this.flags[pfn]! & PG_LOCKED) === 0) bug(`unlock_page(pfn ${pfn}) not locked`);
     this.flags[pfn]! &= ~PG_LOCKED;
   }
 
@@ -370,10 +406,19 @@ export class PhysMem {
     return this.dataOf(a).compare(this.dataOf(b), offB, offB + PAGE_SIZE, offA, offA + PAGE_SIZE);
   }
 
-  /** copy_highpage(dst, src) */
+  /** copy_highpage(dst, src): dst's checksum memo becomes src's (same bytes). */
   copyPage(dst: number, src: number): void {
     const offS = this.offsetOf(src);
     this.dataOf(src).copy(this.dataOf(dst), this.offsetOf(dst), offS, offS + PAGE_SIZE);
+    this.checksumMemo[dst] = this.checksumMemo[src]!;
+    this.checksumValid[dst] = this.checksumValid[src]!;
+    this.contentsEpoch++;
+  }
+
+  /** The frame's bytes were written: forget what we knew of them. */
+  contentsChanged(pfn: number): void {
+    this.checksumValid[pfn] = 0;
+    this.contentsEpoch++;
   }
 
   // ---- blocks ------------------------------------------------------------------------
@@ -382,12 +427,15 @@ export class PhysMem {
   onlineBlock(block: MemoryBlock): void {
     assert(!block.online, () => `memory block ${block.index} already online`);
     block.attachBuffer();
+    this.contentsEpoch++;
     block.online = true;
     block.isolated = false;
     block.nrFree = 0;
     const end = Math.min(block.startPfn + block.nrPages, this.nrFrames);
     // Push in descending order so that allocation hands out ascending pfns.
     for (let pfn = end - 1; pfn >= block.startPfn; pfn--) {
+      this.checksumValid[pfn] = 0;
+      this.neverUsed[pfn] = 1;
       this.flags[pfn] = PG_BUDDY;
       this.count[pfn] = 0;
       this.mapcount[pfn] = -1;
@@ -418,11 +466,14 @@ export class PhysMem {
     for (let pfn = block.startPfn; pfn < block.startPfn + this.framesIn(block); pfn++) {
       this.flags[pfn] = PG_BUDDY | PG_OFFLINE;
       this.freePos[pfn] = -1;
+      this.checksumValid[pfn] = 0;
+      this.neverUsed[pfn] = 0;
     }
     block.nrFree = 0;
     block.online = false;
     block.isolated = false;
     block.releaseBuffer();
+    this.contentsEpoch++;
   }
 
   framesIn(block: MemoryBlock): number {
@@ -440,6 +491,7 @@ export class PhysMem {
         this.freePos[pfn] = -1;
         this.nrFreeOnline--;
         this.count[pfn] = 1;
+        this.neverUsed[pfn] = 0;
         return;
       }
     }

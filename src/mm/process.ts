@@ -507,6 +507,7 @@ export class Process {
       vma = this.vmaFor(a, vma);
       const pfn = this.faultIn(vma, pageAddr, true, force);
       src.copy(mem.dataOf(pfn), mem.offsetOf(pfn) + (a - pageAddr), done, done + inPage);
+      mem.contentsChanged(pfn);
       done += inPage;
     }
   }
@@ -536,6 +537,7 @@ export class Process {
       }
       const off = mem.offsetOf(pfn) + (a - pageAddr);
       mem.dataOf(pfn).fill(v, off, off + inPage);
+      mem.contentsChanged(pfn);
       done += inPage;
     }
   }

@@ -74,7 +74,7 @@ export function pageDupRmap(k: HostKernel, pfn: number): void {
 /** page_remove_rmap(): a pte no longer maps the page. */
 export function pageRemoveRmap(k: HostKernel, pfn: number): void {
   const m = --k.mem.mapcount[pfn]!;
-  assert(m >= -1, () => `page_remove_rmap underflow on ${k.mem.describe(pfn)}`);
+  if (m < -1) bug(`page_remove_rmap underflow on ${k.mem.describe(pfn)}`);
 }
 
 /** The pte slot mapping pfn at addr in vma's mm, or -1 (page_check_address()). */

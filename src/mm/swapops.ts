@@ -192,6 +192,7 @@ export function doSwapPage(k: HostKernel, vma: Vma, addr: number, pte: number, w
       return VM_FAULT_MINOR;
     }
     swp.readSlot(off, mem.dataOf(pfn), mem.offsetOf(pfn));
+    mem.contentsChanged(pfn);
     mem.flags[pfn]! |= PG_SWAPCACHE | PG_UPTODATE | PG_SWAPBACKED;
     mem.private[pfn] = off;
     swp.setCache(off, pfn);

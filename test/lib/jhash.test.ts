@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { jhash2, pageChecksum } from '../../src/lib/jhash.js';
+import { PAGE_CHECKSUM_BATCH, PageChecksumBatch, jhash2, pageChecksum, pageChecksums2 } from '../../src/lib/jhash.js';
+import { Prng } from '../../src/lib/prng.js';
 
 /*
  * Known values: computed by a small C program implementing the Linux 2.6.33
@@ -92,5 +93,104 @@ describe('pageChecksum (mm/ksm.c calc_checksum)', () => {
     const p = Uint32Array.from(goldenPage);
     p[512] ^= 1;
     expect(pageChecksum(p, 0)).not.toBe(0xde65de83);
+  });
+});
+
+/**
+ * Memory blocks for the batch tests: `pages` random pages in one buffer, seen as a
+ * Buffer and a Uint32Array as PhysMem keeps them. Some pages get the patterns that
+ * stress unsigned arithmetic (all ones, high bits only) and the known pages above.
+ */
+function randomBlock(seed: number, pages: number): { data: Buffer; words: Uint32Array } {
+  const prng = new Prng(seed);
+  const words = new Uint32Array(pages * PAGE_WORDS);
+  for (let i = 0; i < words.length; i++) words[i] = prng.nextU32();
+  if (pages > 3) {
+    words.fill(0xffffffff, 0, PAGE_WORDS);
+    words.fill(0x80000000, PAGE_WORDS, 2 * PAGE_WORDS);
+    words.set(goldenPage, 2 * PAGE_WORDS);
+    words.set(zeroPage, 3 * PAGE_WORDS);
+  }
+  return { data: Buffer.from(words.buffer, words.byteOffset, words.byteLength), words };
+}
+
+describe('pageChecksums2 (two interleaved chains)', () => {
+  it('gives pageChecksum of each page, over 64 random and special pages in two blocks', () => {
+    const x = randomBlock(1, 32);
+    const y = randomBlock(2, 32);
+    const out = new Uint32Array(3);
+    for (let p = 0; p < 32; p++) {
+      const q = 31 - p;
+      pageChecksums2(x.words, p * PAGE_WORDS, y.words, q * PAGE_WORDS, out, 1);
+      expect([out[1], out[2]]).toEqual([pageChecksum(x.words, p * PAGE_WORDS), pageChecksum(y.words, q * PAGE_WORDS)]);
+    }
+    expect(out[0]).toBe(0); // writes only out[outIndex] and the one after
+  });
+
+  it('hashes the same page twice to the same number', () => {
+    const out = new Uint32Array(2);
+    pageChecksums2(goldenPage, 0, goldenPage, 0, out, 0);
+    expect([out[0], out[1]]).toEqual([0xde65de83, 0xde65de83]);
+  });
+});
+
+describe.each([
+  ['WebAssembly SIMD', true],
+  ['scalar fallback', false],
+])('PageChecksumBatch (%s)', (_name, simd) => {
+  it(`uses ${simd ? 'SIMD' : 'no SIMD'}`, () => {
+    expect(new PageChecksumBatch(simd).usesSimd).toBe(simd);
+  });
+
+  it('gives pageChecksum of every page, for every batch size 1..8, pages from two blocks in any order', () => {
+    const blocks = [randomBlock(3, 24), randomBlock(4, 24)];
+    const batch = new PageChecksumBatch(simd);
+    const prng = new Prng(5);
+    for (let round = 0; round < 40; round++) {
+      const n = 1 + (round % PAGE_CHECKSUM_BATCH);
+      const expected: number[] = [];
+      for (let j = 0; j < n; j++) {
+        const b = blocks[prng.nextU32() & 1]!;
+        const page = prng.nextU32() % 24;
+        batch.add(b.data, b.words, page * 4096);
+        expected.push(pageChecksum(b.words, page * PAGE_WORDS));
+      }
+      expect(batch.n).toBe(n);
+      batch.run();
+      expect(Array.from(batch.sums.subarray(0, n))).toEqual(expected);
+      batch.clear();
+      expect(batch.n).toBe(0);
+    }
+  });
+
+  it('runs of neighbouring pages (copied in one go) and jumps between them', () => {
+    const x = randomBlock(6, 16);
+    const y = randomBlock(7, 16);
+    const batch = new PageChecksumBatch(simd);
+    const pages: [typeof x, number][] = [[x, 3], [x, 4], [x, 5], [x, 9], [x, 10], [y, 11], [y, 12], [x, 13]];
+    for (const [b, p] of pages) batch.add(b.data, b.words, p * 4096);
+    batch.run();
+    expect(Array.from(batch.sums)).toEqual(pages.map(([b, p]) => pageChecksum(b.words, p * PAGE_WORDS)));
+    batch.clear();
+    // After clear() nothing of the last run is left over.
+    batch.add(y.data, y.words, 13 * 4096);
+    batch.add(y.data, y.words, 14 * 4096);
+    batch.run();
+    expect([batch.sums[0], batch.sums[1]]).toEqual([pageChecksum(y.words, 13 * PAGE_WORDS), pageChecksum(y.words, 14 * PAGE_WORDS)]);
+  });
+
+  it('known checksums: zero page, 0x61 page, golden page', () => {
+    const batch = new PageChecksumBatch(simd);
+    for (const p of [zeroPage, aPage, goldenPage, zeroPage, aPage]) {
+      batch.add(Buffer.from(p.buffer), p, 0);
+    }
+    batch.run();
+    expect(Array.from(batch.sums.subarray(0, 5))).toEqual([0x31cbe0fa, 0xdfd17da6, 0xde65de83, 0x31cbe0fa, 0xdfd17da6]);
+  });
+
+  it('refuses a ninth page', () => {
+    const batch = new PageChecksumBatch(simd);
+    for (let j = 0; j < PAGE_CHECKSUM_BATCH; j++) batch.add(Buffer.from(zeroPage.buffer), zeroPage, 0);
+    expect(() => batch.add(Buffer.from(zeroPage.buffer), zeroPage, 0)).toThrow(RangeError);
   });
 });

@@ -78,3 +78,17 @@ export function mergeablePages(p: Process, tags: readonly number[]): number {
 export function range(n: number, base = 0): number[] {
   return Array.from({ length: n }, (_, i) => base + i);
 }
+
+/**
+ * Reclaim until a pass frees nothing (memory.reclaim written again and again):
+ * one pass ages only part of the active list, so it may leave reclaimable pages.
+ * Returns the pages freed in all.
+ */
+export function reclaimAll(k: Kernel): number {
+  let total = 0;
+  for (;;) {
+    const n = k.reclaim(1024);
+    if (n === 0) return total;
+    total += n;
+  }
+}

@@ -28,8 +28,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Kernel, KernelError, PAGE_SIZE, type Process } from '../../src/index.js';
+import { PG_SWAPCACHE } from '../../src/mm/constants.js';
 import { RUN, errnoOf, st, stats } from '../ksm/helpers.js';
-import { holdsPages, meminfo, mergeablePages, pattern, range, swapUsedKb, vmstat, writePages } from './helpers.js';
+import { holdsPages, meminfo, mergeablePages, pattern, range, reclaimAll, swapUsedKb, vmstat, writePages } from './helpers.js';
 
 const P = PAGE_SIZE;
 const N = 8;
@@ -63,7 +64,7 @@ function twoMergedGuests() {
 /** twoMergedGuests(), then every KSM page reclaimed. */
 function reclaimedGuests() {
   const g = twoMergedGuests();
-  expect(g.k.reclaim(N)).toBe(N);
+  expect(reclaimAll(g.k)).toBe(N);
   g.k.checkInvariants();
   return g;
 }
@@ -75,9 +76,9 @@ describe('two guests\' merged pages, reclaimed and read back', () => {
     // guest-a had were freed by the merge); 16384 frames less the zero page.
     expect(meminfo(k)).toMatchObject({ MemTotal: 65536, MemFree: (16383 - 8) * 4, AnonPages: 8 * 4, SwapTotal: 16384, SwapFree: 16384 });
 
-    // Only the 8 KSM pages are on the LRU, so reclaim takes all 8. Each is unmapped
+    // Only the 8 KSM pages are on the LRU: reclaim takes all 8. Each is unmapped
     // from both guests through the stable node's two rmap_items and written once.
-    expect(k.reclaim(N)).toBe(N);
+    expect(reclaimAll(k)).toBe(N);
     k.checkInvariants();
     expect(vmstat(k)).toMatchObject({ pswpout: 8, pswpin: 0, ksm_swpin_copy: 0 });
     expect(swapUsedKb(k)).toBe(8 * 4);
@@ -100,7 +101,7 @@ describe('two guests\' merged pages, reclaimed and read back', () => {
     expect(meminfo(k)).toMatchObject({ SwapCached: 8 * 4, AnonPages: 8 * 4 });
     expect(swapUsedKb(k)).toBe(8 * 4);
     const readBack = pfnsOf(a, addrA, N) as number[];
-    expect(readBack.every((f) => f !== null && (k.mem.flags[f]! & (1 << 6)) !== 0)).toBe(true); // PG_swapcache
+    expect(readBack.every((f) => f !== null && (k.mem.flags[f]! & PG_SWAPCACHE) !== 0)).toBe(true);
 
     // guest-b finds each page in the swap cache (no I/O), but it is guest-a's now:
     // another anon_vma, so guest-b gets a copy of each.
@@ -340,7 +341,7 @@ describe('reclaim', () => {
     for (const pin of pins) pin.release();
     p.munlock(locked, 4 * P);
     expect(meminfo(k)).toMatchObject({ Mlocked: 0 });
-    expect(k.reclaim(8)).toBe(8);
+    expect(reclaimAll(k)).toBe(8);
     expect(swapUsedKb(k)).toBe(12 * 4);
     expect(holdsPages(p, locked, range(4, 10)) && holdsPages(p, pinned, range(4, 20)) && holdsPages(p, plain, range(4, 30))).toBe(true);
     k.checkInvariants();
