@@ -127,7 +127,7 @@ export function metadataPerPage(memoryMiB = 1024, blockMiB = 128): MetadataResul
 
   // Computed: every per-frame array of PhysMem, by its element size; `mapping` is a
   // JS array of references (8 bytes each on a 64-bit V8 without pointer compression,
-  // as Node ships). The blocks' free stacks are one Int32 per frame. Page tables are
+  // as Node ships). Free lists reuse the LRU links. Page tables are
   // one Uint32Array(512) per 2 MiB touched: 4 bytes per pte plus the table's own
   // object and its Map entry (about 160 bytes, shared by 512 pages).
   const mem = k.mem;
@@ -140,7 +140,9 @@ export function metadataPerPage(memoryMiB = 1024, blockMiB = 128): MetadataResul
     private: mem.private.BYTES_PER_ELEMENT,
     lruPrev: mem.lruPrev.BYTES_PER_ELEMENT,
     lruNext: mem.lruNext.BYTES_PER_ELEMENT,
-    freeStack: mem.blocks[0]!.freeStack.BYTES_PER_ELEMENT,
+    checksumMemo: mem.checksumMemo.BYTES_PER_ELEMENT,
+    checksumValid: mem.checksumValid.BYTES_PER_ELEMENT,
+    neverUsed: mem.neverUsed.BYTES_PER_ELEMENT,
   };
   const tables = p.mm.pgtables.size;
   const ptes = tables * PTRS_PER_PTE * Uint32Array.BYTES_PER_ELEMENT;

@@ -74,8 +74,12 @@ export class MemoryBlock {
   online: boolean;
   /** Isolated for offlining: the allocator skips it (MIGRATE_ISOLATE). */
   isolated: boolean;
-  /** Free frames of this block: a stack in freeStack[0..nrFree). */
-  readonly freeStack: Int32Array;
+  /**
+   * Free frames of this block: a list through the frames' lruPrev/lruNext links
+   * (a free frame is on no LRU list, so, as the buddy allocator reuses page->lru,
+   * its links are free to serve), headed by `freeHead`, `nrFree` long.
+   */
+  freeHead: number;
   nrFree: number;
 
   constructor(index: number, startPfn: number, nrPages: number) {
@@ -86,7 +90,7 @@ export class MemoryBlock {
     this.words = null;
     this.online = false;
     this.isolated = false;
-    this.freeStack = new Int32Array(nrPages);
+    this.freeHead = -1;
     this.nrFree = 0;
   }
 
@@ -121,8 +125,6 @@ export class PhysMem {
   readonly private: Uint32Array;
   readonly lruPrev: Int32Array;
   readonly lruNext: Int32Array;
-  /** A free frame's slot in its block's free stack (so a given frame can be taken in O(1)). */
-  readonly freePos: Int32Array;
   readonly checksumMemo: Uint32Array;
   readonly checksumValid: Uint8Array;
   readonly neverUsed: Uint8Array;
@@ -168,7 +170,6 @@ export class PhysMem {
     this.private = new Uint32Array(n);
     this.lruPrev = new Int32Array(n).fill(-1);
     this.lruNext = new Int32Array(n).fill(-1);
-    this.freePos = new Int32Array(n).fill(-1);
     this.checksumMemo = new Uint32Array(n);
     this.checksumValid = new Uint8Array(n);
     this.neverUsed = new Uint8Array(n);
@@ -229,8 +230,8 @@ export class PhysMem {
     for (let b = 0; b < this.blocks.length; b++) {
       const block = this.blocks[b]!;
       if (block.nrFree === 0 || !block.online || block.isolated) continue;
-      const pfn = block.freeStack[--block.nrFree]!;
-      this.freePos[pfn] = -1;
+      const pfn = block.freeHead;
+      this.unlinkFree(block, pfn);
       this.nrFreeOnline--;
       this.flags[pfn] = 0;
       this.count[pfn] = 1;
@@ -251,8 +252,8 @@ export class PhysMem {
     for (let b = 0; b < this.blocks.length; b++) {
       const block = this.blocks[b]!;
       if (block === avoid || block.nrFree === 0 || !block.online || block.isolated) continue;
-      const pfn = block.freeStack[--block.nrFree]!;
-      this.freePos[pfn] = -1;
+      const pfn = block.freeHead;
+      this.unlinkFree(block, pfn);
       this.nrFreeOnline--;
       this.flags[pfn] = 0;
       this.count[pfn] = 1;
@@ -268,12 +269,8 @@ export class PhysMem {
    */
   allocSpecificFrame(pfn: number): boolean {
     const block = this.blocks[pfn >>> this.blockShift]!;
-    const pos = this.freePos[pfn]!;
-    if (pos < 0 || !block.online || block.isolated) return false;
-    const last = block.freeStack[--block.nrFree]!;
-    block.freeStack[pos] = last;
-    this.freePos[last] = pos;
-    this.freePos[pfn] = -1;
+    if ((this.flags[pfn]! & (PG_BUDDY | PG_OFFLINE)) !== PG_BUDDY || !block.online || block.isolated) return false;
+    this.unlinkFree(block, pfn);
     this.nrFreeOnline--;
     this.flags[pfn] = 0;
     this.count[pfn] = 1;
@@ -295,9 +292,30 @@ export class PhysMem {
     this.index[pfn] = 0;
     this.private[pfn] = 0;
     const block = this.blocks[pfn >>> this.blockShift]!;
-    this.freePos[pfn] = block.nrFree;
-    block.freeStack[block.nrFree++] = pfn;
+    this.pushFree(block, pfn);
     if (block.online && !block.isolated) this.nrFreeOnline++;
+  }
+
+  /** Put a free frame at the head of its block's free list (handed out first). */
+  private pushFree(block: MemoryBlock, pfn: number): void {
+    const head = block.freeHead;
+    this.lruPrev[pfn] = -1;
+    this.lruNext[pfn] = head;
+    if (head >= 0) this.lruPrev[head] = pfn;
+    block.freeHead = pfn;
+    block.nrFree++;
+  }
+
+  /** Take a free frame off its block's free list, wherever it is on it. */
+  private unlinkFree(block: MemoryBlock, pfn: number): void {
+    const prev = this.lruPrev[pfn]!;
+    const next = this.lruNext[pfn]!;
+    if (prev >= 0) this.lruNext[prev] = next;
+    else block.freeHead = next;
+    if (next >= 0) this.lruPrev[next] = prev;
+    this.lruPrev[pfn] = -1;
+    this.lruNext[pfn] = -1;
+    block.nrFree--;
   }
 
   /** get_page() */
@@ -431,6 +449,7 @@ export class PhysMem {
     block.online = true;
     block.isolated = false;
     block.nrFree = 0;
+    block.freeHead = -1;
     const end = Math.min(block.startPfn + block.nrPages, this.nrFrames);
     // Push in descending order so that allocation hands out ascending pfns.
     for (let pfn = end - 1; pfn >= block.startPfn; pfn--) {
@@ -440,8 +459,7 @@ export class PhysMem {
       this.count[pfn] = 0;
       this.mapcount[pfn] = -1;
       this.mapping[pfn] = null;
-      this.freePos[pfn] = block.nrFree;
-      block.freeStack[block.nrFree++] = pfn;
+      this.pushFree(block, pfn);
     }
     this.nrFreeOnline += block.nrFree;
   }
@@ -465,11 +483,13 @@ export class PhysMem {
     assert(block.nrFree === this.framesIn(block), () => `offlining memory block ${block.index} with frames in use`);
     for (let pfn = block.startPfn; pfn < block.startPfn + this.framesIn(block); pfn++) {
       this.flags[pfn] = PG_BUDDY | PG_OFFLINE;
-      this.freePos[pfn] = -1;
+      this.lruPrev[pfn] = -1;
+      this.lruNext[pfn] = -1;
       this.checksumValid[pfn] = 0;
       this.neverUsed[pfn] = 0;
     }
     block.nrFree = 0;
+    block.freeHead = -1;
     block.online = false;
     block.isolated = false;
     block.releaseBuffer();
@@ -480,22 +500,14 @@ export class PhysMem {
     return Math.min(block.nrPages, this.nrFrames - block.startPfn);
   }
 
-  /** Remove a specific frame from its block's free stack (used once, for the zero page). */
+  /** Remove a specific frame from its block's free list (used once, for the zero page). */
   private takeFrame(pfn: number): void {
     const block = this.blockOf(pfn);
-    for (let i = 0; i < block.nrFree; i++) {
-      if (block.freeStack[i] === pfn) {
-        const last = block.freeStack[--block.nrFree]!;
-        block.freeStack[i] = last;
-        this.freePos[last] = i;
-        this.freePos[pfn] = -1;
-        this.nrFreeOnline--;
-        this.count[pfn] = 1;
-        this.neverUsed[pfn] = 0;
-        return;
-      }
-    }
-    bug(`pfn ${pfn} is not free`);
+    if ((this.flags[pfn]! & PG_BUDDY) === 0) bug(`pfn ${pfn} is not free`);
+    this.unlinkFree(block, pfn);
+    this.nrFreeOnline--;
+    this.count[pfn] = 1;
+    this.neverUsed[pfn] = 0;
   }
 
   onlineFrames(): number {
