@@ -150,6 +150,9 @@ export class Process {
       vma.pgoff = 0;
     }
     this.mm.insertVma(vma);
+    // mmap_region() → vma_merge(): an anonymous area next to a compatible one (same
+    // flags, contiguous pgoff, no conflicting anon_vma) extends it instead.
+    if (vma.shmem === null) this.mergeAround(this.mm.vmas.indexOf(vma));
     return addr;
   }
 

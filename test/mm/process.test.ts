@@ -93,7 +93,19 @@ describe('mmap', () => {
     const p = k.spawn('t');
     const a = p.mmap(1);
     const b = p.mmap(P + 1);
-    expect(p.maps()).toEqual([area(b, b + 2 * P, 'rw'), area(a, a + P, 'rw')]);
+    // Top down: b's two pages sit right below a's one page, and vma_merge() joins the
+    // two anonymous areas into one of three pages.
+    expect(b).toBe(a - 2 * P);
+    expect(p.maps()).toEqual([area(b, a + P, 'rw')]);
+  });
+
+  it('adjacent anonymous areas merge only when nothing tells them apart', () => {
+    const p = k.spawn('t');
+    const a = p.mmap(P, { prot: 'r' });
+    const b = p.mmap(P, { prot: 'rw' });
+    const c = p.mmap(P, { prot: 'rw' });
+    expect([b, c]).toEqual([a - P, a - 2 * P]);
+    expect(p.maps()).toEqual([area(c, b + P, 'rw'), area(a, a + P, 'r')]);
   });
 
   it('mapping allocates no frame', () => {
