@@ -3,9 +3,11 @@
  * under the machine's KSM, and prints what each `settle` observed.
  *
  * It does NOT configure KSM: test/oracle/real.ts saves, configures and restores the
- * knobs around a run. The one knob this program touches is `run`, and only inside a
- * settle: it writes run=0 to pause ksmd between two scan batches while it reads the
- * statistics and the digests, then writes back the value it found (see settle()).
+ * knobs around a run (with run=0). The one knob this program touches is `run`: ksmd
+ * runs only inside a settle, as in the model, where ksmd scans only when a settle
+ * asks it to. A settle writes run=1, waits for the scans, writes run=0 (which returns
+ * between two scan batches) and reads the statistics and the digests; the steps in
+ * between never race with ksmd (see settle()).
  *
  * Usage
  *   ksm-driver run  < scenario.txt   execute a scenario; one JSON line per settle on stdout
@@ -686,9 +688,8 @@ static void settle(int scans)
 		if (pids[p] > 0 && atoi(command(p, "mergeable") + 3))
 			any_mergeable = 1;
 
-	long run = read_ksm("run");
-	if (run != 1)
-		die("KSM run is %ld, expected 1: real.ts configures it before running", run);
+	/* ksmd runs only during a settle; the cursor stays where the last one left it. */
+	write_ksm("run", 1);
 	long f0 = read_ksm("full_scans"), f1 = f0;
 	long deadline = now_ms() + timeout_ms;
 	if (any_mergeable) {
@@ -723,7 +724,8 @@ static void settle(int scans)
 	 * reading them while ksmd scans can catch an rmap_item between its removal from a
 	 * tree and its reinsertion (unshared one lower, volatile one higher). Writing run=0
 	 * takes ksm_thread_mutex, which ksmd holds for a whole batch: when the write
-	 * returns, ksmd is between batches and every count is consistent.
+	 * returns, ksmd is between batches and every count is consistent. ksmd then stays
+	 * paused until the next settle.
 	 */
 	if (pause_for_stats)
 		write_ksm("run", 0);
@@ -755,8 +757,6 @@ static void settle(int scans)
 	}
 	printf("}}\n");
 	fflush(stdout);
-	if (pause_for_stats)
-		write_ksm("run", run);
 }
 
 static pid_t spawn_slot(int p)

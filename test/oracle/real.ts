@@ -676,7 +676,7 @@ interface DriverStage extends StageResult {
 export async function runOnRealKernel(s: Scenario, opts: RunOptions = {}): Promise<StageResult[]> {
   const input = encodeScenario(s, { timeoutMs: opts.timeoutMs });
   const driver = driverPath();
-  return withRealKsm({ pagesToScan: opts.pagesToScan ?? 100_000, sleepMillisecs: 0, run: 1 }, async (k) => {
+  return withRealKsm({ pagesToScan: opts.pagesToScan ?? 100_000, sleepMillisecs: 0, run: 0 }, async (k) => {
     const child = k.spawn(driver, ['run']);
     let stdout = '';
     let stderr = '';
