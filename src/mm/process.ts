@@ -18,6 +18,7 @@ import {
   VM_MAYREAD,
   VM_MAYSHARE,
   VM_MAYWRITE,
+  VM_MERGEABLE,
   VM_MIXEDMAP,
   VM_PFNMAP,
   VM_READ,
@@ -578,7 +579,7 @@ export class Process {
       end: v.end,
       prot: protName(v.flags),
       shared: (v.flags & VM_SHARED) !== 0,
-      mergeable: (v.flags & (1 << 31)) !== 0,
+      mergeable: (v.flags & VM_MERGEABLE) !== 0,
       locked: (v.flags & VM_LOCKED) !== 0,
     }));
   }
