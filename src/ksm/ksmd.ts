@@ -61,7 +61,10 @@ export class Ksmd implements KThread {
     let done = 0;
     while (done < n) {
       if (!ksm.shouldRun() || ksm.pagesToScan === 0) break;
-      const wake = this.wakeAt ?? this.kernel.now;
+      // ksmd_should_run() holds, so ksmd is due or sleeping between batches; were
+      // it ever left waiting, driving it is what a wakeup would do.
+      if (this.wakeAt === null) this.wakeAt = this.kernel.now;
+      const wake = this.wakeAt;
       const before = ksm.seqnr;
       this.kernel.advance(Math.max(0, wake - this.kernel.now));
       // run=2 resets full_scans: count what we saw advance, not the difference.
