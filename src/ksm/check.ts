@@ -18,7 +18,6 @@ const scratchBatchPfns = new Int32Array(PAGE_CHECKSUM_BATCH);
  * gets looked at. (test/mm/contents.test.ts checks each write path directly.)
  */
 const CHECKED_MEMOS_PER_CALL = 8192;
-let memoCheckCursor = 0;
 
 /**
  * KSM's part of checkInvariants(): both trees, every rmap_item, every anon_vma
@@ -169,7 +168,7 @@ export function checkKsmInvariants(ksm: Ksm): void {
   };
   batch.clear();
   let checked = 0;
-  const start = memoCheckCursor < mem.nrFrames ? memoCheckCursor : 0;
+  const start = ksm.memoCheckCursor < mem.nrFrames ? ksm.memoCheckCursor : 0;
   let pfn = start;
   do {
     if (mem.checksumValid[pfn] !== 0) {
@@ -180,7 +179,7 @@ export function checkKsmInvariants(ksm: Ksm): void {
     }
     pfn = pfn + 1 < mem.nrFrames ? pfn + 1 : 0;
   } while (pfn !== start && checked < CHECKED_MEMOS_PER_CALL);
-  memoCheckCursor = pfn;
+  ksm.memoCheckCursor = pfn;
   verify();
   for (let s = 0; s < ksm.memcmpEpoch.length; s++) {
     if (ksm.memcmpEpoch[s] !== mem.contentsEpoch) continue;

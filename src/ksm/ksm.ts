@@ -137,6 +137,8 @@ export class Ksm implements KsmOps {
   readonly memcmpHi: Int32Array;
   readonly memcmpSign: Int8Array;
   readonly memcmpEpoch: Float64Array;
+  /** Where checkInvariants() resumes re-verifying memoized checksums (check.ts). */
+  memoCheckCursor: number;
 
   constructor(kernel: HostKernel) {
     this.kernel = kernel;
@@ -164,6 +166,7 @@ export class Ksm implements KsmOps {
     this.memcmpHi = new Int32Array(MEMCMP_MEMO_SLOTS);
     this.memcmpSign = new Int8Array(MEMCMP_MEMO_SLOTS);
     this.memcmpEpoch = new Float64Array(MEMCMP_MEMO_SLOTS).fill(-1);
+    this.memoCheckCursor = 0;
   }
 
   // =====================================================================================
