@@ -1,6 +1,10 @@
 /**
- * Samepage's public API: the simulated host kernel with KSM, and nothing else.
- * Internals (src/mm, src/ksm, src/lib) may change without notice.
+ * Samepage's public API, and nothing else. Internals (src/lib, src/mm, src/ksm, and
+ * the modules behind these exports) may change without notice.
+ *
+ * - The simulated host kernel with KSM: `Kernel` and its processes (DESIGN.md).
+ * - The mini VM manager: `Host` with its `Guest`s, guest images, KSM policies.
+ * - Scenarios: load, validate and run them; the reports `samepage run` prints.
  */
 export { Kernel } from './ksm/kernel.js';
 export type { KernelOptions, VmStat } from './mm/kernel.js';
@@ -8,3 +12,27 @@ export type { Process, Pin, Prot, Advice, MmapOptions, MapSpecial } from './mm/p
 export { KernelError, InvariantError, ERRNO } from './lib/errors.js';
 export type { ErrnoCode } from './lib/errors.js';
 export { PAGE_SIZE } from './mm/constants.js';
+
+export { Host, DEFAULT_KSM_POLICY, describePolicy } from './vmm/host.js';
+export type { HostOptions, CreateGuestOptions, KsmPolicy, HostEvent } from './vmm/host.js';
+export { Guest } from './vmm/guest.js';
+export type { GuestOptions, MemSlot } from './vmm/guest.js';
+export type { GuestSample, GuestState, HostSample } from './vmm/types.js';
+export type { WorkloadSpec, PeriodicBurst } from './vmm/workload.js';
+export { ImageCatalog, parseImage } from './vmm/image.js';
+export type { GuestImage, GuestLayout, PageFill } from './vmm/image.js';
+export { Ksmtuned, KSMTUNED_DEFAULTS } from './vmm/ksmtuned.js';
+export type { KsmtunedConfig, KsmtunedDecision } from './vmm/ksmtuned.js';
+export { ConfigError, parseSize, parseDuration } from './vmm/config.js';
+export type { ConfigProblem } from './vmm/config.js';
+
+export { loadImageCatalog, defaultGuestsDir } from './scenario/images.js';
+export { parseScenario } from './scenario/schema.js';
+export type { Scenario, ScenarioGuest, ScenarioEvent, ScenarioAction } from './scenario/schema.js';
+export { loadScenario } from './scenario/load.js';
+export { runScenario, buildHost } from './scenario/run.js';
+export type { RunOptions } from './scenario/run.js';
+export type { RunResult, RunEvent, GuestSummary, HostSummary } from './scenario/types.js';
+export { formatSummary } from './report/table.js';
+export { renderChart } from './report/svg.js';
+export { toJson } from './report/json.js';

@@ -1,115 +1,212 @@
 #!/usr/bin/env node
 /**
- * The `samepage` command. Until the VM manager lands, its one job is a demonstration
- * of KSM on the simulated host kernel: two QEMU-like processes whose RAM is mostly
- * identical are registered MADV_MERGEABLE, ksmd merges them, and the command prints
- * /sys/kernel/mm/ksm and the memory saved.
+ * The `samepage` command: run guest-image scenarios on a simulated KVM host with KSM,
+ * list the guest images, or show KSM on the bare kernel.
+ *
+ * Exit codes: 0 success, 1 a scenario or image file that cannot be used (or a run
+ * that failed), 2 a usage error.
  */
-import { Kernel, KernelError, PAGE_SIZE } from '../index.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { KernelError } from '../lib/errors.js';
+import { ProgressBar } from '../report/progress.js';
+import { renderChart } from '../report/svg.js';
+import { formatSummary } from '../report/table.js';
+import { toJson } from '../report/json.js';
+import { loadImageCatalog } from '../scenario/images.js';
+import { runScenario } from '../scenario/run.js';
+import { loadScenario } from '../scenario/load.js';
+import { ConfigError, formatDuration, formatSize } from '../vmm/config.js';
+import type { ImageCatalog } from '../vmm/image.js';
+import { DEMO_USAGE, demoCommand } from './demo.js';
 
-const USAGE = `usage: samepage [demo] [--mib N] [--shared-percent P] [--seed S]
+const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-Runs two processes of N MiB (default 64) whose pages are P% (default 75) identical
-across them, registers their memory MADV_MERGEABLE, runs ksmd to convergence and
-prints the KSM statistics and the memory saved.
+const USAGE = `usage: samepage <command> [options]
+
+Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
+
+commands:
+  run <scenario>   run a scenario file (YAML or JSON) and print its summary
+  images           list the guest images
+  demo             KSM on the bare kernel: two processes, mostly identical
+  help [command]   this text, or a command's
+
+Run 'samepage <command> --help' for a command's options.
 `;
 
-interface DemoOptions {
-  mib: number;
-  sharedPercent: number;
-  seed: number;
+const RUN_USAGE = `usage: samepage run <scenario.yaml|json> [options]
+
+Runs the scenario on simulated time and prints a summary table per variant.
+
+options:
+  --json FILE      write the full timeline (every sample, every event) as JSON
+  --svg FILE       write a chart of memory saved and free memory over time
+  --seed N         override the scenario's seed
+  --variant NAME   run only this variant
+  --images DIR     guest image descriptors (default: the package's guests/)
+  --check          run the kernel's deep invariant check at every sample (slow)
+  --quiet          no progress bar
+  -h, --help       this text
+
+Scenario format: see the README, section "Scenario files".
+`;
+
+const IMAGES_USAGE = `usage: samepage images [--images DIR] [--json]
+
+Lists the guest images: name, version, OS, minimum RAM, boot time, dirty rate.
+`;
+
+/** A mistake on the command line: exit 2 with the command's usage. */
+class UsageError extends Error {
+  readonly usage: string;
+  constructor(message: string, usage: string) {
+    super(message);
+    this.usage = usage;
+  }
 }
 
-function parseArgs(argv: string[]): DemoOptions | 'help' {
-  const opts: DemoOptions = { mib: 64, sharedPercent: 75, seed: 1 };
-  const args = argv.filter((a) => a !== 'demo');
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '--help' || a === '-h') return 'help';
-    const next = (): number => {
-      const v = args[++i];
-      const n = Number(v);
-      if (v === undefined || !Number.isInteger(n) || n < 0) throw new Error(`${a} needs a non-negative integer, got ${JSON.stringify(v)}`);
-      return n;
-    };
-    if (a === '--mib') opts.mib = next();
-    else if (a === '--shared-percent') opts.sharedPercent = next();
-    else if (a === '--seed') opts.seed = next();
-    else throw new Error(`unknown argument ${JSON.stringify(a)}`);
-  }
-  if (opts.mib < 1 || opts.mib > 4096) throw new Error(`--mib must be 1..4096, got ${opts.mib}`);
-  if (opts.sharedPercent > 100) throw new Error(`--shared-percent must be 0..100, got ${opts.sharedPercent}`);
-  return opts;
+function version(): string {
+  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
 }
 
-function demo(o: DemoOptions): void {
-  const pages = (o.mib * 1024 * 1024) / PAGE_SIZE;
-  const sharedPages = Math.floor((pages * o.sharedPercent) / 100);
-  const blockMiB = 128;
-  const memoryMiB = Math.ceil((2 * o.mib + 64) / blockMiB) * blockMiB;
-  const kernel = new Kernel({ memoryMiB, blockMiB, seed: o.seed });
-  const ksm = (f: string): string => kernel.sysfs.read(`/sys/kernel/mm/ksm/${f}`).trim();
+function parse(argv: string[], usage: string, options: NonNullable<Parameters<typeof parseArgs>[0]>['options']): ReturnType<typeof parseArgs> {
+  try {
+    return parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' }, ...options }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/, ''), usage);
+  }
+}
 
-  console.log(`Samepage: KSM (Linux 2.6.33 mm/ksm.c) on a simulated host with ${memoryMiB} MiB of RAM\n`);
-  const page = new Uint8Array(PAGE_SIZE);
-  const view = new DataView(page.buffer);
-  for (const [gi, name] of ['qemu-a', 'qemu-b'].entries()) {
-    const p = kernel.spawn(name);
-    const base = p.mmap(pages * PAGE_SIZE, { prot: 'rw' });
-    for (let i = 0; i < pages; i++) {
-      // Shared pages: the same bytes in both guests (think kernel text, libraries,
-      // zeroed-then-initialised tables); the rest: unique per guest and page.
-      const unique = i >= sharedPages;
-      const key = unique ? (o.seed * 7919 + (gi + 1) * 1048576 + i) >>> 0 : (o.seed * 31 + i) >>> 0;
-      let x = (Math.imul(key, 2654435761) + 0x9e3779b9) >>> 0 || 1;
-      for (let w = 0; w < PAGE_SIZE; w += 4) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        view.setUint32(w, x >>> 0, true);
-      }
-      p.write(base + i * PAGE_SIZE, page);
-    }
-    p.madvise(base, pages * PAGE_SIZE, 'MADV_MERGEABLE');
-    console.log(`  ${name}: ${o.mib} MiB guest RAM mapped at 0x${base.toString(16)}, MADV_MERGEABLE`);
+function loadImages(dir: string | undefined): ImageCatalog {
+  return dir === undefined ? loadImageCatalog() : loadImageCatalog(dir);
+}
+
+function nonNegativeInt(name: string, v: string | undefined, usage: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw new UsageError(`${name} needs a whole number, got ${JSON.stringify(v)}`, usage);
+  return Number(v);
+}
+
+function runCommand(argv: string[]): number {
+  const { values, positionals } = parse(argv, RUN_USAGE, {
+    json: { type: 'string' },
+    svg: { type: 'string' },
+    seed: { type: 'string' },
+    variant: { type: 'string' },
+    images: { type: 'string' },
+    check: { type: 'boolean' },
+    quiet: { type: 'boolean' },
+  });
+  if (values.help === true) {
+    process.stdout.write(RUN_USAGE);
+    return 0;
   }
-  const before = kernel.meminfo();
-  kernel.sysfs.write('/sys/kernel/mm/ksm/pages_to_scan', '1000');
-  kernel.sysfs.write('/sys/kernel/mm/ksm/sleep_millisecs', '20');
-  kernel.sysfs.write('/sys/kernel/mm/ksm/run', '1');
-  let scans = 0;
-  while (scans < 20) {
-    const shared = ksm('pages_shared');
-    const sharing = ksm('pages_sharing');
-    scans += kernel.ksmd.runFullScans(1);
-    if (scans >= 3 && ksm('pages_shared') === shared && ksm('pages_sharing') === sharing) break;
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'run needs a scenario file' : `run takes one scenario file, got ${positionals.length}`, RUN_USAGE);
+  const path = positionals[0]!;
+  const seed = nonNegativeInt('--seed', values.seed as string | undefined, RUN_USAGE);
+  const images = loadImages(values.images as string | undefined);
+  const scenario = loadScenario(path, images);
+  const bar = values.quiet === true ? null : new ProgressBar(process.stderr);
+  const started = Date.now();
+  const results = runScenario(scenario, {
+    images,
+    ...(seed === undefined ? {} : { seed }),
+    ...(values.variant === undefined ? {} : { variant: values.variant as string }),
+    checkInvariants: values.check === true,
+    onProgress: (variant, t, total) => bar?.update(t / total, `${formatDuration(t)} / ${formatDuration(total)}  ${scenario.name}${variant === null ? '' : ` [${variant}]`}`),
+  });
+  bar?.done();
+  const wall = (Date.now() - started) / 1000;
+  process.stdout.write(formatSummary(results));
+  process.stdout.write(`\n(simulated ${results.length > 1 ? `${results.length} × ` : ''}${scenario.durationMs / 1000}s in ${wall.toFixed(1)}s)\n`);
+  if (values.json !== undefined) {
+    writeFileSync(values.json as string, toJson(results, { file: scenario.file, samepageVersion: version() }));
+    process.stdout.write(`timeline written to ${String(values.json)}\n`);
   }
-  kernel.checkInvariants();
-  const after = kernel.meminfo();
-  console.log(`\nksmd ran ${(kernel.now / 1000).toFixed(2)} s of simulated time (pages_to_scan 1000, sleep_millisecs 20)\n`);
-  console.log('/sys/kernel/mm/ksm:');
-  for (const f of ['run', 'pages_shared', 'pages_sharing', 'pages_unshared', 'pages_volatile', 'full_scans']) {
-    console.log(`  ${f.padEnd(16)}${ksm(f)}`);
+  if (values.svg !== undefined) {
+    writeFileSync(values.svg as string, renderChart(results, { title: scenario.name }));
+    process.stdout.write(`chart written to ${String(values.svg)}\n`);
   }
-  const savedKiB = Number(ksm('pages_sharing')) * (PAGE_SIZE / 1024);
-  console.log(`\nmemory saved: ${(savedKiB / 1024).toFixed(1)} MiB (pages_sharing × 4 KiB)`);
-  console.log(`MemFree: ${(before.MemFree! / 1024).toFixed(1)} MiB before merging, ${(after.MemFree! / 1024).toFixed(1)} MiB after`);
-  console.log(`AnonPages: ${(before.AnonPages! / 1024).toFixed(1)} MiB → ${(after.AnonPages! / 1024).toFixed(1)} MiB`);
+  return 0;
+}
+
+function imagesCommand(argv: string[]): number {
+  const { values, positionals } = parse(argv, IMAGES_USAGE, { images: { type: 'string' }, json: { type: 'boolean' } });
+  if (values.help === true) {
+    process.stdout.write(IMAGES_USAGE);
+    return 0;
+  }
+  if (positionals.length > 0) throw new UsageError(`images takes no arguments, got ${positionals.join(' ')}`, IMAGES_USAGE);
+  const catalog = loadImages(values.images as string | undefined);
+  const list = catalog.list();
+  if (values.json === true) {
+    process.stdout.write(`${JSON.stringify(list.map((i) => ({ name: i.name, version: i.version, os: i.os, description: i.description, file: i.file, minRamBytes: i.minRamBytes, bootMs: i.bootMs, dirtyRate: i.workload.dirtyRate })), null, 2)}\n`);
+    return 0;
+  }
+  const rows = list.map((i) => [i.name, i.version, i.os, formatSize(i.minRamBytes), `${i.bootMs / 1000}s`, `${i.workload.dirtyRate}/s`, i.description]);
+  const header = ['image', 'version', 'os', 'min RAM', 'boot', 'dirty', 'description'];
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]): string => r.map((x, c) => (c === r.length - 1 ? x : x.padEnd(widths[c]!))).join('  ').trimEnd();
+  process.stdout.write(`${[line(header), line(widths.map((w, c) => '-'.repeat(c === widths.length - 1 ? header[c]!.length : w))), ...rows.map(line)].join('\n')}\n`);
+  return 0;
 }
 
 function main(argv: string[]): number {
+  const [cmd, ...rest] = argv;
   try {
-    const opts = parseArgs(argv);
-    if (opts === 'help') {
-      process.stdout.write(USAGE);
-      return 0;
+    switch (cmd) {
+      case 'run':
+        return runCommand(rest);
+      case 'images':
+        return imagesCommand(rest);
+      case 'demo':
+        try {
+          return demoCommand(rest);
+        } catch (e) {
+          if (e instanceof Error && !(e instanceof KernelError)) throw new UsageError(e.message, DEMO_USAGE);
+          throw e;
+        }
+      case undefined:
+        // A usage error like any other: the usage goes to stderr, stdout stays empty.
+        throw new UsageError('no command given', USAGE);
+      case 'help':
+      case '--help':
+      case '-h': {
+        const topic = rest[0];
+        const usage = topic === undefined || topic === 'help' ? USAGE : topic === 'run' ? RUN_USAGE : topic === 'images' ? IMAGES_USAGE : topic === 'demo' ? DEMO_USAGE : null;
+        if (usage === null) throw new UsageError(`no help for ${JSON.stringify(topic)}: not a command`, USAGE);
+        process.stdout.write(usage);
+        return 0;
+      }
+      case '--version':
+      case '-V':
+        process.stdout.write(`samepage ${version()}\n`);
+        return 0;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(cmd)}`, USAGE);
     }
-    demo(opts);
-    return 0;
   } catch (e) {
-    if (e instanceof KernelError) console.error(`samepage: ${e.message}`);
-    else console.error(`samepage: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    if (e instanceof UsageError) {
+      process.stderr.write(`samepage: ${e.message}\n\n${e.usage}`);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`samepage: ${e.file} cannot be used:\n${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof KernelError) {
+      process.stderr.write(`samepage: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof Error && e.message.startsWith('samepage:')) {
+      process.stderr.write(`${e.message}\n`);
+      return 1;
+    }
+    throw e;
   }
 }
 

@@ -106,6 +106,9 @@ export class MemoryBlock {
   }
 }
 
+/** Words comparePages() looks at itself before calling Buffer.compare for the rest. */
+const COMPARE_PREFIX_WORDS = 16;
+
 export interface PhysMemOptions {
   memoryMiB: number;
   blockMiB: number;
@@ -421,7 +424,24 @@ export class PhysMem {
   comparePages(a: number, b: number): number {
     const offA = this.offsetOf(a);
     const offB = this.offsetOf(b);
-    return this.dataOf(a).compare(this.dataOf(b), offB, offB + PAGE_SIZE, offA, offA + PAGE_SIZE);
+    // Most pages a tree walk meets differ within their first few words, where the
+    // native call's own cost (~90 ns) would dominate: look at the first 64 bytes
+    // here, a word at a time, and leave the rest to Buffer.compare. memcmp order is
+    // byte order: in a little-endian word the first differing byte is the lowest.
+    const wa = this.wordsOf(a);
+    const wb = this.wordsOf(b);
+    const ia = offA >>> 2;
+    const ib = offB >>> 2;
+    for (let i = 0; i < COMPARE_PREFIX_WORDS; i++) {
+      const x = wa[ia + i]!;
+      const y = wb[ib + i]!;
+      if (x !== y) {
+        const shift = (31 - Math.clz32((x ^ y) & -(x ^ y))) & ~7;
+        return ((x >>> shift) & 0xff) < ((y >>> shift) & 0xff) ? -1 : 1;
+      }
+    }
+    const skip = COMPARE_PREFIX_WORDS * 4;
+    return this.dataOf(a).compare(this.dataOf(b), offB + skip, offB + PAGE_SIZE, offA + skip, offA + PAGE_SIZE);
   }
 
   /** copy_highpage(dst, src): dst's checksum memo becomes src's (same bytes). */

@@ -1,0 +1,59 @@
+import type { GuestState, HostSample } from '../vmm/types.js';
+
+/** Something that happened during a run, at simulated time `t` (ms). */
+export interface RunEvent {
+  t: number;
+  /** What the scenario asked for or the host did, e.g. "start web-3 (fedora 13)". */
+  what: string;
+  /** Set when the action failed (the run goes on): "ENOMEM: out of memory ...". */
+  error: string | null;
+}
+
+export interface GuestSummary {
+  name: string;
+  /** "fedora 13". */
+  image: string;
+  state: GuestState;
+  memMerge: boolean;
+  ramBytes: number;
+  residentBytes: number;
+  mergedBytes: number;
+  savedBytes: number;
+  swapBytes: number;
+}
+
+export interface HostSummary {
+  ramBytes: number;
+  swapBytes: number;
+  /** Sum of the guests' RAM: what the host promised. */
+  guestRamBytes: number;
+  freeBytes: number;
+  swapUsedBytes: number;
+  savedBytes: number;
+  /** The most KSM saved at any sample, and when. */
+  peakSavedBytes: number;
+  peakSavedAt: number;
+  pagesShared: number;
+  pagesSharing: number;
+  pagesUnshared: number;
+  pagesVolatile: number;
+  fullScans: number;
+  pagesScanned: number;
+}
+
+/** One run of a scenario (one variant of it). */
+export interface RunResult {
+  /** The scenario's name. */
+  scenario: string;
+  /** The variant's name, or null for a scenario without variants. */
+  variant: string | null;
+  /** "fixed: pages_to_scan 1250, sleep_millisecs 20" or "ksmtuned". */
+  policy: string;
+  seed: number;
+  durationMs: number;
+  samples: HostSample[];
+  events: RunEvent[];
+  /** Figures at the end of the run. */
+  guests: GuestSummary[];
+  host: HostSummary;
+}

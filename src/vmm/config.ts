@@ -1,0 +1,301 @@
+import { LineCounter, isMap, isNode, isPair, isScalar, parseDocument, type Document } from 'yaml';
+import { z } from 'zod';
+
+/**
+ * Configuration files (guest image descriptors, scenarios): YAML or JSON text,
+ * parsed with `yaml` (JSON is YAML 1.2, so one parser serves both and keeps line
+ * numbers for both), validated with a zod schema. Every problem is reported with
+ * the file, the line, the field's path and what was expected:
+ *
+ *   guests/fedora-13.yaml:14: regions[2].size: expected a size like '64MiB' or '25%', got "lots"
+ *
+ * Parsing is pure: the caller reads the file and passes its text and name.
+ */
+
+export interface ConfigProblem {
+  /** 1-based line, or 0 when the problem is not tied to a place in the file. */
+  line: number;
+  /** The field's path, like `guests[0].memory`; '' for the whole document. */
+  field: string;
+  message: string;
+}
+
+/** A configuration file that cannot be used: every problem found, in file order. */
+export class ConfigError extends Error {
+  readonly file: string;
+  readonly problems: ConfigProblem[];
+
+  constructor(file: string, problems: ConfigProblem[]) {
+    super(problems.map((p) => formatProblem(file, p)).join('\n'));
+    this.name = 'ConfigError';
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
+function formatProblem(file: string, p: ConfigProblem): string {
+  const where = p.line > 0 ? `${file}:${p.line}` : file;
+  return p.field === '' ? `${where}: ${p.message}` : `${where}: ${p.field}: ${p.message}`;
+}
+
+/** `a.b[2].c` from a zod/yaml path. */
+export function fieldName(path: readonly PropertyKey[]): string {
+  let s = '';
+  for (const k of path) {
+    if (typeof k === 'number') s += `[${k}]`;
+    else s += s === '' ? String(k) : `.${String(k)}`;
+  }
+  return s;
+}
+
+/** A parsed document that can say on which line any path lies. */
+export class ConfigDocument {
+  readonly file: string;
+  readonly doc: Document.Parsed;
+  private readonly lines: LineCounter;
+
+  private constructor(file: string, doc: Document.Parsed, lines: LineCounter) {
+    this.file = file;
+    this.doc = doc;
+    this.lines = lines;
+  }
+
+  /** Parse YAML or JSON text; syntax errors become a ConfigError. */
+  static parse(text: string, file: string): ConfigDocument {
+    const lines = new LineCounter();
+    const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    if (doc.errors.length > 0) {
+      throw new ConfigError(
+        file,
+        doc.errors.map((e) => ({
+          line: e.linePos?.[0]?.line ?? lines.linePos(e.pos[0]).line,
+          field: '',
+          message: `not valid YAML or JSON: ${e.message.split('\n')[0]!}`,
+        })),
+      );
+    }
+    return new ConfigDocument(file, doc, lines);
+  }
+
+  /** The plain value of the document. */
+  value(): unknown {
+    return this.doc.toJS({ maxAliasCount: 100 }) as unknown;
+  }
+
+  /**
+   * The line of the node at `path` (the key's line for a key of a map), or of the
+   * nearest ancestor that exists; 0 for an empty document.
+   */
+  lineOf(path: readonly PropertyKey[], key?: string): number {
+    let node: unknown = this.doc.contents;
+    let line = this.nodeLine(node);
+    for (const k of path) {
+      if (!isNode(node)) break;
+      const child: unknown = (node as { get?: (k: unknown, keepScalar: boolean) => unknown }).get?.(k, true);
+      const keyLine = isMap(node) ? this.keyLine(node, k) : 0;
+      if (child === undefined || child === null) {
+        if (keyLine > 0) line = keyLine;
+        break;
+      }
+      node = child;
+      const l = keyLine > 0 && !isScalar(child) ? keyLine : this.nodeLine(child);
+      if (l > 0) line = l;
+    }
+    if (key !== undefined && isMap(node)) {
+      const l = this.keyLine(node, key);
+      if (l > 0) line = l;
+    }
+    return line;
+  }
+
+  private keyLine(map: unknown, key: PropertyKey): number {
+    if (!isMap(map)) return 0;
+    for (const pair of map.items) {
+      if (!isPair(pair)) continue;
+      const k = pair.key;
+      const name = isScalar(k) ? k.value : k;
+      if (name === key || String(name) === String(key)) return this.nodeLine(k);
+    }
+    return 0;
+  }
+
+  private nodeLine(node: unknown): number {
+    if (!isNode(node) || node.range === undefined || node.range === null) return 0;
+    return this.lines.linePos(node.range[0]).line;
+  }
+
+  /** Validate against a zod schema; throws ConfigError listing every problem. */
+  validate<S extends z.ZodType>(schema: S): z.output<S> {
+    const value = this.value();
+    const r = schema.safeParse(value);
+    if (r.success) return r.data;
+    throw new ConfigError(this.file, this.problems(r.error.issues, value));
+  }
+
+  /** A problem found after validation (a cross-field check), placed at `path`. */
+  problem(path: readonly PropertyKey[], message: string): ConfigProblem {
+    return { line: this.lineOf(path), field: fieldName(path), message };
+  }
+
+  private problems(issues: readonly z.core.$ZodIssue[], value: unknown): ConfigProblem[] {
+    const out: ConfigProblem[] = [];
+    for (const issue of issues) {
+      if (issue.code === 'unrecognized_keys') {
+        for (const key of issue.keys) {
+          out.push({
+            line: this.lineOf(issue.path, key),
+            field: fieldName([...issue.path, key]),
+            message: 'unknown field (misspelt?)',
+          });
+        }
+        continue;
+      }
+      const missing = issue.code === 'invalid_type' && valueAt(value, issue.path) === undefined;
+      out.push({
+        line: this.lineOf(issue.path),
+        field: fieldName(issue.path),
+        message: missing ? `missing (expected ${issue.expected})` : issueMessage(issue),
+      });
+    }
+    out.sort((a, b) => a.line - b.line);
+    return out;
+  }
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let v = value;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_union' && issue.errors.length > 0) {
+    // The branch that got furthest says the most.
+    const best = issue.errors.reduce((a, b) => (b.length < a.length ? b : a));
+    const first = best[0];
+    if (first !== undefined) return issueMessage(first);
+  }
+  const m = issue.message.replace(/^Invalid input: /, '');
+  return m;
+}
+
+// ---- units ---------------------------------------------------------------------------------
+
+const SIZE_UNITS: Record<string, number> = {
+  B: 1,
+  K: 1024,
+  KB: 1024,
+  KIB: 1024,
+  M: 1024 ** 2,
+  MB: 1024 ** 2,
+  MIB: 1024 ** 2,
+  G: 1024 ** 3,
+  GB: 1024 ** 3,
+  GIB: 1024 ** 3,
+  T: 1024 ** 4,
+  TB: 1024 ** 4,
+  TIB: 1024 ** 4,
+};
+
+/** '512MiB', '2 GiB', '4096B' → bytes (binary units; MB means MiB, as QEMU's -m does). null if not a size. */
+export function parseSize(s: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*$/.exec(s);
+  if (m === null) return null;
+  const unit = SIZE_UNITS[m[2]!.toUpperCase()];
+  if (unit === undefined) return null;
+  const v = Number(m[1]) * unit;
+  return Number.isSafeInteger(v) ? v : null;
+}
+
+const DURATION_UNITS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  sec: 1000,
+  min: 60_000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/** '250ms', '10s', '5min', '1h 30min' → milliseconds. null if not a duration. */
+export function parseDuration(s: string): number | null {
+  const parts = s.trim().split(/\s+/);
+  if (parts.length === 0 || parts[0] === '') return null;
+  let total = 0;
+  for (const part of parts) {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|sec|min|m|h)$/.exec(part);
+    if (m === null) return null;
+    total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+  }
+  return Number.isFinite(total) ? Math.round(total) : null;
+}
+
+/** Format bytes with a binary unit, as the reports print them. */
+export function formatSize(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  const s = i === 0 ? String(v) : Number.isInteger(v) ? String(v) : v.toFixed(1);
+  return `${s} ${units[i]!}`;
+}
+
+/** Format milliseconds of simulated time: '0s', '90s' → '1min 30s', '250ms'. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000 && ms !== 0) return `${ms}ms`;
+  const total = Math.floor(ms / 1000);
+  const h = Math.floor(total / 3600);
+  const min = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  const rest = ms % 1000;
+  const parts: string[] = [];
+  if (h > 0) parts.push(`${h}h`);
+  if (min > 0) parts.push(`${min}min`);
+  if (s > 0 || parts.length === 0) parts.push(rest > 0 ? `${s}.${String(rest).padStart(3, '0').replace(/0+$/, '')}s` : `${s}s`);
+  return parts.join(' ');
+}
+
+// ---- zod building blocks -------------------------------------------------------------------
+
+/** A size in bytes: a string with a binary unit ('512MiB'). */
+export const zSize = z.string({ error: (i) => `expected a size like '512MiB', got ${describe(i.input)}` }).transform((s, ctx) => {
+  const v = parseSize(s);
+  if (v === null) {
+    ctx.addIssue({ code: 'custom', message: `expected a size like '512MiB', got ${describe(s)}` });
+    return z.NEVER;
+  }
+  return v;
+});
+
+/** A duration in ms: a string with a unit ('10s', '5min', '1min 30s'). */
+export const zDuration = z.string({ error: (i) => `expected a duration like '10s' or '5min', got ${describe(i.input)}` }).transform((s, ctx) => {
+  const v = parseDuration(s);
+  if (v === null) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration like '10s' or '5min', got ${describe(s)}` });
+    return z.NEVER;
+  }
+  return v;
+});
+
+/** A fraction in [0, 1]. */
+export const zFraction = z.number({ error: (i) => `expected a fraction between 0 and 1, got ${describe(i.input)}` }).min(0, { error: 'expected a fraction between 0 and 1' }).max(1, { error: 'expected a fraction between 0 and 1' });
+
+/** A non-negative integer. */
+export function zCount(what = 'a whole number'): z.ZodNumber {
+  return z.number({ error: (i) => `expected ${what}, got ${describe(i.input)}` }).int({ error: `expected ${what}` }).min(0, { error: `expected ${what} (0 or more)` });
+}
+
+/** A value quoted for a message: strings in quotes, others as JSON. */
+export function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a map';
+  return String(v);
+}

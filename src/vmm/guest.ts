@@ -1,0 +1,387 @@
+import { KernelError } from '../lib/errors.js';
+import type { Prng } from '../lib/prng.js';
+import { PAGE_SIZE, PG_KSM, PTE_KIND_MASK, PTE_PRESENT, PTE_SWAP, ptePayload } from '../mm/constants.js';
+import type { HostKernel } from '../mm/kernel.js';
+import type { Process } from '../mm/process.js';
+import { dirtyPage, dirtyTarget, guestPage, layoutGuest, type GuestImage, type GuestLayout } from './image.js';
+import type { GuestSample, GuestState } from './types.js';
+import { IDLE_WORKLOAD, type ActiveBurst, type WorkloadSpec } from './workload.js';
+
+/** One page of contents being generated: the guest writes it through the MMU. */
+const scratchPage = new Uint32Array(PAGE_SIZE / 4);
+const scratchBytes = new Uint8Array(scratchPage.buffer);
+
+/** RAM below the PCI hole, as QEMU's pc machine lays it out: the rest goes above 4 GiB. */
+const BELOW_4G_MAX = 3 * 1024 * 1024 * 1024;
+const ABOVE_4G_BASE = 4 * 1024 * 1024 * 1024;
+
+export interface GuestOptions {
+  name: string;
+  image: GuestImage;
+  /** Guest RAM (`-m`), a multiple of 4 KiB. */
+  ramBytes: number;
+  /** QEMU `-machine mem-merge=on` (the default); false is libvirt's `<nosharepages/>`. */
+  memMerge?: boolean;
+  workload?: WorkloadSpec;
+}
+
+/**
+ * A KVM memory slot: guest-physical [gpa, gpa+size) backed by the QEMU process's
+ * anonymous private mapping at `hva` (0 while the guest has no process). `firstPage`
+ * is the slot's first page in the guest's RAM order, which the image layout uses.
+ */
+export interface MemSlot {
+  readonly slot: number;
+  readonly gpa: number;
+  readonly size: number;
+  readonly firstPage: number;
+  hva: number;
+}
+
+/**
+ * A KVM-like guest: a QEMU process whose guest RAM is one or two memory slots (below
+ * and above the 4 GiB PCI hole), mapped anonymous private and, with mem-merge on,
+ * registered MADV_MERGEABLE as QEMU's memory_try_enable_merging() does.
+ *
+ * Life: created (defined, no process) → boot() → booting (the image's pages are
+ * written over its boot time) → running (the workload dirties pages) ⇄ paused →
+ * stop() (the process exits, its RAM is freed) → boot() again, with a new boot seed
+ * and so new unique pages → destroy().
+ *
+ * The host drives it: `tick(dt)` does the guest's writes for the next dt ms of
+ * simulated time. Writes may fail with ENOMEM when the host is out of memory and
+ * swap; the guest's own state is updated page by page, so nothing half-done remains.
+ */
+export class Guest {
+  readonly id: string;
+  readonly name: string;
+  readonly image: GuestImage;
+  readonly ramBytes: number;
+  readonly memMerge: boolean;
+  readonly layout: GuestLayout;
+  readonly slots: readonly MemSlot[];
+  workload: WorkloadSpec;
+  state: GuestState;
+  /** The QEMU process while the guest has one (booting, running, paused). */
+  process: Process | null;
+  /** Seed of the current boot: the unique pages depend on it. */
+  bootSeed: number;
+  /** Boots so far. */
+  boots: number;
+  /** Pages the guest has written (boot and workload). */
+  pagesWritten: number;
+  private readonly kernel: HostKernel;
+  private readonly prng: Prng;
+  /** While booting: ms of boot done, and the next RAM page to write. */
+  private bootElapsed: number;
+  private bootCursor: number;
+  /** The state pause() left, to resume to. */
+  private pausedFrom: GuestState;
+  /** ms spent running since boot (periodic bursts count from it). */
+  private runningMs: number;
+  private dirtyDebt: number;
+  private dirtyCounter: number;
+  /** Pages the workload has yet to dirty (due, not yet written). */
+  private pendingDirty: number;
+  private nextBurstAt: number;
+  private readonly bursts: ActiveBurst[];
+
+  constructor(kernel: HostKernel, prng: Prng, id: string, opts: GuestOptions) {
+    if (!Number.isSafeInteger(opts.ramBytes) || opts.ramBytes <= 0 || opts.ramBytes % PAGE_SIZE !== 0) {
+      throw new KernelError('EINVAL', `guest ${opts.name}: RAM must be a positive multiple of 4 KiB, got ${opts.ramBytes} bytes`);
+    }
+    let layout: GuestLayout;
+    try {
+      layout = layoutGuest(opts.image, opts.ramBytes);
+    } catch (e) {
+      throw new KernelError('EINVAL', `guest ${opts.name}: ${(e as Error).message}`);
+    }
+    this.id = id;
+    this.name = opts.name;
+    this.image = opts.image;
+    this.ramBytes = opts.ramBytes;
+    this.memMerge = opts.memMerge ?? true;
+    this.layout = layout;
+    const below = Math.min(opts.ramBytes, BELOW_4G_MAX);
+    const slots: MemSlot[] = [{ slot: 0, gpa: 0, size: below, firstPage: 0, hva: 0 }];
+    if (opts.ramBytes > below) {
+      slots.push({ slot: 1, gpa: ABOVE_4G_BASE, size: opts.ramBytes - below, firstPage: below / PAGE_SIZE, hva: 0 });
+    }
+    this.slots = slots;
+    this.workload = opts.workload ?? IDLE_WORKLOAD;
+    this.state = 'created';
+    this.process = null;
+    this.bootSeed = 0;
+    this.boots = 0;
+    this.pagesWritten = 0;
+    this.kernel = kernel;
+    this.prng = prng;
+    this.bootElapsed = 0;
+    this.bootCursor = 0;
+    this.pausedFrom = 'running';
+    this.runningMs = 0;
+    this.dirtyDebt = 0;
+    this.dirtyCounter = 0;
+    this.pendingDirty = 0;
+    this.nextBurstAt = 0;
+    this.bursts = [];
+  }
+
+  /** "fedora 13". */
+  get imageName(): string {
+    return `${this.image.name} ${this.image.version}`;
+  }
+
+  get ramPages(): number {
+    return this.ramBytes / PAGE_SIZE;
+  }
+
+  /** Dirty rate in pages per simulated second. */
+  get dirtyRate(): number {
+    return this.workload.dirtyRate ?? this.image.workload.dirtyRate;
+  }
+
+  private expect(what: string, ...states: GuestState[]): void {
+    if (!states.includes(this.state)) {
+      throw new KernelError('EINVAL', `guest ${this.name}: cannot ${what} a guest that is ${this.state} (needs ${states.join(' or ')})`);
+    }
+  }
+
+  // ---- life --------------------------------------------------------------------------------
+
+  /**
+   * Start the QEMU process: map the RAM slots, register them MADV_MERGEABLE with
+   * mem-merge on, and begin booting. Nothing is written yet; tick() writes the
+   * image's pages over its boot time.
+   */
+  boot(): void {
+    this.expect('boot', 'created', 'stopped');
+    const proc = this.kernel.spawn(`qemu:${this.name}`);
+    try {
+      for (const s of this.slots) {
+        s.hva = proc.mmap(s.size, { prot: 'rw' });
+        if (this.memMerge) proc.madvise(s.hva, s.size, 'MADV_MERGEABLE');
+      }
+    } catch (e) {
+      proc.exit();
+      for (const s of this.slots) s.hva = 0;
+      throw e;
+    }
+    this.process = proc;
+    this.state = 'booting';
+    this.bootSeed = this.prng.nextU32();
+    this.boots++;
+    this.bootElapsed = 0;
+    this.bootCursor = 0;
+    this.runningMs = 0;
+    this.dirtyDebt = 0;
+    this.pendingDirty = 0;
+    this.nextBurstAt = this.workload.burst === null ? Infinity : this.workload.burst.everyMs;
+    this.bursts.length = 0;
+  }
+
+  pause(): void {
+    this.expect('pause', 'booting', 'running');
+    this.pausedFrom = this.state;
+    this.state = 'paused';
+  }
+
+  resume(): void {
+    this.expect('resume', 'paused');
+    this.state = this.pausedFrom;
+  }
+
+  /** Power off: the QEMU process exits and its RAM goes back to the host. */
+  stop(): void {
+    this.expect('stop', 'booting', 'running', 'paused');
+    this.process!.exit();
+    this.process = null;
+    for (const s of this.slots) s.hva = 0;
+    this.state = 'stopped';
+    this.bursts.length = 0;
+    this.pendingDirty = 0;
+  }
+
+  /** Remove the guest for good (stopping it first if it has a process). */
+  destroy(): void {
+    if (this.state === 'destroyed') throw new KernelError('EINVAL', `guest ${this.name} is already destroyed`);
+    if (this.process !== null) this.stop();
+    this.state = 'destroyed';
+  }
+
+  /** A one-off burst: dirty `pages` pages over the next `overMs` ms of running. */
+  burst(pages: number, overMs: number): void {
+    if (!Number.isSafeInteger(pages) || pages < 0) throw new KernelError('EINVAL', `guest ${this.name}: burst pages must be a whole number, got ${pages}`);
+    if (!Number.isFinite(overMs) || overMs < 0) throw new KernelError('EINVAL', `guest ${this.name}: burst duration must be ≥ 0 ms, got ${overMs}`);
+    this.expect('burst', 'booting', 'running', 'paused');
+    this.bursts.push({ pages, rate: overMs === 0 ? Infinity : pages / overMs, debt: 0 });
+  }
+
+  // ---- the guest's own writes ------------------------------------------------------------------
+
+  /**
+   * Let `dt` ms of the guest's time pass: boot progress, or the pages its workload
+   * wants to dirty. The writes themselves happen in work(), so that a write that
+   * fails for lack of memory can be retried without counting the time twice.
+   */
+  tick(dt: number): void {
+    if (this.state === 'booting') {
+      this.bootElapsed += dt;
+      return;
+    }
+    if (this.state !== 'running') return;
+    this.runningMs += dt;
+    const b = this.workload.burst;
+    while (b !== null && this.runningMs >= this.nextBurstAt) {
+      this.bursts.push({ pages: b.pages, rate: b.overMs === 0 ? Infinity : b.pages / b.overMs, debt: 0 });
+      this.nextBurstAt += b.everyMs;
+    }
+    this.dirtyDebt += (this.dirtyRate * dt) / 1000;
+    let n = Math.floor(this.dirtyDebt);
+    this.dirtyDebt -= n;
+    for (let i = 0; i < this.bursts.length; i++) {
+      const burst = this.bursts[i]!;
+      burst.debt += burst.rate * dt;
+      const k = Math.min(burst.pages, Math.floor(burst.debt));
+      burst.debt -= k;
+      burst.pages -= k;
+      n += k;
+    }
+    for (let i = this.bursts.length - 1; i >= 0; i--) if (this.bursts[i]!.pages === 0) this.bursts.splice(i, 1);
+    this.pendingDirty += n;
+  }
+
+  /**
+   * Do the writes that are due: the boot's pages up to where its time has reached,
+   * or the pages the workload has to dirty. Returns true when this call finished
+   * the boot. May throw ENOMEM; what was written stays written, the rest stays due.
+   */
+  work(): boolean {
+    if (this.state === 'booting') return this.bootWork();
+    if (this.state !== 'running') return false;
+    while (this.pendingDirty > 0) {
+      this.dirtyOne();
+      this.pendingDirty--;
+    }
+    return false;
+  }
+
+  private bootWork(): boolean {
+    const total = this.ramPages;
+    const bootMs = this.image.bootMs;
+    const target = bootMs <= 0 || this.bootElapsed >= bootMs ? total : Math.floor((total * this.bootElapsed) / bootMs);
+    while (this.bootCursor < target) {
+      const page = this.bootCursor;
+      const kind = guestPage(this.image, this.layout, page, this.bootSeed, scratchPage);
+      if (kind !== 'untouched') this.writeRamPage(page);
+      this.bootCursor = page + 1;
+    }
+    if (this.bootCursor < total) return false;
+    this.state = 'running';
+    this.runningMs = 0;
+    return true;
+  }
+
+  /** Dirty one page the workload picks, with fresh contents. */
+  private dirtyOne(): void {
+    const page = dirtyTarget(this.image, this.layout, this.prng.nextU32(), this.prng.nextU32());
+    dirtyPage(this.bootSeed, this.dirtyCounter, scratchPage);
+    this.writeRamPage(page);
+    this.dirtyCounter++;
+  }
+
+  /** Write scratchPage to RAM page `page` (in RAM order) through the QEMU process's MMU. */
+  private writeRamPage(page: number): void {
+    this.process!.write(this.hvaOfPage(page), scratchBytes);
+    this.pagesWritten++;
+  }
+
+  private hvaOfPage(page: number): number {
+    const s = this.slots.length > 1 && page >= this.slots[1]!.firstPage ? this.slots[1]! : this.slots[0]!;
+    return s.hva + (page - s.firstPage) * PAGE_SIZE;
+  }
+
+  // ---- guest-physical access -------------------------------------------------------------------
+
+  /** The host virtual address of guest-physical `gpa`, or throws EFAULT outside RAM. */
+  hvaOf(gpa: number): number {
+    if (this.process === null) throw new KernelError('EINVAL', `guest ${this.name} is ${this.state}: its RAM is not mapped`);
+    for (const s of this.slots) {
+      if (gpa >= s.gpa && gpa < s.gpa + s.size) return s.hva + (gpa - s.gpa);
+    }
+    throw new KernelError('EFAULT', `guest ${this.name}: guest-physical 0x${gpa.toString(16)} is not RAM`);
+  }
+
+  /** Split [gpa, gpa+len) into pieces inside one slot each. */
+  private pieces(gpa: number, len: number, fn: (hva: number, off: number, n: number) => void): void {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || !Number.isSafeInteger(len) || len < 0) {
+      throw new KernelError('EINVAL', `guest ${this.name}: bad guest-physical range ${gpa}+${len}`);
+    }
+    // Check the whole range first, so a bad range changes nothing.
+    const parts: { hva: number; off: number; n: number }[] = [];
+    let a = gpa;
+    while (a < gpa + len) {
+      const hva = this.hvaOf(a);
+      const s = this.slots.find((x) => a >= x.gpa && a < x.gpa + x.size)!;
+      const n = Math.min(gpa + len - a, s.gpa + s.size - a);
+      parts.push({ hva, off: a - gpa, n });
+      a += n;
+    }
+    for (const p of parts) fn(p.hva, p.off, p.n);
+  }
+
+  /** Read guest-physical memory, as the guest (or a device model) sees it. */
+  readPhys(gpa: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    this.pieces(gpa, len, (hva, off, n) => out.set(this.process!.read(hva, n), off));
+    return out;
+  }
+
+  /** Write guest-physical memory, as the guest does. */
+  writePhys(gpa: number, bytes: Uint8Array): void {
+    this.pieces(gpa, bytes.length, (hva, off, n) => this.process!.write(hva, bytes.subarray(off, off + n)));
+    this.pagesWritten += Math.ceil(bytes.length / PAGE_SIZE);
+  }
+
+  // ---- figures -----------------------------------------------------------------------------
+
+  /** This guest's figures now (walks its RAM's page tables). */
+  sample(): GuestSample {
+    let resident = 0;
+    let merged = 0;
+    let saved = 0;
+    let swapped = 0;
+    const proc = this.process;
+    if (proc !== null) {
+      const mem = this.kernel.mem;
+      const zero = mem.zeroPfn;
+      for (const s of this.slots) {
+        proc.mm.forEachPte(s.hva, s.hva + s.size, (_addr, pte) => {
+          const kind = pte & PTE_KIND_MASK;
+          if (kind === PTE_PRESENT) {
+            const pfn = ptePayload(pte);
+            if (pfn === zero) return;
+            resident++;
+            if ((mem.flags[pfn]! & PG_KSM) !== 0) {
+              merged++;
+              const mappers = mem.mapcount[pfn]! + 1;
+              saved += (mappers - 1) / mappers;
+            }
+          } else if (kind === PTE_SWAP) {
+            swapped++;
+          }
+        });
+      }
+    }
+    return {
+      name: this.name,
+      id: this.id,
+      state: this.state,
+      ramBytes: this.ramBytes,
+      residentBytes: resident * PAGE_SIZE,
+      mergedBytes: merged * PAGE_SIZE,
+      savedBytes: Math.round(saved * PAGE_SIZE),
+      swapBytes: swapped * PAGE_SIZE,
+    };
+  }
+}

@@ -1,0 +1,500 @@
+import { customRandom, urlAlphabet } from 'nanoid';
+import { Kernel } from '../ksm/kernel.js';
+import { KernelError } from '../lib/errors.js';
+import { Prng } from '../lib/prng.js';
+import { PAGE_SIZE, PTE_KIND_MASK, PTE_PRESENT, ptePayload } from '../mm/constants.js';
+import type { Process } from '../mm/process.js';
+import { Guest } from './guest.js';
+import type { GuestImage, ImageCatalog } from './image.js';
+import { KSMTUNED_DEFAULTS, Ksmtuned, type KsmtunedConfig, type KsmtunedDecision } from './ksmtuned.js';
+import type { GuestSample, HostSample } from './types.js';
+import type { WorkloadSpec } from './workload.js';
+
+const KSM = '/sys/kernel/mm/ksm';
+
+/** How the host runs KSM: knobs written once, or the ksmtuned governor. */
+export type KsmPolicy =
+  | {
+      policy: 'fixed';
+      /** /sys/kernel/mm/ksm/run: 0 stop, 1 merge. */
+      run: number;
+      pagesToScan: number;
+      sleepMillisecs: number;
+      /** max_kernel_pages, or null to keep the kernel's default (a quarter of RAM). */
+      maxKernelPages: number | null;
+    }
+  | { policy: 'ksmtuned'; config: Partial<KsmtunedConfig>; maxKernelPages: number | null };
+
+export interface HostOptions {
+  memoryMiB: number;
+  swapMiB?: number;
+  blockMiB?: number;
+  seed?: number;
+  ksm?: KsmPolicy;
+  /** Images that createGuest() can name. */
+  images?: ImageCatalog | null;
+  /** Granularity of the guests' writes in simulated ms (100). */
+  tickMs?: number;
+}
+
+export interface CreateGuestOptions {
+  name: string;
+  /** An image, or its name in the host's catalog. */
+  image: GuestImage | string;
+  /** With an image name: its version (default: the newest). */
+  version?: string;
+  memoryMiB: number;
+  memMerge?: boolean;
+  workload?: WorkloadSpec;
+}
+
+/** Something the host did or was asked to do, at simulated time `t`. */
+export interface HostEvent {
+  t: number;
+  what: string;
+  error: string | null;
+}
+
+/** The ksmd policy a report prints: "fixed: run 1, pages_to_scan 1250, sleep_millisecs 20". */
+export function describePolicy(p: KsmPolicy): string {
+  if (p.policy === 'fixed') return `fixed: run ${p.run}, pages_to_scan ${p.pagesToScan}, sleep_millisecs ${p.sleepMillisecs}`;
+  const c = { ...KSMTUNED_DEFAULTS, ...p.config };
+  return `ksmtuned: monitor ${c.monitorInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.npagesBoost}/${c.npagesDecay}), thres ${c.thresCoef}%`;
+}
+
+/** The boot-time knobs of 2.6.33: run 0, pages_to_scan 100, sleep_millisecs 20. */
+export const DEFAULT_KSM_POLICY: KsmPolicy = { policy: 'fixed', run: 0, pagesToScan: 100, sleepMillisecs: 20, maxKernelPages: null };
+
+/**
+ * A VM host: a simulated Linux kernel with KSM (RAM, swap, ksmd), its KVM-like
+ * guests, and simulated time.
+ *
+ * Time moves only in advance(ms). Guests act on a fixed grid of `tickMs`: at each
+ * grid point t the ksmtuned governor adjusts (when due), then every guest does its
+ * writes for [t, t + tickMs); between grid points the kernel runs ksmd and anything
+ * else due. advance(ms) covers [now, now + ms): a grid point at its end waits for
+ * the next call. Because the grid is absolute, how a caller splits advance() calls never
+ * changes what happens: advance(1000) equals ten advance(100).
+ *
+ * When a guest's write finds no memory (RAM and swap full), the host does what the
+ * OOM killer would: it kills the process with the most memory (resident plus
+ * swapped), a guest's QEMU or a pressure process, and logs it.
+ */
+export class Host {
+  readonly kernel: Kernel;
+  readonly images: ImageCatalog | null;
+  readonly tickMs: number;
+  readonly memoryMiB: number;
+  readonly swapMiB: number;
+  /** Every guest created and not destroyed, in creation order. */
+  readonly guests: Guest[];
+  /** What happened, in order. */
+  readonly log: HostEvent[];
+  policy: KsmPolicy;
+  /** The governor while the policy is ksmtuned. */
+  governor: Ksmtuned | null;
+  private governorAt: number;
+  private nextTickAt: number;
+  private readonly prng: Prng;
+  private readonly newId: () => string;
+  /** Host processes allocating memory (pressure events). */
+  private readonly hogs: { proc: Process; bytes: number }[];
+  private guestsCreated: number;
+
+  constructor(opts: HostOptions) {
+    this.memoryMiB = opts.memoryMiB;
+    this.swapMiB = opts.swapMiB ?? 0;
+    const seed = opts.seed ?? 1;
+    this.kernel = new Kernel({ memoryMiB: opts.memoryMiB, swapMiB: this.swapMiB, blockMiB: opts.blockMiB ?? 128, seed });
+    this.images = opts.images ?? null;
+    this.tickMs = opts.tickMs ?? 100;
+    if (!Number.isInteger(this.tickMs) || this.tickMs <= 0) throw new KernelError('EINVAL', `tickMs must be a positive whole number of ms, got ${opts.tickMs}`);
+    this.guests = [];
+    this.log = [];
+    // The host's own randomness is separate from the kernel's, so guest activity
+    // never shifts what the kernel draws.
+    this.prng = new Prng(seed).fork(0x766d6d);
+    const idPrng = this.prng.fork(0x6964);
+    this.newId = customRandom(urlAlphabet, 12, (bytes) => {
+      const out = new Uint8Array(bytes);
+      for (let i = 0; i < bytes; i++) out[i] = idPrng.nextU32() & 0xff;
+      return out;
+    });
+    this.hogs = [];
+    this.guestsCreated = 0;
+    this.policy = DEFAULT_KSM_POLICY;
+    this.governor = null;
+    this.governorAt = Infinity;
+    this.nextTickAt = 0;
+    this.setPolicy(opts.ksm ?? DEFAULT_KSM_POLICY);
+  }
+
+  get now(): number {
+    return this.kernel.now;
+  }
+
+  private note(what: string, error: string | null = null): void {
+    this.log.push({ t: this.now, what, error });
+  }
+
+  // ---- KSM policy ----------------------------------------------------------------------------
+
+  /** Apply a policy now: fixed knobs are written at once; ksmtuned first adjusts one monitor interval from now. */
+  setPolicy(p: KsmPolicy): void {
+    const sysfs = this.kernel.sysfs;
+    if (p.maxKernelPages !== null) sysfs.write(`${KSM}/max_kernel_pages`, String(p.maxKernelPages));
+    if (p.policy === 'fixed') {
+      sysfs.write(`${KSM}/pages_to_scan`, String(p.pagesToScan));
+      sysfs.write(`${KSM}/sleep_millisecs`, String(p.sleepMillisecs));
+      sysfs.write(`${KSM}/run`, String(p.run));
+      this.governor = null;
+      this.governorAt = Infinity;
+    } else {
+      const totalKb = (this.kernel.mem.onlineFrames() * PAGE_SIZE) / 1024;
+      const g = new Ksmtuned(p.config, totalKb);
+      this.governor = g;
+      this.governorAt = this.now + g.config.monitorInterval * 1000;
+    }
+    this.policy = p;
+  }
+
+  /** Write KSM knobs directly (the policy stays as it is; ksmtuned will overwrite them at its next adjust). */
+  setKnobs(knobs: { run?: number; pagesToScan?: number; sleepMillisecs?: number; maxKernelPages?: number }): void {
+    const sysfs = this.kernel.sysfs;
+    if (knobs.maxKernelPages !== undefined) sysfs.write(`${KSM}/max_kernel_pages`, String(knobs.maxKernelPages));
+    if (knobs.pagesToScan !== undefined) sysfs.write(`${KSM}/pages_to_scan`, String(knobs.pagesToScan));
+    if (knobs.sleepMillisecs !== undefined) sysfs.write(`${KSM}/sleep_millisecs`, String(knobs.sleepMillisecs));
+    if (knobs.run !== undefined) sysfs.write(`${KSM}/run`, String(knobs.run));
+  }
+
+  /** ksmtuned's adjust(): read free and committed memory, then stop or start ksmd. */
+  private governorStep(g: Ksmtuned): KsmtunedDecision {
+    const mi = this.kernel.meminfo();
+    // free_memory(): MemFree + Buffers + Cached. The model has no buffers; Cached is
+    // its shmem (Linux's Cached counts shmem and excludes the swap cache).
+    const free = mi.MemFree! + mi.Shmem!;
+    // committed_memory(): the summed RSS (kB) of the qemu processes.
+    let committed = 0;
+    for (const guest of this.guests) {
+      if (guest.process !== null) committed += this.rssPages(guest.process) * (PAGE_SIZE / 1024);
+    }
+    const d = g.adjust(free, committed);
+    const sysfs = this.kernel.sysfs;
+    if (d.action === 'stop') {
+      sysfs.write(`${KSM}/run`, '0');
+    } else {
+      sysfs.write(`${KSM}/pages_to_scan`, String(d.npages));
+      sysfs.write(`${KSM}/sleep_millisecs`, String(d.sleep));
+      sysfs.write(`${KSM}/run`, '1');
+    }
+    return d;
+  }
+
+  // ---- guests ----------------------------------------------------------------------------------
+
+  createGuest(opts: CreateGuestOptions): Guest {
+    if (this.guests.some((g) => g.name === opts.name)) throw new KernelError('EEXIST', `a guest named ${opts.name} already exists`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(opts.name)) {
+      throw new KernelError('EINVAL', `guest name ${JSON.stringify(opts.name)}: use letters, digits, '.', '_' and '-'`);
+    }
+    let image: GuestImage;
+    if (typeof opts.image === 'string') {
+      if (this.images === null) throw new KernelError('EINVAL', `guest ${opts.name}: image ${opts.image} named, but the host has no image catalog`);
+      try {
+        image = this.images.get(opts.image, opts.version);
+      } catch (e) {
+        throw new KernelError('ENOENT', `guest ${opts.name}: ${(e as Error).message}`);
+      }
+    } else {
+      image = opts.image;
+    }
+    const ramBytes = opts.memoryMiB * 1024 * 1024;
+    const init = { name: opts.name, image, ramBytes, ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }), ...(opts.workload === undefined ? {} : { workload: opts.workload }) };
+    const guest = new Guest(this.kernel, this.prng.fork(++this.guestsCreated), this.newId(), init);
+    this.guests.push(guest);
+    this.note(`create ${guest.name} (${guest.imageName}, ${opts.memoryMiB} MiB${guest.memMerge ? '' : ', mem-merge off'})`);
+    return guest;
+  }
+
+  /** The guest named `name` (ENOENT if none). */
+  guest(name: string): Guest {
+    const g = this.guests.find((x) => x.name === name);
+    if (g === undefined) throw new KernelError('ENOENT', `no guest named ${name} (guests: ${this.guests.map((x) => x.name).join(', ') || 'none'})`);
+    return g;
+  }
+
+  /** Boot a guest, logged. A failure (ENOMEM mapping its RAM) is logged and rethrown. */
+  startGuest(name: string): Guest {
+    const g = this.guest(name);
+    this.try(`start ${name}`, () => g.boot());
+    return g;
+  }
+
+  stopGuest(name: string): void {
+    const g = this.guest(name);
+    this.try(`stop ${name}`, () => g.stop());
+  }
+
+  destroyGuest(name: string): void {
+    const g = this.guest(name);
+    this.try(`destroy ${name}`, () => g.destroy());
+    this.guests.splice(this.guests.indexOf(g), 1);
+  }
+
+  /** Run `fn`, logging `what` and any KernelError (which is rethrown). */
+  private try(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.note(what, e instanceof Error ? e.message : String(e));
+      throw e;
+    }
+    this.note(what);
+  }
+
+  // ---- time ------------------------------------------------------------------------------------
+
+  /** Move simulated time on by `ms`: guests write, the governor adjusts, ksmd scans. */
+  advance(ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) throw new KernelError('EINVAL', `advance() takes a non-negative number of ms, got ${ms}`);
+    const k = this.kernel;
+    const end = k.now + ms;
+    for (;;) {
+      // A grid point at `end` belongs to the next span: its tick covers [end, end + tick).
+      const next = Math.min(this.nextTickAt, this.governorAt);
+      if (next >= end) break;
+      if (next > k.now) k.advance(next - k.now);
+      if (this.governor !== null && this.governorAt === next) {
+        const d = this.governorStep(this.governor);
+        this.note(d.action === 'stop' ? 'ksmtuned: stop ksmd' : `ksmtuned: ${d.action}, pages_to_scan ${d.npages}, sleep_millisecs ${d.sleep}`);
+        this.governorAt = next + this.governor.config.monitorInterval * 1000;
+      }
+      if (this.nextTickAt === next) {
+        this.tickGuests();
+        this.nextTickAt = next + this.tickMs;
+      }
+    }
+    if (end > k.now) k.advance(end - k.now);
+  }
+
+  private tickGuests(): void {
+    for (const g of this.guests) {
+      g.tick(this.tickMs);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          if (g.work()) this.note(`${g.name} booted`);
+          break;
+        } catch (e) {
+          if (!(e instanceof KernelError) || e.code !== 'ENOMEM' || attempt > this.guests.length + this.hogs.length) throw e;
+          const victim = this.oomKill();
+          if (victim === null || victim === g.process) break;
+        }
+      }
+    }
+  }
+
+  // ---- memory pressure and the OOM killer --------------------------------------------------------
+
+  /** RSS in pages: present ptes other than the zero page (as Linux counts MM_ANONPAGES). */
+  rssPages(proc: Process): number {
+    let n = 0;
+    const zero = this.kernel.mem.zeroPfn;
+    for (const v of proc.mm.vmas) {
+      proc.mm.forEachPte(v.start, v.end, (_a, pte) => {
+        if ((pte & PTE_KIND_MASK) === PTE_PRESENT && ptePayload(pte) !== zero) n++;
+      });
+    }
+    return n;
+  }
+
+  private swapPages(proc: Process): number {
+    let n = 0;
+    for (const v of proc.mm.vmas) {
+      proc.mm.forEachPte(v.start, v.end, (_a, pte) => {
+        if ((pte & PTE_KIND_MASK) !== PTE_PRESENT && pte !== 0) n++;
+      });
+    }
+    return n;
+  }
+
+  /**
+   * out_of_memory(): kill the process with the highest badness (resident + swapped
+   * pages; ties go to the earliest), log it, and return it; null if there is none.
+   */
+  private oomKill(): Process | null {
+    let best: Process | null = null;
+    let bestScore = -1;
+    let bestGuest: Guest | null = null;
+    for (const g of this.guests) {
+      if (g.process === null) continue;
+      const s = this.rssPages(g.process) + this.swapPages(g.process);
+      if (s > bestScore) {
+        best = g.process;
+        bestScore = s;
+        bestGuest = g;
+      }
+    }
+    for (const h of this.hogs) {
+      const s = this.rssPages(h.proc) + this.swapPages(h.proc);
+      if (s > bestScore) {
+        best = h.proc;
+        bestScore = s;
+        bestGuest = null;
+      }
+    }
+    if (best === null) return null;
+    const score = `${formatMiB(bestScore * PAGE_SIZE)} resident+swap`;
+    if (bestGuest !== null) {
+      bestGuest.stop();
+      this.note(`Out of memory: killed ${best.name} (guest ${bestGuest.name}, ${score})`);
+    } else {
+      const i = this.hogs.findIndex((h) => h.proc === best);
+      this.hogs.splice(i, 1);
+      best.exit();
+      this.note(`Out of memory: killed ${best.name} (${score})`);
+    }
+    return best;
+  }
+
+  /**
+   * Memory pressure: a host process allocates and touches `bytes` of anonymous memory
+   * (not mergeable), pushing the kernel to reclaim. Returns the bytes it holds: fewer
+   * when the OOM killer chose it. Pressure adds up until releasePressure().
+   */
+  pressure(bytes: number): number {
+    if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % PAGE_SIZE !== 0) {
+      throw new KernelError('EINVAL', `pressure needs a positive multiple of 4 KiB, got ${bytes}`);
+    }
+    const proc = this.kernel.spawn(`stress-${this.hogs.length + 1}`);
+    const hog = { proc, bytes };
+    this.hogs.push(hog);
+    const base = proc.mmap(bytes, { prot: 'rw' });
+    const chunk = 256 * PAGE_SIZE;
+    for (let off = 0; off < bytes; ) {
+      const n = Math.min(chunk, bytes - off);
+      try {
+        proc.memset(base + off, 0x5a, n);
+        off += n;
+      } catch (e) {
+        if (!(e instanceof KernelError) || e.code !== 'ENOMEM') throw e;
+        const victim = this.oomKill();
+        if (victim === null || victim === proc) {
+          this.note(`pressure ${formatMiB(bytes)}`, `ENOMEM: the OOM killer chose the pressure process after ${formatMiB(off)}`);
+          return victim === proc ? 0 : off;
+        }
+      }
+    }
+    this.note(`pressure ${formatMiB(bytes)}`);
+    return bytes;
+  }
+
+  /** End every pressure process. */
+  releasePressure(): number {
+    let freed = 0;
+    for (const h of this.hogs) {
+      h.proc.exit();
+      freed += h.bytes;
+    }
+    this.hogs.length = 0;
+    this.note(`release pressure (${formatMiB(freed)})`);
+    return freed;
+  }
+
+  // ---- migration and memory hotplug ---------------------------------------------------------------
+
+  /** compact_memory: returns the pages moved. */
+  compact(): number {
+    const moved = this.kernel.compactMemory();
+    this.note(`compact memory: ${moved} pages moved`);
+    return moved;
+  }
+
+  /**
+   * Migrate up to `pages` resident pages of a guest (picked at random) to new frames,
+   * as NUMA balancing or memory-failure handling would. Returns {moved, failed}.
+   */
+  migrateGuestPages(name: string, pages: number): { moved: number; failed: number } {
+    const g = this.guest(name);
+    const proc = g.process;
+    if (proc === null) throw new KernelError('EINVAL', `guest ${name} is ${g.state}: nothing to migrate`);
+    const frames: number[] = [];
+    const zero = this.kernel.mem.zeroPfn;
+    for (const s of g.slots) {
+      proc.mm.forEachPte(s.hva, s.hva + s.size, (_a, pte) => {
+        if ((pte & PTE_KIND_MASK) === PTE_PRESENT && ptePayload(pte) !== zero) frames.push(ptePayload(pte));
+      });
+    }
+    let moved = 0;
+    let failed = 0;
+    const seen = new Set<number>();
+    for (let i = 0; i < pages && frames.length > 0; i++) {
+      const j = this.prng.int(0, frames.length);
+      const pfn = frames[j]!;
+      frames[j] = frames[frames.length - 1]!;
+      frames.pop();
+      if (seen.has(pfn)) continue;
+      seen.add(pfn);
+      try {
+        this.kernel.migratePage(pfn);
+        moved++;
+      } catch (e) {
+        if (!(e instanceof KernelError)) throw e;
+        failed++;
+      }
+    }
+    this.note(`migrate ${name}: ${moved} pages moved, ${failed} failed`);
+    return { moved, failed };
+  }
+
+  /** Take memory block `n` offline (EBUSY and a clean cancel when a page cannot leave). */
+  offlineBlock(n: number): void {
+    this.try(`offline memory${n}`, () => this.kernel.sysfs.write(`/sys/devices/system/memory/memory${n}/state`, 'offline'));
+  }
+
+  onlineBlock(n: number): void {
+    this.try(`online memory${n}`, () => this.kernel.sysfs.write(`/sys/devices/system/memory/memory${n}/state`, 'online'));
+  }
+
+  /** Swap out up to `pages` pages now (like memory.reclaim); returns the pages freed. */
+  reclaim(pages: number): number {
+    const freed = this.kernel.reclaim(pages);
+    this.note(`reclaim ${pages} pages: ${freed} freed`);
+    return freed;
+  }
+
+  // ---- figures ---------------------------------------------------------------------------------
+
+  sample(): HostSample {
+    const k = this.kernel;
+    const ksm = k.ksmEngine;
+    const guests: GuestSample[] = this.guests.map((g) => g.sample());
+    const swap = k.swap;
+    return {
+      t: k.now,
+      pagesShared: ksm.pagesShared,
+      pagesSharing: ksm.pagesSharing,
+      pagesUnshared: ksm.pagesUnshared,
+      pagesVolatile: ksm.pagesVolatile,
+      fullScans: ksm.seqnr,
+      pagesScanned: ksm.pagesScanned,
+      savedBytes: ksm.pagesSharing * PAGE_SIZE,
+      totalBytes: k.mem.onlineFrames() * PAGE_SIZE,
+      freeBytes: k.mem.nrFreeOnline * PAGE_SIZE,
+      swapUsedBytes: swap === null ? 0 : (swap.nrSlots - swap.nrFree) * PAGE_SIZE,
+      run: ksm.run,
+      pagesToScan: ksm.pagesToScan,
+      sleepMillisecs: ksm.sleepMillisecs,
+      guests,
+    };
+  }
+
+  /** The deep consistency check of the kernel underneath (throws InvariantError). */
+  checkInvariants(): void {
+    this.kernel.checkInvariants();
+  }
+}
+
+function formatMiB(bytes: number): string {
+  const mib = bytes / (1024 * 1024);
+  return `${Number.isInteger(mib) ? mib : mib.toFixed(1)} MiB`;
+}

@@ -1,0 +1,465 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { Host, KernelError, PAGE_SIZE, loadImageCatalog, type HostOptions } from '../../src/index.js';
+import { countPageKinds, guestPage, layoutGuest } from '../../src/vmm/image.js';
+import type { Guest } from '../../src/vmm/guest.js';
+
+const images = loadImageCatalog(new URL('./fixtures', import.meta.url).pathname);
+const tiny = images.get('tiny', '1');
+const MiB = 1024 * 1024;
+const STILL = { dirtyRate: 0, burst: null };
+
+function newHost(opts: Partial<HostOptions> = {}): Host {
+  return new Host({
+    memoryMiB: 128,
+    swapMiB: 64,
+    blockMiB: 16,
+    seed: 1,
+    images,
+    ksm: { policy: 'fixed', run: 1, pagesToScan: 1000, sleepMillisecs: 20, maxKernelPages: null },
+    ...opts,
+  });
+}
+
+/** Boot `names` as still (non-dirtying) tiny 1 guests of 16 MiB and let them finish booting. */
+function bootStill(host: Host, names: string[], extra: { memMerge?: boolean } = {}): Guest[] {
+  const guests = names.map((name) => {
+    const g = host.createGuest({ name, image: 'tiny', version: '1', memoryMiB: 16, workload: STILL, ...extra });
+    host.startGuest(name);
+    return g;
+  });
+  host.advance(2000);
+  return guests;
+}
+
+function digest(bytes: Uint8Array): string {
+  return createHash('sha1').update(bytes).digest('hex');
+}
+
+/** The naive oracle: count identical page contents over the mergeable guests' written pages. */
+function naiveKsm(guests: Guest[]): { shared: number; sharing: number; unshared: number } {
+  const counts = new Map<string, number>();
+  for (const g of guests) {
+    if (!g.memMerge) continue;
+    for (let page = 0; page < g.ramPages; page++) {
+      if (g.process!.pfnOf(g.hvaOf(page * PAGE_SIZE)) === null) continue; // never written
+      const d = digest(g.readPhys(page * PAGE_SIZE, PAGE_SIZE));
+      counts.set(d, (counts.get(d) ?? 0) + 1);
+    }
+  }
+  let shared = 0;
+  let sharing = 0;
+  let unshared = 0;
+  for (const n of counts.values()) {
+    if (n > 1) {
+      shared++;
+      sharing += n - 1;
+    } else {
+      unshared++;
+    }
+  }
+  return { shared, sharing, unshared };
+}
+
+describe('Host: guests boot from their image', () => {
+  it('a booted guest holds exactly its image’s pages, and untouched pages are never allocated', () => {
+    const host = newHost();
+    const [g] = bootStill(host, ['a']);
+    const layout = layoutGuest(tiny, 16 * MiB);
+    const want = new Uint32Array(PAGE_SIZE / 4);
+    let written = 0;
+    for (let page = 0; page < g!.ramPages; page++) {
+      const kind = guestPage(tiny, layout, page, g!.bootSeed, want);
+      const present = g!.process!.pfnOf(g!.hvaOf(page * PAGE_SIZE)) !== null;
+      expect(present).toBe(kind !== 'untouched');
+      if (kind === 'untouched') continue;
+      written++;
+      expect(Buffer.from(g!.readPhys(page * PAGE_SIZE, PAGE_SIZE)).equals(Buffer.from(want.buffer))).toBe(true);
+    }
+    // tiny 1 in 16 MiB: 4096 pages, 915 of them untouched free memory.
+    expect(written).toBe(3181);
+    expect(g!.pagesWritten).toBe(3181);
+    expect(host.sample().guests[0]!.residentBytes).toBe(3181 * PAGE_SIZE);
+    host.checkInvariants();
+  });
+
+  it('boot takes the image’s boot time: booting until the tick that completes it, then running', () => {
+    const host = newHost();
+    const g = host.createGuest({ name: 'a', image: 'tiny', version: '1', memoryMiB: 16, workload: STILL });
+    expect(g.state).toBe('created');
+    host.startGuest('a');
+    expect(g.state).toBe('booting');
+    host.advance(1000);
+    expect(g.state).toBe('booting');
+    // Half the boot time: half of RAM's pages walked (the 10 ticks at 0..900 ms), and
+    // the first half of tiny 1 has no untouched page.
+    expect(g.pagesWritten).toBe(2048);
+    host.advance(1000);
+    expect(g.state).toBe('running');
+    expect(host.log.map((e) => `${e.t} ${e.what}`)).toEqual(['0 create a (tiny 1, 16 MiB)', '0 start a', '1900 a booted']);
+  });
+
+  it('guest RAM is registered MADV_MERGEABLE with mem-merge on, and not with it off', () => {
+    const host = newHost();
+    const [on, off] = [
+      host.createGuest({ name: 'on', image: 'tiny', version: '1', memoryMiB: 16 }),
+      host.createGuest({ name: 'off', image: 'tiny', version: '1', memoryMiB: 16, memMerge: false }),
+    ];
+    host.startGuest('on');
+    host.startGuest('off');
+    expect(on.process!.maps().map((m) => m.mergeable)).toEqual([true]);
+    expect(off.process!.maps().map((m) => m.mergeable)).toEqual([false]);
+    expect(on.process!.name).toBe('qemu:on');
+  });
+
+  it('guest ids are 12-character nanoids, distinct, and the same for the same seed', () => {
+    const ids = (seed: number): string[] => {
+      const host = newHost({ seed });
+      return ['a', 'b', 'c'].map((n) => host.createGuest({ name: n, image: 'tiny', version: '1', memoryMiB: 16 }).id);
+    };
+    const one = ids(1);
+    expect(one.every((id) => /^[A-Za-z0-9_-]{12}$/.test(id))).toBe(true);
+    expect(new Set(one).size).toBe(3);
+    expect(ids(1)).toEqual(one);
+    expect(ids(2)).not.toEqual(one);
+  });
+});
+
+describe('Host: KSM merges the guests', () => {
+  it('three identical guests converge to the naive count of identical pages', () => {
+    const host = newHost();
+    const guests = bootStill(host, ['a', 'b', 'c']);
+    host.kernel.ksmd.runFullScans(3);
+    const s = host.sample();
+    const oracle = naiveKsm(guests);
+    expect({ shared: s.pagesShared, sharing: s.pagesSharing, unshared: s.pagesUnshared }).toEqual(oracle);
+    // By kind (tiny 1): 1326 version pages and 300 image pages, each in 3 guests, plus
+    // 269 zero pages per guest all on one KSM page; 1286 unique pages per guest.
+    expect(oracle).toEqual({ shared: 1326 + 300 + 1, sharing: 2 * 1326 + 2 * 300 + (3 * 269 - 1), unshared: 3 * 1286 });
+    expect(s.pagesVolatile).toBe(0);
+    expect(s.savedBytes).toBe(4058 * PAGE_SIZE);
+    host.checkInvariants();
+  });
+
+  it('each guest is credited its share of the saving: merged pages × (mappers − 1) / mappers', () => {
+    const host = newHost();
+    bootStill(host, ['a', 'b', 'c']);
+    host.kernel.ksmd.runFullScans(3);
+    const s = host.sample();
+    for (const g of s.guests) {
+      // 1626 pages on 3-way KSM pages (2/3 each) + 269 on the zero KSM page (806/807 each).
+      expect(g.mergedBytes).toBe((1626 + 269) * PAGE_SIZE);
+      expect(g.savedBytes).toBe(Math.round((1626 * (2 / 3) + 269 * (806 / 807)) * PAGE_SIZE));
+    }
+    const credited = s.guests.reduce((a, g) => a + g.savedBytes, 0);
+    expect(Math.abs(credited - s.savedBytes)).toBeLessThan(PAGE_SIZE);
+  });
+
+  it('a guest with mem-merge off is never merged and counts in no statistic', () => {
+    const host = newHost();
+    const guests = [...bootStill(host, ['a', 'b']), ...bootStill(host, ['nosharing'], { memMerge: false })];
+    host.kernel.ksmd.runFullScans(3);
+    const s = host.sample();
+    expect(s.guests.find((g) => g.name === 'nosharing')!.mergedBytes).toBe(0);
+    const oracle = naiveKsm(guests);
+    expect({ shared: s.pagesShared, sharing: s.pagesSharing, unshared: s.pagesUnshared }).toEqual(oracle);
+    expect(oracle).toEqual({ shared: 1627, sharing: 1626 + 2 * 269 - 1, unshared: 2 * 1286 });
+  });
+
+  it('two versions of an image share their image pages, not their version pages', () => {
+    const host = newHost();
+    host.createGuest({ name: 'v1', image: 'tiny', version: '1', memoryMiB: 16, workload: STILL });
+    host.createGuest({ name: 'v2', image: 'tiny', version: '2', memoryMiB: 16, workload: STILL });
+    host.startGuest('v1');
+    host.startGuest('v2');
+    host.advance(3000);
+    host.kernel.ksmd.runFullScans(3);
+    const [v1, v2] = [host.guest('v1'), host.guest('v2')];
+    const l1 = layoutGuest(tiny, 16 * MiB);
+    const l2 = layoutGuest(images.get('tiny', '2'), 16 * MiB);
+    const scratch = new Uint32Array(PAGE_SIZE / 4);
+    let sameFrame = 0;
+    for (let page = 0; page < 4096; page++) {
+      const k1 = guestPage(tiny, l1, page, 0, scratch);
+      const k2 = guestPage(images.get('tiny', '2'), l2, page, 0, scratch);
+      const f1 = v1.process!.pfnOf(v1.hvaOf(page * PAGE_SIZE));
+      const f2 = v2.process!.pfnOf(v2.hvaOf(page * PAGE_SIZE));
+      if (k1 === 'image' && k2 === 'image') {
+        expect(f1).toBe(f2);
+        sameFrame++;
+      }
+      if (k1 === 'version' && k2 === 'version') expect(f1).not.toBe(f2);
+    }
+    expect(sameFrame).toBeGreaterThan(150);
+  });
+});
+
+describe('Host: workloads', () => {
+  it('a steady writer dirties exactly its rate: 50 pages per simulated second', () => {
+    const host = newHost();
+    const g = host.createGuest({ name: 'w', image: 'tiny', version: '1', memoryMiB: 16, workload: { dirtyRate: 50, burst: null } });
+    host.startGuest('w');
+    host.advance(2000);
+    const before = g.pagesWritten;
+    host.advance(1000);
+    expect(g.pagesWritten - before).toBe(50);
+    host.advance(10_000);
+    expect(g.pagesWritten - before).toBe(550);
+  });
+
+  it('an idle guest dirties at its image’s rate (tiny 1: 10 pages/s)', () => {
+    const host = newHost();
+    const g = host.createGuest({ name: 'idle', image: 'tiny', version: '1', memoryMiB: 16 });
+    host.startGuest('idle');
+    host.advance(2000);
+    const before = g.pagesWritten;
+    host.advance(5000);
+    expect(g.pagesWritten - before).toBe(50);
+  });
+
+  it('a one-off burst adds its pages evenly over its duration', () => {
+    const host = newHost();
+    const [g] = bootStill(host, ['b']);
+    const before = g!.pagesWritten;
+    g!.burst(1000, 2000);
+    host.advance(1000);
+    expect(g!.pagesWritten - before).toBe(500);
+    host.advance(5000);
+    expect(g!.pagesWritten - before).toBe(1000);
+  });
+
+  it('periodic bursts start one period after boot and repeat', () => {
+    const host = newHost();
+    const g = host.createGuest({ name: 'p', image: 'tiny', version: '1', memoryMiB: 16, workload: { dirtyRate: 0, burst: { everyMs: 3000, pages: 300, overMs: 1000 } } });
+    host.startGuest('p');
+    host.advance(2000);
+    const booted = g.pagesWritten;
+    host.advance(2900);
+    expect(g.pagesWritten - booted).toBe(0);
+    host.advance(1100);
+    expect(g.pagesWritten - booted).toBe(300);
+    host.advance(3000);
+    expect(g.pagesWritten - booted).toBe(600);
+  });
+
+  it('dirtied pages get fresh contents: merged pages break out copy-on-write and the others keep theirs', () => {
+    const host = newHost();
+    const [a, b] = bootStill(host, ['a', 'b']);
+    host.kernel.ksmd.runFullScans(3);
+    const sharedBefore = host.sample().pagesSharing;
+    const bBefore = Array.from({ length: b!.ramPages }, (_, p) => digest(b!.readPhys(p * PAGE_SIZE, PAGE_SIZE)));
+    a!.burst(2000, 0);
+    host.advance(100);
+    expect(host.sample().pagesSharing).toBeLessThan(sharedBefore);
+    const bAfter = Array.from({ length: b!.ramPages }, (_, p) => digest(b!.readPhys(p * PAGE_SIZE, PAGE_SIZE)));
+    expect(bAfter).toEqual(bBefore);
+    host.checkInvariants();
+  });
+
+  it('a paused guest writes nothing; resumed, it goes on', () => {
+    const host = newHost();
+    const g = host.createGuest({ name: 'w', image: 'tiny', version: '1', memoryMiB: 16, workload: { dirtyRate: 100, burst: null } });
+    host.startGuest('w');
+    host.advance(2000);
+    g.pause();
+    const at = g.pagesWritten;
+    host.advance(5000);
+    expect(g.pagesWritten).toBe(at);
+    g.resume();
+    host.advance(1000);
+    expect(g.pagesWritten - at).toBe(100);
+  });
+});
+
+describe('Host: guest life and errors', () => {
+  it('stop frees the guest’s RAM; booting again gives new unique pages and the same image pages', () => {
+    const host = newHost({ ksm: { policy: 'fixed', run: 0, pagesToScan: 100, sleepMillisecs: 20, maxKernelPages: null } });
+    const free0 = host.sample().freeBytes;
+    const [g] = bootStill(host, ['a']);
+    const layout = layoutGuest(tiny, 16 * MiB);
+    const scratch = new Uint32Array(PAGE_SIZE / 4);
+    const kinds = Array.from({ length: 4096 }, (_, p) => guestPage(tiny, layout, p, 0, scratch));
+    const first = kinds.map((_, p) => (kinds[p] === 'untouched' ? null : digest(g!.readPhys(p * PAGE_SIZE, PAGE_SIZE))));
+    host.stopGuest('a');
+    expect(g!.state).toBe('stopped');
+    expect(host.sample().freeBytes).toBe(free0);
+    host.startGuest('a');
+    host.advance(2000);
+    expect(g!.boots).toBe(2);
+    for (let p = 0; p < 4096; p++) {
+      if (kinds[p] === 'untouched') continue;
+      const now = digest(g!.readPhys(p * PAGE_SIZE, PAGE_SIZE));
+      if (kinds[p] === 'unique') expect(now).not.toBe(first[p]);
+      else expect(now).toBe(first[p]);
+    }
+    host.checkInvariants();
+  });
+
+  it('destroy removes the guest from the host', () => {
+    const host = newHost();
+    bootStill(host, ['a', 'b']);
+    host.destroyGuest('a');
+    expect(host.guests.map((g) => g.name)).toEqual(['b']);
+    expect(() => host.guest('a')).toThrow(/ENOENT: no guest named a \(guests: b\)/);
+    host.checkInvariants();
+  });
+
+  it('mistakes are KernelErrors with Linux codes, and change nothing', () => {
+    const host = newHost();
+    const [g] = bootStill(host, ['a']);
+    const expectCode = (fn: () => unknown, code: string, msg: RegExp): void => {
+      let err: unknown = null;
+      try {
+        fn();
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(KernelError);
+      expect((err as KernelError).code).toBe(code);
+      expect((err as KernelError).message).toMatch(msg);
+    };
+    expectCode(() => host.createGuest({ name: 'a', image: 'tiny', version: '1', memoryMiB: 16 }), 'EEXIST', /a guest named a already exists/);
+    expectCode(() => host.createGuest({ name: 'x', image: 'gentoo', memoryMiB: 16 }), 'ENOENT', /no image named "gentoo"/);
+    expectCode(() => host.createGuest({ name: 'x', image: 'tiny', version: '1', memoryMiB: 8 }), 'EINVAL', /needs at least 16 MiB of RAM, the guest has 8 MiB/);
+    expectCode(() => host.createGuest({ name: 'bad name', image: 'tiny', version: '1', memoryMiB: 16 }), 'EINVAL', /use letters, digits/);
+    expectCode(() => g!.resume(), 'EINVAL', /cannot resume a guest that is running \(needs paused\)/);
+    expectCode(() => g!.boot(), 'EINVAL', /cannot boot a guest that is running/);
+    expectCode(() => g!.readPhys(16 * MiB, 1), 'EFAULT', /guest-physical 0x1000000 is not RAM/);
+    expectCode(() => g!.writePhys(16 * MiB - 2, new Uint8Array(4)), 'EFAULT', /not RAM/);
+    expectCode(() => host.advance(-1), 'EINVAL', /non-negative/);
+    expect(host.guests.map((x) => x.name)).toEqual(['a']);
+    expect(g!.state).toBe('running');
+    host.checkInvariants();
+  });
+
+  it('guest RAM above 3 GiB lies in a second slot above the 4 GiB hole', () => {
+    const host = newHost();
+    const g = host.createGuest({ name: 'big', image: 'tiny', version: '1', memoryMiB: 3 * 1024 + 16, workload: STILL });
+    expect(g.slots.map((s) => [s.gpa, s.size, s.firstPage])).toEqual([
+      [0, 3 * 1024 * MiB, 0],
+      [4 * 1024 * MiB, 16 * MiB, (3 * 1024 * MiB) / PAGE_SIZE],
+    ]);
+    host.startGuest('big'); // maps the slots; nothing is written until time passes
+    g.writePhys(4 * 1024 * MiB + 100, new TextEncoder().encode('above the hole'));
+    expect(new TextDecoder().decode(g.readPhys(4 * 1024 * MiB + 100, 14))).toBe('above the hole');
+    expect(() => g.readPhys(3 * 1024 * MiB, 1)).toThrow(/EFAULT/);
+    // Two mmaps side by side with the same flags: vma_merge() makes them one area.
+    expect(g.process!.maps().length).toBe(1);
+  });
+});
+
+describe('Host: time', () => {
+  it('how advance() is split changes nothing: one call, 1 ms steps or uneven steps', () => {
+    const run = (steps: number[]): unknown => {
+      const host = newHost({ seed: 9 });
+      for (const n of ['a', 'b']) {
+        host.createGuest({ name: n, image: 'tiny', version: '1', memoryMiB: 16, workload: { dirtyRate: 37, burst: { everyMs: 1500, pages: 77, overMs: 333 } } });
+        host.startGuest(n);
+      }
+      for (const s of steps) host.advance(s);
+      return { sample: host.sample(), written: host.guests.map((g) => g.pagesWritten), pfns: host.guests.map((g) => g.process!.pfnOf(g.hvaOf(0))) };
+    };
+    const whole = run([6000]);
+    expect(run(Array.from({ length: 6000 }, () => 1))).toEqual(whole);
+    expect(run([33, 967, 1, 2999, 2000])).toEqual(whole);
+  });
+
+  it('the same seed gives the same run; another seed other unique pages but the same statistics shape', () => {
+    const run = (seed: number): { stats: number[]; page: string } => {
+      const host = newHost({ seed });
+      bootStill(host, ['a', 'b']);
+      host.kernel.ksmd.runFullScans(2);
+      const s = host.sample();
+      return { stats: [s.pagesShared, s.pagesSharing, s.pagesUnshared], page: digest(host.guest('a').readPhys(3 * 1024 * PAGE_SIZE, PAGE_SIZE * 64)) };
+    };
+    const one = run(1);
+    expect(run(1)).toEqual(one);
+    const two = run(2);
+    expect(two.stats).toEqual(one.stats);
+    expect(two.page).not.toBe(one.page);
+  });
+});
+
+describe('Host: memory pressure, swap and the OOM killer', () => {
+  it('pressure pushes guest pages to swap; after it is released every guest page still holds what the guest wrote', () => {
+    const host = newHost({ memoryMiB: 64, swapMiB: 128 });
+    const guests = bootStill(host, ['a', 'b']);
+    host.kernel.ksmd.runFullScans(2);
+    const before = guests.map((g) => Array.from({ length: g.ramPages }, (_, p) => digest(g.readPhys(p * PAGE_SIZE, PAGE_SIZE))));
+    expect(host.pressure(48 * MiB)).toBe(48 * MiB);
+    const s = host.sample();
+    expect(s.swapUsedBytes).toBeGreaterThan(0);
+    expect(s.guests.some((g) => g.swapBytes > 0)).toBe(true);
+    host.checkInvariants();
+    host.releasePressure();
+    const after = guests.map((g) => Array.from({ length: g.ramPages }, (_, p) => digest(g.readPhys(p * PAGE_SIZE, PAGE_SIZE))));
+    expect(after).toEqual(before);
+    host.checkInvariants();
+  });
+
+  it('with RAM and swap full, the OOM killer stops the biggest guest and the rest go on', () => {
+    const host = newHost({ memoryMiB: 32, swapMiB: 0, ksm: { policy: 'fixed', run: 0, pagesToScan: 100, sleepMillisecs: 20, maxKernelPages: null } });
+    for (const n of ['a', 'b', 'c']) {
+      host.createGuest({ name: n, image: 'tiny', version: '1', memoryMiB: 16, workload: STILL });
+      host.startGuest(n);
+    }
+    host.advance(3000);
+    const kills = host.log.filter((e) => e.what.startsWith('Out of memory'));
+    expect(kills.length).toBeGreaterThanOrEqual(1);
+    expect(kills[0]!.what).toMatch(/^Out of memory: killed qemu:[abc] \(guest [abc], [\d.]+ MiB resident\+swap\)$/);
+    const states = host.guests.map((g) => g.state);
+    expect(states.filter((s) => s === 'stopped').length).toBe(kills.length);
+    expect(states.filter((s) => s === 'running').length).toBeGreaterThanOrEqual(1);
+    host.checkInvariants();
+  });
+
+  it('pressure the OOM killer chooses is reported with ENOMEM and holds nothing', () => {
+    const host = newHost({ memoryMiB: 32, swapMiB: 0, ksm: { policy: 'fixed', run: 0, pagesToScan: 100, sleepMillisecs: 20, maxKernelPages: null } });
+    bootStill(host, ['a']);
+    expect(host.pressure(64 * MiB)).toBe(0);
+    const kill = host.log[host.log.length - 2]!;
+    expect(kill.what).toMatch(/^Out of memory: killed stress-1 \([\d.]+ MiB resident\+swap\)$/);
+    expect(host.log[host.log.length - 1]).toEqual({ t: 2000, what: 'pressure 64 MiB', error: expect.stringMatching(/^ENOMEM: the OOM killer chose the pressure process after [\d.]+ MiB$/) });
+    expect(host.guest('a').state).toBe('running');
+    host.checkInvariants();
+  });
+});
+
+describe('Host: the ksmtuned policy', () => {
+  it('adjusts every monitor interval from free and committed memory, writing the knobs', () => {
+    const host = newHost({ memoryMiB: 64, swapMiB: 64, ksm: { policy: 'ksmtuned', config: { monitorInterval: 1 }, maxKernelPages: null } });
+    const g = host.governor!;
+    // 64 MiB: sleep = 10 × 16 GiB / 64 MiB = 2560 ms; thres = 20% of 65536 kB.
+    expect([g.total, g.sleep, g.thres]).toEqual([65536, 2560, 13107]);
+    bootStill(host, ['a', 'b']);
+    host.advance(1000);
+    const decisions = host.log.filter((e) => e.what.startsWith('ksmtuned'));
+    // 2 guests of 3181 resident pages commit ~25 MiB + thres 12.8 MiB < 64 MiB, and
+    // free memory is above thres: the governor keeps ksmd stopped.
+    expect(decisions.map((e) => `${e.t} ${e.what}`)).toEqual(['1000 ksmtuned: stop ksmd', '2000 ksmtuned: stop ksmd']);
+    expect(host.kernel.sysfs.read('/sys/kernel/mm/ksm/run')).toBe('0\n');
+    // Three more guests commit enough (5 × 12.4 MiB + thres > 64 MiB) that ksmd must run,
+    // and leave free memory below thres: boost, from 0 to 300 pages, at 2560 ms.
+    bootStill(host, ['c', 'd', 'e']);
+    host.advance(1000);
+    // They boot over [3000, 5000): at 4000 half booted, still stop; at 5000 all booted.
+    expect(host.log.filter((e) => e.what.startsWith('ksmtuned')).map((e) => `${e.t} ${e.what}`)).toEqual([
+      '1000 ksmtuned: stop ksmd',
+      '2000 ksmtuned: stop ksmd',
+      '3000 ksmtuned: stop ksmd',
+      '4000 ksmtuned: stop ksmd',
+      '5000 ksmtuned: boost, pages_to_scan 300, sleep_millisecs 2560',
+    ]);
+    expect(host.kernel.sysfs.read('/sys/kernel/mm/ksm/run')).toBe('1\n');
+    expect(host.kernel.sysfs.read('/sys/kernel/mm/ksm/sleep_millisecs')).toBe('2560\n');
+  });
+});
+
+describe('Host: images', () => {
+  it('countPageKinds agrees with what boot writes', () => {
+    const layout = layoutGuest(tiny, 16 * MiB);
+    const kinds = countPageKinds(tiny, layout);
+    const untouched = kinds.reduce((a, r) => a + r.kinds.untouched, 0);
+    expect(4096 - untouched).toBe(3181);
+  });
+});
