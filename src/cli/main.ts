@@ -15,7 +15,7 @@ import { ProgressBar } from '../report/progress.js';
 import { renderChart } from '../report/svg.js';
 import { formatSummary } from '../report/table.js';
 import { toJson } from '../report/json.js';
-import { loadImageCatalog } from '../scenario/images.js';
+import { defaultGuestsDir, loadImageCatalog } from '../scenario/images.js';
 import { runScenario } from '../scenario/run.js';
 import { loadScenario } from '../scenario/load.js';
 import { ConfigError, formatDuration, formatSize } from '../vmm/config.js';
@@ -91,6 +91,16 @@ function nonNegativeInt(name: string, v: string | undefined, usage: string): num
   return Number(v);
 }
 
+/** Write an output file; a path that cannot be written is the user's to fix, not a crash with a stack trace. */
+function writeOutput(path: string, text: string): void {
+  try {
+    writeFileSync(path, text);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(`samepage: cannot write ${path} (${code ?? (e as Error).message})`);
+  }
+}
+
 function runCommand(argv: string[]): number {
   const { values, positionals } = parse(argv, RUN_USAGE, {
     json: { type: 'string' },
@@ -124,11 +134,11 @@ function runCommand(argv: string[]): number {
   process.stdout.write(formatSummary(results));
   process.stdout.write(`\n(simulated ${results.length > 1 ? `${results.length} × ` : ''}${scenario.durationMs / 1000}s in ${wall.toFixed(1)}s)\n`);
   if (values.json !== undefined) {
-    writeFileSync(values.json as string, toJson(results, { file: scenario.file, samepageVersion: version() }));
+    writeOutput(values.json as string, toJson(results, { file: scenario.file, samepageVersion: version() }));
     process.stdout.write(`timeline written to ${String(values.json)}\n`);
   }
   if (values.svg !== undefined) {
-    writeFileSync(values.svg as string, renderChart(results, { title: scenario.name }));
+    writeOutput(values.svg as string, renderChart(results, { title: scenario.name }));
     process.stdout.write(`chart written to ${String(values.svg)}\n`);
   }
   return 0;
@@ -143,6 +153,10 @@ function imagesCommand(argv: string[]): number {
   if (positionals.length > 0) throw new UsageError(`images takes no arguments, got ${positionals.join(' ')}`, IMAGES_USAGE);
   const catalog = loadImages(values.images as string | undefined);
   const list = catalog.list();
+  if (list.length === 0) {
+    // An empty table would look like success: most likely the wrong directory.
+    throw new Error(`samepage: no guest image descriptors (*.yaml, *.yml, *.json) in ${(values.images as string | undefined) ?? defaultGuestsDir()}`);
+  }
   if (values.json === true) {
     process.stdout.write(`${JSON.stringify(list.map((i) => ({ name: i.name, version: i.version, os: i.os, description: i.description, file: i.file, minRamBytes: i.minRamBytes, bootMs: i.bootMs, dirtyRate: i.workload.dirtyRate })), null, 2)}\n`);
     return 0;
@@ -209,5 +223,13 @@ function main(argv: string[]): number {
     throw e;
   }
 }
+
+// A reader that stops reading (`samepage run x.yaml | head -3`) is not a failure of
+// ours: without this, the write's EPIPE is an unhandled 'error' event and Node prints
+// a stack trace. Stop quietly instead, as a C program killed by SIGPIPE would.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE') throw e;
+  process.exit(process.exitCode ?? 0);
+});
 
 process.exitCode = main(process.argv.slice(2));

@@ -183,8 +183,14 @@ function describeAction(a: ScenarioAction): string {
     case 'online':
       return `${a.kind} memory${a.block}`;
     case 'knobs': {
-      const { kind: _kind, ...knobs } = a;
-      return `knobs ${Object.entries(knobs).map(([k, v]) => `${k}=${v}`).join(' ')}`;
+      // Named as the scenario and /sys/kernel/mm/ksm name them, not by the fields here.
+      const knobs: [string, number | undefined][] = [
+        ['run', a.run],
+        ['pages_to_scan', a.pagesToScan],
+        ['sleep_millisecs', a.sleepMillisecs],
+        ['max_kernel_pages', a.maxKernelPages],
+      ];
+      return `knobs ${knobs.filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(' ')}`;
     }
     case 'ksm':
       return `ksm policy ${describePolicy(a.policy)}`;

@@ -1,5 +1,5 @@
 import { KernelError } from '../lib/errors.js';
-import type { Prng } from '../lib/prng.js';
+import { Prng } from '../lib/prng.js';
 import { PAGE_SIZE, PG_KSM, PTE_KIND_MASK, PTE_PRESENT, PTE_SWAP, ptePayload } from '../mm/constants.js';
 import type { HostKernel } from '../mm/kernel.js';
 import type { Process } from '../mm/process.js';
@@ -14,6 +14,35 @@ const scratchBytes = new Uint8Array(scratchPage.buffer);
 /** RAM below the PCI hole, as QEMU's pc machine lays it out: the rest goes above 4 GiB. */
 const BELOW_4G_MAX = 3 * 1024 * 1024 * 1024;
 const ABOVE_4G_BASE = 4 * 1024 * 1024 * 1024;
+
+/** A guest's whole state as plain data, for snapshots (src/vmm/snapshot.ts). */
+export interface GuestSnapshot {
+  id: string;
+  name: string;
+  /** The image by name and version; the snapshot carries the image itself too. */
+  image: { name: string; version: string };
+  ramBytes: number;
+  memMerge: boolean;
+  workload: WorkloadSpec;
+  state: GuestState;
+  /** The QEMU process's pid, or null. */
+  pid: number | null;
+  slotHvas: number[];
+  bootSeed: number;
+  boots: number;
+  pagesWritten: number;
+  prng: number[];
+  bootElapsed: number;
+  bootCursor: number;
+  pausedFrom: GuestState;
+  runningMs: number;
+  dirtyDebt: number;
+  dirtyCounter: number;
+  pendingDirty: number;
+  /** null for "never" (Infinity). */
+  nextBurstAt: number | null;
+  bursts: ActiveBurst[];
+}
 
 export interface GuestOptions {
   name: string;
@@ -341,6 +370,67 @@ export class Guest {
   writePhys(gpa: number, bytes: Uint8Array): void {
     this.pieces(gpa, bytes.length, (hva, off, n) => this.process!.write(hva, bytes.subarray(off, off + n)));
     this.pagesWritten += Math.ceil(bytes.length / PAGE_SIZE);
+  }
+
+  // ---- snapshots -----------------------------------------------------------------------------
+
+  toSnapshot(): GuestSnapshot {
+    return {
+      id: this.id,
+      name: this.name,
+      image: { name: this.image.name, version: this.image.version },
+      ramBytes: this.ramBytes,
+      memMerge: this.memMerge,
+      workload: { dirtyRate: this.workload.dirtyRate, burst: this.workload.burst === null ? null : { ...this.workload.burst } },
+      state: this.state,
+      pid: this.process === null ? null : this.process.pid,
+      slotHvas: this.slots.map((s) => s.hva),
+      bootSeed: this.bootSeed,
+      boots: this.boots,
+      pagesWritten: this.pagesWritten,
+      prng: this.prng.getState(),
+      bootElapsed: this.bootElapsed,
+      bootCursor: this.bootCursor,
+      pausedFrom: this.pausedFrom,
+      runningMs: this.runningMs,
+      dirtyDebt: this.dirtyDebt,
+      dirtyCounter: this.dirtyCounter,
+      pendingDirty: this.pendingDirty,
+      nextBurstAt: Number.isFinite(this.nextBurstAt) ? this.nextBurstAt : null,
+      bursts: this.bursts.map((b) => ({ ...b, rate: b.rate })),
+    };
+  }
+
+  /**
+   * Rebuild a guest from its snapshot, on a kernel restored from the same snapshot
+   * (its QEMU process is looked up by pid). Throws an Error naming what does not fit.
+   */
+  static fromSnapshot(kernel: HostKernel, snap: GuestSnapshot, image: GuestImage): Guest {
+    const g = new Guest(kernel, new Prng(0), snap.id, { name: snap.name, image, ramBytes: snap.ramBytes, memMerge: snap.memMerge, workload: snap.workload });
+    if (snap.slotHvas.length !== g.slots.length) throw new Error(`guest ${snap.name}: ${snap.slotHvas.length} memory slots saved, ${g.slots.length} expected`);
+    snap.slotHvas.forEach((hva, i) => {
+      (g.slots[i] as MemSlot).hva = hva;
+    });
+    if (snap.pid !== null) {
+      const proc = kernel.processes.get(snap.pid);
+      if (proc === undefined) throw new Error(`guest ${snap.name}: its process ${snap.pid} is not in the kernel`);
+      g.process = proc;
+    }
+    g.state = snap.state;
+    g.bootSeed = snap.bootSeed;
+    g.boots = snap.boots;
+    g.pagesWritten = snap.pagesWritten;
+    g.prng.setState(snap.prng);
+    g.bootElapsed = snap.bootElapsed;
+    g.bootCursor = snap.bootCursor;
+    g.pausedFrom = snap.pausedFrom;
+    g.runningMs = snap.runningMs;
+    g.dirtyDebt = snap.dirtyDebt;
+    g.dirtyCounter = snap.dirtyCounter;
+    g.pendingDirty = snap.pendingDirty;
+    g.nextBurstAt = snap.nextBurstAt === null ? Infinity : snap.nextBurstAt;
+    for (const b of snap.bursts) g.bursts.push({ pages: b.pages, rate: b.rate, debt: b.debt });
+    return g;
   }
 
   // ---- figures -----------------------------------------------------------------------------

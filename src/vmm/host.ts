@@ -4,7 +4,7 @@ import { KernelError } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
 import { PAGE_SIZE, PTE_KIND_MASK, PTE_PRESENT, ptePayload } from '../mm/constants.js';
 import type { Process } from '../mm/process.js';
-import { Guest } from './guest.js';
+import { Guest, type GuestSnapshot } from './guest.js';
 import type { GuestImage, ImageCatalog } from './image.js';
 import { KSMTUNED_DEFAULTS, Ksmtuned, type KsmtunedConfig, type KsmtunedDecision } from './ksmtuned.js';
 import type { GuestSample, HostSample } from './types.js';
@@ -48,6 +48,27 @@ export interface CreateGuestOptions {
   workload?: WorkloadSpec;
 }
 
+/** The host's own state as plain data (src/vmm/snapshot.ts packs it with the kernel's). */
+export interface HostSnapshot {
+  memoryMiB: number;
+  swapMiB: number;
+  blockMiB: number;
+  tickMs: number;
+  policy: KsmPolicy;
+  governor: { config: KsmtunedConfig; total: number; npages: number } | null;
+  /** null: no governor (Infinity). */
+  governorAt: number | null;
+  nextTickAt: number;
+  prng: number[];
+  idPrng: number[];
+  guestsCreated: number;
+  hogs: { pid: number; bytes: number }[];
+  log: HostEvent[];
+  /** Every image a guest uses, whole: a snapshot does not depend on guests/ staying the same. */
+  images: GuestImage[];
+  guests: GuestSnapshot[];
+}
+
 /** Something the host did or was asked to do, at simulated time `t`. */
 export interface HostEvent {
   t: number;
@@ -86,6 +107,7 @@ export class Host {
   readonly tickMs: number;
   readonly memoryMiB: number;
   readonly swapMiB: number;
+  readonly blockMiB: number;
   /** Every guest created and not destroyed, in creation order. */
   readonly guests: Guest[];
   /** What happened, in order. */
@@ -96,16 +118,20 @@ export class Host {
   private governorAt: number;
   private nextTickAt: number;
   private readonly prng: Prng;
+  /** Draws the guests' nanoids. */
+  private readonly idPrng: Prng;
   private readonly newId: () => string;
   /** Host processes allocating memory (pressure events). */
   private readonly hogs: { proc: Process; bytes: number }[];
   private guestsCreated: number;
 
-  constructor(opts: HostOptions) {
+  /** `restoredKernel` is for snapshots only: the host adopts it instead of booting a new kernel. */
+  constructor(opts: HostOptions, restoredKernel: Kernel | null = null) {
     this.memoryMiB = opts.memoryMiB;
     this.swapMiB = opts.swapMiB ?? 0;
+    this.blockMiB = opts.blockMiB ?? 128;
     const seed = opts.seed ?? 1;
-    this.kernel = new Kernel({ memoryMiB: opts.memoryMiB, swapMiB: this.swapMiB, blockMiB: opts.blockMiB ?? 128, seed });
+    this.kernel = restoredKernel ?? new Kernel({ memoryMiB: opts.memoryMiB, swapMiB: this.swapMiB, blockMiB: this.blockMiB, seed });
     this.images = opts.images ?? null;
     this.tickMs = opts.tickMs ?? 100;
     if (!Number.isInteger(this.tickMs) || this.tickMs <= 0) throw new KernelError('EINVAL', `tickMs must be a positive whole number of ms, got ${opts.tickMs}`);
@@ -115,6 +141,7 @@ export class Host {
     // never shifts what the kernel draws.
     this.prng = new Prng(seed).fork(0x766d6d);
     const idPrng = this.prng.fork(0x6964);
+    this.idPrng = idPrng;
     this.newId = customRandom(urlAlphabet, 12, (bytes) => {
       const out = new Uint8Array(bytes);
       for (let i = 0; i < bytes; i++) out[i] = idPrng.nextU32() & 0xff;
@@ -126,7 +153,8 @@ export class Host {
     this.governor = null;
     this.governorAt = Infinity;
     this.nextTickAt = 0;
-    this.setPolicy(opts.ksm ?? DEFAULT_KSM_POLICY);
+    if (restoredKernel === null) this.setPolicy(opts.ksm ?? DEFAULT_KSM_POLICY);
+    else this.policy = opts.ksm ?? DEFAULT_KSM_POLICY;
   }
 
   get now(): number {
@@ -460,6 +488,62 @@ export class Host {
     const freed = this.kernel.reclaim(pages);
     this.note(`reclaim ${pages} pages: ${freed} freed`);
     return freed;
+  }
+
+  // ---- snapshots -----------------------------------------------------------------------------
+
+  /** The host's own state as plain data (the kernel is saved separately). */
+  toSnapshot(): HostSnapshot {
+    const images = new Map<string, GuestImage>();
+    for (const g of this.guests) images.set(`${g.image.name} ${g.image.version}`, g.image);
+    return {
+      memoryMiB: this.memoryMiB,
+      swapMiB: this.swapMiB,
+      blockMiB: this.blockMiB,
+      tickMs: this.tickMs,
+      policy: this.policy,
+      governor: this.governor === null ? null : { config: { ...this.governor.config }, total: this.governor.total, npages: this.governor.npages },
+      governorAt: Number.isFinite(this.governorAt) ? this.governorAt : null,
+      nextTickAt: this.nextTickAt,
+      prng: this.prng.getState(),
+      idPrng: this.idPrng.getState(),
+      guestsCreated: this.guestsCreated,
+      hogs: this.hogs.map((h) => ({ pid: h.proc.pid, bytes: h.bytes })),
+      log: this.log.map((e) => ({ ...e })),
+      images: [...images.values()],
+      guests: this.guests.map((g) => g.toSnapshot()),
+    };
+  }
+
+  /**
+   * Rebuild a host around a kernel restored from the same snapshot. Throws an Error
+   * naming what does not fit; nothing outside the new objects is touched.
+   */
+  static fromSnapshot(snap: HostSnapshot, kernel: Kernel, catalog: ImageCatalog | null): Host {
+    const host = new Host({ memoryMiB: snap.memoryMiB, swapMiB: snap.swapMiB, blockMiB: snap.blockMiB, tickMs: snap.tickMs, ksm: snap.policy, images: catalog }, kernel);
+    if (snap.governor !== null) {
+      const g = new Ksmtuned(snap.governor.config, snap.governor.total);
+      g.npages = snap.governor.npages;
+      host.governor = g;
+    }
+    host.governorAt = snap.governorAt === null ? Infinity : snap.governorAt;
+    host.nextTickAt = snap.nextTickAt;
+    host.prng.setState(snap.prng);
+    host.idPrng.setState(snap.idPrng);
+    host.guestsCreated = snap.guestsCreated;
+    for (const h of snap.hogs) {
+      const proc = kernel.processes.get(h.pid);
+      if (proc === undefined) throw new Error(`pressure process ${h.pid} is not in the kernel`);
+      host.hogs.push({ proc, bytes: h.bytes });
+    }
+    for (const e of snap.log) host.log.push({ t: e.t, what: e.what, error: e.error });
+    const images = new Map(snap.images.map((i) => [`${i.name} ${i.version}`, i]));
+    for (const gs of snap.guests) {
+      const image = images.get(`${gs.image.name} ${gs.image.version}`);
+      if (image === undefined) throw new Error(`guest ${gs.name}: image ${gs.image.name} ${gs.image.version} is not in the snapshot`);
+      host.guests.push(Guest.fromSnapshot(kernel, gs, image));
+    }
+    return host;
   }
 
   // ---- figures ---------------------------------------------------------------------------------

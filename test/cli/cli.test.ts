@@ -1,0 +1,271 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, it } from 'vitest';
+import { parseRunJson } from '../../src/report/json.js';
+
+/**
+ * The `samepage` command, run as a child process (node --import tsx src/cli/main.ts)
+ * from the package root, as a user would run it: exit code, stdout and stderr.
+ * Scenarios here use the tiny test image, so every run passes --images
+ * test/vmm/fixtures. Each spawn costs about half a second of start-up, so the tests
+ * run concurrently.
+ */
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const TINY = 'test/cli/fixtures/tiny.yaml';
+const VARIANTS = 'test/cli/fixtures/variants.yaml';
+const IMAGES = ['--images', 'test/vmm/fixtures'];
+
+interface Outcome {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `samepage ...args`; `closeStdout` closes the pipe before the command writes, as `| head` does after a line. */
+function samepage(args: string[], opts: { closeStdout?: boolean } = {}): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    if (opts.closeStdout === true) child.stdout.destroy();
+    else child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'samepage-cli-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const USAGE = `usage: samepage <command> [options]
+
+Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
+
+commands:
+  run <scenario>   run a scenario file (YAML or JSON) and print its summary
+  images           list the guest images
+  demo             KSM on the bare kernel: two processes, mostly identical
+  help [command]   this text, or a command's
+
+Run 'samepage <command> --help' for a command's options.
+`;
+
+const RUN_USAGE = `usage: samepage run <scenario.yaml|json> [options]
+
+Runs the scenario on simulated time and prints a summary table per variant.
+
+options:
+  --json FILE      write the full timeline (every sample, every event) as JSON
+  --svg FILE       write a chart of memory saved and free memory over time
+  --seed N         override the scenario's seed
+  --variant NAME   run only this variant
+  --images DIR     guest image descriptors (default: the package's guests/)
+  --check          run the kernel's deep invariant check at every sample (slow)
+  --quiet          no progress bar
+  -h, --help       this text
+
+Scenario format: see the README, section "Scenario files".
+`;
+
+describe.concurrent('samepage: help, version, usage errors', () => {
+  it('--help prints the usage on stdout and exits 0', async ({ expect }) => {
+    expect(await samepage(['--help'])).toEqual({ code: 0, stdout: USAGE, stderr: '' });
+  });
+
+  it("'help run' and 'run --help' print the run command's usage", async ({ expect }) => {
+    const [help, flag] = await Promise.all([samepage(['help', 'run']), samepage(['run', '--help'])]);
+    expect(help).toEqual({ code: 0, stdout: RUN_USAGE, stderr: '' });
+    expect(flag).toEqual(help);
+  });
+
+  it('--version prints the package version', async ({ expect }) => {
+    expect(await samepage(['--version'])).toEqual({ code: 0, stdout: `samepage ${VERSION}\n`, stderr: '' });
+  });
+
+  it('no command: exit 2, the usage on stderr', async ({ expect }) => {
+    expect(await samepage([])).toEqual({ code: 2, stdout: '', stderr: `samepage: no command given\n\n${USAGE}` });
+  });
+
+  it('an unknown command, or help for one: exit 2 naming it', async ({ expect }) => {
+    const [cmd, help] = await Promise.all([samepage(['frobnicate']), samepage(['help', 'frobnicate'])]);
+    expect(cmd).toEqual({ code: 2, stdout: '', stderr: `samepage: unknown command "frobnicate"\n\n${USAGE}` });
+    expect(help).toEqual({ code: 2, stdout: '', stderr: `samepage: no help for "frobnicate": not a command\n\n${USAGE}` });
+  });
+
+  it('an unknown option: exit 2, the message and the command usage', async ({ expect }) => {
+    expect(await samepage(['run', '--frobnicate', TINY])).toEqual({ code: 2, stdout: '', stderr: `samepage: Unknown option '--frobnicate'\n\n${RUN_USAGE}` });
+  });
+
+  it('run without a file: exit 2', async ({ expect }) => {
+    expect(await samepage(['run'])).toEqual({ code: 2, stdout: '', stderr: `samepage: run needs a scenario file\n\n${RUN_USAGE}` });
+  });
+
+  it('stops quietly when its reader goes away (| head): exit 0, no EPIPE trace', async ({ expect }) => {
+    expect(await samepage(['--help'], { closeStdout: true })).toEqual({ code: 0, stdout: '', stderr: '' });
+  });
+});
+
+describe.concurrent('samepage images', () => {
+  it('lists the five images of guests/ in order, as a table', async ({ expect }) => {
+    expect(await samepage(['images'])).toEqual({
+      code: 0,
+      stdout: [
+        'image    version  os       min RAM  boot  dirty  description',
+        '-------  -------  -------  -------  ----  -----  -----------',
+        'debian   6.0      linux    128 MiB  20s   20/s   Debian 6.0 squeeze amd64 with the SSH server task, kernel 2.6.32, idle after boot',
+        'fedora   12       linux    256 MiB  30s   30/s   Fedora 12 x86_64 minimal server, kernel 2.6.31, idle after boot',
+        'fedora   13       linux    256 MiB  25s   30/s   Fedora 13 x86_64 minimal server, kernel 2.6.33, idle after boot',
+        'ubuntu   10.04    linux    128 MiB  15s   25/s   Ubuntu 10.04 LTS Server amd64, kernel 2.6.32, idle after boot',
+        'windows  2008     windows  512 MiB  60s   150/s  Windows-like guest (Server 2008 SP2 x64), zeroes its free memory',
+        '',
+      ].join('\n'),
+      stderr: '',
+    });
+  });
+
+  it('--json lists them as JSON', async ({ expect }) => {
+    const all = await samepage(['images', '--json']);
+    expect([all.code, all.stderr]).toEqual([0, '']);
+    const list = JSON.parse(all.stdout) as { name: string; version: string; os: string; file: string; minRamBytes: number; bootMs: number; dirtyRate: number }[];
+    expect(list.map((i) => [i.name, i.version, i.os, i.file, i.minRamBytes / 1024 / 1024, i.bootMs, i.dirtyRate])).toEqual([
+      ['debian', '6.0', 'linux', 'guests/debian-6.0.yaml', 128, 20_000, 20],
+      ['fedora', '12', 'linux', 'guests/fedora-12.yaml', 256, 30_000, 30],
+      ['fedora', '13', 'linux', 'guests/fedora-13.yaml', 256, 25_000, 30],
+      ['ubuntu', '10.04', 'linux', 'guests/ubuntu-10.04.yaml', 128, 15_000, 25],
+      ['windows', '2008', 'windows', 'guests/windows-2008.yaml', 512, 60_000, 150],
+    ]);
+  });
+});
+
+describe.concurrent('samepage images, --images', () => {
+  it('a directory without descriptors: exit 1, rather than an empty list', async ({ expect }) => {
+    expect(await samepage(['images', '--images', 'test/cli'])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'samepage: no guest image descriptors (*.yaml, *.yml, *.json) in test/cli\n',
+    });
+  });
+});
+
+describe.concurrent('samepage run', () => {
+  it('on a missing file: exit 1, naming the file', async ({ expect }) => {
+    expect(await samepage(['run', 'test/cli/fixtures/no-such.yaml'])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'samepage: test/cli/fixtures/no-such.yaml cannot be used:\ntest/cli/fixtures/no-such.yaml: cannot read the file (ENOENT)\n',
+    });
+  });
+
+  it('on an invalid scenario: exit 1, one file:line: field: message line per problem', async ({ expect }) => {
+    expect(await samepage(['run', 'test/cli/fixtures/invalid.yaml', ...IMAGES])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: [
+        'samepage: test/cli/fixtures/invalid.yaml cannot be used:',
+        'test/cli/fixtures/invalid.yaml:5: sample_evry: unknown field (misspelt?)',
+        "test/cli/fixtures/invalid.yaml:7: guests[0].memory: expected a size like '512MiB', got 16",
+        '',
+      ].join('\n'),
+    });
+  });
+
+  it('on a scenario naming an image the directory lacks: exit 1, listing the images it has', async ({ expect }) => {
+    const r = await samepage(['run', TINY]);
+    expect([r.code, r.stderr]).toEqual([
+      1,
+      'samepage: test/cli/fixtures/tiny.yaml cannot be used:\n' +
+        'test/cli/fixtures/tiny.yaml:11: guests[0].image: no image named "tiny"; known images: debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008\n',
+    ]);
+  });
+
+  it('runs a scenario: the summary on stdout, the timeline as JSON and the chart as SVG; --seed overrides the seed', async ({ expect }) => {
+    const json = join(tmp, 'out.json');
+    const svg = join(tmp, 'out.svg');
+    // tiny.yaml says seed 3.
+    const r = await samepage(['run', TINY, ...IMAGES, '--json', json, '--svg', svg, '--seed', '7', '--quiet']);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(r.stdout.replace(/ in \d+\.\ds\)/, ' in Ns)')).toBe(
+      [
+        'tiny: 10s simulated, seed 7, policy fixed: run 1, pages_to_scan 100, sleep_millisecs 20',
+        '',
+        'guest  image            state       RAM  resident   merged    saved  swap',
+        '-----  ---------------  -------  ------  --------  -------  -------  ----',
+        'a-1    tiny 1           running  16 MiB  12.4 MiB  7.4 MiB  4.2 MiB   0 B',
+        'a-2    tiny 1           running  16 MiB  12.4 MiB  7.4 MiB  4.2 MiB   0 B',
+        'host   promised 32 MiB           64 MiB  16.4 MiB           8.4 MiB   0 B',
+        '',
+        'ksm: pages_shared 1627, pages_sharing 2163, pages_unshared 2572, pages_volatile 0, full_scans 10, pages scanned 49661',
+        'peak saved 8.4 MiB at 5s; overcommit 0.50 (32 MiB promised / 64 MiB RAM)',
+        '',
+        '(simulated 10s in Ns)',
+        `timeline written to ${json}`,
+        `chart written to ${svg}`,
+        '',
+      ].join('\n'),
+    );
+    const { runs } = parseRunJson(readFileSync(json, 'utf8'));
+    expect(runs.map((x) => [x.scenario, x.variant, x.seed, x.samples.map((s) => s.t), x.host.pagesSharing])).toEqual([['tiny', null, 7, [0, 5000, 10_000], 2163]]);
+    expect(readFileSync(svg, 'utf8')).toMatch(/^(<\?xml[^>]*>\s*)?<svg /);
+  });
+
+  it('runs every variant and compares them; --variant picks one', async ({ expect }) => {
+    const [all, one] = await Promise.all([samepage(['run', VARIANTS, ...IMAGES, '--quiet']), samepage(['run', VARIANTS, ...IMAGES, '--variant', 'off', '--quiet'])]);
+    const titles = (o: Outcome): string[] => o.stdout.split('\n').filter((l) => l.startsWith('tiny-variants'));
+    expect([all.code, titles(all)]).toEqual([
+      0,
+      [
+        'tiny-variants (variant merge): 5s simulated, seed 1, policy fixed: run 1, pages_to_scan 100, sleep_millisecs 20',
+        'tiny-variants (variant off): 5s simulated, seed 1, policy fixed: run 0, pages_to_scan 100, sleep_millisecs 20',
+      ],
+    ]);
+    expect(all.stdout).toContain('2 variants at the end of the run:');
+    expect([one.code, titles(one)]).toEqual([0, ['tiny-variants (variant off): 5s simulated, seed 1, policy fixed: run 0, pages_to_scan 100, sleep_millisecs 20']]);
+    expect(one.stdout).not.toContain('variants at the end of the run');
+  });
+
+  it('a --json file it cannot write: exit 1 naming it, after the summary', async ({ expect }) => {
+    const json = join(tmp, 'no-such-dir', 'out.json');
+    const r = await samepage(['run', VARIANTS, ...IMAGES, '--variant', 'off', '--json', json, '--quiet']);
+    expect([r.code, r.stdout.split('\n')[0], r.stderr]).toEqual([
+      1,
+      'tiny-variants (variant off): 5s simulated, seed 1, policy fixed: run 0, pages_to_scan 100, sleep_millisecs 20',
+      `samepage: cannot write ${json} (ENOENT)\n`,
+    ]);
+  });
+
+  it('--variant the scenario does not have: exit 1, listing those it has', async ({ expect }) => {
+    expect(await samepage(['run', VARIANTS, ...IMAGES, '--variant', 'fast'])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'samepage: ENOENT: scenario tiny-variants has no variant "fast" (variants: merge, off)\n',
+    });
+  });
+});
+
+describe.concurrent('samepage demo', () => {
+  it('--mib 8: merges the two processes and prints the statistics', async ({ expect }) => {
+    const r = await samepage(['demo', '--mib', '8']);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    // 2048 pages each, 75% identical across the two: 1536 KSM pages with one sharer each, 2 × 512 unshared.
+    expect(r.stdout.split('\n').filter((l) => /^ {2}(run|pages_|full_scans)|^memory saved/.test(l))).toEqual([
+      '  run             1',
+      '  pages_shared    1536',
+      '  pages_sharing   1536',
+      '  pages_unshared  1024',
+      '  pages_volatile  0',
+      '  full_scans      3',
+      'memory saved: 6.0 MiB (pages_sharing × 4 KiB)',
+    ]);
+  });
+
+  it('--mib x: exit 2, the message and the demo usage', async ({ expect }) => {
+    const r = await samepage(['demo', '--mib', 'x']);
+    expect([r.code, r.stdout, r.stderr.split('\n').slice(0, 3)]).toEqual([2, '', ['samepage: --mib needs a non-negative integer, got "x"', '', 'usage: samepage demo [--mib N] [--shared-percent P] [--seed S]']]);
+  });
+});

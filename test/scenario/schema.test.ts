@@ -1,0 +1,660 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { loadImageCatalog } from '../../src/scenario/images.js';
+import { loadScenario } from '../../src/scenario/load.js';
+import { parseScenario, type Scenario } from '../../src/scenario/schema.js';
+import { ConfigError } from '../../src/vmm/config.js';
+
+/**
+ * The scenario format: src/scenario/schema.ts. Scenarios use the tiny test image
+ * (test/vmm/fixtures: tiny 1 as YAML, tiny 2 as JSON; 16 MiB minimum RAM). Every bad
+ * input is checked against the whole message, line numbers and all: the message is
+ * what a user reads.
+ */
+
+const MiB = 1024 * 1024;
+const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+const images = loadImageCatalog(fileURLToPath(new URL('../vmm/fixtures/', import.meta.url)));
+
+/** Text of a scenario written indented inside a test: the common indentation and the first newline go. */
+function text(s: string): string {
+  const lines = s.replace(/^\n/, '').split('\n');
+  const indent = Math.min(...lines.filter((l) => l.trim() !== '').map((l) => /^ */.exec(l)![0].length));
+  return lines.map((l) => l.slice(indent)).join('\n');
+}
+
+/** The ConfigError parsing `t` as bad.yaml throws. */
+function error(t: string): ConfigError {
+  try {
+    parseScenario(t, 'bad.yaml', images);
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error('expected a ConfigError, the scenario parsed');
+}
+
+const IDLE = { dirtyRate: null, burst: null };
+const BOOT_TIME_KNOBS = { policy: 'fixed', run: 1, pagesToScan: 100, sleepMillisecs: 20, maxKernelPages: null } as const;
+
+describe('parseScenario: a valid scenario', () => {
+  // test/scenario/fixtures/full.yaml: every field, every event kind, count and stagger, variants.
+  const full = parseScenario(readFileSync(join(FIXTURES, 'full.yaml'), 'utf8'), 'full.yaml', images);
+
+  it('gives the host, KSM policy and timing in the library units (MiB, ms)', () => {
+    expect({ ...full, guests: [], events: [], variants: [] }).toEqual({
+      file: 'full.yaml',
+      name: 'full',
+      description: 'Every field and every event',
+      seed: 42,
+      memoryMiB: 128,
+      swapMiB: 64,
+      blockMiB: 32,
+      ksm: { policy: 'fixed', run: 1, pagesToScan: 250, sleepMillisecs: 50, maxKernelPages: 1000 },
+      durationMs: 120_000,
+      sampleEveryMs: 5000,
+      tickMs: 50,
+      guests: [],
+      events: [],
+      variants: [],
+    } satisfies Scenario);
+  });
+
+  it('expands count into name-1..name-N, each starting a stagger later, and pins the newest version when none is named', () => {
+    const web = { image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, workload: { dirtyRate: 40, burst: { everyMs: 30_000, pages: 500, overMs: 2000 } } };
+    expect(full.guests).toEqual([
+      { name: 'web-1', ...web, startAt: 10_000 },
+      { name: 'web-2', ...web, startAt: 15_000 },
+      { name: 'web-3', ...web, startAt: 20_000 },
+      { name: 'db', image: 'tiny', version: '2', memoryMiB: 32, memMerge: false, workload: IDLE, startAt: 0 },
+      { name: 'spare', image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, workload: IDLE, startAt: null },
+    ]);
+  });
+
+  it('gives every kind of event, sorted by time, ties in file order', () => {
+    expect(full.events).toEqual([
+      { at: 20_000, action: { kind: 'pause', guest: 'web-2' } },
+      { at: 25_000, action: { kind: 'resume', guest: 'web-2' } },
+      { at: 30_000, action: { kind: 'start', guest: 'spare' } },
+      { at: 40_000, action: { kind: 'burst', guest: 'db', pages: 2000, overMs: 10_000 } },
+      { at: 40_000, action: { kind: 'burst', guest: 'web-2', pages: 100, overMs: 0 } },
+      { at: 45_000, action: { kind: 'workload', guest: 'web-1', dirtyRate: 5, burst: null } },
+      { at: 46_000, action: { kind: 'workload', guest: 'db', dirtyRate: undefined, burst: { everyMs: 60_000, pages: 10, overMs: 1000 } } },
+      { at: 50_000, action: { kind: 'pressure', bytes: 64 * MiB } },
+      { at: 55_000, action: { kind: 'release_pressure' } },
+      { at: 56_000, action: { kind: 'reclaim', pages: 1000 } },
+      { at: 57_000, action: { kind: 'compact' } },
+      { at: 58_000, action: { kind: 'migrate', guest: 'db', pages: 300 } },
+      { at: 60_000, action: { kind: 'stop', guest: 'web-1' } },
+      { at: 65_000, action: { kind: 'offline', block: 3 } },
+      { at: 70_000, action: { kind: 'online', block: 3 } },
+      { at: 75_000, action: { kind: 'knobs', run: 2, pagesToScan: 1000, sleepMillisecs: 0, maxKernelPages: 0 } },
+      {
+        at: 80_000,
+        action: {
+          kind: 'ksm',
+          policy: {
+            policy: 'ksmtuned',
+            config: { monitorInterval: 10, npagesBoost: 100, npagesDecay: -10, npagesMin: 32, npagesMax: 2000, sleepMsec: 20, thresCoef: 10, thresConst: 4096 },
+            maxKernelPages: 500,
+          },
+        },
+      },
+      { at: 90_000, action: { kind: 'destroy', guest: 'web-3' } },
+      { at: 120_000, action: { kind: 'knobs', pagesToScan: 10 } },
+    ]);
+  });
+
+  it('gives one run per variant, fixed knobs defaulting to the boot-time ones and ksmtuned to its script defaults', () => {
+    expect(full.variants).toEqual([
+      { name: 'boot-time', ksm: BOOT_TIME_KNOBS },
+      { name: 'tuned', ksm: { policy: 'ksmtuned', config: {}, maxKernelPages: null } },
+    ]);
+  });
+
+  it('reads the same from JSON as from YAML', () => {
+    const json = parseScenario(readFileSync(join(FIXTURES, 'full.json'), 'utf8'), 'full.json', images);
+    expect({ ...json, file: 'full.yaml' }).toEqual(full);
+    expect(json.file).toBe('full.json');
+  });
+
+  it('fills in every default: seed 1, no swap, 128 MiB blocks, a sample every 10s, 100ms ticks, ksm run 1/100/20, mem_merge on, idle', () => {
+    const s = parseScenario(
+      text(`
+        name: minimal
+        host: { memory: 256MiB }
+        duration: 1min
+        guests:
+          - { name: a, image: tiny, memory: 16MiB }
+      `),
+      'minimal.yaml',
+      images,
+    );
+    expect(s).toEqual({
+      file: 'minimal.yaml',
+      name: 'minimal',
+      description: '',
+      seed: 1,
+      memoryMiB: 256,
+      swapMiB: 0,
+      blockMiB: 128,
+      ksm: BOOT_TIME_KNOBS,
+      durationMs: 60_000,
+      sampleEveryMs: 10_000,
+      tickMs: 100,
+      guests: [{ name: 'a', image: 'tiny', version: '2', memoryMiB: 16, memMerge: true, workload: IDLE, startAt: 0 }],
+      events: [],
+      variants: [{ name: null, ksm: BOOT_TIME_KNOBS }],
+    } satisfies Scenario);
+  });
+
+  it('accepts an event at exactly the end of the scenario', () => {
+    const s = parseScenario(
+      text(`
+        name: at-the-end
+        host: { memory: 128MiB }
+        duration: 30s
+        guests:
+          - { name: a, image: tiny, memory: 16MiB }
+        events:
+          - { at: 30s, stop: a }
+      `),
+      'end.yaml',
+      images,
+    );
+    expect(s.events).toEqual([{ at: 30_000, action: { kind: 'stop', guest: 'a' } }]);
+  });
+});
+
+describe('parseScenario: bad input gives file:line: field: what was expected', () => {
+  it('a YAML syntax error, at the line where the parser found it', () => {
+    expect(
+      error(
+        text(`
+          name: broken
+          host: { memory: 64MiB
+          duration: 30s
+        `),
+      ).message,
+    ).toBe('bad.yaml:3: not valid YAML or JSON: Flow map in block collection must be sufficiently indented and end with a }');
+  });
+
+  it('a JSON syntax error (a comma missing at the end of line 3)', () => {
+    expect(error('{\n  "name": "broken",\n  "host": { "memory": "64MiB" }\n  "duration": "30s"\n}\n').message).toBe(
+      'bad.yaml:4: not valid YAML or JSON: Missing , between flow map items',
+    );
+  });
+
+  it('an empty file, and a file that is not a map', () => {
+    expect(error('').message).toBe('bad.yaml: expected a scenario: a map with name, host, duration and guests, got an empty file');
+    expect(error('- a\n- b\n').message).toBe('bad.yaml:1: expected a scenario: a map with name, host, duration and guests, got a list');
+  });
+
+  it('an unknown top-level field', () => {
+    expect(
+      error(
+        text(`
+          name: typo
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          sample_evry: 5s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+        `),
+      ).message,
+    ).toBe('bad.yaml:4: sample_evry: unknown field (misspelt?)');
+  });
+
+  it('a misspelt guest field: the field it names is unknown, the one it meant is missing', () => {
+    expect(
+      error(
+        text(`
+          name: typo
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - name: a
+              image: tiny
+              memroy: 16MiB
+        `),
+      ).message,
+    ).toBe(['bad.yaml:5: guests[0].memory: missing (expected string)', 'bad.yaml:7: guests[0].memroy: unknown field (misspelt?)'].join('\n'));
+  });
+
+  it('a missing required field is placed at the map it belongs in', () => {
+    expect(
+      error(
+        text(`
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+        `),
+      ).message,
+    ).toBe('bad.yaml:1: name: missing (expected string)');
+  });
+
+  it('a bad size: a word, and a number without a unit', () => {
+    expect(
+      error(
+        text(`
+          name: sizes
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: lots }
+            - { name: b, image: tiny, memory: 16 }
+        `),
+      ).message,
+    ).toBe(["bad.yaml:5: guests[0].memory: expected a size like '512MiB', got \"lots\"", "bad.yaml:6: guests[1].memory: expected a size like '512MiB', got 16"].join('\n'));
+  });
+
+  it('a bad duration, and a bad start time', () => {
+    expect(
+      error(
+        text(`
+          name: durations
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 1 minute
+          guests:
+            - { name: a, image: tiny, memory: 16MiB, start: soon }
+        `),
+      ).message,
+    ).toBe(
+      [
+        "bad.yaml:3: duration: expected a duration like '10s' or '5min', got \"1 minute\"",
+        "bad.yaml:5: guests[0].start: expected a time like '30s', or 'never', got \"soon\"",
+      ].join('\n'),
+    );
+  });
+
+  it('an unknown image: the message lists the known ones', () => {
+    expect(
+      error(
+        text(`
+          name: images
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: a, image: fedora, memory: 16MiB }
+        `),
+      ).message,
+    ).toBe('bad.yaml:5: guests[0].image: no image named "fedora"; known images: tiny 1, tiny 2');
+  });
+
+  it('an unknown version of a known image is placed at version', () => {
+    expect(
+      error(
+        text(`
+          name: versions
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - name: a
+              image: tiny
+              version: "3"
+              memory: 16MiB
+        `),
+      ).message,
+    ).toBe('bad.yaml:7: guests[0].version: no image tiny 3; known images: tiny 1, tiny 2');
+  });
+
+  it("guest RAM below the image's minimum", () => {
+    expect(
+      error(
+        text(`
+          name: small
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, version: "1", memory: 8MiB }
+        `),
+      ).message,
+    ).toBe('bad.yaml:5: guests[0].memory: image tiny 1 needs at least 16 MiB of RAM, the guest has 8 MiB');
+  });
+
+  it('guest RAM that is not a whole number of MiB', () => {
+    expect(
+      error(
+        text(`
+          name: odd
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16388KiB }
+        `),
+      ).message,
+    ).toBe('bad.yaml:5: guests[0].memory: expected a whole number of MiB');
+  });
+
+  it('host memory that is not a whole number of blocks', () => {
+    expect(
+      error(
+        text(`
+          name: blocks
+          host:
+            memory: 72MiB
+            block: 16MiB
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+        `),
+      ).message,
+    ).toBe('bad.yaml:3: host.memory: expected a whole number of 16 MiB memory blocks');
+  });
+
+  it('a block size that is not a power of two', () => {
+    expect(
+      error(
+        text(`
+          name: blocks
+          host:
+            memory: 96MiB
+            block: 24MiB
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+        `),
+      ).message,
+    ).toBe('bad.yaml:4: host.block: expected a power of two MiB (like 128MiB), got 24 MiB');
+  });
+
+  it('an event with two actions, and an event with none', () => {
+    expect(
+      error(
+        text(`
+          name: actions
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+          events:
+            - { at: 5s, stop: a, pause: a }
+            - { at: 6s }
+        `),
+      ).message,
+    ).toBe(
+      [
+        'bad.yaml:7: events[0]: expected one action per event, found stop and pause',
+        'bad.yaml:8: events[1]: expected one action (start, stop, pause, resume, destroy, burst, workload, pressure, release_pressure, reclaim, compact, migrate, offline, online, knobs, ksm)',
+      ].join('\n'),
+    );
+  });
+
+  it('an event naming an unknown guest, in the string form and in the map form; names are those after count expansion', () => {
+    expect(
+      error(
+        text(`
+          name: who
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: web, count: 2, image: tiny, memory: 16MiB }
+          events:
+            - { at: 5s, stop: web }
+            - at: 6s
+              burst: { guest: db, pages: 10 }
+        `),
+      ).message,
+    ).toBe(
+      [
+        'bad.yaml:7: events[0].stop: no guest named "web" (guests: web-1, web-2)',
+        'bad.yaml:9: events[1].burst.guest: no guest named "db" (guests: web-1, web-2)',
+      ].join('\n'),
+    );
+  });
+
+  it('an event after the end of the scenario', () => {
+    expect(
+      error(
+        text(`
+          name: late
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 1min
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+          events:
+            - { at: 1min 30s, stop: a }
+        `),
+      ).message,
+    ).toBe('bad.yaml:7: events[0].at: after the end of the scenario (duration 60s)');
+  });
+
+  it('a guest starting after the end, and a stagger that takes the last of a count past it', () => {
+    expect(
+      error(
+        text(`
+          name: late
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 1min
+          guests:
+            - { name: a, image: tiny, memory: 16MiB, start: 2min }
+            - { name: b, count: 3, image: tiny, memory: 16MiB, start: 50s, stagger: 6s }
+        `),
+      ).message,
+    ).toBe(
+      [
+        'bad.yaml:5: guests[0].start: after the end of the scenario (duration 60s)',
+        'bad.yaml:6: guests[1].stagger: the last guest, b-3, would start at 62s, after the end of the scenario (duration 60s)',
+      ].join('\n'),
+    );
+  });
+
+  it('two guests with the same name once count is expanded', () => {
+    expect(
+      error(
+        text(`
+          name: twins
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: web, count: 2, image: tiny, memory: 16MiB }
+            - { name: web-2, image: tiny, memory: 16MiB }
+        `),
+      ).message,
+    ).toBe('bad.yaml:6: guests[1].name: guest web-2 is already defined by guests[0]');
+  });
+
+  it('stagger without count', () => {
+    expect(
+      error(
+        text(`
+          name: stagger
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB, stagger: 5s }
+        `),
+      ).message,
+    ).toBe('bad.yaml:5: guests[0].stagger: only means something with count');
+  });
+
+  it('a KSM policy that is neither fixed nor ksmtuned, or missing, or not a map', () => {
+    const scenario = (ksm: string): string => `name: policy\nhost: { memory: 64MiB, block: 16MiB }\nksm: ${ksm}\nduration: 30s\nguests:\n  - { name: a, image: tiny, memory: 16MiB }\n`;
+    expect(error(scenario('{ policy: auto }')).message).toBe("bad.yaml:3: ksm.policy: expected 'fixed' or 'ksmtuned', got \"auto\"");
+    expect(error(scenario('{ run: 1 }')).message).toBe("bad.yaml:3: ksm.policy: expected 'fixed' or 'ksmtuned', got nothing");
+    expect(error(scenario('fixed')).message).toBe('bad.yaml:3: ksm: expected a map with policy: fixed or ksmtuned, got "fixed"');
+  });
+
+  it('run out of range, in the policy and in a knobs event', () => {
+    expect(
+      error(
+        text(`
+          name: run
+          host: { memory: 64MiB, block: 16MiB }
+          ksm: { policy: fixed, run: 2 }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+          variants:
+            - { name: neg, ksm: { policy: fixed, run: -1 } }
+          events:
+            - { at: 5s, knobs: { run: 3 } }
+        `),
+      ).message,
+    ).toBe(
+      [
+        'bad.yaml:3: ksm.run: expected 0 (stop) or 1 (merge), got 2',
+        'bad.yaml:8: variants[0].ksm.run: expected 0 (stop) or 1 (merge), got -1',
+        'bad.yaml:10: events[0].knobs.run: expected 0, 1 or 2',
+      ].join('\n'),
+    );
+  });
+
+  it('a ksmtuned monitor interval that is not a whole number of seconds (under 1s it would never stop adjusting)', () => {
+    expect(
+      error(
+        text(`
+          name: tuned
+          host: { memory: 64MiB, block: 16MiB }
+          ksm: { policy: ksmtuned, monitor_interval: 400ms }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+          events:
+            - { at: 5s, ksm: { policy: ksmtuned, monitor_interval: 1500ms } }
+        `),
+      ).message,
+    ).toBe(
+      [
+        'bad.yaml:3: ksm.monitor_interval: expected a whole number of seconds, 1s or more, got 400ms',
+        'bad.yaml:8: events[0].ksm.monitor_interval: expected a whole number of seconds, 1s or more, got 1500ms',
+      ].join('\n'),
+    );
+  });
+
+  it('pressure that is not a positive whole number of pages', () => {
+    expect(
+      error(
+        text(`
+          name: pressure
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+          events:
+            - { at: 5s, pressure: 0MiB }
+            - { at: 6s, pressure: 1000B }
+        `),
+      ).message,
+    ).toBe(
+      [
+        'bad.yaml:7: events[0].pressure: expected a positive whole number of 4KiB pages, got 0 B',
+        'bad.yaml:8: events[1].pressure: expected a positive whole number of 4KiB pages, got 1000 B',
+      ].join('\n'),
+    );
+  });
+
+  it('a workload that is neither idle nor a map, and a misspelt workload field', () => {
+    expect(
+      error(
+        text(`
+          name: work
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB, workload: busy }
+            - { name: b, image: tiny, memory: 16MiB, workload: { dirty_rat: 5 } }
+        `),
+      ).message,
+    ).toBe(
+      [
+        "bad.yaml:5: guests[0].workload: expected 'idle' or a map with dirty_rate (pages per second) and/or burst, got \"busy\"",
+        'bad.yaml:6: guests[1].workload.dirty_rat: unknown field (misspelt?)',
+      ].join('\n'),
+    );
+  });
+
+  it('a guest name with a space', () => {
+    expect(
+      error(
+        text(`
+          name: names
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          guests:
+            - { name: "web 1", image: tiny, memory: 16MiB }
+        `),
+      ).message,
+    ).toBe("bad.yaml:5: guests[0].name: expected a name of letters, digits, '.', '_' and '-', got \"web 1\"");
+  });
+
+  it('several problems at once: all of them, schema problems sorted by line', () => {
+    expect(
+      error(
+        text(`
+          name: many
+          host: { memory: 64MiB, block: 16MiB }
+          duration: 30s
+          sample_evry: 5s
+          guests:
+            - { name: a, image: tiny, memory: lots }
+            - { name: b, imag: tiny, memory: 16MiB }
+          events:
+            - { at: soon, stop: a }
+        `),
+      ).message,
+    ).toBe(
+      [
+        'bad.yaml:4: sample_evry: unknown field (misspelt?)',
+        "bad.yaml:6: guests[0].memory: expected a size like '512MiB', got \"lots\"",
+        'bad.yaml:7: guests[1].image: missing (expected string)',
+        'bad.yaml:7: guests[1].imag: unknown field (misspelt?)',
+        "bad.yaml:9: events[0].at: expected a duration like '10s' or '5min', got \"soon\"",
+      ].join('\n'),
+    );
+  });
+
+  it('several problems the schema cannot see: all of them, sorted by line, each in the error\'s list', () => {
+    const e = error(
+      text(`
+        name: many
+        host: { memory: 64MiB, block: 16MiB }
+        duration: 1min
+        events:
+          - { at: 2min, stop: a }
+          - { at: 5s, stop: c }
+        guests:
+          - { name: b, image: nope, memory: 16MiB }
+          - { name: a, image: tiny, memory: 8MiB }
+      `),
+    );
+    expect(e.message).toBe(
+      [
+        'bad.yaml:5: events[0].at: after the end of the scenario (duration 60s)',
+        'bad.yaml:6: events[1].stop: no guest named "c" (guests: b, a)',
+        'bad.yaml:8: guests[0].image: no image named "nope"; known images: tiny 1, tiny 2',
+        'bad.yaml:9: guests[1].memory: image tiny 2 needs at least 16 MiB of RAM, the guest has 8 MiB',
+      ].join('\n'),
+    );
+    expect(e.file).toBe('bad.yaml');
+    expect(e.problems.map((p) => [p.line, p.field])).toEqual([
+      [5, 'events[0].at'],
+      [6, 'events[1].stop'],
+      [8, 'guests[0].image'],
+      [9, 'guests[1].memory'],
+    ]);
+  });
+});
+
+describe('loadScenario', () => {
+  it('reads and parses a file, naming it relative to the working directory', () => {
+    const s = loadScenario(join(FIXTURES, 'full.yaml'), images);
+    expect(s.file).toBe('test/scenario/fixtures/full.yaml');
+    expect(s.guests.map((g) => g.name)).toEqual(['web-1', 'web-2', 'web-3', 'db', 'spare']);
+  });
+
+  it('on a missing file throws a ConfigError naming the file', () => {
+    let thrown: unknown = null;
+    try {
+      loadScenario(join(FIXTURES, 'no-such.yaml'), images);
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    expect((thrown as ConfigError).message).toBe('test/scenario/fixtures/no-such.yaml: cannot read the file (ENOENT)');
+    expect((thrown as ConfigError).file).toBe('test/scenario/fixtures/no-such.yaml');
+  });
+});
