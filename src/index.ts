@@ -5,6 +5,7 @@
  * - The simulated host kernel with KSM: `Kernel` and its processes (DESIGN.md).
  * - The mini VM manager: `Host` with its `Guest`s, guest images, KSM policies.
  * - Scenarios: load, validate and run them; the reports `samepage run` prints.
+ * - Snapshots: `host.save()` / `Host.restore()`, and `ScenarioRun` save/resume.
  */
 export { Kernel } from './ksm/kernel.js';
 export type { KernelOptions, VmStat } from './mm/kernel.js';
@@ -14,7 +15,7 @@ export type { ErrnoCode } from './lib/errors.js';
 export { PAGE_SIZE } from './mm/constants.js';
 
 export { Host, DEFAULT_KSM_POLICY, describePolicy } from './vmm/host.js';
-export type { HostOptions, CreateGuestOptions, KsmPolicy, HostEvent } from './vmm/host.js';
+export type { HostOptions, CreateGuestOptions, KsmPolicy, HostEvent, HostSnapshot } from './vmm/host.js';
 export { Guest } from './vmm/guest.js';
 export type { GuestOptions, MemSlot } from './vmm/guest.js';
 export type { GuestSample, GuestState, HostSample } from './vmm/types.js';
@@ -30,8 +31,10 @@ export { loadImageCatalog, defaultGuestsDir } from './scenario/images.js';
 export { parseScenario } from './scenario/schema.js';
 export type { Scenario, ScenarioGuest, ScenarioEvent, ScenarioAction } from './scenario/schema.js';
 export { loadScenario } from './scenario/load.js';
-export { runScenario, buildHost } from './scenario/run.js';
-export type { RunOptions } from './scenario/run.js';
+export { runScenario, buildHost, ScenarioRun } from './scenario/run.js';
+export type { RunOptions, RunPosition } from './scenario/run.js';
+export { SnapshotError, SNAPSHOT_VERSION } from './vmm/snapshot.js';
+export type { SnapshotProblem } from './vmm/snapshot.js';
 export type { RunResult, RunEvent, GuestSummary, HostSummary } from './scenario/types.js';
 export { formatSummary } from './report/table.js';
 export { renderChart } from './report/svg.js';

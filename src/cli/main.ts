@@ -16,9 +16,12 @@ import { renderChart } from '../report/svg.js';
 import { formatSummary } from '../report/table.js';
 import { toJson } from '../report/json.js';
 import { defaultGuestsDir, loadImageCatalog } from '../scenario/images.js';
-import { runScenario } from '../scenario/run.js';
+import { ScenarioRun, runScenario } from '../scenario/run.js';
+import type { Scenario } from '../scenario/schema.js';
+import type { RunResult } from '../scenario/types.js';
+import { SnapshotError } from '../vmm/snapshot.js';
 import { loadScenario } from '../scenario/load.js';
-import { ConfigError, formatDuration, formatSize } from '../vmm/config.js';
+import { ConfigError, formatDuration, formatSize, parseDuration } from '../vmm/config.js';
 import type { ImageCatalog } from '../vmm/image.js';
 import { DEMO_USAGE, demoCommand } from './demo.js';
 
@@ -30,6 +33,7 @@ Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
 
 commands:
   run <scenario>   run a scenario file (YAML or JSON) and print its summary
+  resume <file>    finish a run saved with 'run --save-at T --save FILE'
   images           list the guest images
   demo             KSM on the bare kernel: two processes, mostly identical
   help [command]   this text, or a command's
@@ -48,10 +52,27 @@ options:
   --variant NAME   run only this variant
   --images DIR     guest image descriptors (default: the package's guests/)
   --check          run the kernel's deep invariant check at every sample (slow)
+  --save-at T      at simulated time T (e.g. '90s'), save a snapshot of the host
+  --save FILE      ... to FILE; the run then goes on ('samepage resume FILE' later
+                   finishes it exactly as this run finishes)
   --quiet          no progress bar
   -h, --help       this text
 
 Scenario format: see the README, section "Scenario files".
+`;
+
+const RESUME_USAGE = `usage: samepage resume <snapshot> [options]
+
+Restores a host saved with 'samepage run --save-at T --save FILE' and runs the
+scenario to its end, printing the same summary the uninterrupted run prints.
+
+options:
+  --json FILE      write the full timeline as JSON
+  --svg FILE       write the chart
+  --images DIR     image catalog for guests created later (the snapshot carries its own)
+  --check          run the kernel's deep invariant check at every sample (slow)
+  --quiet          no progress bar
+  -h, --help       this text
 `;
 
 const IMAGES_USAGE = `usage: samepage images [--images DIR] [--json]
@@ -92,7 +113,7 @@ function nonNegativeInt(name: string, v: string | undefined, usage: string): num
 }
 
 /** Write an output file; a path that cannot be written is the user's to fix, not a crash with a stack trace. */
-function writeOutput(path: string, text: string): void {
+function writeOutput(path: string, text: string | Uint8Array): void {
   try {
     writeFileSync(path, text);
   } catch (e) {
@@ -110,6 +131,8 @@ function runCommand(argv: string[]): number {
     images: { type: 'string' },
     check: { type: 'boolean' },
     quiet: { type: 'boolean' },
+    'save-at': { type: 'string' },
+    save: { type: 'string' },
   });
   if (values.help === true) {
     process.stdout.write(RUN_USAGE);
@@ -120,6 +143,15 @@ function runCommand(argv: string[]): number {
   const seed = nonNegativeInt('--seed', values.seed as string | undefined, RUN_USAGE);
   const images = loadImages(values.images as string | undefined);
   const scenario = loadScenario(path, images);
+  const saveAt = values['save-at'] === undefined ? undefined : parseTime('--save-at', values['save-at'] as string, RUN_USAGE);
+  const savePath = values.save as string | undefined;
+  if ((saveAt === undefined) !== (savePath === undefined)) throw new UsageError('--save-at and --save go together', RUN_USAGE);
+  if (saveAt !== undefined && saveAt > scenario.durationMs) {
+    throw new UsageError(`--save-at ${values['save-at'] as string} is after the end of the scenario (${formatDuration(scenario.durationMs)})`, RUN_USAGE);
+  }
+  if (saveAt !== undefined && values.variant === undefined && scenario.variants.length > 1) {
+    throw new UsageError(`${scenario.file} has ${scenario.variants.length} variants: say which to save with --variant`, RUN_USAGE);
+  }
   const bar = values.quiet === true ? null : new ProgressBar(process.stderr);
   const started = Date.now();
   const results = runScenario(scenario, {
@@ -127,9 +159,29 @@ function runCommand(argv: string[]): number {
     ...(seed === undefined ? {} : { seed }),
     ...(values.variant === undefined ? {} : { variant: values.variant as string }),
     checkInvariants: values.check === true,
-    onProgress: (variant, t, total) => bar?.update(t / total, `${formatDuration(t)} / ${formatDuration(total)}  ${scenario.name}${variant === null ? '' : ` [${variant}]`}`),
+    onProgress: progress(bar, scenario.name),
+    ...(saveAt === undefined
+      ? {}
+      : {
+          saveAt,
+          onSave: (bytes: Uint8Array) => {
+            writeOutput(savePath!, bytes);
+            bar?.done();
+            process.stderr.write(`snapshot at ${formatDuration(saveAt)} written to ${savePath!} (${formatSize(bytes.length)})\n`);
+          },
+        }),
   });
   bar?.done();
+  report(results, scenario, values, started);
+  return 0;
+}
+
+function progress(bar: ProgressBar | null, name: string): (variant: string | null, t: number, total: number) => void {
+  return (variant, t, total) => bar?.update(t / total, `${formatDuration(t)} / ${formatDuration(total)}  ${name}${variant === null ? '' : ` [${variant}]`}`);
+}
+
+/** The summary on stdout, then the --json and --svg files. */
+function report(results: RunResult[], scenario: Scenario, values: Record<string, unknown>, started: number): void {
   const wall = (Date.now() - started) / 1000;
   process.stdout.write(formatSummary(results));
   process.stdout.write(`\n(simulated ${results.length > 1 ? `${results.length} × ` : ''}${scenario.durationMs / 1000}s in ${wall.toFixed(1)}s)\n`);
@@ -141,6 +193,42 @@ function runCommand(argv: string[]): number {
     writeOutput(values.svg as string, renderChart(results, { title: scenario.name }));
     process.stdout.write(`chart written to ${String(values.svg)}\n`);
   }
+}
+
+function parseTime(name: string, v: string, usage: string): number {
+  const ms = parseDuration(v);
+  if (ms === null) throw new UsageError(`${name} needs a time like '90s' or '1min 30s', got ${JSON.stringify(v)}`, usage);
+  return ms;
+}
+
+function resumeCommand(argv: string[]): number {
+  const { values, positionals } = parse(argv, RESUME_USAGE, {
+    json: { type: 'string' },
+    svg: { type: 'string' },
+    images: { type: 'string' },
+    check: { type: 'boolean' },
+    quiet: { type: 'boolean' },
+  });
+  if (values.help === true) {
+    process.stdout.write(RESUME_USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'resume needs a snapshot file' : `resume takes one snapshot file, got ${positionals.length}`, RESUME_USAGE);
+  const path = positionals[0]!;
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new Error(`samepage: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const images = values.images === undefined ? null : loadImages(values.images as string);
+  const run = ScenarioRun.resume(bytes, images);
+  process.stderr.write(`resuming ${run.scenario.name}${run.variant === null ? '' : ` [${run.variant}]`} at ${formatDuration(run.host.now)} of ${formatDuration(run.scenario.durationMs)}\n`);
+  const bar = values.quiet === true ? null : new ProgressBar(process.stderr);
+  const started = Date.now();
+  const result = run.finish({ checkInvariants: values.check === true, onProgress: progress(bar, run.scenario.name) });
+  bar?.done();
+  report([result], run.scenario, values, started);
   return 0;
 }
 
@@ -177,6 +265,8 @@ function main(argv: string[]): number {
         return runCommand(rest);
       case 'images':
         return imagesCommand(rest);
+      case 'resume':
+        return resumeCommand(rest);
       case 'demo':
         try {
           return demoCommand(rest);
@@ -191,7 +281,7 @@ function main(argv: string[]): number {
       case '--help':
       case '-h': {
         const topic = rest[0];
-        const usage = topic === undefined || topic === 'help' ? USAGE : topic === 'run' ? RUN_USAGE : topic === 'images' ? IMAGES_USAGE : topic === 'demo' ? DEMO_USAGE : null;
+        const usage = topic === undefined || topic === 'help' ? USAGE : topic === 'run' ? RUN_USAGE : topic === 'images' ? IMAGES_USAGE : topic === 'resume' ? RESUME_USAGE : topic === 'demo' ? DEMO_USAGE : null;
         if (usage === null) throw new UsageError(`no help for ${JSON.stringify(topic)}: not a command`, USAGE);
         process.stdout.write(usage);
         return 0;
@@ -213,6 +303,10 @@ function main(argv: string[]): number {
       return 1;
     }
     if (e instanceof KernelError) {
+      process.stderr.write(`samepage: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof SnapshotError) {
       process.stderr.write(`samepage: ${e.message}\n`);
       return 1;
     }

@@ -15,8 +15,8 @@ export class Ksmd implements KThread {
   readonly name = 'ksmd';
   private readonly kernel: HostKernel;
   private readonly ksm: Ksm;
-  /** When the next batch is due; null while waiting to be woken. */
-  private wakeAt: number | null;
+  /** When the next batch is due; null while waiting to be woken. Set directly only by snapshot.ts. */
+  wakeAt: number | null;
   /** Batches run since boot. */
   batches: number;
 

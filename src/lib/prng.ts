@@ -62,15 +62,23 @@ export class Prng {
 
   /** Resumes from a state taken with getState(): the next outputs are the same. */
   static fromState(state: number[]): Prng {
+    const p = new Prng(0);
+    p.setState(state);
+    return p;
+  }
+
+  /**
+   * Resumes this generator from a state taken with getState(), in place (for an owner
+   * that holds it in a readonly field, as a restored kernel does).
+   */
+  setState(state: readonly number[]): void {
     if (state.length !== 4 || !state.every((w) => Number.isInteger(w) && w >= 0 && w < TWO_POW_32)) {
       throw new KernelError('EINVAL', `Prng state must be 4 u32 words, found [${state.join(', ')}]`);
     }
-    const p = new Prng(0);
-    p.a = state[0]!;
-    p.b = state[1]!;
-    p.c = state[2]!;
-    p.d = state[3]!;
-    return p;
+    this.a = state[0]!;
+    this.b = state[1]!;
+    this.c = state[2]!;
+    this.d = state[3]!;
   }
 
   /** The four u32 state words [a, b, c, counter]. */

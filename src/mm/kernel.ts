@@ -88,6 +88,8 @@ export interface VmStat {
  * Math.random; `prng` is the one source of randomness.
  */
 export class HostKernel {
+  /** The options it was built with, defaults filled in (a snapshot rebuilds from them). */
+  readonly options: Readonly<Required<KernelOptions>>;
   readonly mem: PhysMem;
   readonly swap: SwapDevice | null;
   readonly sysfs: Sysfs;
@@ -103,7 +105,8 @@ export class HostKernel {
   readonly memoryNotifiers: { prio: number; fn: MemoryNotifier }[];
   readonly invariantCheckers: { name: string; check: () => void }[];
   readonly vmstat: VmStat;
-  private nextPid: number;
+  /** The pid the next process gets. Public for src/ksm/snapshot.ts only. */
+  nextPid: number;
 
   constructor(opts: KernelOptions = {}) {
     const memoryMiB = opts.memoryMiB ?? 512;
@@ -112,6 +115,7 @@ export class HostKernel {
     if (!Number.isInteger(swapMiB) || swapMiB < 0) {
       throw new KernelError('EINVAL', `swapMiB must be a non-negative integer, got ${swapMiB}`);
     }
+    this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed ?? 1 };
     this.mem = new PhysMem({ memoryMiB, blockMiB });
     this.swap = swapMiB > 0 ? new SwapDevice(swapMiB) : null;
     this.sysfs = new Sysfs();

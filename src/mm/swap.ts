@@ -15,12 +15,16 @@ import { PAGE_SIZE, mkSwapPte } from './constants.js';
  */
 export class SwapDevice {
   readonly nrSlots: number;
-  private readonly data: Buffer;
+  /** Slot contents: slot `off` is bytes [(off-1)*4096, off*4096). Read directly only by src/ksm/snapshot.ts. */
+  readonly data: Buffer;
   readonly refs: Int32Array;
   readonly cache: Int32Array;
   nrFree: number;
-  /** Where the next search for a free slot starts (scan_swap_map's cluster_next). */
-  private next: number;
+  /**
+   * Where the next search for a free slot starts (scan_swap_map's cluster_next).
+   * Public for src/ksm/snapshot.ts only.
+   */
+  next: number;
 
   constructor(swapMiB: number) {
     this.nrSlots = (swapMiB * 1024 * 1024) / PAGE_SIZE;

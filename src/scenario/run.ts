@@ -2,6 +2,7 @@ import { KernelError } from '../lib/errors.js';
 import { Host, describePolicy, type KsmPolicy } from '../vmm/host.js';
 import { formatSize } from '../vmm/config.js';
 import type { ImageCatalog } from '../vmm/image.js';
+import { SnapshotError, restoreHost, saveHost } from '../vmm/snapshot.js';
 import type { HostSample } from '../vmm/types.js';
 import type { Scenario, ScenarioAction } from './schema.js';
 import type { GuestSummary, HostSummary, RunResult } from './types.js';
@@ -16,6 +17,9 @@ export interface RunOptions {
   onProgress?: (variant: string | null, t: number, durationMs: number) => void;
   /** Run the kernel's deep invariant check after every sample (slow; tests use it). */
   checkInvariants?: boolean;
+  /** Stop each run at this simulated time, hand its snapshot to onSave, then go on. */
+  saveAt?: number;
+  onSave?: (snapshot: Uint8Array, variant: string | null) => void;
 }
 
 /** Run every variant of a scenario (or the one asked for); one result each. */
@@ -24,7 +28,14 @@ export function runScenario(s: Scenario, opts: RunOptions): RunResult[] {
   if (variants.length === 0) {
     throw new KernelError('ENOENT', `scenario ${s.name} has no variant ${JSON.stringify(opts.variant)} (variants: ${s.variants.map((v) => v.name ?? '(none)').join(', ')})`);
   }
-  return variants.map((v) => runVariant(s, v.name, v.ksm, opts));
+  return variants.map((v) => {
+    const run = ScenarioRun.start(s, v.name, v.ksm, opts.images, opts.seed ?? s.seed, opts);
+    if (opts.saveAt !== undefined) {
+      run.runTo(opts.saveAt, opts);
+      opts.onSave?.(run.save(), v.name);
+    }
+    return run.finish(opts);
+  });
 }
 
 /** Build the scenario's host with its guests defined (none booted yet). */
@@ -50,32 +61,151 @@ function timeline(s: Scenario): { at: number; action: ScenarioAction }[] {
   return all.map((e, i) => ({ e, i })).sort((a, b) => a.e.at - b.e.at || a.i - b.i).map((x) => x.e);
 }
 
-function runVariant(s: Scenario, variant: string | null, ksm: KsmPolicy, opts: RunOptions): RunResult {
-  const seed = opts.seed ?? s.seed;
-  const host = buildHost(s, ksm, opts.images, seed);
-  const events = timeline(s);
-  const samples: HostSample[] = [];
-  const take = (): void => {
-    if (opts.checkInvariants === true) host.checkInvariants();
-    samples.push(host.sample());
-    opts.onProgress?.(variant, host.now, s.durationMs);
-  };
-  take();
-  let ei = 0;
-  let nextSample = s.sampleEveryMs;
-  for (;;) {
-    const nextEvent = ei < events.length ? events[ei]!.at : Infinity;
-    const next = Math.min(nextEvent, nextSample, s.durationMs);
-    host.advance(next - host.now);
-    while (ei < events.length && events[ei]!.at === next) apply(host, events[ei++]!.action);
-    if (next === s.durationMs) break;
-    if (next === nextSample) {
-      take();
-      nextSample += s.sampleEveryMs;
+/** Where a run stands, as plain data: what a snapshot carries beside the host. */
+export interface RunPosition {
+  format: 'samepage-run-position';
+  scenario: Scenario;
+  variant: string | null;
+  ksm: KsmPolicy;
+  seed: number;
+  /** The next timeline entry to apply. */
+  eventIndex: number;
+  /** When the next periodic sample is due. */
+  nextSample: number;
+  samples: HostSample[];
+  finished: boolean;
+}
+
+type RunHooks = Pick<RunOptions, 'onProgress' | 'checkInvariants'>;
+
+/**
+ * One run of one variant, step by step. The timeline is a list of points: the
+ * events, the periodic samples and the end. step() moves the host to the next point
+ * and does what is due there: the events at that time (in order), then the sample.
+ * A run can stop anywhere (runTo), be saved with its host (save), and be resumed
+ * (resume) to finish exactly as it would have without the stop: the host's time grid
+ * makes the split invisible, and the position is all the runner keeps.
+ */
+export class ScenarioRun {
+  readonly host: Host;
+  readonly scenario: Scenario;
+  readonly variant: string | null;
+  readonly ksm: KsmPolicy;
+  readonly seed: number;
+  readonly samples: HostSample[];
+  private readonly events: { at: number; action: ScenarioAction }[];
+  private eventIndex: number;
+  private nextSample: number;
+  private finished: boolean;
+
+  private constructor(host: Host, pos: Omit<RunPosition, 'format'>) {
+    this.host = host;
+    this.scenario = pos.scenario;
+    this.variant = pos.variant;
+    this.ksm = pos.ksm;
+    this.seed = pos.seed;
+    this.samples = pos.samples;
+    this.events = timeline(pos.scenario);
+    this.eventIndex = pos.eventIndex;
+    this.nextSample = pos.nextSample;
+    this.finished = pos.finished;
+  }
+
+  /** Build the host and take the first sample, at time 0. */
+  static start(s: Scenario, variant: string | null, ksm: KsmPolicy, images: ImageCatalog, seed: number, hooks: RunHooks = {}): ScenarioRun {
+    const run = new ScenarioRun(buildHost(s, ksm, images, seed), { scenario: s, variant, ksm, seed, eventIndex: 0, nextSample: s.sampleEveryMs, samples: [], finished: false });
+    run.take(hooks);
+    return run;
+  }
+
+  /** Resume a run saved with save(); throws SnapshotError for a file that cannot be used. */
+  static resume(bytes: Uint8Array, images: ImageCatalog | null = null): ScenarioRun {
+    const { host, extra } = restoreHost(bytes, images);
+    const problem = checkPosition(extra);
+    if (problem !== null) throw new SnapshotError('invalid', `snapshot run position: ${problem}`);
+    const pos = extra as RunPosition;
+    return new ScenarioRun(host, pos);
+  }
+
+  /** The host and where the run stands, in one snapshot file's bytes. */
+  save(): Uint8Array {
+    const pos: RunPosition = {
+      format: 'samepage-run-position',
+      scenario: this.scenario,
+      variant: this.variant,
+      ksm: this.ksm,
+      seed: this.seed,
+      eventIndex: this.eventIndex,
+      nextSample: this.nextSample,
+      samples: this.samples,
+      finished: this.finished,
+    };
+    return saveHost(this.host, pos);
+  }
+
+  get isFinished(): boolean {
+    return this.finished;
+  }
+
+  private take(hooks: RunHooks): void {
+    if (hooks.checkInvariants === true) this.host.checkInvariants();
+    this.samples.push(this.host.sample());
+    hooks.onProgress?.(this.variant, this.host.now, this.scenario.durationMs);
+  }
+
+  private nextPoint(): number {
+    const nextEvent = this.eventIndex < this.events.length ? this.events[this.eventIndex]!.at : Infinity;
+    return Math.min(nextEvent, this.nextSample, this.scenario.durationMs);
+  }
+
+  /** Go to the next point of the timeline and do what is due there. */
+  private step(hooks: RunHooks): void {
+    const s = this.scenario;
+    const next = this.nextPoint();
+    this.host.advance(next - this.host.now);
+    while (this.eventIndex < this.events.length && this.events[this.eventIndex]!.at === next) apply(this.host, this.events[this.eventIndex++]!.action);
+    if (next === s.durationMs) {
+      this.take(hooks);
+      this.finished = true;
+    } else if (next === this.nextSample) {
+      this.take(hooks);
+      this.nextSample += s.sampleEveryMs;
     }
   }
-  take();
-  return summarize(s, variant, ksm, seed, host, samples);
+
+  /**
+   * Run every point before simulated time `t`, then bring the host to `t`. What is
+   * due exactly at `t` is left for the next call (or for finish()).
+   */
+  runTo(t: number, hooks: RunHooks = {}): void {
+    if (!Number.isFinite(t) || t < this.host.now || t > this.scenario.durationMs) {
+      throw new KernelError('EINVAL', `a run can stop between its current time (${this.host.now} ms) and its end (${this.scenario.durationMs} ms), not at ${t}`);
+    }
+    while (!this.finished && this.nextPoint() < t) this.step(hooks);
+    if (!this.finished && this.host.now < t) this.host.advance(t - this.host.now);
+  }
+
+  /** Run to the end and summarize. */
+  finish(hooks: RunHooks = {}): RunResult {
+    while (!this.finished) this.step(hooks);
+    return summarize(this.scenario, this.variant, this.ksm, this.seed, this.host, this.samples);
+  }
+}
+
+function checkPosition(x: unknown): string | null {
+  if (x === null || typeof x !== 'object') return 'missing (a host snapshot, not a scenario run)';
+  const p = x as Record<string, unknown>;
+  if (p.format !== 'samepage-run-position') return `format ${JSON.stringify(p.format)}, expected "samepage-run-position"`;
+  if (p.scenario === null || typeof p.scenario !== 'object') return 'no scenario';
+  const sc = p.scenario as Record<string, unknown>;
+  for (const k of ['durationMs', 'sampleEveryMs', 'tickMs', 'seed']) if (!Number.isSafeInteger(sc[k])) return `scenario.${k}: expected a whole number`;
+  if (!Array.isArray(sc.guests) || !Array.isArray(sc.events) || !Array.isArray(sc.variants)) return 'scenario: guests, events and variants must be lists';
+  if (!Number.isSafeInteger(p.eventIndex) || (p.eventIndex as number) < 0) return 'eventIndex: expected a whole number';
+  if (!Number.isSafeInteger(p.nextSample)) return 'nextSample: expected a whole number';
+  if (!Array.isArray(p.samples)) return 'samples: expected a list';
+  if (typeof p.finished !== 'boolean') return 'finished: expected true or false';
+  if (!Number.isSafeInteger(p.seed)) return 'seed: expected a whole number';
+  return null;
 }
 
 /**

@@ -5,6 +5,7 @@ import { Prng } from '../lib/prng.js';
 import { PAGE_SIZE, PTE_KIND_MASK, PTE_PRESENT, ptePayload } from '../mm/constants.js';
 import type { Process } from '../mm/process.js';
 import { Guest, type GuestSnapshot } from './guest.js';
+import { restoreHost, saveHost } from './snapshot.js';
 import type { GuestImage, ImageCatalog } from './image.js';
 import { KSMTUNED_DEFAULTS, Ksmtuned, type KsmtunedConfig, type KsmtunedDecision } from './ksmtuned.js';
 import type { GuestSample, HostSample } from './types.js';
@@ -491,6 +492,20 @@ export class Host {
   }
 
   // ---- snapshots -----------------------------------------------------------------------------
+
+  /**
+   * The whole host — kernel, guests, workloads, governor, time, PRNG state — as a
+   * snapshot file's bytes (src/vmm/snapshot.ts has the format). `extra` is carried
+   * along for the caller (a scenario run keeps its position there).
+   */
+  save(extra: unknown = null): Uint8Array {
+    return saveHost(this, extra);
+  }
+
+  /** A host from save()'s bytes, continuing exactly where it was. Throws SnapshotError. */
+  static restore(bytes: Uint8Array, images: ImageCatalog | null = null): Host {
+    return restoreHost(bytes, images).host;
+  }
 
   /** The host's own state as plain data (the kernel is saved separately). */
   toSnapshot(): HostSnapshot {

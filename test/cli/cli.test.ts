@@ -49,6 +49,7 @@ Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
 
 commands:
   run <scenario>   run a scenario file (YAML or JSON) and print its summary
+  resume <file>    finish a run saved with 'run --save-at T --save FILE'
   images           list the guest images
   demo             KSM on the bare kernel: two processes, mostly identical
   help [command]   this text, or a command's
@@ -67,6 +68,9 @@ options:
   --variant NAME   run only this variant
   --images DIR     guest image descriptors (default: the package's guests/)
   --check          run the kernel's deep invariant check at every sample (slow)
+  --save-at T      at simulated time T (e.g. '90s'), save a snapshot of the host
+  --save FILE      ... to FILE; the run then goes on ('samepage resume FILE' later
+                   finishes it exactly as this run finishes)
   --quiet          no progress bar
   -h, --help       this text
 
@@ -267,5 +271,43 @@ describe.concurrent('samepage demo', () => {
   it('--mib x: exit 2, the message and the demo usage', async ({ expect }) => {
     const r = await samepage(['demo', '--mib', 'x']);
     expect([r.code, r.stdout, r.stderr.split('\n').slice(0, 3)]).toEqual([2, '', ['samepage: --mib needs a non-negative integer, got "x"', '', 'usage: samepage demo [--mib N] [--shared-percent P] [--seed S]']]);
+  });
+});
+
+describe.concurrent('samepage run --save-at, samepage resume', () => {
+  const summary = (o: Outcome): string[] => o.stdout.split('\n').filter((l) => !l.startsWith('(simulated') && !l.startsWith('timeline written'));
+
+  it('a run saved at 5s and resumed prints the same summary and timeline as the whole run', async ({ expect }) => {
+    const snap = join(tmp, 'tiny.snap');
+    const [whole, saved] = await Promise.all([
+      samepage(['run', TINY, ...IMAGES, '--quiet', '--json', join(tmp, 'whole.json')]),
+      samepage(['run', TINY, ...IMAGES, '--quiet', '--save-at', '5s', '--save', snap]),
+    ]);
+    expect([saved.code, saved.stderr]).toEqual([0, expect.stringMatching(/^snapshot at 5s written to .*tiny\.snap \([\d.]+ MiB\)\n$/)]);
+    expect(summary(saved)).toEqual(summary(whole));
+    const resumed = await samepage(['resume', snap, '--quiet', '--json', join(tmp, 'resumed.json')]);
+    expect([resumed.code, resumed.stderr]).toEqual([0, 'resuming tiny at 5s of 10s\n']);
+    expect(summary(resumed)).toEqual(summary(whole));
+    const runs = (f: string): unknown => parseRunJson(readFileSync(join(tmp, f), 'utf8')).runs;
+    expect(runs('resumed.json')).toEqual(runs('whole.json'));
+  });
+
+  it('resume of a file that is not a snapshot, or is cut short: exit 1 naming what is wrong', async ({ expect }) => {
+    const [foreign, missing] = await Promise.all([samepage(['resume', TINY]), samepage(['resume', join(tmp, 'nothing.snap')])]);
+    expect(foreign).toEqual({ code: 1, stdout: '', stderr: 'samepage: not a Samepage snapshot: the file does not start with "SAMEPAGE"\n' });
+    expect([missing.code, missing.stderr]).toEqual([1, `samepage: cannot read ${join(tmp, 'nothing.snap')} (ENOENT)\n`]);
+  });
+
+  it('--save-at needs --save, a time within the run, and one variant', async ({ expect }) => {
+    const [alone, late, bad, variants] = await Promise.all([
+      samepage(['run', TINY, ...IMAGES, '--save-at', '5s']),
+      samepage(['run', TINY, ...IMAGES, '--save-at', '1h', '--save', join(tmp, 'x.snap')]),
+      samepage(['run', TINY, ...IMAGES, '--save-at', 'soon', '--save', join(tmp, 'x.snap')]),
+      samepage(['run', VARIANTS, ...IMAGES, '--save-at', '1s', '--save', join(tmp, 'x.snap')]),
+    ]);
+    expect([alone.code, alone.stderr.split('\n')[0]]).toEqual([2, 'samepage: --save-at and --save go together']);
+    expect([late.code, late.stderr.split('\n')[0]]).toEqual([2, 'samepage: --save-at 1h is after the end of the scenario (10s)']);
+    expect([bad.code, bad.stderr.split('\n')[0]]).toEqual([2, `samepage: --save-at needs a time like '90s' or '1min 30s', got "soon"`]);
+    expect([variants.code, variants.stderr.split('\n')[0]]).toEqual([2, 'samepage: test/cli/fixtures/variants.yaml has 2 variants: say which to save with --variant']);
   });
 });

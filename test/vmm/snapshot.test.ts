@@ -1,0 +1,249 @@
+import { Packr } from 'msgpackr';
+import { crc32 } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { Host, PAGE_SIZE, loadImageCatalog, type HostOptions } from '../../src/index.js';
+import { ScenarioRun, runScenario } from '../../src/scenario/run.js';
+import { parseScenario } from '../../src/scenario/schema.js';
+import { SNAPSHOT_VERSION, SnapshotError, restoreHost } from '../../src/vmm/snapshot.js';
+
+const images = loadImageCatalog(new URL('./fixtures', import.meta.url).pathname);
+
+function newHost(opts: Partial<HostOptions> = {}): Host {
+  const host = new Host({
+    memoryMiB: 64,
+    swapMiB: 64,
+    blockMiB: 16,
+    seed: 5,
+    images,
+    ksm: { policy: 'fixed', run: 1, pagesToScan: 300, sleepMillisecs: 20, maxKernelPages: null },
+    ...opts,
+  });
+  for (const n of ['a', 'b', 'c']) {
+    host.createGuest({ name: n, image: 'tiny', version: '1', memoryMiB: 16, workload: { dirtyRate: 40, burst: { everyMs: 1500, pages: 100, overMs: 300 } } });
+    host.startGuest(n);
+  }
+  return host;
+}
+
+/** Everything a user can observe of a host: the sample, each guest's RAM digest and frames. */
+function observe(host: Host): unknown {
+  return {
+    sample: host.sample(),
+    guests: host.guests.map((g) => {
+      if (g.process === null) return g.state;
+      let h = 0;
+      const frames: (number | null)[] = [];
+      for (let p = 0; p < g.ramPages; p += 7) {
+        const bytes = g.readPhys(p * PAGE_SIZE, PAGE_SIZE);
+        h = (Math.imul(h, 31) + crc32(bytes)) | 0;
+        frames.push(g.process.pfnOf(g.hvaOf(p * PAGE_SIZE)));
+      }
+      return { state: g.state, written: g.pagesWritten, h, frames };
+    }),
+    log: host.log.length,
+    meminfo: host.kernel.meminfo(),
+    vmstat: { ...host.kernel.vmstat },
+  };
+}
+
+describe('host snapshots: save and resume exactly', () => {
+  for (const t of [0, 950, 2345, 6001]) {
+    it(`saved at ${t} ms (booting, mid-scan, running) and restored, it continues exactly as the original`, () => {
+      const a = newHost();
+      a.advance(t);
+      const bytes = a.save();
+      const b = Host.restore(bytes, images);
+      b.checkInvariants();
+      expect(observe(b)).toEqual(observe(a));
+      for (const step of [777, 1, 1234, 3000]) {
+        a.advance(step);
+        b.advance(step);
+        expect(observe(b)).toEqual(observe(a));
+      }
+      // The same state, byte for byte.
+      expect(Buffer.compare(Buffer.from(a.save()), Buffer.from(b.save()))).toBe(0);
+      b.checkInvariants();
+    });
+  }
+
+  it('a restored host goes on through pressure, swap, a paused guest and the ksmtuned governor', () => {
+    const make = (): Host => newHost({ ksm: { policy: 'ksmtuned', config: { monitorInterval: 1, npagesMax: 2000 }, maxKernelPages: null } });
+    const a = make();
+    a.advance(2500);
+    a.pressure(24 * 1024 * 1024);
+    a.guest('b').pause();
+    a.advance(1500);
+    const b = Host.restore(a.save(), images);
+    for (const h of [a, b]) {
+      h.guest('b').resume();
+      h.advance(2000);
+      h.releasePressure();
+      h.stopGuest('c');
+      h.advance(2000);
+    }
+    expect(observe(b)).toEqual(observe(a));
+    expect(b.governor!.npages).toBe(a.governor!.npages);
+    expect(b.log).toEqual(a.log);
+    b.checkInvariants();
+  });
+
+  it('the restored host keeps guest ids, names, images and the nanoid sequence', () => {
+    const a = newHost();
+    a.advance(1000);
+    const b = Host.restore(a.save(), images);
+    expect(b.guests.map((g) => [g.id, g.name, g.imageName, g.bootSeed])).toEqual(a.guests.map((g) => [g.id, g.name, g.imageName, g.bootSeed]));
+    const next = [a, b].map((h) => h.createGuest({ name: 'd', image: 'tiny', version: '2', memoryMiB: 16 }).id);
+    expect(next[1]).toBe(next[0]);
+  });
+
+  it('a snapshot carries its guests’ images: it restores without any catalog', () => {
+    const a = newHost();
+    a.advance(3000);
+    const b = Host.restore(a.save(), null);
+    a.advance(2000);
+    b.advance(2000);
+    expect(observe(b)).toEqual(observe(a));
+  });
+});
+
+describe('scenario runs: saved at T and resumed give the uninterrupted run’s results', () => {
+  const text = `
+name: snap
+seed: 4
+host: { memory: 64MiB, swap: 64MiB, block: 16MiB }
+ksm: { policy: fixed, run: 1, pages_to_scan: 400, sleep_millisecs: 20 }
+duration: 20s
+sample_every: 2s
+guests:
+  - { name: g, count: 3, image: tiny, version: "1", memory: 16MiB, stagger: 1s, workload: { dirty_rate: 30 } }
+events:
+  - { at: 6s, burst: { guest: g-1, pages: 800, over: 2s } }
+  - { at: 9s, pressure: 16MiB }
+  - { at: 12s, compact: true }
+  - { at: 13s, release_pressure: true }
+  - { at: 14s, stop: g-3 }
+  - { at: 15s, knobs: { pages_to_scan: 1000 } }
+`;
+  const scenario = parseScenario(text, 'snap.yaml', images);
+  const whole = runScenario(scenario, { images });
+
+  for (const saveAt of [0, 1500, 6000, 9001, 14_999, 20_000]) {
+    it(`saved at ${saveAt} ms`, () => {
+      let snap: Uint8Array | null = null;
+      const straight = runScenario(scenario, { images, saveAt, onSave: (b) => (snap = b) });
+      expect(straight).toEqual(whole);
+      const resumed = ScenarioRun.resume(snap!, images).finish({ checkInvariants: true });
+      expect([resumed]).toEqual(whole);
+    });
+  }
+
+  it('a snapshot of a resumed run resumes too (save, resume, save again, resume)', () => {
+    const run = ScenarioRun.start(scenario, null, scenario.ksm, images, scenario.seed);
+    run.runTo(5000);
+    const second = ScenarioRun.resume(run.save(), images);
+    second.runTo(11_000);
+    const third = ScenarioRun.resume(second.save(), images);
+    expect([third.finish()]).toEqual(whole);
+  });
+
+  it('runTo refuses a time before the run or after its end', () => {
+    const run = ScenarioRun.start(scenario, null, scenario.ksm, images, scenario.seed);
+    run.runTo(3000);
+    expect(() => run.runTo(2000)).toThrow(/EINVAL: a run can stop between its current time \(3000 ms\) and its end \(20000 ms\), not at 2000/);
+    expect(() => run.runTo(20_001)).toThrow(/EINVAL/);
+  });
+});
+
+describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-loaded', () => {
+  const host = newHost();
+  host.advance(2000);
+  const good = Buffer.from(host.save());
+
+  const problem = (bytes: Uint8Array): SnapshotError => {
+    try {
+      restoreHost(bytes, images);
+    } catch (e) {
+      expect(e).toBeInstanceOf(SnapshotError);
+      return e as SnapshotError;
+    }
+    throw new Error('restore succeeded');
+  };
+
+  it('starts with the magic "SAMEPAGE" and the format version', () => {
+    expect(good.toString('latin1', 0, 8)).toBe('SAMEPAGE');
+    expect(good.readUInt32LE(8)).toBe(SNAPSHOT_VERSION);
+    expect(good.readUInt32LE(12)).toBe(good.length - 20);
+  });
+
+  it('a foreign file', () => {
+    const e = problem(Buffer.from('{"format": "samepage-run", "version": 1}\n'));
+    expect([e.problem, e.message]).toEqual(['foreign', 'not a Samepage snapshot: the file does not start with "SAMEPAGE"']);
+  });
+
+  it('a truncated file, cut in the header or in the body', () => {
+    expect(problem(good.subarray(0, 12)).message).toBe('snapshot truncated: 12 bytes, shorter than its 20-byte header');
+    const e = problem(good.subarray(0, good.length - 1000));
+    expect(e.problem).toBe('truncated');
+    expect(e.message).toBe(`snapshot truncated: the body should be ${good.length - 20} bytes, the file has ${good.length - 1020}`);
+  });
+
+  it('a corrupt body (one bit flipped) fails its CRC', () => {
+    const bad = Buffer.from(good);
+    bad[Math.floor(bad.length / 2)]! ^= 0x10;
+    const e = problem(bad);
+    expect(e.problem).toBe('corrupt');
+    expect(e.message).toMatch(/^snapshot corrupt: body CRC-32 is 0x[0-9a-f]{8}, the header says 0x[0-9a-f]{8}$/);
+  });
+
+  it('bytes after the body', () => {
+    expect(problem(Buffer.concat([good, Buffer.from([0])])).message).toBe('snapshot has 1 bytes after its body');
+  });
+
+  it('another format version', () => {
+    const bad = Buffer.from(good);
+    bad.writeUInt32LE(SNAPSHOT_VERSION + 1, 8);
+    const e = problem(bad);
+    expect([e.problem, e.message]).toEqual(['version', `snapshot format version ${SNAPSHOT_VERSION + 1}, but this Samepage reads version ${SNAPSHOT_VERSION}`]);
+  });
+
+  /** Re-pack a changed body with a valid header and CRC: only the contents are wrong. */
+  const repack = (change: (body: Record<string, any>) => void): Buffer => {
+    const packr = new Packr({ useRecords: true, moreTypes: true, mapsAsObjects: true });
+    const body = packr.unpack(good.subarray(20)) as Record<string, any>;
+    change(body);
+    const packed = packr.pack(body);
+    const out = Buffer.alloc(20 + packed.length);
+    good.copy(out, 0, 0, 12);
+    out.writeUInt32LE(packed.length, 12);
+    out.writeUInt32LE(crc32(packed), 16);
+    packed.copy(out, 20);
+    return out;
+  };
+
+  it('a host record with a field of the wrong type', () => {
+    const e = problem(repack((b) => (b.host.guests[1].bootSeed = 'x')));
+    expect([e.problem, e.message]).toEqual(['invalid', 'snapshot host.guests[1].bootSeed: expected a whole number, found "x"']);
+  });
+
+  it('a guest whose process is not in the kernel', () => {
+    const e = problem(repack((b) => (b.host.guests[0].pid = 9999)));
+    expect(e.message).toBe('snapshot does not restore: guest a: its process 9999 is not in the kernel');
+  });
+
+  it('a kernel image with a field missing', () => {
+    const e = problem(repack((b) => delete b.kernel.mem));
+    expect(e.problem).toBe('invalid');
+    expect(e.message).toMatch(/^snapshot kernel image: .*mem/);
+  });
+
+  it('a host snapshot is not a scenario run: resume says so', () => {
+    expect(() => ScenarioRun.resume(good, images)).toThrow('snapshot run position: missing (a host snapshot, not a scenario run)');
+  });
+
+  it('after any failed restore the original host is untouched and consistent', () => {
+    const before = observe(host);
+    for (const bytes of [good.subarray(0, 100), repack((b) => (b.host.guests[0].pid = 9999))]) expect(() => restoreHost(bytes, images)).toThrow(SnapshotError);
+    expect(observe(host)).toEqual(before);
+    host.checkInvariants();
+  });
+});
