@@ -23,6 +23,11 @@ async function main(): Promise<void> {
     const real = 'skipped' in r ? `real ksmd: skipped (${r.skipped})` : `real ksmd ${r.seconds.toFixed(2)} s (${r.fullScans} full scans)`;
     console.log(`  ${mode.padEnd(6)} Samepage ${s.seconds.toFixed(2)} s (${s.fullScans} full scans, shared ${s.pagesShared}, sharing ${s.pagesSharing}, ~${s.ksmBytesPerPage.toFixed(0)} B KSM metadata per page)   ${real}`);
   }
+  // Snapshots: a host with 4 GiB of guest RAM (8 guests × mib/2), saved and restored.
+  const { benchHostSnapshot } = await import('./snapshot-host.js');
+  const f = benchHostSnapshot(Math.max(128, mib / 2));
+  console.log(`\nsnapshot of a host with ${f.guestRamMiB} MiB of guest RAM (${f.inUseMiB.toFixed(0)} MiB in use, KSM saving ${f.savedByKsmMiB.toFixed(0)} MiB)`);
+  console.log(`  file ${(f.fileBytes / 1048576).toFixed(0)} MiB, host.save() ${(f.saveMs / 1000).toFixed(2)} s, Host.restore() ${(f.restoreMs / 1000).toFixed(2)} s, continues identically: ${f.identical}`);
 }
 
 await main();
