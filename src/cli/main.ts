@@ -22,7 +22,7 @@ import type { RunResult } from '../scenario/types.js';
 import { SnapshotError } from '../vmm/snapshot.js';
 import { loadScenario } from '../scenario/load.js';
 import { ConfigError, formatDuration, formatSize, parseDuration } from '../vmm/config.js';
-import type { ImageCatalog } from '../vmm/image.js';
+import { countPageKinds, layoutGuest, type ImageCatalog } from '../vmm/image.js';
 import { DEMO_USAGE, demoCommand } from './demo.js';
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -77,7 +77,10 @@ options:
 
 const IMAGES_USAGE = `usage: samepage images [--images DIR] [--json]
 
-Lists the guest images: name, version, OS, minimum RAM, boot time, dirty rate.
+Lists the guest images: name, version, OS, minimum RAM; what a guest of that RAM
+writes at boot, and how it splits into page kinds (version: identical in every guest
+of this image and version; image: in every version; zero; unique: per guest and boot);
+boot time; the idle workload's dirty rate in pages per second.
 `;
 
 /** A mistake on the command line: exit 2 with the command's usage. */
@@ -249,8 +252,19 @@ function imagesCommand(argv: string[]): number {
     process.stdout.write(`${JSON.stringify(list.map((i) => ({ name: i.name, version: i.version, os: i.os, description: i.description, file: i.file, minRamBytes: i.minRamBytes, bootMs: i.bootMs, dirtyRate: i.workload.dirtyRate })), null, 2)}\n`);
     return 0;
   }
-  const rows = list.map((i) => [i.name, i.version, i.os, formatSize(i.minRamBytes), `${i.bootMs / 1000}s`, `${i.workload.dirtyRate}/s`, i.description]);
-  const header = ['image', 'version', 'os', 'min RAM', 'boot', 'dirty', 'description'];
+  const rows = list.map((i) => {
+    // What a guest of the minimum RAM writes at boot, by kind: version and image pages
+    // merge across guests, zero pages into one page, unique pages not at all.
+    const kinds = { version: 0, image: 0, zero: 0, unique: 0 };
+    for (const r of countPageKinds(i, layoutGuest(i, i.minRamBytes))) {
+      for (const k of ['version', 'image', 'zero', 'unique'] as const) kinds[k] += r.kinds[k];
+    }
+    const written = kinds.version + kinds.image + kinds.zero + kinds.unique;
+    const pct = (n: number): string => `${Math.round((100 * n) / Math.max(1, written))}%`;
+    const mix = `${pct(kinds.version)} ${pct(kinds.image)} ${pct(kinds.zero)} ${pct(kinds.unique)}`;
+    return [i.name, i.version, i.os, formatSize(i.minRamBytes), formatSize(written * 4096), mix, `${i.bootMs / 1000}s`, `${i.workload.dirtyRate}/s`, i.description];
+  });
+  const header = ['image', 'version', 'os', 'min RAM', 'boot writes', 'version/image/zero/unique', 'boot', 'dirty', 'description'];
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const line = (r: string[]): string => r.map((x, c) => (c === r.length - 1 ? x : x.padEnd(widths[c]!))).join('  ').trimEnd();
   process.stdout.write(`${[line(header), line(widths.map((w, c) => '-'.repeat(c === widths.length - 1 ? header[c]!.length : w))), ...rows.map(line)].join('\n')}\n`);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { KSMTUNED_DEFAULTS } from '../vmm/ksmtuned.js';
 import { ConfigDocument, ConfigError, describe, formatSize, zCount, zDuration, zSize, type ConfigProblem } from '../vmm/config.js';
 import type { KsmPolicy } from '../vmm/host.js';
 import { layoutGuest, type ImageCatalog } from '../vmm/image.js';
@@ -33,6 +34,11 @@ const zKsmtuned = z.strictObject({
   thres_coef: zCount().optional(),
   thres_const: zCount('a number of kB').optional(),
   max_kernel_pages: zCount('a number of pages').optional(),
+}).superRefine((k, ctx) => {
+  // increase_npages() clamps to min first: with min above max, pages_to_scan would sit at min.
+  const min = k.npages_min ?? KSMTUNED_DEFAULTS.npagesMin;
+  const max = k.npages_max ?? KSMTUNED_DEFAULTS.npagesMax;
+  if (min > max) ctx.addIssue({ code: 'custom', path: ['npages_min'], message: `expected at most npages_max (${max}), got ${min}` });
 });
 
 // A bad or missing policy is reported at ksm.policy, so the message does not name the field again.

@@ -478,6 +478,12 @@ describe('parseScenario: bad input gives file:line: field: what was expected', (
     expect(error(scenario('fixed')).message).toBe('bad.yaml:3: ksm: expected a map with policy: fixed or ksmtuned, got "fixed"');
   });
 
+  it('ksmtuned with npages_min above npages_max (given or default)', () => {
+    const scenario = (ksm: string): string => `name: tuned\nhost: { memory: 64MiB, block: 16MiB }\nksm: ${ksm}\nduration: 30s\nguests:\n  - { name: a, image: tiny, memory: 16MiB }\n`;
+    expect(error(scenario('{ policy: ksmtuned, npages_min: 2000 }')).message).toBe('bad.yaml:3: ksm.npages_min: expected at most npages_max (1250), got 2000');
+    expect(error(scenario('{ policy: ksmtuned, npages_min: 300, npages_max: 200 }')).message).toBe('bad.yaml:3: ksm.npages_min: expected at most npages_max (200), got 300');
+  });
+
   it('run out of range, in the policy and in a knobs event', () => {
     expect(
       error(
