@@ -501,7 +501,9 @@ export class Process {
 
   private copyIn(addr: number, bytes: Uint8Array, force: boolean): void {
     const mem = this.kernel.mem;
-    const src = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    // A Buffer is used as it is: callers writing page after page (a guest booting)
+    // pass one reused Buffer, so nothing is allocated per page.
+    const src = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     let vma: Vma | null = null;
     let done = 0;
     while (done < bytes.length) {

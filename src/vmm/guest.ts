@@ -9,7 +9,7 @@ import { IDLE_WORKLOAD, type ActiveBurst, type WorkloadSpec } from './workload.j
 
 /** One page of contents being generated: the guest writes it through the MMU. */
 const scratchPage = new Uint32Array(PAGE_SIZE / 4);
-const scratchBytes = new Uint8Array(scratchPage.buffer);
+const scratchBytes = Buffer.from(scratchPage.buffer);
 
 /** RAM below the PCI hole, as QEMU's pc machine lays it out: the rest goes above 4 GiB. */
 const BELOW_4G_MAX = 3 * 1024 * 1024 * 1024;
