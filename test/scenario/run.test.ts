@@ -9,6 +9,7 @@ import { parseScenario, type Scenario } from '../../src/scenario/schema.js';
 import type { RunResult } from '../../src/scenario/types.js';
 import type { Host } from '../../src/vmm/host.js';
 import { pageKind } from '../../src/vmm/image.js';
+import { naiveKsm } from '../vmm/helpers.js';
 
 /**
  * The timeline runner, src/scenario/run.ts, on small hosts (64 MiB in 16 MiB blocks)
@@ -215,30 +216,8 @@ guests:
     host.advance(18_000);
     expect(host.sample()).toEqual(result().samples.at(-1));
 
-    // Every resident page (not the zero page), grouped by its contents: a group of n
-    // is one KSM page and n − 1 sharing it; a group of one is unshared.
-    const groups = new Map<string, number>();
-    const zero = host.kernel.mem.zeroPfn;
-    for (const g of host.guests) {
-      for (let gfn = 0; gfn < g.ramPages; gfn++) {
-        const hva = g.hvaOf(gfn * PAGE_SIZE);
-        const pfn = g.process!.pfnOf(hva);
-        if (pfn === null || pfn === zero) continue;
-        const key = createHash('sha1').update(g.readPhys(gfn * PAGE_SIZE, PAGE_SIZE)).digest('hex');
-        groups.set(key, (groups.get(key) ?? 0) + 1);
-      }
-    }
-    let shared = 0;
-    let sharing = 0;
-    let unshared = 0;
-    for (const n of groups.values()) {
-      if (n > 1) {
-        shared++;
-        sharing += n - 1;
-      } else {
-        unshared++;
-      }
-    }
+    // Every resident page (not the zero page), grouped by its contents.
+    const { shared, sharing, unshared } = naiveKsm(host.guests);
     const h = result().host;
     expect({ shared, sharing, unshared }).toEqual({ shared: h.pagesShared, sharing: h.pagesSharing, unshared: h.pagesUnshared });
   });

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Host, KernelError, PAGE_SIZE, loadImageCatalog, type HostOptions } from '../../src/index.js';
 import { countPageKinds, guestPage, layoutGuest } from '../../src/vmm/image.js';
 import type { Guest } from '../../src/vmm/guest.js';
+import { naiveKsm } from './helpers.js';
 
 const images = loadImageCatalog(new URL('./fixtures', import.meta.url).pathname);
 const tiny = images.get('tiny', '1');
@@ -34,31 +35,6 @@ function bootStill(host: Host, names: string[], extra: { memMerge?: boolean } = 
 
 function digest(bytes: Uint8Array): string {
   return createHash('sha1').update(bytes).digest('hex');
-}
-
-/** The naive oracle: count identical page contents over the mergeable guests' written pages. */
-function naiveKsm(guests: Guest[]): { shared: number; sharing: number; unshared: number } {
-  const counts = new Map<string, number>();
-  for (const g of guests) {
-    if (!g.memMerge) continue;
-    for (let page = 0; page < g.ramPages; page++) {
-      if (g.process!.pfnOf(g.hvaOf(page * PAGE_SIZE)) === null) continue; // never written
-      const d = digest(g.readPhys(page * PAGE_SIZE, PAGE_SIZE));
-      counts.set(d, (counts.get(d) ?? 0) + 1);
-    }
-  }
-  let shared = 0;
-  let sharing = 0;
-  let unshared = 0;
-  for (const n of counts.values()) {
-    if (n > 1) {
-      shared++;
-      sharing += n - 1;
-    } else {
-      unshared++;
-    }
-  }
-  return { shared, sharing, unshared };
 }
 
 describe('Host: guests boot from their image', () => {
