@@ -1,6 +1,6 @@
 import { InvariantError } from '../lib/errors.js';
 import { PAGE_CHECKSUM_BATCH, PageChecksumBatch } from '../lib/jhash.js';
-import { rbCheck, rbCount, type RbNode } from '../lib/rbtree.js';
+import { rbCheck, rbCount, rbFirst, rbNext } from '../lib/rbtree.js';
 import { MMF_VM_MERGEABLE } from '../mm/constants.js';
 import type { AnonVma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
@@ -75,26 +75,14 @@ export function checkKsmInvariants(ksm: Ksm): void {
   rbCheck(ksm.rootUnstableTree, undefined, 'unstable tree');
   const treeSize = rbCount(ksm.rootUnstableTree);
   if (treeSize !== unstableThisScan) fail(`unstable tree holds ${treeSize} nodes, ${unstableThisScan} rmap_items were inserted this scan`);
-  const walk = (root: RbNode | null, fn: (n: RbNode) => void): void => {
-    const stack: RbNode[] = [];
-    let n = root;
-    while (n !== null || stack.length > 0) {
-      while (n !== null) {
-        stack.push(n);
-        n = n.rbLeft;
-      }
-      n = stack.pop()!;
-      fn(n);
-      n = n.rbRight;
-    }
-  };
-  walk(ksm.rootUnstableTree.node, (n) => {
+  // rbCheck() passed, so the links can be followed.
+  for (let n = rbFirst(ksm.rootUnstableTree); n !== null; n = rbNext(n)) {
     const it = n as RmapItem;
     if (!inList.has(it)) fail(`unstable tree node ${ksm.describeItem(it)} is on no rmap_list`);
     if ((it.flags & UNSTABLE_FLAG) === 0 || ((ksm.seqnr - it.flags) & SEQNR_MASK) !== 0) {
       fail(`unstable tree node ${ksm.describeItem(it)} is not an UNSTABLE rmap_item of this scan`);
     }
-  });
+  }
 
   // ---- the stable tree ----
   rbCheck(ksm.rootStableTree, undefined, 'stable tree');

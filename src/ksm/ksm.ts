@@ -1,6 +1,6 @@
 import { KernelError, assert, bug } from '../lib/errors.js';
 import { PAGE_CHECKSUM_BATCH, PageChecksumBatch, pageChecksum } from '../lib/jhash.js';
-import { RbRoot, rbErase, rbInitNode, rbInsertColor, rbLinkNode, type RbNode } from '../lib/rbtree.js';
+import { RbRoot, rbErase, rbFirst, rbInitNode, rbInsertColor, rbLinkNode, rbNext, type RbNode } from '../lib/rbtree.js';
 import {
   MMF_VM_MERGEABLE,
   PAGE_SIZE,
@@ -34,7 +34,7 @@ import { VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_WRITE, handleMmFault, mlockVmaP
 import type { MmStruct } from '../mm/mm.js';
 import { pageAddAnonRmap, pageAddressInVma, pageReferencedOne, pageRemoveRmap, tryToUnmapOne } from '../mm/rmap.js';
 import type { AnonVma, Vma } from '../mm/vma.js';
-import { MmSlot, SEQNR_MASK, STABLE_FLAG, StableNode, UNSTABLE_FLAG, newRmapItem, type RmapItem, type RmapLink } from './structs.js';
+import { MmSlot, SEQNR_MASK, STABLE_FLAG, StableNode, UNSTABLE_FLAG, decodeRmapFlags, newRmapItem, type RmapItem, type RmapLink } from './structs.js';
 
 /*
  * A few notes about the KSM scanning process (after mm/ksm.c):
@@ -349,21 +349,28 @@ export class Ksm implements KsmOps {
   private breakCow(item: RmapItem): void {
     // It is no accident that whenever we break COW to undo, we also drop the anon_vma.
     this.dropAnonVma(item);
-    const mm = item.mm;
-    if (this.testExit(mm)) return;
-    const vma = mm.findVma(item.address);
-    if (vma === null || vma.start > item.address) return;
-    if ((vma.flags & VM_MERGEABLE) === 0 || vma.anonVma === null) return;
-    this.breakKsm(vma, item.address);
+    const vma = this.findMergeableVma(item.mm, item.address);
+    if (vma !== null) this.breakKsm(vma, item.address);
+  }
+
+  /**
+   * The VM_MERGEABLE area with an anon_vma that still covers addr in mm, or null
+   * (also once mm has exited). 2.6.33 writes these checks out in both break_cow()
+   * and get_mergeable_page(); later kernels share them as find_mergeable_vma(), as
+   * we do.
+   */
+  private findMergeableVma(mm: MmStruct, addr: number): Vma | null {
+    if (this.testExit(mm)) return null;
+    const vma = mm.findVma(addr);
+    if (vma === null || vma.start > addr) return null;
+    if ((vma.flags & VM_MERGEABLE) === 0 || vma.anonVma === null) return null;
+    return vma;
   }
 
   /** get_mergeable_page(): the anonymous page at rmap_item's address, with a reference, or -1. */
   private getMergeablePage(item: RmapItem): number {
-    const mm = item.mm;
-    if (this.testExit(mm)) return -1;
-    const vma = mm.findVma(item.address);
-    if (vma === null || vma.start > item.address) return -1;
-    if ((vma.flags & VM_MERGEABLE) === 0 || vma.anonVma === null) return -1;
+    const vma = this.findMergeableVma(item.mm, item.address);
+    if (vma === null) return -1;
     const pfn = this.followPage(vma, item.address);
     if (pfn < 0) return -1;
     if (!this.kernel.mem.isAnon(pfn)) {
@@ -1038,18 +1045,28 @@ export class Ksm implements KsmOps {
     }
   }
 
-  /** ksm_check_stable_tree() + remove_node_from_stable_tree() for MEM_OFFLINE. */
+  /**
+   * ksm_memory_callback(MEM_OFFLINE): remove every stable node whose kpfn lies in
+   * [startPfn, endPfn), one at a time in tree order, as the kernel's loop over
+   * ksm_check_stable_tree() does. Returns how many were removed.
+   */
   pruneStableNodes(startPfn: number, endPfn: number): number {
     let pruned = 0;
-    for (;;) {
-      let found: StableNode | null = null;
-      this.forEachStableNode((node) => {
-        if (found === null && node.kpfn >= startPfn && node.kpfn < endPfn) found = node;
-      });
-      if (found === null) return pruned;
-      this.removeNodeFromStableTree(found);
+    let node: StableNode | null;
+    while ((node = this.checkStableTree(startPfn, endPfn)) !== null) {
+      this.removeNodeFromStableTree(node);
       pruned++;
     }
+    return pruned;
+  }
+
+  /** ksm_check_stable_tree(): the first stable node, in tree order, with kpfn in [startPfn, endPfn). */
+  private checkStableTree(startPfn: number, endPfn: number): StableNode | null {
+    for (let n = rbFirst(this.rootStableTree); n !== null; n = rbNext(n)) {
+      const node = n as StableNode;
+      if (node.kpfn >= startPfn && node.kpfn < endPfn) return node;
+    }
+    return null;
   }
 
   // =====================================================================================
@@ -1084,19 +1101,9 @@ export class Ksm implements KsmOps {
     return v < 0 ? 0 : v;
   }
 
+  /** Every stable node, in tree order. `fn` must not change the tree. */
   forEachStableNode(fn: (node: StableNode) => void): void {
-    // In-order walk without recursion.
-    const stack: RbNode[] = [];
-    let n = this.rootStableTree.node;
-    while (n !== null || stack.length > 0) {
-      while (n !== null) {
-        stack.push(n);
-        n = n.rbLeft;
-      }
-      n = stack.pop()!;
-      fn(n as StableNode);
-      n = n.rbRight;
-    }
+    for (let n = rbFirst(this.rootStableTree); n !== null; n = rbNext(n)) fn(n as StableNode);
   }
 
   forEachSlot(fn: (slot: MmSlot) => void): void {
@@ -1104,6 +1111,6 @@ export class Ksm implements KsmOps {
   }
 
   describeItem(item: RmapItem): string {
-    return `mm=${item.mm.owner} addr=0x${item.address.toString(16)} (flags=${(item.flags & STABLE_FLAG) !== 0 ? 'STABLE' : ''}${(item.flags & UNSTABLE_FLAG) !== 0 ? 'UNSTABLE' : ''}|seq ${item.flags & SEQNR_MASK})`;
+    return `mm=${item.mm.owner} addr=0x${item.address.toString(16)} (flags=${decodeRmapFlags(item.flags)})`;
   }
 }

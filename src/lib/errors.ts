@@ -6,7 +6,8 @@
  *    Throwing one never leaves state half-changed: every path that can throw it
  *    checks before it mutates, or undoes what it did.
  *  - A broken internal invariant is `bug()` / `assert()`, throwing `InvariantError`.
- *    Odd but survivable conditions are reported once with `warnOnce()`.
+ *    (No condition is odd-but-survivable yet: WARN_ON_ONCE has no counterpart here;
+ *    add one, with a reporter that prints it, when something needs it.)
  */
 
 /** Linux errno numbers (asm-generic/errno-base.h, errno.h) for the codes we raise. */
@@ -72,22 +73,4 @@ export function assert(cond: boolean, message: string | (() => string)): asserts
 /** Exhaustiveness check at the end of every switch over a union. */
 export function assertNever(value: never, what: string): never {
   throw new InvariantError(`unexpected ${what}: ${String(value)}`);
-}
-
-const warned = new Set<string>();
-const warnings: string[] = [];
-
-/**
- * WARN_ON_ONCE(): records the first occurrence of each distinct key. The core does
- * no I/O, so warnings are collected, not printed; `takeWarnings()` hands them to
- * whoever reports (the CLI prints them, tests may assert on them).
- */
-export function warnOnce(key: string, message: string): void {
-  if (warned.has(key)) return;
-  warned.add(key);
-  warnings.push(message);
-}
-
-export function takeWarnings(): string[] {
-  return warnings.splice(0, warnings.length);
 }

@@ -48,8 +48,6 @@ export const PG_KSM = 1 << 12;
 export const PG_SHMEM = 1 << 13;
 /** the frame is free, in the allocator (PageBuddy). */
 export const PG_BUDDY = 1 << 14;
-/** taken off the LRU by migration or memory offlining (isolate_lru_page). */
-export const PG_ISOLATED = 1 << 15;
 /** the frame lies in a memory block that is offline. */
 export const PG_OFFLINE = 1 << 16;
 
@@ -69,7 +67,6 @@ export const PAGE_FLAG_NAMES: readonly (readonly [number, string])[] = [
   [PG_KSM, 'ksm'],
   [PG_SHMEM, 'shmem'],
   [PG_BUDDY, 'buddy'],
-  [PG_ISOLATED, 'isolated'],
   [PG_OFFLINE, 'offline'],
 ];
 

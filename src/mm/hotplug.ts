@@ -1,5 +1,5 @@
 import { KernelError } from '../lib/errors.js';
-import { PAGE_SIZE, PG_ANON, PG_BUDDY, PG_LOCKED, PG_RESERVED, PG_SWAPCACHE } from './constants.js';
+import { PAGE_SIZE, PG_ANON, PG_BUDDY, PG_RESERVED, PG_SWAPCACHE } from './constants.js';
 import {
   MEM_CANCEL_OFFLINE,
   MEM_GOING_OFFLINE,
@@ -110,7 +110,6 @@ function evacuate(k: HostKernel, block: MemoryBlock, pfn: number): string | null
   }
   // No room in any other block: write the page to swap instead.
   if (k.swap === null) return `no free frame outside the block for pfn ${pfn}, and no swap`;
-  if ((mem.flags[pfn]! & PG_LOCKED) !== 0) return `pfn ${pfn} is locked`;
   const ok = swapOutPage(k, pfn);
   if (!ok) return `no free frame outside the block for pfn ${pfn}, and it could not be swapped out${(mem.flags[pfn]! & PG_SWAPCACHE) !== 0 ? '' : ' (swap full?)'}`;
   return null;

@@ -1,4 +1,4 @@
-import { InvariantError, KernelError, assert, bug } from '../lib/errors.js';
+import { InvariantError, KernelError, bug } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
 import {
   PAGE_SIZE,
@@ -460,9 +460,5 @@ export class HostKernel {
 
   isPinned(pfn: number): boolean {
     return this.pins.has(pfn);
-  }
-
-  assertFrameOnline(pfn: number): void {
-    assert((this.mem.flags[pfn]! & PG_OFFLINE) === 0, () => `pfn ${pfn} is offline`);
   }
 }

@@ -172,12 +172,16 @@ function doSharedFault(k: HostKernel, vma: Vma, addr: number, write: boolean): n
 }
 
 /**
- * reuse_swap_page(): may a write fault simply make this anonymous page writable?
- * Only when nothing else maps it or holds its swap slot; a reused page leaves the
- * swap cache, since its contents are about to diverge from the slot's.
+ * mm/swapfile.c reuse_swap_page(): may a write fault simply make this anonymous
+ * page writable? Only when nothing else maps it or holds its swap slot; a reused
+ * page leaves the swap cache, since its contents are about to diverge from the
+ * slot's. Never a KSM page: do_swap_page() can read one back from the swap cache.
+ * do_wp_page() asks with the faulting pte still mapping the page (a count of 1 is
+ * that pte); do_swap_page() asks before mapping it (1 is its own swap pte).
  */
-function reuseSwapPage(k: HostKernel, pfn: number): boolean {
+export function reuseSwapPage(k: HostKernel, pfn: number): boolean {
   const mem = k.mem;
+  if (mem.isKsm(pfn)) return false;
   let count = mem.pageMapcount(pfn);
   if (count <= 1 && (mem.flags[pfn]! & PG_SWAPCACHE) !== 0) {
     const off = mem.private[pfn]!;

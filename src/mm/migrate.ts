@@ -1,6 +1,5 @@
 import { KernelError, assert } from '../lib/errors.js';
 import {
-  PG_ACTIVE,
   PG_ANON,
   PG_BUDDY,
   PG_DIRTY,
@@ -14,7 +13,6 @@ import {
   PG_SHMEM,
   PG_SWAPBACKED,
   PG_SWAPCACHE,
-  PG_UNEVICTABLE,
   PG_UPTODATE,
   PTE_KIND_MASK,
   PTE_MIGRATION,
@@ -134,8 +132,9 @@ export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
 
   mem.unlockPage(pfn);
   mem.unlockPage(newPfn);
-  const newList = (oldFlags & PG_UNEVICTABLE) !== 0 ? 2 : (oldFlags & PG_ACTIVE) !== 0 ? 1 : list;
-  mem.lruAdd(newPfn, newList);
+  // putback_lru_page(): onto the list the old page was isolated from (isolating it
+  // cleared its PG_active / PG_unevictable, so `list` is the one record of it).
+  mem.lruAdd(newPfn, list);
   mem.putPage(newPfn); // the allocation's reference: the ptes and swap cache hold it now
   mem.putPage(pfn); // ours: the old frame is free
   k.vmstat.pgmigrate_success++;

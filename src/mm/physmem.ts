@@ -188,9 +188,8 @@ export class PhysMem {
       this.onlineBlock(block);
     }
     // The zero page: reserved, one reference held forever, never mapped "normally".
-    this.takeFrame(this.zeroPfn);
+    if (!this.allocSpecificFrame(this.zeroPfn)) bug(`pfn ${this.zeroPfn} is not free at boot`);
     this.flags[this.zeroPfn] = PG_RESERVED;
-    this.count[this.zeroPfn] = 1;
   }
 
   blockOf(pfn: number): MemoryBlock {
@@ -234,13 +233,8 @@ export class PhysMem {
       const block = this.blocks[b]!;
       if (block.nrFree === 0 || !block.online || block.isolated) continue;
       const pfn = block.freeHead;
-      this.unlinkFree(block, pfn);
-      this.nrFreeOnline--;
-      this.flags[pfn] = 0;
-      this.count[pfn] = 1;
-      if (this.neverUsed[pfn] !== 0) {
-        this.neverUsed[pfn] = 0; // zero already
-      } else if (zero) {
+      // A frame never used since its block came online is zero already.
+      if (!this.handOut(block, pfn) && zero) {
         const off = this.offsetOf(pfn);
         block.data!.fill(0, off, off + PAGE_SIZE);
         this.contentsChanged(pfn);
@@ -256,11 +250,7 @@ export class PhysMem {
       const block = this.blocks[b]!;
       if (block === avoid || block.nrFree === 0 || !block.online || block.isolated) continue;
       const pfn = block.freeHead;
-      this.unlinkFree(block, pfn);
-      this.nrFreeOnline--;
-      this.flags[pfn] = 0;
-      this.count[pfn] = 1;
-      this.neverUsed[pfn] = 0;
+      this.handOut(block, pfn);
       return pfn;
     }
     return -1;
@@ -273,12 +263,23 @@ export class PhysMem {
   allocSpecificFrame(pfn: number): boolean {
     const block = this.blocks[pfn >>> this.blockShift]!;
     if ((this.flags[pfn]! & (PG_BUDDY | PG_OFFLINE)) !== PG_BUDDY || !block.online || block.isolated) return false;
+    this.handOut(block, pfn);
+    return true;
+  }
+
+  /**
+   * What every allocator does with the free frame it picked (in an online,
+   * non-isolated block): off the free list, count 1, flags 0, and no longer
+   * never-used. Returns whether it was never used, i.e. its bytes are still zero.
+   */
+  private handOut(block: MemoryBlock, pfn: number): boolean {
     this.unlinkFree(block, pfn);
     this.nrFreeOnline--;
     this.flags[pfn] = 0;
     this.count[pfn] = 1;
+    const fresh = this.neverUsed[pfn] !== 0;
     this.neverUsed[pfn] = 0;
-    return true;
+    return fresh;
   }
 
   /** __free_page(): only for a frame whose count has dropped to 0. */
@@ -518,16 +519,6 @@ export class PhysMem {
 
   framesIn(block: MemoryBlock): number {
     return Math.min(block.nrPages, this.nrFrames - block.startPfn);
-  }
-
-  /** Remove a specific frame from its block's free list (used once, for the zero page). */
-  private takeFrame(pfn: number): void {
-    const block = this.blockOf(pfn);
-    if ((this.flags[pfn]! & PG_BUDDY) === 0) bug(`pfn ${pfn} is not free`);
-    this.unlinkFree(block, pfn);
-    this.nrFreeOnline--;
-    this.count[pfn] = 1;
-    this.neverUsed[pfn] = 0;
   }
 
   onlineFrames(): number {

@@ -77,12 +77,6 @@ export function pageRemoveRmap(k: HostKernel, pfn: number): void {
   if (m < -1) bug(`page_remove_rmap underflow on ${k.mem.describe(pfn)}`);
 }
 
-/** The pte slot mapping pfn at addr in vma's mm, or -1 (page_check_address()). */
-export function pageCheckAddress(vma: Vma, pfn: number, addr: number): boolean {
-  const pte = vma.mm.getPte(addr);
-  return (pte & PTE_KIND_MASK) === PTE_PRESENT && ptePayload(pte) === pfn;
-}
-
 /** page_address_in_vma() for an anonymous page: where it would sit in vma, or -1. */
 export function pageAddressInVma(k: HostKernel, pfn: number, vma: Vma): number {
   const mem = k.mem;

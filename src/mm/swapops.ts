@@ -17,7 +17,7 @@ import {
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
 import { SWAP_MLOCK, TTU_IGNORE_ACCESS, TTU_UNMAP, type ReferencedState } from './ksm-ops.js';
-import { VM_FAULT_MAJOR, VM_FAULT_MINOR, VM_FAULT_OOM, allocPage, anonVmaPrepare, deleteFromSwapCache, doWpPage, mlockVmaPage } from './memory.js';
+import { VM_FAULT_MAJOR, VM_FAULT_MINOR, VM_FAULT_OOM, allocPage, anonVmaPrepare, deleteFromSwapCache, doWpPage, mlockVmaPage, reuseSwapPage } from './memory.js';
 import { LRU_ACTIVE_ANON, LRU_INACTIVE_ANON, LRU_UNEVICTABLE } from './physmem.js';
 import { pageAddAnonRmap, pageReferenced, tryToUnmap } from './rmap.js';
 import type { Vma } from './vma.js';
@@ -209,7 +209,7 @@ export function doSwapPage(k: HostKernel, vma: Vma, addr: number, pte: number, w
   const writable = (vma.flags & VM_WRITE) !== 0;
   let bits = PTE_YOUNG;
   let wantWrite = write;
-  if (write && page === pfn && reuseForWrite(k, page)) {
+  if (write && page === pfn && reuseSwapPage(k, page)) {
     bits |= writable ? PTE_WRITE | PTE_DIRTY : 0;
     wantWrite = false;
   } else if (write && page !== pfn) {
@@ -234,23 +234,6 @@ export function doSwapPage(k: HostKernel, vma: Vma, addr: number, pte: number, w
   }
   if (wantWrite) return ret | doWpPage(k, vma, addr, vma.mm.getPte(addr));
   return ret;
-}
-
-/** reuse_swap_page() as do_swap_page() uses it, before the page is mapped here. */
-function reuseForWrite(k: HostKernel, pfn: number): boolean {
-  const mem = k.mem;
-  if (mem.isKsm(pfn)) return false;
-  let count = mem.pageMapcount(pfn);
-  if ((mem.flags[pfn]! & PG_SWAPCACHE) !== 0) {
-    const off = mem.private[pfn]!;
-    count += k.swap!.refs[off]!;
-    if (count === 1) {
-      // Our own swap pte is the only other holder: the slot will be freed below.
-      deleteFromSwapCache(k, pfn);
-      mem.flags[pfn]! |= PG_DIRTY;
-    }
-  }
-  return count <= 1;
 }
 
 /**

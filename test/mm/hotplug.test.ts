@@ -21,7 +21,7 @@
 import { describe, expect, it } from 'vitest';
 import { Kernel, PAGE_SIZE } from '../../src/index.js';
 import { RUN, errnoOf, st, stats } from '../ksm/helpers.js';
-import { holdsPages, meminfo, mergeablePages, pattern, range, swapUsedKb, vmstat } from './helpers.js';
+import { holdsPages, meminfo, mergeablePages, mergedTwins, pattern, range, swapUsedKb, unreachableKsmPage, vmstat } from './helpers.js';
 
 const P = PAGE_SIZE;
 const MEM = '/sys/devices/system/memory';
@@ -41,16 +41,8 @@ function ksmInBlock1(memoryMiB: number, swapMiB: number) {
   const fill = filler.mmap(2047 * P, { prot: 'rw' });
   filler.memset(fill, 0x11, 2047 * P);
   expect(filler.pfnOf(fill + 2046 * P)).toBe(2047);
-  const a = k.spawn('guest-a');
-  const b = k.spawn('guest-b');
-  const addrA = mergeablePages(a, TAGS);
-  const addrB = mergeablePages(b, TAGS);
-  expect(range(4).map((i) => b.pfnOf(addrB + i * P))).toEqual([2052, 2053, 2054, 2055]);
-  k.sysfs.write(RUN, '1');
-  expect(k.ksmd.runFullScans(2)).toBe(2);
-  expect(stats(k)).toEqual(st(4, 4, 0, 0, 2));
-  expect(range(4).map((i) => a.pfnOf(addrA + i * P))).toEqual([2052, 2053, 2054, 2055]);
-  k.checkInvariants();
+  const { a, b, addrA, addrB, kpfns } = mergedTwins(k, TAGS, ['guest-a', 'guest-b']);
+  expect(kpfns).toEqual([2052, 2053, 2054, 2055]);
   return { k, filler, a, b, addrA, addrB };
 }
 
@@ -215,24 +207,10 @@ describe('offlining a memory block that holds KSM pages', () => {
     const fill = filler.mmap(2047 * P, { prot: 'rw' });
     filler.memset(fill, 0x11, 2047 * P);
     filler.mlock(fill, 2047 * P);
-    const a = k.spawn('guest-a');
-    const b = k.spawn('guest-b');
-    const addrA = mergeablePages(a, [7]);
-    const addrB = mergeablePages(b, [7]);
-    k.sysfs.write(RUN, '1');
-    expect(k.ksmd.runFullScans(2)).toBe(2);
-    const kpfn = b.pfnOf(addrB)!;
-    expect(kpfn).toBe(2049);
     // Reclaim while a reference keeps the page in the swap cache; ksmd's next scan
-    // finds swap ptes and drops both rmap_items; both guests fault the KSM page back
-    // as it is. (See migrate.test.ts for the steps.)
-    k.mem.getPage(kpfn);
-    expect(k.reclaim(1)).toBe(0);
-    k.mem.putPage(kpfn);
-    expect(k.ksmd.runFullScans(1)).toBe(1);
-    expect(holdsPages(a, addrA, [7]) && holdsPages(b, addrB, [7])).toBe(true);
-    expect(stats(k)).toEqual(st(0, 0, 0, 0, 3));
-    k.checkInvariants();
+    // finds swap ptes and drops both rmap_items; both processes fault the KSM page
+    // back as it is (helpers.ts has the steps).
+    const { a, b, addrA, addrB, kpfn } = unreachableKsmPage(k, 2049);
 
     // The page would migrate to block 2 (block 0 is full), but try_to_unmap reaches
     // neither pte: migration fails, and the offline is cancelled.

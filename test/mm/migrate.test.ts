@@ -19,7 +19,7 @@
 import { describe, expect, it } from 'vitest';
 import { Kernel, PAGE_SIZE, type Process } from '../../src/index.js';
 import { RUN, errnoOf, st, stats } from '../ksm/helpers.js';
-import { holdsPages, meminfo, mergeablePages, range, vmstat, writePages } from './helpers.js';
+import { forkedAfterMerge, holdsPages, meminfo, mergeablePages, mergedTwins, range, unreachableKsmPage, vmstat, writePages } from './helpers.js';
 
 const P = PAGE_SIZE;
 
@@ -37,17 +37,8 @@ function stableKpfns(k: Kernel): number[] {
 /** Two processes with the same page (tag 7), merged into one KSM page. */
 function twoMerged() {
   const k = newKernel();
-  const a = k.spawn('a');
-  const b = k.spawn('b');
-  const addrA = mergeablePages(a, [7]);
-  const addrB = mergeablePages(b, [7]);
-  k.sysfs.write(RUN, '1');
-  expect(k.ksmd.runFullScans(2)).toBe(2);
-  expect(stats(k)).toEqual(st(1, 1, 0, 0, 2));
-  const kpfn = b.pfnOf(addrB)!;
-  expect(a.pfnOf(addrA)).toBe(kpfn);
-  k.checkInvariants();
-  return { k, a, b, addrA, addrB, kpfn };
+  const { a, b, addrA, addrB, kpfns } = mergedTwins(k, [7]);
+  return { k, a, b, addrA, addrB, kpfn: kpfns[0]! };
 }
 
 describe('migrating a KSM page', () => {
@@ -103,18 +94,9 @@ describe('migrating a KSM page', () => {
 
   it('a child forked after merging, not yet visited by ksmd, is found by the second pass: it maps the new frame', () => {
     const k = newKernel();
-    const parent = k.spawn('parent');
-    const addr = mergeablePages(parent, [5, 5]);
-    k.sysfs.write(RUN, '1');
-    expect(k.ksmd.runFullScans(2)).toBe(2);
-    expect(stats(k)).toEqual(st(1, 1, 0, 0, 2));
-    const kpfn = parent.pfnOf(addr)!;
-    // The child's ptes map the KSM page; KSM has no rmap_item for the child. The
-    // first pass of the walk reaches the parent's two ptes (the areas of the
+    // The first pass of the walk reaches the parent's two ptes (the areas of the
     // rmap_items' own mm), the second the child's, on the same anon_vma.
-    const child = parent.fork('child');
-    expect(k.mem.pageMapcount(kpfn)).toBe(4);
-
+    const { parent, child, addr, kpfn } = forkedAfterMerge(k);
     const newPfn = k.migratePage(kpfn);
     k.checkInvariants();
     expect([child.pfnOf(addr), child.pfnOf(addr + P), parent.pfnOf(addr), parent.pfnOf(addr + P)]).toEqual([newPfn, newPfn, newPfn, newPfn]);
@@ -211,7 +193,8 @@ describe('migration refused', () => {
   it('a free frame, the zero page, or no frame at all: EINVAL, and no migration was attempted', () => {
     const { k } = twoMerged();
     const last = k.mem.nrFrames - 1; // never allocated: the allocator starts at the bottom
-    expect(meminfo(k).MemFree).toBeGreaterThan(0);
+    // In use: the zero page and the KSM page; every other frame is free.
+    expect(meminfo(k).MemFree).toBe((k.mem.nrFrames - 2) * 4);
     expect(errnoOf(() => k.migratePage(last))).toBe('EINVAL');
     expect(errnoOf(() => k.migratePage(0))).toBe('EINVAL'); // the zero page
     expect(errnoOf(() => k.migratePage(k.mem.nrFrames))).toBe('EINVAL');
@@ -281,39 +264,12 @@ describe('compaction (/proc/sys/vm/compact_memory)', () => {
 });
 
 describe('a KSM page mapped again from the swap cache by mappers ksmd no longer tracks', () => {
-  /**
-   * Two processes share KSM page `kpfn` (tag 7). Reclaim unmaps it from both while
-   * a reference (writeback in flight) keeps it, still KSM, in the swap cache. ksmd's
-   * next scan finds swap ptes at both addresses: it frees both rmap_items (the node
-   * stays, live, with an empty list: shared 0, sharing 0). Then both fault: a KSM
-   * page in the swap cache is mapped as it is (page_anon_vma() of a KSM page is
-   * NULL: nothing for ksm_might_need_to_copy() to compare). Now two ptes map it and
-   * no rmap_item leads to them: until ksmd comes round again, no rmap walk can.
-   */
-  function unreachable(k: Kernel, firstPfn: number) {
-    const a = k.spawn('a');
-    const b = k.spawn('b');
-    const addrA = mergeablePages(a, [7]);
-    const addrB = mergeablePages(b, [7]);
-    k.sysfs.write(RUN, '1');
-    expect(k.ksmd.runFullScans(2)).toBe(2);
-    const kpfn = b.pfnOf(addrB)!;
-    expect(kpfn).toBe(firstPfn + 1);
-    k.mem.getPage(kpfn);
-    expect(k.reclaim(1)).toBe(0);
-    k.mem.putPage(kpfn);
-    expect(k.ksmd.runFullScans(1)).toBe(1);
-    expect(stats(k)).toEqual(st(0, 0, 0, 0, 3));
-    expect(holdsPages(a, addrA, [7]) && holdsPages(b, addrB, [7])).toBe(true);
-    expect([a.pfnOf(addrA), b.pfnOf(addrB)]).toEqual([kpfn, kpfn]);
-    expect(vmstat(k)).toMatchObject({ pswpin: 0, ksm_swpin_copy: 0 });
-    k.checkInvariants();
-    return { a, b, addrA, addrB, kpfn };
-  }
+  // unreachableKsmPage() (helpers.ts) makes the state: a KSM page two ptes map
+  // again from the swap cache, with no rmap_item leading to either.
 
   it('migration is refused with EAGAIN (the walk reaches neither pte) and nothing changes; after ksmd\'s next scan it moves', () => {
     const k = newKernel();
-    const { a, b, addrA, addrB, kpfn } = unreachable(k, 1);
+    const { a, b, addrA, addrB, kpfn } = unreachableKsmPage(k, 2);
     const free = meminfo(k).MemFree;
     expect(errnoOf(() => k.migratePage(kpfn))).toBe('EAGAIN');
     k.checkInvariants();
@@ -335,7 +291,7 @@ describe('a KSM page mapped again from the swap cache by mappers ksmd no longer 
 
   it('compaction leaves it where it is and moves the pages it can', () => {
     const k = new Kernel({ memoryMiB: 16, swapMiB: 16, blockMiB: 16, seed: 1 });
-    const { a, b, addrA, addrB, kpfn } = unreachable(k, 1); // the KSM page is frame 2
+    const { a, b, addrA, addrB, kpfn } = unreachableKsmPage(k, 2);
     // Another page, in the frame the merge freed (1).
     const c = k.spawn('c');
     const addrC = c.mmap(P, { prot: 'rw' });

@@ -6,7 +6,7 @@
  * 255 frames free after boot.
  */
 import { describe, expect, it } from 'vitest';
-import { InvariantError, KernelError } from '../../src/lib/errors.js';
+import { InvariantError } from '../../src/lib/errors.js';
 import {
   PAGE_SIZE,
   PG_ACTIVE,
@@ -18,6 +18,7 @@ import {
   PG_UNEVICTABLE,
 } from '../../src/mm/constants.js';
 import { LRU_ACTIVE_ANON, LRU_INACTIVE_ANON, LRU_UNEVICTABLE, PhysMem } from '../../src/mm/physmem.js';
+import { expectErr } from './helpers.js';
 
 function mem1(): PhysMem {
   return new PhysMem({ memoryMiB: 1, blockMiB: 1 });
@@ -45,17 +46,6 @@ function fillPage(mem: PhysMem, pfn: number, byte: number): void {
 function pageBytes(mem: PhysMem, pfn: number): Buffer {
   const off = mem.offsetOf(pfn);
   return Buffer.from(mem.dataOf(pfn).subarray(off, off + PAGE_SIZE));
-}
-
-function expectKernelError(fn: () => unknown, code: string): KernelError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(KernelError);
-    expect((e as KernelError).code).toBe(code);
-    return e as KernelError;
-  }
-  throw new Error(`expected KernelError ${code}, nothing was thrown`);
 }
 
 describe('PhysMem geometry', () => {
@@ -90,7 +80,7 @@ describe('PhysMem geometry', () => {
     ['memoryMiB NaN', { memoryMiB: Number.NaN, blockMiB: 1 }],
     ['memoryMiB 512 GiB (beyond the 2^26 frames a pte addresses)', { memoryMiB: 512 * 1024, blockMiB: 128 }],
   ])('bad options are EINVAL: %s', (_what, opts) => {
-    const e = expectKernelError(() => new PhysMem(opts), 'EINVAL');
+    const e = expectErr(() => new PhysMem(opts), 'EINVAL');
     expect(e.errno).toBe(22);
   });
 });

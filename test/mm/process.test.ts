@@ -9,7 +9,6 @@
  * MMAP_BASE - n * 4096.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { KernelError } from '../../src/lib/errors.js';
 import {
   MMAP_BASE,
   PAGE_SIZE,
@@ -21,6 +20,7 @@ import {
 } from '../../src/mm/constants.js';
 import { HostKernel } from '../../src/mm/kernel.js';
 import type { Process } from '../../src/mm/process.js';
+import { expectErr } from './helpers.js';
 
 const P = PAGE_SIZE;
 const FREE_AT_BOOT = 2047;
@@ -34,17 +34,6 @@ beforeEach(() => {
 afterEach(() => {
   k.checkInvariants();
 });
-
-function expectErr(fn: () => unknown, code: string): KernelError {
-  try {
-    fn();
-  } catch (e) {
-    if (!(e instanceof KernelError)) throw e;
-    expect(e.code).toBe(code);
-    return e;
-  }
-  throw new Error(`expected KernelError ${code}, nothing was thrown`);
-}
 
 function bytes(n: number, v: number): Uint8Array {
   return new Uint8Array(n).fill(v);

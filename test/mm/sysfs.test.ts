@@ -4,20 +4,9 @@
  * `> UINT_MAX` check the KSM store functions make.
  */
 import { describe, expect, it } from 'vitest';
-import { KernelError } from '../../src/lib/errors.js';
 import { HostKernel } from '../../src/mm/kernel.js';
 import { Sysfs, UINT_MAX, ULONG_MAX, parseUintKnob, strictStrtoul } from '../../src/mm/sysfs.js';
-
-function expectErr(fn: () => unknown, code: string): KernelError {
-  try {
-    fn();
-  } catch (e) {
-    if (!(e instanceof KernelError)) throw e;
-    expect(e.code).toBe(code);
-    return e;
-  }
-  throw new Error(`expected KernelError ${code}, nothing was thrown`);
-}
+import { expectErr } from './helpers.js';
 
 describe('Sysfs files', () => {
   it('reading an unknown path is ENOENT (errno 2)', () => {
