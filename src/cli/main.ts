@@ -83,6 +83,15 @@ of this image and version; image: in every version; zero; unique: per guest and 
 boot time; the idle workload's dirty rate in pages per second.
 `;
 
+/** `samepage help <command>`: each command's usage. */
+const COMMAND_USAGE: ReadonlyMap<string, string> = new Map([
+  ['help', USAGE],
+  ['run', RUN_USAGE],
+  ['images', IMAGES_USAGE],
+  ['resume', RESUME_USAGE],
+  ['demo', DEMO_USAGE],
+]);
+
 /** A mistake on the command line: exit 2 with the command's usage. */
 class UsageError extends Error {
   readonly usage: string;
@@ -295,8 +304,8 @@ function main(argv: string[]): number {
       case '--help':
       case '-h': {
         const topic = rest[0];
-        const usage = topic === undefined || topic === 'help' ? USAGE : topic === 'run' ? RUN_USAGE : topic === 'images' ? IMAGES_USAGE : topic === 'resume' ? RESUME_USAGE : topic === 'demo' ? DEMO_USAGE : null;
-        if (usage === null) throw new UsageError(`no help for ${JSON.stringify(topic)}: not a command`, USAGE);
+        const usage = topic === undefined ? USAGE : COMMAND_USAGE.get(topic);
+        if (usage === undefined) throw new UsageError(`no help for ${JSON.stringify(topic)}: not a command`, USAGE);
         process.stdout.write(usage);
         return 0;
       }

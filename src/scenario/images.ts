@@ -39,7 +39,7 @@ export class ImageLoadError extends ConfigError {
 }
 
 /** How a path is named in messages: relative to the working directory when below it. */
-function displayName(path: string): string {
+export function displayName(path: string): string {
   const rel = relative(process.cwd(), path);
   const shown = rel !== '' && !rel.startsWith('..') ? rel : path;
   return shown.split('\\').join('/');

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { relative } from 'node:path';
 import { ConfigError } from '../vmm/config.js';
 import type { ImageCatalog } from '../vmm/image.js';
-import { loadImageCatalog } from './images.js';
+import { displayName, loadImageCatalog } from './images.js';
 import { parseScenario, type Scenario } from './schema.js';
 
 /**
@@ -11,8 +10,7 @@ import { parseScenario, type Scenario } from './schema.js';
  */
 export function loadScenario(path: string, images: ImageCatalog = loadImageCatalog()): Scenario {
   let text: string;
-  const rel = relative(process.cwd(), path);
-  const display = rel !== '' && !rel.startsWith('..') ? rel : path;
+  const display = displayName(path);
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {

@@ -238,10 +238,10 @@ function apply(host: Host, a: ScenarioAction): void {
       case 'workload':
         logged(host, describeAction(a), () => {
           const g = host.guest(a.guest);
-          g.workload = {
+          g.setWorkload({
             dirtyRate: a.dirtyRate === undefined ? g.workload.dirtyRate : a.dirtyRate,
             burst: a.burst === undefined ? g.workload.burst : a.burst,
-          };
+          });
         });
         break;
       case 'pressure':

@@ -53,6 +53,9 @@ const WORKLOAD_EXPECTED = (i: { input?: unknown }): string => `expected 'idle' o
 
 // config.ts reports a union by its first branch's issue when no branch got further, so
 // that branch (the literal) carries the message that names both forms.
+/** A burst period: a duration of more than 0 (0 would start bursts without end). */
+const zPeriod = zDuration.refine((ms) => ms > 0, { error: 'expected more than 0s' });
+
 const zWorkload = z.union(
   [
     z.literal('idle', { error: WORKLOAD_EXPECTED }),
@@ -60,7 +63,7 @@ const zWorkload = z.union(
       dirty_rate: zCount('pages per second').optional(),
       burst: z
         .strictObject({
-          every: zDuration,
+          every: zPeriod,
           pages: zCount('a number of pages'),
           over: zDuration,
         })
@@ -87,7 +90,7 @@ const zMigrate = z.strictObject({ guest: z.string(), pages: zCount('a number of 
 const zWorkloadChange = z.strictObject({
   guest: z.string(),
   dirty_rate: zCount('pages per second').optional(),
-  burst: z.strictObject({ every: zDuration, pages: zCount('a number of pages'), over: zDuration }).nullable().optional(),
+  burst: z.strictObject({ every: zPeriod, pages: zCount('a number of pages'), over: zDuration }).nullable().optional(),
 });
 const zKnobs = z.strictObject({
   run: zCount().max(2, { error: 'expected 0, 1 or 2' }).optional(),
@@ -185,11 +188,6 @@ export type ScenarioAction =
 export interface ScenarioEvent {
   at: number;
   action: ScenarioAction;
-}
-
-export interface ScenarioVariant {
-  name: string;
-  ksm: KsmPolicy;
 }
 
 /** A validated scenario, in the library's units (bytes, ms, MiB). */

@@ -39,7 +39,7 @@ function formatProblem(file: string, p: ConfigProblem): string {
 }
 
 /** `a.b[2].c` from a zod/yaml path. */
-export function fieldName(path: readonly PropertyKey[]): string {
+function fieldName(path: readonly PropertyKey[]): string {
   let s = '';
   for (const k of path) {
     if (typeof k === 'number') s += `[${k}]`;
@@ -282,8 +282,9 @@ export const zDuration = z.string({ error: (i) => `expected a duration like '10s
   return v;
 });
 
-/** A fraction in [0, 1]. */
-export const zFraction = z.number({ error: (i) => `expected a fraction between 0 and 1, got ${describe(i.input)}` }).min(0, { error: 'expected a fraction between 0 and 1' }).max(1, { error: 'expected a fraction between 0 and 1' });
+/** A fraction in [0, 1]. Every message says what it got: "1.5" tells where the typo is. */
+const fractionError = (i: { input?: unknown }): string => `expected a fraction between 0 and 1, got ${describe(i.input)}`;
+export const zFraction = z.number({ error: fractionError }).min(0, { error: fractionError }).max(1, { error: fractionError });
 
 /** A non-negative integer. */
 export function zCount(what = 'a whole number'): z.ZodNumber {

@@ -5,7 +5,7 @@ import type { HostKernel } from '../mm/kernel.js';
 import type { Process } from '../mm/process.js';
 import { dirtyPage, dirtyTarget, guestPage, layoutGuest, type GuestImage, type GuestLayout } from './image.js';
 import type { GuestSample, GuestState } from './types.js';
-import { IDLE_WORKLOAD, type ActiveBurst, type WorkloadSpec } from './workload.js';
+import { IDLE_WORKLOAD, checkWorkload, startBurst, type ActiveBurst, type WorkloadSpec } from './workload.js';
 
 /** One page of contents being generated: the guest writes it through the MMU. */
 const scratchPage = new Uint32Array(PAGE_SIZE / 4);
@@ -89,7 +89,6 @@ export class Guest {
   readonly memMerge: boolean;
   readonly layout: GuestLayout;
   readonly slots: readonly MemSlot[];
-  workload: WorkloadSpec;
   state: GuestState;
   /** The QEMU process while the guest has one (booting, running, paused). */
   process: Process | null;
@@ -114,6 +113,8 @@ export class Guest {
   private pendingDirty: number;
   private nextBurstAt: number;
   private readonly bursts: ActiveBurst[];
+  /** What the guest runs; change it with setWorkload(). */
+  private spec: WorkloadSpec;
 
   constructor(kernel: HostKernel, prng: Prng, id: string, opts: GuestOptions) {
     if (!Number.isSafeInteger(opts.ramBytes) || opts.ramBytes <= 0 || opts.ramBytes % PAGE_SIZE !== 0) {
@@ -137,7 +138,8 @@ export class Guest {
       slots.push({ slot: 1, gpa: ABOVE_4G_BASE, size: opts.ramBytes - below, firstPage: below / PAGE_SIZE, hva: 0 });
     }
     this.slots = slots;
-    this.workload = opts.workload ?? IDLE_WORKLOAD;
+    this.spec = opts.workload ?? IDLE_WORKLOAD;
+    checkWorkload(this.spec, `guest ${opts.name}`);
     this.state = 'created';
     this.process = null;
     this.bootSeed = 0;
@@ -154,6 +156,23 @@ export class Guest {
     this.pendingDirty = 0;
     this.nextBurstAt = 0;
     this.bursts = [];
+  }
+
+  get workload(): WorkloadSpec {
+    return this.spec;
+  }
+
+  /**
+   * Change what the guest runs from now on. A new periodic burst starts one period
+   * from now, as it would one period after boot; bursts already under way go on.
+   */
+  setWorkload(w: WorkloadSpec): void {
+    checkWorkload(w, `guest ${this.name}`);
+    const old = this.spec.burst;
+    this.spec = w;
+    const b = w.burst;
+    if (b === null) this.nextBurstAt = Infinity;
+    else if (old === null || old.everyMs !== b.everyMs || old.pages !== b.pages || old.overMs !== b.overMs) this.nextBurstAt = this.runningMs + b.everyMs;
   }
 
   /** "fedora 13". */
@@ -243,7 +262,7 @@ export class Guest {
     if (!Number.isSafeInteger(pages) || pages < 0) throw new KernelError('EINVAL', `guest ${this.name}: burst pages must be a whole number, got ${pages}`);
     if (!Number.isFinite(overMs) || overMs < 0) throw new KernelError('EINVAL', `guest ${this.name}: burst duration must be ≥ 0 ms, got ${overMs}`);
     this.expect('burst', 'booting', 'running', 'paused');
-    this.bursts.push({ pages, rate: overMs === 0 ? Infinity : pages / overMs, debt: 0 });
+    this.bursts.push(startBurst(pages, overMs));
   }
 
   // ---- the guest's own writes ------------------------------------------------------------------
@@ -262,7 +281,7 @@ export class Guest {
     this.runningMs += dt;
     const b = this.workload.burst;
     while (b !== null && this.runningMs >= this.nextBurstAt) {
-      this.bursts.push({ pages: b.pages, rate: b.overMs === 0 ? Infinity : b.pages / b.overMs, debt: 0 });
+      this.bursts.push(startBurst(b.pages, b.overMs));
       this.nextBurstAt += b.everyMs;
     }
     this.dirtyDebt += (this.dirtyRate * dt) / 1000;
@@ -397,7 +416,7 @@ export class Guest {
       dirtyCounter: this.dirtyCounter,
       pendingDirty: this.pendingDirty,
       nextBurstAt: Number.isFinite(this.nextBurstAt) ? this.nextBurstAt : null,
-      bursts: this.bursts.map((b) => ({ ...b, rate: b.rate })),
+      bursts: this.bursts.map((b) => ({ ...b })),
     };
   }
 

@@ -4,6 +4,7 @@ import { KernelError } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
 import { PAGE_SIZE, PTE_KIND_MASK, PTE_PRESENT, ptePayload } from '../mm/constants.js';
 import type { Process } from '../mm/process.js';
+import { formatSize } from './config.js';
 import { Guest, type GuestSnapshot } from './guest.js';
 import { restoreHost, saveHost } from './snapshot.js';
 import type { GuestImage, ImageCatalog } from './image.js';
@@ -168,32 +169,66 @@ export class Host {
 
   // ---- KSM policy ----------------------------------------------------------------------------
 
-  /** Apply a policy now: fixed knobs are written at once; ksmtuned first adjusts one monitor interval from now. */
+  /**
+   * Apply a policy now: fixed knobs are written at once; ksmtuned first adjusts one
+   * monitor interval from now. A policy refused (EINVAL) changes nothing.
+   */
   setPolicy(p: KsmPolicy): void {
-    const sysfs = this.kernel.sysfs;
-    if (p.maxKernelPages !== null) sysfs.write(`${KSM}/max_kernel_pages`, String(p.maxKernelPages));
+    const maxKernelPages = p.maxKernelPages ?? undefined;
     if (p.policy === 'fixed') {
-      sysfs.write(`${KSM}/pages_to_scan`, String(p.pagesToScan));
-      sysfs.write(`${KSM}/sleep_millisecs`, String(p.sleepMillisecs));
-      sysfs.write(`${KSM}/run`, String(p.run));
+      this.writeKnobs([
+        ['max_kernel_pages', maxKernelPages],
+        ['pages_to_scan', p.pagesToScan],
+        ['sleep_millisecs', p.sleepMillisecs],
+        ['run', p.run],
+      ]);
       this.governor = null;
       this.governorAt = Infinity;
     } else {
       const totalKb = (this.kernel.mem.onlineFrames() * PAGE_SIZE) / 1024;
       const g = new Ksmtuned(p.config, totalKb);
+      this.writeKnobs([['max_kernel_pages', maxKernelPages]]);
       this.governor = g;
       this.governorAt = this.now + g.config.monitorInterval * 1000;
     }
     this.policy = p;
   }
 
-  /** Write KSM knobs directly (the policy stays as it is; ksmtuned will overwrite them at its next adjust). */
+  /**
+   * Write KSM knobs directly (the policy stays as it is; ksmtuned will overwrite them
+   * at its next adjust). A value a file refuses changes nothing.
+   */
   setKnobs(knobs: { run?: number; pagesToScan?: number; sleepMillisecs?: number; maxKernelPages?: number }): void {
+    this.writeKnobs([
+      ['max_kernel_pages', knobs.maxKernelPages],
+      ['pages_to_scan', knobs.pagesToScan],
+      ['sleep_millisecs', knobs.sleepMillisecs],
+      ['run', knobs.run],
+    ]);
+  }
+
+  /**
+   * Write the given knobs of /sys/kernel/mm/ksm in order, skipping undefined ones.
+   * Each file checks its value only as it stores it, so a refused value would leave
+   * the knobs before it written: those get their old values back before the error
+   * goes on. That is safe because `run`, the one knob whose store acts, always comes
+   * last: nothing written after it can fail.
+   */
+  private writeKnobs(knobs: readonly (readonly [file: string, value: number | undefined])[]): void {
     const sysfs = this.kernel.sysfs;
-    if (knobs.maxKernelPages !== undefined) sysfs.write(`${KSM}/max_kernel_pages`, String(knobs.maxKernelPages));
-    if (knobs.pagesToScan !== undefined) sysfs.write(`${KSM}/pages_to_scan`, String(knobs.pagesToScan));
-    if (knobs.sleepMillisecs !== undefined) sysfs.write(`${KSM}/sleep_millisecs`, String(knobs.sleepMillisecs));
-    if (knobs.run !== undefined) sysfs.write(`${KSM}/run`, String(knobs.run));
+    const written: [path: string, old: string][] = [];
+    try {
+      for (const [file, value] of knobs) {
+        if (value === undefined) continue;
+        const path = `${KSM}/${file}`;
+        const old = sysfs.read(path);
+        sysfs.write(path, String(value));
+        written.push([path, old]);
+      }
+    } catch (e) {
+      for (let i = written.length - 1; i >= 0; i--) sysfs.write(written[i]![0], written[i]![1]);
+      throw e;
+    }
   }
 
   /** ksmtuned's adjust(): read free and committed memory, then stop or start ksmd. */
@@ -208,14 +243,8 @@ export class Host {
       if (guest.process !== null) committed += this.rssPages(guest.process) * (PAGE_SIZE / 1024);
     }
     const d = g.adjust(free, committed);
-    const sysfs = this.kernel.sysfs;
-    if (d.action === 'stop') {
-      sysfs.write(`${KSM}/run`, '0');
-    } else {
-      sysfs.write(`${KSM}/pages_to_scan`, String(d.npages));
-      sysfs.write(`${KSM}/sleep_millisecs`, String(d.sleep));
-      sysfs.write(`${KSM}/run`, '1');
-    }
+    if (d.action === 'stop') this.writeKnobs([['run', 0]]);
+    else this.writeKnobs([['pages_to_scan', d.npages], ['sleep_millisecs', d.sleep], ['run', 1]]);
     return d;
   }
 
@@ -239,7 +268,17 @@ export class Host {
     }
     const ramBytes = opts.memoryMiB * 1024 * 1024;
     const init = { name: opts.name, image, ramBytes, ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }), ...(opts.workload === undefined ? {} : { workload: opts.workload }) };
-    const guest = new Guest(this.kernel, this.prng.fork(++this.guestsCreated), this.newId(), init);
+    // A guest the constructor refuses (RAM too small for its image) must not have
+    // drawn an id: the ids of the guests created after it would shift.
+    const idState = this.idPrng.getState();
+    let guest: Guest;
+    try {
+      guest = new Guest(this.kernel, this.prng.fork(this.guestsCreated + 1), this.newId(), init);
+    } catch (e) {
+      this.idPrng.setState(idState);
+      throw e;
+    }
+    this.guestsCreated++;
     this.guests.push(guest);
     this.note(`create ${guest.name} (${guest.imageName}, ${opts.memoryMiB} MiB${guest.memMerge ? '' : ', mem-merge off'})`);
     return guest;
@@ -315,8 +354,8 @@ export class Host {
           break;
         } catch (e) {
           if (!(e instanceof KernelError) || e.code !== 'ENOMEM' || attempt > this.guests.length + this.hogs.length) throw e;
-          const victim = this.oomKill();
-          if (victim === null || victim === g.process) break;
+          // Killing g itself (its process is then null) ends its writes.
+          if (this.oomKill() === null || g.process === null) break;
         }
       }
     }
@@ -336,11 +375,13 @@ export class Host {
     return n;
   }
 
-  private swapPages(proc: Process): number {
+  /** The OOM killer's score: resident plus swapped pages, in one walk (every pte but the zero page's). */
+  private badness(proc: Process): number {
     let n = 0;
+    const zero = this.kernel.mem.zeroPfn;
     for (const v of proc.mm.vmas) {
       proc.mm.forEachPte(v.start, v.end, (_a, pte) => {
-        if ((pte & PTE_KIND_MASK) !== PTE_PRESENT && pte !== 0) n++;
+        if ((pte & PTE_KIND_MASK) !== PTE_PRESENT || ptePayload(pte) !== zero) n++;
       });
     }
     return n;
@@ -356,7 +397,7 @@ export class Host {
     let bestGuest: Guest | null = null;
     for (const g of this.guests) {
       if (g.process === null) continue;
-      const s = this.rssPages(g.process) + this.swapPages(g.process);
+      const s = this.badness(g.process);
       if (s > bestScore) {
         best = g.process;
         bestScore = s;
@@ -364,7 +405,7 @@ export class Host {
       }
     }
     for (const h of this.hogs) {
-      const s = this.rssPages(h.proc) + this.swapPages(h.proc);
+      const s = this.badness(h.proc);
       if (s > bestScore) {
         best = h.proc;
         bestScore = s;
@@ -372,7 +413,7 @@ export class Host {
       }
     }
     if (best === null) return null;
-    const score = `${formatMiB(bestScore * PAGE_SIZE)} resident+swap`;
+    const score = `${formatSize(bestScore * PAGE_SIZE)} resident+swap`;
     if (bestGuest !== null) {
       bestGuest.stop();
       this.note(`Out of memory: killed ${best.name} (guest ${bestGuest.name}, ${score})`);
@@ -395,9 +436,14 @@ export class Host {
       throw new KernelError('EINVAL', `pressure needs a positive multiple of 4 KiB, got ${bytes}`);
     }
     const proc = this.kernel.spawn(`stress-${this.hogs.length + 1}`);
-    const hog = { proc, bytes };
-    this.hogs.push(hog);
-    const base = proc.mmap(bytes, { prot: 'rw' });
+    let base: number;
+    try {
+      base = proc.mmap(bytes, { prot: 'rw' });
+    } catch (e) {
+      proc.exit();
+      throw e;
+    }
+    this.hogs.push({ proc, bytes });
     const chunk = 256 * PAGE_SIZE;
     for (let off = 0; off < bytes; ) {
       const n = Math.min(chunk, bytes - off);
@@ -408,12 +454,12 @@ export class Host {
         if (!(e instanceof KernelError) || e.code !== 'ENOMEM') throw e;
         const victim = this.oomKill();
         if (victim === null || victim === proc) {
-          this.note(`pressure ${formatMiB(bytes)}`, `ENOMEM: the OOM killer chose the pressure process after ${formatMiB(off)}`);
+          this.note(`pressure ${formatSize(bytes)}`, `ENOMEM: the OOM killer chose the pressure process after ${formatSize(off)}`);
           return victim === proc ? 0 : off;
         }
       }
     }
-    this.note(`pressure ${formatMiB(bytes)}`);
+    this.note(`pressure ${formatSize(bytes)}`);
     return bytes;
   }
 
@@ -425,7 +471,7 @@ export class Host {
       freed += h.bytes;
     }
     this.hogs.length = 0;
-    this.note(`release pressure (${formatMiB(freed)})`);
+    this.note(`release pressure (${formatSize(freed)})`);
     return freed;
   }
 
@@ -591,9 +637,4 @@ export class Host {
   checkInvariants(): void {
     this.kernel.checkInvariants();
   }
-}
-
-function formatMiB(bytes: number): string {
-  const mib = bytes / (1024 * 1024);
-  return `${Number.isInteger(mib) ? mib : mib.toFixed(1)} MiB`;
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { PAGE_SIZE } from '../mm/constants.js';
 import { assertNever } from '../lib/errors.js';
-import { ConfigDocument, ConfigError, describe, formatSize, parseSize, zDuration, zSize, type ConfigProblem } from './config.js';
+import { ConfigDocument, ConfigError, describe, formatSize, parseSize, zDuration, zFraction, zSize, type ConfigProblem } from './config.js';
 
 /**
  * Guest images: what the RAM of a freshly booted guest holds, and how its idle
@@ -233,10 +233,6 @@ const zRegionSize = z.string({ error: (i) => `${SIZE_EXPECTED}, got ${describe(i
 
 const zIdentifier = (what: string, pattern: RegExp, example: string) =>
   z.string({ error: (i) => `expected ${what} like ${example}, got ${describe(i.input)}` }).regex(pattern, { error: (i) => `expected ${what} like ${example}, got ${describe(i.input)}` });
-
-// config.ts's zFraction, but saying what it got: "1.5" tells where the typo is.
-const fractionError = (i: { input?: unknown }) => `expected a fraction between 0 and 1, got ${describe(i.input)}`;
-const zFraction = z.number({ error: fractionError }).min(0, { error: fractionError }).max(1, { error: fractionError });
 
 const zMix = z.strictObject(
   {

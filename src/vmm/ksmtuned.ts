@@ -18,6 +18,8 @@
  * `npages` starts at 0 and is not reset when ksmd is stopped, as in the script.
  */
 
+import { KernelError } from '../lib/errors.js';
+
 export interface KsmtunedConfig {
   /** KSM_MONITOR_INTERVAL, seconds between adjustments (60). */
   monitorInterval: number;
@@ -70,8 +72,21 @@ export class Ksmtuned {
   /** pages_to_scan it last decided (0 before the first start). */
   npages: number;
 
+  /**
+   * EINVAL for a config the script could not run: its arithmetic is bash integers, it
+   * sleeps KSM_MONITOR_INTERVAL whole seconds (0 would have the host adjust again at
+   * the same instant, forever), and increase_npages() clamps to min first, so a min
+   * above max would pin pages_to_scan at min.
+   */
   constructor(config: Partial<KsmtunedConfig>, totalKb: number) {
     const c = { ...KSMTUNED_DEFAULTS, ...config };
+    for (const [k, v] of Object.entries(c)) {
+      if (!Number.isSafeInteger(v)) throw new KernelError('EINVAL', `ksmtuned: ${k} must be a whole number, got ${String(v)}`);
+    }
+    if (c.monitorInterval < 1) throw new KernelError('EINVAL', `ksmtuned: monitorInterval must be 1 second or more, got ${c.monitorInterval}`);
+    if (c.npagesMin < 0 || c.npagesMin > c.npagesMax) {
+      throw new KernelError('EINVAL', `ksmtuned: expected 0 <= npagesMin <= npagesMax, got npagesMin ${c.npagesMin}, npagesMax ${c.npagesMax}`);
+    }
     this.config = Object.freeze(c);
     this.total = totalKb;
     let sleep = idiv(c.sleepMsec * 16 * 1024 * 1024, totalKb);

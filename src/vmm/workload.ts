@@ -1,3 +1,5 @@
+import { KernelError } from '../lib/errors.js';
+
 /**
  * What a running guest does to its memory. The image boots the guest (its pages are
  * written progressively over the image's boot time); after that the workload dirties
@@ -21,6 +23,21 @@ export interface PeriodicBurst {
   overMs: number;
 }
 
+/**
+ * Refuse a workload that cannot run: a negative or non-finite rate, or a periodic
+ * burst whose period is not positive (it would start bursts forever within one tick).
+ */
+export function checkWorkload(w: WorkloadSpec, who: string): void {
+  if (w.dirtyRate !== null && (!Number.isFinite(w.dirtyRate) || w.dirtyRate < 0)) {
+    throw new KernelError('EINVAL', `${who}: dirty rate must be a number of pages per second ≥ 0, got ${w.dirtyRate}`);
+  }
+  const b = w.burst;
+  if (b === null) return;
+  if (!Number.isFinite(b.everyMs) || b.everyMs <= 0) throw new KernelError('EINVAL', `${who}: bursts must repeat after more than 0 ms, got ${b.everyMs}`);
+  if (!Number.isSafeInteger(b.pages) || b.pages < 0) throw new KernelError('EINVAL', `${who}: burst pages must be a whole number ≥ 0, got ${b.pages}`);
+  if (!Number.isFinite(b.overMs) || b.overMs < 0) throw new KernelError('EINVAL', `${who}: burst duration must be ≥ 0 ms, got ${b.overMs}`);
+}
+
 /** The image's own behaviour: an idle guest. */
 export const IDLE_WORKLOAD: Readonly<WorkloadSpec> = Object.freeze({ dirtyRate: null, burst: null });
 
@@ -34,9 +51,7 @@ export interface ActiveBurst {
   debt: number;
 }
 
-/** Describe a workload for reports: "idle", "30 pages/s + 2000 pages every 1min". */
-export function describeWorkload(w: WorkloadSpec, imageRate: number): string {
-  const base = w.dirtyRate === null ? `idle (${imageRate} pages/s)` : `${w.dirtyRate} pages/s`;
-  if (w.burst === null) return base;
-  return `${base} + ${w.burst.pages} pages every ${w.burst.everyMs / 1000}s`;
+/** A burst starting now: `pages` dirtied evenly over `overMs` ms (0: all at the next tick). */
+export function startBurst(pages: number, overMs: number): ActiveBurst {
+  return { pages, rate: overMs === 0 ? Infinity : pages / overMs, debt: 0 };
 }

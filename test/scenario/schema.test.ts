@@ -478,6 +478,11 @@ describe('parseScenario: bad input gives file:line: field: what was expected', (
     expect(error(scenario('fixed')).message).toBe('bad.yaml:3: ksm: expected a map with policy: fixed or ksmtuned, got "fixed"');
   });
 
+  it('a burst period of 0s, for a guest and in a workload event', () => {
+    const t = `name: bursts\nhost: { memory: 64MiB, block: 16MiB }\nduration: 30s\nguests:\n  - { name: a, image: tiny, memory: 16MiB, workload: { burst: { every: 0s, pages: 5, over: 1s } } }\nevents:\n  - { at: 1s, workload: { guest: a, burst: { every: 0s, pages: 1, over: 0s } } }\n`;
+    expect(error(t).message).toBe('bad.yaml:5: guests[0].workload.burst.every: expected more than 0s\nbad.yaml:7: events[0].workload.burst.every: expected more than 0s');
+  });
+
   it('ksmtuned with npages_min above npages_max (given or default)', () => {
     const scenario = (ksm: string): string => `name: tuned\nhost: { memory: 64MiB, block: 16MiB }\nksm: ${ksm}\nduration: 30s\nguests:\n  - { name: a, image: tiny, memory: 16MiB }\n`;
     expect(error(scenario('{ policy: ksmtuned, npages_min: 2000 }')).message).toBe('bad.yaml:3: ksm.npages_min: expected at most npages_max (1250), got 2000');

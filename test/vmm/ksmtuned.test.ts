@@ -50,16 +50,8 @@ describe('ksmtuned: adjust(), step by step', () => {
 
   it('boosts by 300 while free < thres, clamped at KSM_NPAGES_MAX', () => {
     const t = new Ksmtuned({}, TOTAL_2G);
-    const seen = [];
-    for (let i = 0; i < 6; i++) {
-      const d = t.adjust(300_000, 1_900_000);
-      expect(d.action).toBe('boost');
-      if (d.action !== 'stop') {
-        expect(d.sleep).toBe(80);
-        seen.push(d.npages);
-      }
-    }
-    expect(seen).toEqual([300, 600, 900, 1200, 1250, 1250]);
+    const seen = Array.from({ length: 6 }, () => t.adjust(300_000, 1_900_000));
+    expect(seen).toEqual([300, 600, 900, 1200, 1250, 1250].map((npages) => ({ action: 'boost', free: 300_000, committed: 1_900_000, npages, sleep: 80 })));
   });
 
   it('decays by 50 once free > thres but memory is still committed', () => {
@@ -79,28 +71,38 @@ describe('ksmtuned: adjust(), step by step', () => {
   it('the first start after a decay decision is clamped up to KSM_NPAGES_MIN (0 − 50 → 64)', () => {
     const t = new Ksmtuned({}, TOTAL_2G);
     const d = t.adjust(500_000, 1_900_000);
-    expect(d).toMatchObject({ action: 'decay', npages: 64 });
+    expect(d).toEqual({ action: 'decay', free: 500_000, committed: 1_900_000, npages: 64, sleep: 80 });
   });
 
   it('decay never goes below KSM_NPAGES_MIN: 100 → 64', () => {
     const t = new Ksmtuned({ npagesBoost: 100 }, TOTAL_2G);
     t.adjust(300_000, 1_900_000);
     expect(t.npages).toBe(100);
-    expect(t.adjust(500_000, 1_900_000)).toMatchObject({ npages: 64 });
+    expect(t.adjust(500_000, 1_900_000)).toEqual({ action: 'decay', free: 500_000, committed: 1_900_000, npages: 64, sleep: 80 });
   });
 
   it('a stop keeps npages: the next start continues from where it was', () => {
     const t = new Ksmtuned({}, TOTAL_2G);
     t.adjust(300_000, 1_900_000);
     t.adjust(300_000, 1_900_000);
-    expect(t.adjust(1_500_000, 100_000).action).toBe('stop');
-    expect(t.adjust(300_000, 1_900_000)).toMatchObject({ action: 'boost', npages: 900 });
+    expect(t.adjust(1_500_000, 100_000)).toEqual({ action: 'stop', free: 1_500_000, committed: 100_000 });
+    expect(t.npages).toBe(600);
+    expect(t.adjust(300_000, 1_900_000)).toEqual({ action: 'boost', free: 300_000, committed: 1_900_000, npages: 900, sleep: 80 });
   });
 
   it('configuration overrides the defaults (ksmtuned.conf)', () => {
     const t = new Ksmtuned({ npagesBoost: 1000, npagesMax: 5000, thresCoef: 50, sleepMsec: 20 }, TOTAL_2G);
     expect(t.thres).toBe(1048576);
     expect(t.sleep).toBe(160);
-    expect(t.adjust(1_000_000, 0)).toMatchObject({ action: 'boost', npages: 1000 });
+    // free 1000000 kB < thres 1048576 kB: boost, by the configured 1000.
+    expect(t.adjust(1_000_000, 0)).toEqual({ action: 'boost', free: 1_000_000, committed: 0, npages: 1000, sleep: 160 });
+  });
+});
+
+describe('ksmtuned: a configuration that cannot run is refused', () => {
+  it('a monitor interval under 1 s (0 would never let time move), a fraction, npages_min above npages_max', () => {
+    expect(() => new Ksmtuned({ monitorInterval: 0 }, TOTAL_2G)).toThrow('EINVAL: ksmtuned: monitorInterval must be 1 second or more, got 0');
+    expect(() => new Ksmtuned({ npagesBoost: 1.5 }, TOTAL_2G)).toThrow('EINVAL: ksmtuned: npagesBoost must be a whole number, got 1.5');
+    expect(() => new Ksmtuned({ npagesMin: 2000 }, TOTAL_2G)).toThrow('EINVAL: ksmtuned: expected 0 <= npagesMin <= npagesMax, got npagesMin 2000, npagesMax 1250');
   });
 });
