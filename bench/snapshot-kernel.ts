@@ -14,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { Packr, pack, unpack } from 'msgpackr';
 import { Kernel, PAGE_SIZE } from '../src/index.js';
 import { checkKernelImage, restoreKernel, saveKernel, type KernelImage } from '../src/ksm/snapshot.js';
+import { byteFields } from '../src/vmm/snapshot.js';
 
 export interface SnapshotFigures {
   mibPerProcess: number;
@@ -55,14 +56,6 @@ function stat(k: Kernel, f: string): number {
 /** Page i of process p: shared by all processes when i % 4 < 3, else its own. */
 function tagOf(p: number, i: number): number {
   return i % 4 < 3 ? i : (p + 1) * 0x1000000 + i;
-}
-
-/** Bytes of binary data in an image, the bulk of its packed size. */
-function binaryBytes(x: unknown): number {
-  if (x instanceof Uint8Array) return x.byteLength;
-  if (Array.isArray(x)) return x.reduce((n: number, v) => n + binaryBytes(v), 0);
-  if (typeof x === 'object' && x !== null) return Object.values(x).reduce((n: number, v) => n + binaryBytes(v), 0);
-  return 0;
 }
 
 function merged(mibPerProcess: number): { k: Kernel; bases: number[] } {
@@ -117,7 +110,7 @@ export function snapshotKernel(mibPerProcess: number): SnapshotFigures {
   globalThis.gc?.();
   const packr = new Packr({ useRecords: false }); // what pack() uses
   t = performance.now();
-  packr.useBuffer(Buffer.allocUnsafeSlow(binaryBytes(img) + (1 << 20)));
+  packr.useBuffer(Buffer.allocUnsafeSlow(byteFields(img) + (1 << 20)));
   bytes = packr.pack(img);
   const packPresizedMs = performance.now() - t;
   const packedBytes = bytes.length;

@@ -475,54 +475,28 @@ function batchFlush(): void {
 
 // ---- saving --------------------------------------------------------------------------------
 
+/** Objects numbered in the order they are first met: `list[of(x)]` is x. */
+class Numbering<T> {
+  readonly index = new Map<T, number>();
+  readonly list: T[] = [];
+  of(x: T): number {
+    let i = this.index.get(x);
+    if (i === undefined) {
+      i = this.list.length;
+      this.index.set(x, i);
+      this.list.push(x);
+    }
+    return i;
+  }
+}
+
 /** Index tables for the objects, filled as they are met. */
 class ObjectTables {
-  readonly mms = new Map<MmStruct, number>();
-  readonly mmList: MmStruct[] = [];
+  readonly mms = new Numbering<MmStruct>();
   readonly vmas = new Map<Vma, number>();
-  readonly anonVmas = new Map<AnonVma, number>();
-  readonly anonVmaList: AnonVma[] = [];
-  readonly shmems = new Map<ShmemFile, number>();
-  readonly shmemList: ShmemFile[] = [];
-  readonly nodes = new Map<StableNode, number>();
-  readonly nodeList: StableNode[] = [];
-
-  mm(mm: MmStruct): number {
-    let i = this.mms.get(mm);
-    if (i === undefined) {
-      i = this.mmList.length;
-      this.mms.set(mm, i);
-      this.mmList.push(mm);
-    }
-    return i;
-  }
-  anonVma(av: AnonVma): number {
-    let i = this.anonVmas.get(av);
-    if (i === undefined) {
-      i = this.anonVmaList.length;
-      this.anonVmas.set(av, i);
-      this.anonVmaList.push(av);
-    }
-    return i;
-  }
-  shmem(f: ShmemFile): number {
-    let i = this.shmems.get(f);
-    if (i === undefined) {
-      i = this.shmemList.length;
-      this.shmems.set(f, i);
-      this.shmemList.push(f);
-    }
-    return i;
-  }
-  node(n: StableNode): number {
-    let i = this.nodes.get(n);
-    if (i === undefined) {
-      i = this.nodeList.length;
-      this.nodes.set(n, i);
-      this.nodeList.push(n);
-    }
-    return i;
-  }
+  readonly anonVmas = new Numbering<AnonVma>();
+  readonly shmems = new Numbering<ShmemFile>();
+  readonly nodes = new Numbering<StableNode>();
 }
 
 function inconsistent(msg: string): never {
@@ -548,15 +522,15 @@ export function saveKernel(k: Kernel): KernelImage {
   const processes: ProcessImage[] = [];
   for (const p of k.processes.values()) {
     if (!p.alive) inconsistent(`process ${p.name} (pid ${p.pid}) has exited but is listed`);
-    if (t.mms.has(p.mm)) inconsistent(`two processes share mm ${p.mm.describe()}`);
-    processes.push({ pid: p.pid, name: p.name, mm: t.mm(p.mm) });
+    if (t.mms.index.has(p.mm)) inconsistent(`two processes share mm ${p.mm.describe()}`);
+    processes.push({ pid: p.pid, name: p.name, mm: t.mms.of(p.mm) });
   }
-  for (let s = ksm.mmHead.next; s !== ksm.mmHead; s = s.next) t.mm(s.mm!);
+  for (let s = ksm.mmHead.next; s !== ksm.mmHead; s = s.next) t.mms.of(s.mm!);
   if (ksm.mmHead.rmapList !== null) inconsistent('the mm_slot list head has rmap_items');
 
   // Areas, and through them anon_vmas and shmem files.
   const mms: MmImage[] = [];
-  for (const mm of t.mmList) {
+  for (const mm of t.mms.list) {
     const vmas: VmaImage[] = [];
     for (const vma of mm.vmas) {
       if (vma.mm !== mm) inconsistent(`${vma} is listed by ${mm.describe()}`);
@@ -566,8 +540,8 @@ export function saveKernel(k: Kernel): KernelImage {
         end: vma.end,
         flags: vma.flags,
         pgoff: vma.pgoff,
-        anonVma: vma.anonVma === null ? -1 : t.anonVma(vma.anonVma),
-        shmem: vma.shmem === null ? -1 : t.shmem(vma.shmem),
+        anonVma: vma.anonVma === null ? -1 : t.anonVmas.of(vma.anonVma),
+        shmem: vma.shmem === null ? -1 : t.shmems.of(vma.shmem),
       });
     }
     const pmds = new Float64Array(mm.pgtables.size);
@@ -606,15 +580,15 @@ export function saveKernel(k: Kernel): KernelImage {
       itemAddress[n] = it.address;
       itemFlags[n] = it.flags;
       itemChecksum[n] = it.oldchecksum;
-      itemAnonVma[n] = it.anonVma === null ? -1 : t.anonVma(it.anonVma);
+      itemAnonVma[n] = it.anonVma === null ? -1 : t.anonVmas.of(it.anonVma);
       if (it.head !== null) withHead++;
       n++;
     }
-    slots.push({ mm: t.mm(s.mm!), items: n - first });
+    slots.push({ mm: t.mms.of(s.mm!), items: n - first });
   }
 
   // The stable tree in pre-order: its nodes are stable nodes 0..len-1.
-  const stableTree = preorder(ksm.rootStableTree, (node) => t.node(node as StableNode), 'stable tree');
+  const stableTree = preorder(ksm.rootStableTree, (node) => t.nodes.of(node as StableNode), 'stable tree');
   // The unstable tree, over rmap_items.
   const unstableItems = new IntList();
   const unstableTree = preorder(
@@ -671,9 +645,9 @@ export function saveKernel(k: Kernel): KernelImage {
     index[u] = mem.index[pfn]!;
     const m = mem.mapping[pfn]!;
     if (m === null) mapping[u] = MAP_NONE;
-    else if (m instanceof AnonVma) mapping[u] = t.anonVma(m) * 4 + MAP_ANON;
-    else if (m instanceof StableNode) mapping[u] = t.node(m) * 4 + MAP_STABLE;
-    else if (m instanceof ShmemFile) mapping[u] = t.shmem(m) * 4 + MAP_SHMEM;
+    else if (m instanceof AnonVma) mapping[u] = t.anonVmas.of(m) * 4 + MAP_ANON;
+    else if (m instanceof StableNode) mapping[u] = t.nodes.of(m) * 4 + MAP_STABLE;
+    else if (m instanceof ShmemFile) mapping[u] = t.shmems.of(m) * 4 + MAP_SHMEM;
     else inconsistent(`${mem.describe(pfn)} has a mapping that is no anon_vma, stable node or shmem file`);
     if (mem.private[pfn] !== 0) {
       priv.push(pfn);
@@ -743,8 +717,8 @@ export function saveKernel(k: Kernel): KernelImage {
   const nodeHlist = new IntList();
   const nodeLengths: number[] = [];
   let inHlists = 0;
-  for (let i = 0; i < t.nodeList.length; i++) {
-    const node = t.nodeList[i]!;
+  for (let i = 0; i < t.nodes.list.length; i++) {
+    const node = t.nodes.list[i]!;
     let len = 0;
     let prev: RmapItem | null = null;
     for (let it = node.hlist; it !== null; it = it.hlistNext) {
@@ -759,8 +733,8 @@ export function saveKernel(k: Kernel): KernelImage {
     inHlists += len;
   }
   if (inHlists !== withHead) inconsistent(`${withHead} rmap_items have a stable node, ${inHlists} are on stable nodes' hlists`);
-  const nodeKpfn = new Uint32Array(t.nodeList.length);
-  for (let i = 0; i < t.nodeList.length; i++) nodeKpfn[i] = t.nodeList[i]!.kpfn;
+  const nodeKpfn = new Uint32Array(t.nodes.list.length);
+  for (let i = 0; i < t.nodes.list.length; i++) nodeKpfn[i] = t.nodes.list[i]!.kpfn;
 
   // The scan cursor.
   let scanSlot = -1;
@@ -778,7 +752,7 @@ export function saveKernel(k: Kernel): KernelImage {
   }
 
   // anon_vmas and shmem files, now that all have been met.
-  const anonVmas: AnonVmaImage[] = t.anonVmaList.map((av) => ({
+  const anonVmas: AnonVmaImage[] = t.anonVmas.list.map((av) => ({
     vmas: av.vmas.map((vma) => {
       const i = t.vmas.get(vma);
       if (i === undefined) inconsistent(`anon_vma ${av.id} lists ${vma}, which no mm maps`);
@@ -787,7 +761,7 @@ export function saveKernel(k: Kernel): KernelImage {
     ksmRefcount: av.ksmRefcount,
     freed: av.freed,
   }));
-  const shmems: ShmemImage[] = t.shmemList.map((f) => {
+  const shmems: ShmemImage[] = t.shmems.list.map((f) => {
     const indices = new Float64Array(f.pages.size);
     const pfns = new Uint32Array(f.pages.size);
     let i = 0;
@@ -1552,11 +1526,23 @@ export function checkKernelImage(img: unknown): string | null {
  * before anything is built. The kernel never shares memory with the image.
  */
 export function restoreKernel(img: KernelImage): Kernel {
+  const k = restoreUntrustedKernel(img);
+  if (typeof k === 'string') throw new KernelError('EINVAL', `bad kernel image: ${k}`);
+  return k;
+}
+
+/**
+ * restoreKernel() for an image not yet checked (say, just decoded from a file): the
+ * kernel, or what checkKernelImage() would say is wrong with the image. The image is
+ * decoded once; checkKernelImage() then restoreKernel() would check it twice, which
+ * for a host of GiBs is about half a second.
+ */
+export function restoreUntrustedKernel(img: unknown): Kernel | string {
   let d: Decoded;
   try {
     d = decode(img);
   } catch (e) {
-    if (e instanceof ImageError) throw new KernelError('EINVAL', `bad kernel image: ${e.message}`);
+    if (e instanceof ImageError) return e.message;
     throw e;
   }
   return build(d);
@@ -1591,6 +1577,15 @@ function buildTree(root: RbRoot, nodes: readonly RbNode[], shape: Uint8Array): v
   }
 }
 
+/** Links the frames of `list` in its order through lruPrev/lruNext (free lists and LRU lists share them). */
+function linkList(mem: PhysMem, list: Int32Array): void {
+  for (let i = 0; i < list.length; i++) {
+    const p = list[i]!;
+    mem.lruPrev[p] = i > 0 ? list[i - 1]! : -1;
+    mem.lruNext[p] = i + 1 < list.length ? list[i + 1]! : -1;
+  }
+}
+
 function build(d: Decoded): Kernel {
   const img = d.img;
   const k = new Kernel({ ...img.options });
@@ -1612,11 +1607,7 @@ function build(d: Decoded): Kernel {
     mem.lruNext.fill(-1, start, end);
     mem.checksumValid.fill(0, start, end);
     const list = d.freeLists[b]!;
-    for (let i = 0; i < list.length; i++) {
-      const p = list[i]!;
-      mem.lruPrev[p] = i > 0 ? list[i - 1]! : -1;
-      mem.lruNext[p] = i + 1 < list.length ? list[i + 1]! : -1;
-    }
+    linkList(mem, list);
     block.freeHead = list.length > 0 ? list[0]! : -1;
     block.nrFree = list.length;
     block.isolated = bi.isolated;
@@ -1655,11 +1646,7 @@ function build(d: Decoded): Kernel {
   for (let i = 0; i < d.priv.length; i += 2) mem.private[d.priv[i]!] = d.priv[i + 1]!;
   for (let l = 0; l < 3; l++) {
     const list = d.lru[l]!;
-    for (let i = 0; i < list.length; i++) {
-      const p = list[i]!;
-      mem.lruPrev[p] = i > 0 ? list[i - 1]! : -1;
-      mem.lruNext[p] = i + 1 < list.length ? list[i + 1]! : -1;
-    }
+    linkList(mem, list);
     mem.lruHead[l] = list.length > 0 ? list[0]! : -1;
     mem.lruTail[l] = list.length > 0 ? list[list.length - 1]! : -1;
     mem.lruSize[l] = list.length;

@@ -1,3 +1,4 @@
+import { assertNever } from '../lib/errors.js';
 import type { GuestSummary, HostSummary, RunEvent, RunResult } from '../scenario/types.js';
 import type { GuestSample, GuestState, HostSample } from '../vmm/types.js';
 
@@ -232,12 +233,8 @@ function conformKind(v: unknown, kind: Kind, where: string): unknown {
     case 'object':
       return conform(v, kind.shape, where);
     default:
-      return assertNever(kind);
+      return assertNever(kind, 'field kind');
   }
-}
-
-function assertNever(x: never): never {
-  throw new Error(`unexpected ${JSON.stringify(x)}`);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

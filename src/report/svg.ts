@@ -1,3 +1,4 @@
+import { assertNever } from '../lib/errors.js';
 import type { RunResult } from '../scenario/types.js';
 import type { HostSample } from '../vmm/types.js';
 import { formatDuration } from '../vmm/config.js';
@@ -82,12 +83,8 @@ function valueOf(kind: SeriesKind, s: HostSample): number {
     case 'swap':
       return s.swapUsedBytes;
     default:
-      return assertNever(kind);
+      return assertNever(kind, 'series kind');
   }
-}
-
-function assertNever(x: never): never {
-  throw new Error(`unexpected ${JSON.stringify(x)}`);
 }
 
 export function renderChart(results: readonly RunResult[], opts: ChartOptions = {}): string {

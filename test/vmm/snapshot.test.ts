@@ -225,6 +225,31 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
     expect([e.problem, e.message]).toEqual(['invalid', 'snapshot host.guests[1].bootSeed: expected a whole number, found "x"']);
   });
 
+  // Records that decode and pass the CRC but would crash or corrupt a restored host:
+  // each is refused before anything is built, naming the field.
+  const malformed: [string, (body: Record<string, any>) => void, string][] = [
+    ['a guest with no workload', (b) => delete b.host.guests[0].workload, 'snapshot host.guests[0].workload: expected a dirtyRate (pages/s, or null) and a burst'],
+    ['a workload whose bursts come every 0 ms', (b) => (b.host.guests[1].workload.burst.everyMs = 0), 'snapshot host.guests[1].workload.burst: expected null or everyMs (> 0), pages and overMs'],
+    ['a burst in progress that is not a record', (b) => (b.host.guests[2].bursts = [null]), 'snapshot host.guests[2].bursts[0]: expected pages, rate and debt'],
+    ['a burst in progress with pages missing', (b) => (b.host.guests[2].bursts = [{ rate: 1, debt: 0 }]), 'snapshot host.guests[2].bursts[0]: expected pages, rate and debt'],
+    ['a guest in no known state', (b) => (b.host.guests[0].state = 'sleeping'), 'snapshot host.guests[0].state: expected one of created, booting, running, paused, stopped, destroyed, found "sleeping"'],
+    ['a running guest without a process', (b) => (b.host.guests[0].pid = null), 'snapshot host.guests[0].pid: a running guest has a process, found null'],
+    ['a guest PRNG word that is not a u32', (b) => (b.host.guests[0].prng[2] = -1), 'snapshot host.guests[0].prng: expected 4 PRNG state words'],
+    ['a log entry that is not a record', (b) => (b.host.log = [42]), 'snapshot host.log[0]: expected t, what and error (a string or null)'],
+    ['a fixed policy with a knob missing', (b) => delete b.host.policy.pagesToScan, 'snapshot host.policy.pagesToScan: expected a whole number, found undefined'],
+    ['a governor that is not a record', (b) => (b.host.governor = 'ksmtuned'), 'snapshot host.governor: expected null or a config, total and npages'],
+    ['a pressure process with no pid', (b) => (b.host.hogs = [{ bytes: 4096 }]), 'snapshot host.hogs[0]: expected a pid and bytes'],
+    ['an image whose workload targets a region it does not have', (b) => (b.host.images[0].workload.targets[0].regionIndex = 99), 'snapshot host.images[0].workload.targets[0]: expected a region, its index (< 4) and a cut'],
+    ['an image region without its kind bounds', (b) => delete b.host.images[0].regions[1].cuts, 'snapshot host.images[0].regions[1].cuts: expected 5 bounds'],
+    ['a host whose RAM is not its kernel’s', (b) => (b.host.memoryMiB = 128), 'snapshot host.memoryMiB: 128, but the kernel has 64'],
+  ];
+  for (const [what, change, message] of malformed) {
+    it(`a malformed host record: ${what}`, () => {
+      const e = problem(repack(change));
+      expect([e.problem, e.message]).toEqual(['invalid', message]);
+    });
+  }
+
   it('a guest whose process is not in the kernel', () => {
     const e = problem(repack((b) => (b.host.guests[0].pid = 9999)));
     expect(e.message).toBe('snapshot does not restore: guest a: its process 9999 is not in the kernel');
