@@ -689,9 +689,11 @@ scenario(
 // ---------------------------------------------------------------------------------
 
 describe.sequential('differential: the real KSM and Samepage converge to the same statistics and memory', () => {
-  it('has at least 12 scenarios with one expected statistic per settle', () => {
-    expect(cases.length).toBeGreaterThanOrEqual(12);
-    for (const c of cases) expect(c.expected.length, c.scenario.name).toBe(c.scenario.steps.filter((s) => s.op === 'settle').length);
+  it('has 29 scenarios, each named once, with one expected statistic per settle', () => {
+    expect(new Set(cases.map((c) => c.scenario.name)).size).toBe(29);
+    expect(cases.length).toBe(29);
+    const mismatched = cases.filter((c) => c.expected.length !== c.scenario.steps.filter((s) => s.op === 'settle').length);
+    expect(mismatched.map((c) => c.scenario.name)).toEqual([]);
   });
 
   for (const { scenario: s, expected } of cases) {
