@@ -3,7 +3,8 @@
  * QEMU-like processes whose RAM is mostly identical are registered MADV_MERGEABLE,
  * ksmd merges them, and the command prints /sys/kernel/mm/ksm and the memory saved.
  */
-import { Kernel, PAGE_SIZE } from '../index.js';
+import { Kernel } from '../ksm/kernel.js';
+import { PAGE_SIZE } from '../mm/constants.js';
 
 export const DEMO_USAGE = `usage: samepage demo [--mib N] [--shared-percent P] [--seed S]
 

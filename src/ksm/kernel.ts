@@ -1,4 +1,5 @@
-import { HostKernel, MEM_CANCEL_OFFLINE, MEM_GOING_OFFLINE, MEM_OFFLINE, type KernelOptions } from '../mm/kernel.js';
+import { MEM_CANCEL_OFFLINE, MEM_GOING_OFFLINE, MEM_OFFLINE } from '../mm/hotplug.js';
+import { HostKernel, type KernelOptions } from '../mm/kernel.js';
 import { checkKsmInvariants } from './check.js';
 import { Ksm } from './ksm.js';
 import { Ksmd } from './ksmd.js';

@@ -1,4 +1,4 @@
-import { KernelError, assert, bug } from '../lib/errors.js';
+import { KernelError, assert, assertNever, bug } from '../lib/errors.js';
 import { PAGE_CHECKSUM_BATCH, PageChecksumBatch, pageChecksum } from '../lib/jhash.js';
 import { RbRoot, rbErase, rbFirst, rbInitNode, rbInsertColor, rbLinkNode, rbNext, type RbNode } from '../lib/rbtree.js';
 import {
@@ -8,8 +8,6 @@ import {
   PG_KSM,
   PG_MLOCKED,
   PG_SWAPCACHE,
-  PTE_KIND_MASK,
-  PTE_PRESENT,
   PTE_SPECIAL,
   PTE_WRITE,
   VM_DONTEXPAND,
@@ -27,12 +25,13 @@ import {
   VM_SHARED,
   mkPte,
   ptePayload,
+  ptePresent,
 } from '../mm/constants.js';
 import type { HostKernel } from '../mm/kernel.js';
-import { SWAP_AGAIN, type KsmAdvice, type KsmOps, type ReferencedState, type RmapOne } from '../mm/ksm-ops.js';
+import type { KsmAdvice, KsmOps, ReferencedState, RmapOne } from '../mm/ksm-ops.js';
 import { VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_WRITE, handleMmFault, mlockVmaPage, munlockVmaPage } from '../mm/memory.js';
 import type { MmStruct } from '../mm/mm.js';
-import { pageAddAnonRmap, pageAddressInVma, pageReferencedOne, pageRemoveRmap, tryToUnmapOne } from '../mm/rmap.js';
+import { SWAP_AGAIN, SWAP_FAIL, pageAddAnonRmap, pageAddressInVma, pageReferencedOne, pageRemoveRmap, tryToUnmapOne } from '../mm/rmap.js';
 import type { AnonVma, Vma } from '../mm/vma.js';
 import { MmSlot, SEQNR_MASK, STABLE_FLAG, StableNode, UNSTABLE_FLAG, decodeRmapFlags, newRmapItem, type RmapItem, type RmapLink } from './structs.js';
 
@@ -225,7 +224,7 @@ export class Ksm implements KsmOps {
    */
   private followPage(vma: Vma, addr: number): number {
     const pte = vma.mm.getPte(addr);
-    if ((pte & PTE_KIND_MASK) !== PTE_PRESENT || (pte & PTE_SPECIAL) !== 0) return -1;
+    if (!ptePresent(pte) || (pte & PTE_SPECIAL) !== 0) return -1;
     const pfn = ptePayload(pte);
     this.kernel.mem.getPage(pfn);
     return pfn;
@@ -273,7 +272,7 @@ export class Ksm implements KsmOps {
       const limit = Math.min(vma.end, item.address + CHECKSUM_LOOKAHEAD_PTES * PAGE_SIZE);
       for (let addr = item.address + PAGE_SIZE; addr < limit && batch.n < PAGE_CHECKSUM_BATCH; addr += PAGE_SIZE) {
         const pte = mm.getPte(addr);
-        if ((pte & PTE_KIND_MASK) !== PTE_PRESENT || (pte & PTE_SPECIAL) !== 0) continue;
+        if (!ptePresent(pte) || (pte & PTE_SPECIAL) !== 0) continue;
         const p = ptePayload(pte);
         if ((mem.flags[p]! & (PG_ANON | PG_KSM)) !== PG_ANON || mem.checksumValid[p] !== 0) continue;
         pfns[batch.n] = p;
@@ -518,7 +517,7 @@ export class Ksm implements KsmOps {
     const addr = pageAddressInVma(this.kernel, pfn, vma);
     if (addr < 0) return -1;
     let pte = mm.getPte(addr);
-    if ((pte & PTE_KIND_MASK) !== PTE_PRESENT || ptePayload(pte) !== pfn) return -1;
+    if (!ptePresent(pte) || ptePayload(pte) !== pfn) return -1;
     if ((pte & PTE_WRITE) !== 0) {
       const swapped = (mem.flags[pfn]! & PG_SWAPCACHE) !== 0 ? 1 : 0;
       // The kernel clears the pte and flushes the TLB before this check so that no
@@ -924,7 +923,7 @@ export class Ksm implements KsmOps {
         }
         return vmFlags & ~VM_MERGEABLE;
       default:
-        return bug(`ksm_madvise advice ${advice as string}`);
+        return assertNever(advice, 'ksm_madvise advice');
     }
   }
 
@@ -999,7 +998,7 @@ export class Ksm implements KsmOps {
   /** try_to_unmap_ksm() */
   tryToUnmap(pfn: number, flags: number): number {
     const node = this.pageStableNode(pfn);
-    if (node === null) return 2; // SWAP_FAIL
+    if (node === null) return SWAP_FAIL;
     const mem = this.kernel.mem;
     let ret = SWAP_AGAIN;
     for (let searchNewForks = 0; searchNewForks < 2; searchNewForks++) {

@@ -44,9 +44,9 @@ export function jhash2(words: Uint32Array, start: number, length: number, initva
   const whole = start + length - (length % 3);
 
   while (i < whole) {
-    a = (a + words[i]) | 0;
-    b = (b + words[i + 1]) | 0;
-    c = (c + words[i + 2]) | 0;
+    a = (a + words[i]!) | 0;
+    b = (b + words[i + 1]!) | 0;
+    c = (c + words[i + 2]!) | 0;
     i += 3;
     // __jhash_mix(a, b, c), written out: a call per group would cost more than the mix.
     a = (a - b - c) ^ (c >>> 13);
@@ -64,11 +64,11 @@ export function jhash2(words: Uint32Array, start: number, length: number, initva
   c = (c + length * 4) | 0;
   switch (length % 3) {
     case 2:
-      b = (b + words[i + 1]) | 0;
-      a = (a + words[i]) | 0;
+      b = (b + words[i + 1]!) | 0;
+      a = (a + words[i]!) | 0;
       break;
     case 1:
-      a = (a + words[i]) | 0;
+      a = (a + words[i]!) | 0;
       break;
     default:
       break;

@@ -25,7 +25,6 @@
 
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;
-export const PAGE_MASK = -4096; // ~(PAGE_SIZE - 1) as a signed int: use only on addresses < 2^31
 export const WORDS_PER_PAGE = PAGE_SIZE / 4;
 
 // ---- page flags ----------------------------------------------------------------
@@ -85,7 +84,6 @@ export const VM_MAYREAD = 0x00000010;
 export const VM_MAYWRITE = 0x00000020;
 export const VM_MAYEXEC = 0x00000040;
 export const VM_MAYSHARE = 0x00000080;
-export const VM_GROWSDOWN = 0x00000100;
 export const VM_PFNMAP = 0x00000400;
 export const VM_LOCKED = 0x00002000;
 export const VM_IO = 0x00004000;
@@ -137,7 +135,6 @@ export const PTE_YOUNG = 1 << 3;
 export const PTE_DIRTY = 1 << 4;
 export const PTE_SPECIAL = 1 << 5;
 export const PTE_PAYLOAD_SHIFT = 6;
-export const PTE_MAX_PAYLOAD = (1 << 26) - 1;
 
 export function mkPte(pfn: number, bits: number): number {
   return ((pfn << PTE_PAYLOAD_SHIFT) | bits | PTE_PRESENT) >>> 0;
@@ -150,9 +147,6 @@ export function mkMigrationPte(pfn: number, write: boolean): number {
 }
 export function ptePayload(pte: number): number {
   return pte >>> PTE_PAYLOAD_SHIFT;
-}
-export function pteKind(pte: number): number {
-  return pte & PTE_KIND_MASK;
 }
 export function ptePresent(pte: number): boolean {
   return (pte & PTE_KIND_MASK) === PTE_PRESENT;

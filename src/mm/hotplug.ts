@@ -1,16 +1,23 @@
 import { KernelError } from '../lib/errors.js';
 import { PAGE_SIZE, PG_ANON, PG_BUDDY, PG_RESERVED, PG_SWAPCACHE } from './constants.js';
-import {
-  MEM_CANCEL_OFFLINE,
-  MEM_GOING_OFFLINE,
-  MEM_GOING_ONLINE,
-  MEM_OFFLINE,
-  MEM_ONLINE,
-  type HostKernel,
-} from './kernel.js';
+import type { HostKernel } from './kernel.js';
 import { migratePage, migrationBlocker } from './migrate.js';
 import type { MemoryBlock } from './physmem.js';
 import { swapOutPage } from './swapops.js';
+
+/** Memory notifier actions (include/linux/memory.h). */
+export const MEM_ONLINE = 1 << 0;
+export const MEM_GOING_OFFLINE = 1 << 1;
+export const MEM_OFFLINE = 1 << 3;
+export const MEM_GOING_ONLINE = 1 << 4;
+export const MEM_CANCEL_OFFLINE = 1 << 5;
+
+export interface MemoryNotify {
+  startPfn: number;
+  nrPages: number;
+}
+
+export type MemoryNotifier = (action: number, arg: MemoryNotify) => void;
 
 /**
  * Memory hot-remove and hot-add of whole memory blocks (drivers/base/memory.c,
@@ -54,7 +61,7 @@ export function registerMemorySysfs(k: HostKernel): void {
 }
 
 /** is_mem_section_removable(): every frame free, or an anonymous page that could move. */
-export function isRemovable(k: HostKernel, block: MemoryBlock): boolean {
+function isRemovable(k: HostKernel, block: MemoryBlock): boolean {
   const mem = k.mem;
   if (!block.online) return false;
   const end = block.startPfn + mem.framesIn(block);

@@ -11,18 +11,6 @@ import type { Vma } from './vma.js';
 
 export type KsmAdvice = 'MADV_MERGEABLE' | 'MADV_UNMERGEABLE';
 
-/** Results of rmap walks and unmapping (include/linux/rmap.h). */
-export const SWAP_SUCCESS = 0;
-export const SWAP_AGAIN = 1;
-export const SWAP_FAIL = 2;
-export const SWAP_MLOCK = 3;
-
-/** try_to_unmap() flags (enum ttu_flags). */
-export const TTU_UNMAP = 0;
-export const TTU_MIGRATION = 1;
-export const TTU_IGNORE_MLOCK = 1 << 8;
-export const TTU_IGNORE_ACCESS = 1 << 9;
-
 /** One step of an rmap walk: the page as mapped at `addr` in `vma`. Returns SWAP_AGAIN to go on. */
 export type RmapOne = (pfn: number, vma: Vma, addr: number) => number;
 

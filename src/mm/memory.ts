@@ -22,14 +22,14 @@ import {
   VM_WRITE,
   mkPte,
   ptePayload,
+  ptePresent,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
 import type { MmStruct } from './mm.js';
 import { LRU_ACTIVE_ANON, LRU_UNEVICTABLE } from './physmem.js';
-import { pageAddNewAnonRmap, pageDupRmap, pageRemoveRmap, rmapWalk } from './rmap.js';
+import { SWAP_AGAIN, pageAddNewAnonRmap, pageDupRmap, pageRemoveRmap, rmapWalk } from './rmap.js';
 import { SWAP_CLUSTER_MAX, doSwapPage, freeSwapAndCache, shrinkPages, tryToFreeSwap } from './swapops.js';
 import { AnonVma, ShmemFile, type Vma } from './vma.js';
-import { SWAP_AGAIN } from './ksm-ops.js';
 
 /**
  * Faults, copy-on-write, unmapping and fork's page-table copy (mm/memory.c, 2.6.33).
@@ -98,7 +98,7 @@ export function munlockVmaPage(k: HostKernel, pfn: number, except: Vma | null): 
     rmapWalk(k, pfn, (p, vma, addr) => {
       if (vma === except || (vma.flags & VM_LOCKED) === 0) return SWAP_AGAIN;
       const pte = vma.mm.getPte(addr);
-      if ((pte & PTE_KIND_MASK) === PTE_PRESENT && ptePayload(pte) === p) {
+      if (ptePresent(pte) && ptePayload(pte) === p) {
         stillLocked = true;
         return 0;
       }
@@ -299,7 +299,7 @@ export function unlinkVma(k: HostKernel, vma: Vma): void {
   if (vma.shmem !== null) releaseShmem(k, vma.shmem);
 }
 
-export function releaseShmem(k: HostKernel, file: ShmemFile): void {
+function releaseShmem(k: HostKernel, file: ShmemFile): void {
   if (--file.users > 0) return;
   for (const pfn of file.pages.values()) {
     k.mem.mapping[pfn] = null;

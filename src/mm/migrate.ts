@@ -22,8 +22,7 @@ import {
   ptePayload,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
-import { SWAP_AGAIN, TTU_IGNORE_MLOCK, TTU_MIGRATION } from './ksm-ops.js';
-import { pageAddAnonRmap, rmapWalk, tryToUnmap } from './rmap.js';
+import { SWAP_AGAIN, TTU_IGNORE_MLOCK, TTU_MIGRATION, pageAddAnonRmap, rmapWalk, tryToUnmap } from './rmap.js';
 import type { Vma } from './vma.js';
 
 /**

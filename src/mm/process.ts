@@ -1,4 +1,4 @@
-import { KernelError, bug } from '../lib/errors.js';
+import { KernelError, assertNever, bug } from '../lib/errors.js';
 import {
   MMF_VM_MERGEABLE,
   PAGE_SIZE,
@@ -26,6 +26,7 @@ import {
   VM_WRITE,
   hexAddr,
   ptePayload,
+  ptePresent,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
 import {
@@ -271,7 +272,7 @@ export class Process {
       // granting it leaves them read-only, so a private page still faults and COWs.
       if ((nf & VM_WRITE) === 0 && (vma.flags & VM_WRITE) !== 0) {
         this.mm.forEachPte(s, e, (_a, pte, table, slot) => {
-          if ((pte & PTE_KIND_MASK) === PTE_PRESENT) table[slot] = pte & ~PTE_WRITE;
+          if (ptePresent(pte)) table[slot] = pte & ~PTE_WRITE;
         });
       }
       return nf;
@@ -305,7 +306,7 @@ export class Process {
         case 'MADV_UNMERGEABLE':
           return ksm!.madvise(vma, s, e, advice, vma.flags);
         default:
-          return bug(`advice ${advice as string}`);
+          return assertNever(advice, 'madvise advice');
       }
     });
     if (!ok) throw new KernelError('ENOMEM', `madvise: ${hexAddr(addr)}-${hexAddr(end)} has unmapped holes in ${this.name} (the mapped parts were advised)`);
@@ -343,7 +344,7 @@ export class Process {
     const ok = this.applyRange(start, end, true, (vma, s, e) => {
       if ((vma.flags & VM_LOCKED) === 0) return vma.flags;
       this.mm.forEachPte(s, e, (_a, pte) => {
-        if ((pte & PTE_KIND_MASK) === PTE_PRESENT && (pte & PTE_SPECIAL) === 0) munlockVmaPage(this.kernel, ptePayload(pte), vma);
+        if (ptePresent(pte) && (pte & PTE_SPECIAL) === 0) munlockVmaPage(this.kernel, ptePayload(pte), vma);
       });
       return vma.flags & ~VM_LOCKED;
     });
@@ -424,7 +425,7 @@ export class Process {
     const mm = this.mm;
     for (let tries = 0; tries < 8; tries++) {
       const pte = mm.getPte(addr);
-      if ((pte & PTE_KIND_MASK) === PTE_PRESENT) {
+      if (ptePresent(pte)) {
         if (!write) {
           if ((pte & PTE_YOUNG) === 0) mm.setPte(addr, pte | PTE_YOUNG);
           return ptePayload(pte);
@@ -551,7 +552,7 @@ export class Process {
   /** Like /proc/pid/pagemap: the frame mapped at addr, or null (none, or swapped out). */
   pfnOf(addr: number): number | null {
     const pte = this.mm.getPte(addr - (addr % PAGE_SIZE));
-    return (pte & PTE_KIND_MASK) === PTE_PRESENT ? ptePayload(pte) : null;
+    return ptePresent(pte) ? ptePayload(pte) : null;
   }
 
   /** get_user_pages(): fault the page in (breaking COW for write) and hold it. */

@@ -1,32 +1,34 @@
 import { assert, bug } from '../lib/errors.js';
 import {
   PG_ANON,
+  PG_DIRTY,
   PG_KSM,
   PG_MLOCKED,
   PG_REFERENCED,
   PTE_DIRTY,
-  PTE_KIND_MASK,
-  PTE_PRESENT,
   PTE_WRITE,
   PTE_YOUNG,
-  PG_DIRTY,
   VM_LOCKED,
   mkMigrationPte,
   ptePayload,
+  ptePresent,
 } from './constants.js';
-import {
-  SWAP_AGAIN,
-  SWAP_FAIL,
-  SWAP_MLOCK,
-  TTU_IGNORE_ACCESS,
-  TTU_IGNORE_MLOCK,
-  TTU_MIGRATION,
-  type ReferencedState,
-  type RmapOne,
-} from './ksm-ops.js';
+import type { ReferencedState, RmapOne } from './ksm-ops.js';
 import type { HostKernel } from './kernel.js';
 import { LRU_ACTIVE_ANON, LRU_UNEVICTABLE } from './physmem.js';
 import type { AnonVma, Vma } from './vma.js';
+
+/** Results of rmap walks and unmapping (include/linux/rmap.h). */
+export const SWAP_SUCCESS = 0;
+export const SWAP_AGAIN = 1;
+export const SWAP_FAIL = 2;
+export const SWAP_MLOCK = 3;
+
+/** try_to_unmap() flags (enum ttu_flags). */
+export const TTU_UNMAP = 0;
+export const TTU_MIGRATION = 1;
+export const TTU_IGNORE_MLOCK = 1 << 8;
+export const TTU_IGNORE_ACCESS = 1 << 9;
 
 /**
  * Reverse mapping (mm/rmap.c, 2.6.33): from a page to every pte that maps it.
@@ -121,7 +123,7 @@ export function rmapWalk(k: HostKernel, pfn: number, rmapOne: RmapOne): number {
 export function pageReferencedOne(_k: HostKernel, pfn: number, vma: Vma, addr: number, state: ReferencedState): number {
   const mm = vma.mm;
   const pte = mm.getPte(addr);
-  if ((pte & PTE_KIND_MASK) !== PTE_PRESENT || ptePayload(pte) !== pfn) return 0;
+  if (!ptePresent(pte) || ptePayload(pte) !== pfn) return 0;
   state.mapcount--;
   let referenced = 0;
   if ((vma.flags & VM_LOCKED) !== 0) {
@@ -178,7 +180,7 @@ export function tryToUnmapOne(k: HostKernel, pfn: number, vma: Vma, addr: number
   const mem = k.mem;
   const mm = vma.mm;
   const pte = mm.getPte(addr);
-  if ((pte & PTE_KIND_MASK) !== PTE_PRESENT || ptePayload(pte) !== pfn) return SWAP_AGAIN;
+  if (!ptePresent(pte) || ptePayload(pte) !== pfn) return SWAP_AGAIN;
   const migration = (flags & 0xff) === TTU_MIGRATION;
   if (!migration && (flags & TTU_IGNORE_MLOCK) === 0) {
     if ((vma.flags & VM_LOCKED) !== 0) return SWAP_MLOCK;

@@ -16,10 +16,10 @@ import {
   ptePayload,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
-import { SWAP_MLOCK, TTU_IGNORE_ACCESS, TTU_UNMAP, type ReferencedState } from './ksm-ops.js';
+import type { ReferencedState } from './ksm-ops.js';
 import { VM_FAULT_MAJOR, VM_FAULT_MINOR, VM_FAULT_OOM, allocPage, anonVmaPrepare, deleteFromSwapCache, doWpPage, mlockVmaPage, reuseSwapPage } from './memory.js';
 import { LRU_ACTIVE_ANON, LRU_INACTIVE_ANON, LRU_UNEVICTABLE } from './physmem.js';
-import { pageAddAnonRmap, pageReferenced, tryToUnmap } from './rmap.js';
+import { SWAP_MLOCK, TTU_IGNORE_ACCESS, TTU_UNMAP, pageAddAnonRmap, pageReferenced, tryToUnmap } from './rmap.js';
 import type { Vma } from './vma.js';
 
 /**

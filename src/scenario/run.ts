@@ -1,4 +1,4 @@
-import { KernelError } from '../lib/errors.js';
+import { KernelError, assertNever } from '../lib/errors.js';
 import { Host, describePolicy, type KsmPolicy } from '../vmm/host.js';
 import { formatSize } from '../vmm/config.js';
 import type { ImageCatalog } from '../vmm/image.js';
@@ -274,7 +274,7 @@ function apply(host: Host, a: ScenarioAction): void {
         logged(host, describeAction(a), () => host.setPolicy(a.policy));
         break;
       default:
-        assertNeverAction(a);
+        assertNever(a, 'scenario action');
     }
   } catch (e) {
     // Only a caller's mistake (KernelError) lets the run go on. The host logs most
@@ -325,13 +325,10 @@ function describeAction(a: ScenarioAction): string {
     case 'ksm':
       return `ksm policy ${describePolicy(a.policy)}`;
     default:
-      return assertNeverAction(a);
+      return assertNever(a, 'scenario action');
   }
 }
 
-function assertNeverAction(a: never): never {
-  throw new Error(`unknown scenario action ${JSON.stringify(a)}`);
-}
 
 function logged(host: Host, what: string, fn: () => void): void {
   try {

@@ -2,7 +2,7 @@ import { customRandom, urlAlphabet } from 'nanoid';
 import { Kernel } from '../ksm/kernel.js';
 import { KernelError } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
-import { PAGE_SIZE, PTE_KIND_MASK, PTE_PRESENT, ptePayload } from '../mm/constants.js';
+import { PAGE_SIZE, ptePayload, ptePresent } from '../mm/constants.js';
 import type { Process } from '../mm/process.js';
 import { formatSize } from './config.js';
 import { Guest, type GuestSnapshot } from './guest.js';
@@ -369,7 +369,7 @@ export class Host {
     const zero = this.kernel.mem.zeroPfn;
     for (const v of proc.mm.vmas) {
       proc.mm.forEachPte(v.start, v.end, (_a, pte) => {
-        if ((pte & PTE_KIND_MASK) === PTE_PRESENT && ptePayload(pte) !== zero) n++;
+        if (ptePresent(pte) && ptePayload(pte) !== zero) n++;
       });
     }
     return n;
@@ -381,7 +381,7 @@ export class Host {
     const zero = this.kernel.mem.zeroPfn;
     for (const v of proc.mm.vmas) {
       proc.mm.forEachPte(v.start, v.end, (_a, pte) => {
-        if ((pte & PTE_KIND_MASK) !== PTE_PRESENT || ptePayload(pte) !== zero) n++;
+        if (!ptePresent(pte) || ptePayload(pte) !== zero) n++;
       });
     }
     return n;
@@ -496,7 +496,7 @@ export class Host {
     const zero = this.kernel.mem.zeroPfn;
     for (const s of g.slots) {
       proc.mm.forEachPte(s.hva, s.hva + s.size, (_a, pte) => {
-        if ((pte & PTE_KIND_MASK) === PTE_PRESENT && ptePayload(pte) !== zero) frames.push(ptePayload(pte));
+        if (ptePresent(pte) && ptePayload(pte) !== zero) frames.push(ptePayload(pte));
       });
     }
     let moved = 0;

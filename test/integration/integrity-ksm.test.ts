@@ -28,7 +28,7 @@ import { describe, expect, it } from 'vitest';
 import { Kernel, KernelError, PAGE_SIZE, type Pin, type Process } from '../../src/index.js';
 import { Prng } from '../../src/lib/prng.js';
 import { PG_BUDDY, PG_OFFLINE, PG_RESERVED, PTE_KIND_MASK, PTE_PRESENT, ptePayload } from '../../src/mm/constants.js';
-import { SWAP_AGAIN } from '../../src/mm/ksm-ops.js';
+import { SWAP_AGAIN } from '../../src/mm/rmap.js';
 import { rmapWalk } from '../../src/mm/rmap.js';
 import { pattern } from '../mm/helpers.js';
 

@@ -91,7 +91,7 @@ describe('pageChecksum (mm/ksm.c calc_checksum)', () => {
 
   it('changes when one word of the page changes', () => {
     const p = Uint32Array.from(goldenPage);
-    p[512] ^= 1;
+    p[512]! ^= 1;
     expect(pageChecksum(p, 0)).not.toBe(0xde65de83);
   });
 });
