@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
  * The house rules that a reviewer would otherwise have to remember (DESIGN.md,
  * "Layers and folders"):
  *
- * - Imports point one way: lib ← mm ← ksm ← vmm ← scenario ← report ← cli, and
+ * - Imports point one way: lib ← mm ← ksm ← vmm ← capture ← scenario ← report ← cli, and
  *   src/index.ts above them all. A module may import its own layer and the layers
  *   below it, never one above.
  * - The core (src/lib, src/mm, src/ksm) is deterministic and does no I/O: it imports
@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
  */
 
 const SRC = join(import.meta.dirname, '..', 'src');
-const LAYERS = ['lib', 'mm', 'ksm', 'vmm', 'scenario', 'report', 'cli'] as const;
+const LAYERS = ['lib', 'mm', 'ksm', 'vmm', 'capture', 'scenario', 'report', 'cli'] as const;
 const CORE = new Set(['lib', 'mm', 'ksm']);
 
 function sourceFiles(dir: string): string[] {

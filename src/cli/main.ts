@@ -24,6 +24,8 @@ import { loadScenario } from '../scenario/load.js';
 import { ConfigError, formatDuration, formatSize, parseDuration } from '../vmm/config.js';
 import { countPageKinds, layoutGuest, type ImageCatalog } from '../vmm/image.js';
 import { DEMO_USAGE, demoCommand } from './demo.js';
+import { CAPTURE_USAGE, CaptureUsageError, captureCommand, describeCapture, loadCapture } from './capture.js';
+import { CaptureFormatError } from '../vmm/capture-file.js';
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -34,7 +36,8 @@ Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
 commands:
   run <scenario>   run a scenario file (YAML or JSON) and print its summary
   resume <file>    finish a run saved with 'run --save-at T --save FILE'
-  images           list the guest images
+  images [FILE]    list the guest images, or describe a capture file
+  capture          record what KSM would see of running processes or QEMU guests
   demo             KSM on the bare kernel: two processes, mostly identical
   help [command]   this text, or a command's
 
@@ -76,11 +79,16 @@ options:
 `;
 
 const IMAGES_USAGE = `usage: samepage images [--images DIR] [--json]
+       samepage images [--json] CAPTURE
 
 Lists the guest images: name, version, OS, minimum RAM; what a guest of that RAM
 writes at boot, and how it splits into page kinds (version: identical in every guest
 of this image and version; image: in every version; zero; unique: per guest and boot);
 boot time; the idle workload's dirty rate in pages per second.
+
+With a capture file ('samepage capture'): per process, the pages captured, anonymous,
+zero-filled, mapped to the zero page, in transparent huge pages, already KSM pages,
+duplicated within the process and across processes; then each VMA.
 `;
 
 /** `samepage help <command>`: each command's usage. */
@@ -90,6 +98,7 @@ const COMMAND_USAGE: ReadonlyMap<string, string> = new Map([
   ['images', IMAGES_USAGE],
   ['resume', RESUME_USAGE],
   ['demo', DEMO_USAGE],
+  ['capture', CAPTURE_USAGE],
 ]);
 
 /** A mistake on the command line: exit 2 with the command's usage. */
@@ -250,7 +259,11 @@ function imagesCommand(argv: string[]): number {
     process.stdout.write(IMAGES_USAGE);
     return 0;
   }
-  if (positionals.length > 0) throw new UsageError(`images takes no arguments, got ${positionals.join(' ')}`, IMAGES_USAGE);
+  if (positionals.length === 1 && values.images === undefined) {
+    process.stdout.write(describeCapture(loadCapture(positionals[0]!), positionals[0]!, values.json === true));
+    return 0;
+  }
+  if (positionals.length > 0) throw new UsageError(`images takes at most one capture file (and then no --images), got ${positionals.join(' ')}`, IMAGES_USAGE);
   const catalog = loadImages(values.images as string | undefined);
   const list = catalog.list();
   if (list.length === 0) {
@@ -280,10 +293,17 @@ function imagesCommand(argv: string[]): number {
   return 0;
 }
 
-function main(argv: string[]): number {
+async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {
+      case 'capture':
+        try {
+          return await captureCommand(rest, `samepage ${version()}`);
+        } catch (e) {
+          if (e instanceof CaptureUsageError) throw new UsageError(e.message, CAPTURE_USAGE);
+          throw e;
+        }
       case 'run':
         return runCommand(rest);
       case 'images':
@@ -329,6 +349,10 @@ function main(argv: string[]): number {
       process.stderr.write(`samepage: ${e.message}\n`);
       return 1;
     }
+    if (e instanceof CaptureFormatError) {
+      process.stderr.write(`samepage: ${e.message}\n`);
+      return 1;
+    }
     if (e instanceof SnapshotError) {
       process.stderr.write(`samepage: ${e.message}\n`);
       return 1;
@@ -349,4 +373,4 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   process.exit(process.exitCode ?? 0);
 });
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

@@ -51,8 +51,11 @@ export interface RealGuest {
   readonly spec: Required<Omit<GuestSpec, 'append'>> & { append: string };
   /** QEMU's pid (setpriv execs QEMU, so it is the spawned process's pid). */
   readonly pid: number;
+  /** The harness's own QMP connection (QEMU serves one client per QMP socket). */
   readonly qmpPath: string;
   readonly qmp: Qmp;
+  /** A second QMP socket, left free for other clients: `samepage capture qmp:PATH`. */
+  readonly capturePath: string;
   /** Everything the guest wrote on its serial console so far. */
   console(): string;
   /** QMP stop / cont. */
@@ -87,7 +90,7 @@ export function guestManifest(): Record<string, string> {
 }
 
 /** QEMU's command line for one guest. */
-export function qemuArgs(spec: RealGuest['spec'], qmpPath: string): string[] {
+export function qemuArgs(spec: RealGuest['spec'], qmpPath: string, capturePath: string): string[] {
   return [
     '-accel', 'tcg',
     '-machine', `${spec.machine},mem-merge=${spec.memMerge ? 'on' : 'off'}`,
@@ -100,6 +103,7 @@ export function qemuArgs(spec: RealGuest['spec'], qmpPath: string): string[] {
     '-no-reboot',
     '-nic', 'none',
     '-qmp', `unix:${qmpPath},server=on,wait=off`,
+    '-qmp', `unix:${capturePath},server=on,wait=off`,
     '-kernel', path.join(GUEST_CACHE, 'vmlinuz'),
     '-initrd', path.join(GUEST_CACHE, `initramfs-${spec.initramfs}.cpio.gz`),
     '-append', `console=ttyS0 panic=-1 quiet ${spec.append}`.trim(),
@@ -174,7 +178,8 @@ async function waitFor(what: string, ms: number, test: () => boolean, dead: () =
 
 async function boot(spec: RealGuest['spec'], dir: string, children: ChildProcess[], bootTimeoutMs: number): Promise<RealGuest> {
   const qmpPath = path.join(dir, `${spec.name}.qmp`);
-  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-system-x86_64', ...qemuArgs(spec, qmpPath)], {
+  const capturePath = path.join(dir, `${spec.name}.capture.qmp`);
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-system-x86_64', ...qemuArgs(spec, qmpPath, capturePath)], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -200,6 +205,7 @@ async function boot(spec: RealGuest['spec'], dir: string, children: ChildProcess
     pid: child.pid!,
     qmpPath,
     qmp,
+    capturePath,
     console: () => out,
     stop: async () => void (await qmp.execute('stop')),
     cont: async () => void (await qmp.execute('cont')),
