@@ -10,7 +10,7 @@
 #   ${SAMEPAGE_GUEST_CACHE:-/var/cache/samepage/real-guests}
 #     vmlinuz             the guest kernel (from linux-image-<version>-amd64)
 #     initramfs-a.cpio.gz busybox, /init; the image of "identical" guests
-#     initramfs-b.cpio.gz as a, plus /data: 4 MiB of seeded pseudo-random bytes
+#     initramfs-b.cpio.gz as a, plus /data: 1 MiB of seeded pseudo-random bytes
 #     manifest            versions and checksums; written last, so its presence means
 #                         the cache is complete
 #
@@ -21,7 +21,7 @@ set -euo pipefail
 
 CACHE="${SAMEPAGE_GUEST_CACHE:-/var/cache/samepage/real-guests}"
 # Bump when what this script builds changes, so that an old cache is rebuilt.
-FORMAT=1
+FORMAT=2
 
 skip() {
   echo "real guests: skipped: $*"
@@ -94,8 +94,8 @@ INIT
   chmod 755 "$root/init"
   echo "$name" > "$root/etc/samepage-image"
   if [ "$name" = b ]; then
-    # 4 MiB that only image b holds: its page cache differs from a's by this much.
-    perl -e 'srand(12); print pack("L*", map { int(rand(4294967296)) } 1 .. 1048576)' > "$root/data"
+    # 1 MiB that only image b holds: its page cache differs from a's by this much.
+    perl -e 'srand(12); print pack("L*", map { int(rand(4294967296)) } 1 .. 262144)' > "$root/data"
   fi
   (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet --reproducible) | gzip -9 -n > "$work/initramfs-$name.cpio.gz"
 }

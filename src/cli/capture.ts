@@ -27,7 +27,7 @@ options:
   -o, --output FILE     the capture file to write (required)
   --all-vmas            every VMA, not only the mergeable ones
   --no-pause            leave QMP targets running while their pages are read
-  --compression KIND    zlib (default) or brotli
+  --compression KIND    brotli (default) or zlib
   --level N             zlib level 0-9 (default 6) or brotli quality 0-11 (default 5)
   --note TEXT           free text stored in the file (how the guests were made)
   -h, --help            this text
@@ -65,7 +65,7 @@ export async function captureCommand(argv: string[], tool: string): Promise<numb
   const output = values.output as string | undefined;
   if (output === undefined) throw new CaptureUsageError('capture needs -o FILE');
   if (positionals.length === 0) throw new CaptureUsageError('capture needs at least one target (pid:N, qmp:PATH, dump:PATH, pmemsave:PATH)');
-  const compression = (values.compression as string | undefined) ?? 'zlib';
+  const compression = (values.compression as string | undefined) ?? 'brotli';
   if (compression !== 'zlib' && compression !== 'brotli') throw new CaptureUsageError(`--compression: expected zlib or brotli, got ${JSON.stringify(compression)}`);
   const levelText = values.level as string | undefined;
   const maxLevel = compression === 'zlib' ? 9 : 11;

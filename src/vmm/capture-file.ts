@@ -280,7 +280,7 @@ export function encodeCapture(c: Omit<Capture, 'version'>, opts: EncodeOptions =
   const body = Buffer.concat(parts);
   // The writer's own output must read back: a bad capture is caught where it is made.
   parseBody(body, '<capture being written>', 0);
-  const compression = opts.compression ?? 'zlib';
+  const compression = opts.compression ?? 'brotli';
   const packed =
     compression === 'zlib'
       ? deflateSync(body, { level: opts.level ?? 6 })

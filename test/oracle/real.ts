@@ -135,7 +135,7 @@ const SAVED_KNOBS: readonly KsmKnob[] = [
 ];
 
 /** 2.6.33 has none of these: the values that make 6.x behave like it (see above). */
-const LIKE_2_6_33: ReadonlyArray<readonly [KsmKnob, string]> = [
+export const LIKE_2_6_33: ReadonlyArray<readonly [KsmKnob, string]> = [
   ['max_page_sharing', '2147483647'],
   ['smart_scan', '0'],
   ['use_zero_pages', '0'],
@@ -151,6 +151,12 @@ export interface RealKsmConfig {
   run?: 0 | 1;
   /** How long to wait for another user of the real KSM. Default 10 minutes. */
   lockTimeoutMs?: number;
+  /**
+   * The feature knobs to set (after run=2), instead of the 2.6.33-like ones:
+   * e.g. the 6.18 defaults (max_page_sharing 256, smart_scan 1, use_zero_pages 0,
+   * advisor_mode none), or those with use_zero_pages 1. Default LIKE_2_6_33.
+   */
+  knobs?: ReadonlyArray<readonly [KsmKnob, string]>;
 }
 
 export interface RealKsmStats extends KsmStats {
@@ -265,11 +271,19 @@ function restoreKnobs(saved: Partial<Record<KsmKnob, string>>): string[] {
   return errors;
 }
 
+/** Linux 6.18's defaults for the same knobs: the configuration a real host runs. */
+export const DEFAULTS_6_18: ReadonlyArray<readonly [KsmKnob, string]> = [
+  ['max_page_sharing', '256'],
+  ['smart_scan', '1'],
+  ['use_zero_pages', '0'],
+  ['advisor_mode', 'none'],
+];
+
 function configure(cfg: Required<Omit<RealKsmConfig, 'lockTimeoutMs'>>): void {
   // run=2 first: max_page_sharing (and, per the kernel docs, smart_scan and
   // use_zero_pages) return EBUSY while KSM pages exist.
   writeKnob('run', 2);
-  for (const [k, v] of LIKE_2_6_33) {
+  for (const [k, v] of cfg.knobs) {
     if (!knobExists(k)) continue; // an older 6.x, or 5.x: the knob does not exist yet
     if (readKnob(k) !== v) writeKnob(k, v);
   }
@@ -510,6 +524,7 @@ async function session<T>(config: RealKsmConfig, fn: (k: RealKsm) => Promise<T>)
       pagesToScan: config.pagesToScan ?? 100_000,
       sleepMillisecs: config.sleepMillisecs ?? 0,
       run: config.run ?? 1,
+      knobs: config.knobs ?? LIKE_2_6_33,
     });
     const k: RealKsm = {
       found: { ...s.saved },

@@ -14,7 +14,7 @@
  *    holds it (`lockHeld`: inside withRealKsm, taking it again would wait forever).
  *
  * Guests: the Debian kernel (vmlinuz from linux-image-amd64) with a busybox initramfs,
- * image 'a' or 'b' (b holds 4 MiB more file data; see setup.sh). /init prints
+ * image 'a' or 'b' (b holds 1 MiB more file data; see setup.sh). /init prints
  * SAMEPAGE-READY on the console once user space runs, then a shell reads the console:
  * `RealGuest.shell()` types a command there and waits for its output.
  *
