@@ -167,7 +167,9 @@ export function captureProcPages(pid: number, store: PageStore, opts: ProcCaptur
     const code = (e as NodeJS.ErrnoException).code;
     throw new CaptureError(`cannot read /proc/${pid}/smaps: ${code ?? (e as Error).message}${code === 'ENOENT' ? ' (no such process)' : ''}`);
   }
-  const vmas = parseSmaps(smapsText).filter((v) => opts.allVmas === true || v.vmFlags.includes('mg'));
+  // [vsyscall] sits at 0xffffffffff600000, past what a JavaScript number holds exactly;
+  // it is a fixed kernel page that no process can madvise, so it is left out.
+  const vmas = parseSmaps(smapsText).filter((v) => v.end <= Number.MAX_SAFE_INTEGER && (opts.allVmas === true || v.vmFlags.includes('mg')));
   const pagemap = open(`/proc/${pid}/pagemap`);
   const kpageflags = open('/proc/kpageflags');
   const mem = open(`/proc/${pid}/mem`);

@@ -53,7 +53,8 @@ Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
 commands:
   run <scenario>   run a scenario file (YAML or JSON) and print its summary
   resume <file>    finish a run saved with 'run --save-at T --save FILE'
-  images           list the guest images
+  images [FILE]    list the guest images, or describe a capture file
+  capture          record what KSM would see of running processes or QEMU guests
   demo             KSM on the bare kernel: two processes, mostly identical
   help [command]   this text, or a command's
 
