@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Tests that boot real QEMU guests take minutes: `npm run test:real` (vitest.real.config.ts).
+    exclude: ['test/real/**', '**/node_modules/**'],
     pool: 'forks',
     // Every core: the suite is CPU-bound, and vitest's default leaves one idle (on a
     // 2-core machine, half the machine). The one shared resource, the real KSM, is
