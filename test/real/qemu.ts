@@ -196,7 +196,16 @@ async function boot(spec: RealGuest['spec'], dir: string, children: ChildProcess
   const dead = (): string | null =>
     child.exitCode !== null || child.signalCode !== null ? `QEMU exited (${child.exitCode ?? child.signalCode}): ${err.trim() || out.slice(-500)}` : null;
   await waitFor(`guest ${spec.name}: QMP socket ${qmpPath}`, 10_000, () => fs.existsSync(qmpPath), dead);
-  const qmp = await Qmp.connect(qmpPath);
+  // The socket file exists from bind(); until QEMU's listen() a connect is refused.
+  let qmp: Qmp | null = null;
+  for (let tries = 0; qmp === null; tries++) {
+    try {
+      qmp = await Qmp.connect(qmpPath);
+    } catch (e) {
+      if (tries >= 100 || dead() !== null || !/ECONNREFUSED/.test((e as Error).message)) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   await waitFor(`guest ${spec.name}: '${READY_MARK}' on the console`, bootTimeoutMs, () => out.includes(READY_MARK), dead);
   let seq = 0;
   let shellQueue: Promise<unknown> = Promise.resolve();
