@@ -1,6 +1,6 @@
 import { customRandom, urlAlphabet } from 'nanoid';
 import { Kernel } from '../ksm/kernel.js';
-import { KernelError } from '../lib/errors.js';
+import { KernelError, assertNever } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
 import { PAGE_SIZE, ptePayload, ptePresent } from '../mm/constants.js';
 import type { Process } from '../mm/process.js';
@@ -8,13 +8,19 @@ import { formatSize } from './config.js';
 import { Guest, type GuestSnapshot } from './guest.js';
 import { restoreHost, saveHost } from './snapshot.js';
 import type { GuestImage, ImageCatalog } from './image.js';
-import { KSMTUNED_DEFAULTS, Ksmtuned, type KsmtunedConfig, type KsmtunedDecision } from './ksmtuned.js';
+import { checkGovernorSnapshot, restoreGovernor, startGovernor, type GovernedPolicy, type GovernorPort, type GovernorSnapshot, type KsmGovernor } from './governor.js';
+import { KSMTUNED_DEFAULTS } from './ksmtuned.js';
+import { KUBEVIRT_DEFAULTS } from './kubevirt.js';
+import { MOM_DEFAULTS } from './mom.js';
 import type { GuestSample, HostSample } from './types.js';
 import type { WorkloadSpec } from './workload.js';
 
 const KSM = '/sys/kernel/mm/ksm';
 
-/** How the host runs KSM: knobs written once, or the ksmtuned governor. */
+/**
+ * How the host runs KSM: knobs written once, or a governor (src/vmm/governor.ts):
+ * ksmtuned, oVirt MOM's KSM policy, or KubeVirt's KSM handler.
+ */
 export type KsmPolicy =
   | {
       policy: 'fixed';
@@ -25,7 +31,7 @@ export type KsmPolicy =
       /** max_kernel_pages, or null to keep the kernel's default (a quarter of RAM). */
       maxKernelPages: number | null;
     }
-  | { policy: 'ksmtuned'; config: Partial<KsmtunedConfig>; maxKernelPages: number | null };
+  | (GovernedPolicy & { maxKernelPages: number | null });
 
 export interface HostOptions {
   memoryMiB: number;
@@ -57,9 +63,7 @@ export interface HostSnapshot {
   blockMiB: number;
   tickMs: number;
   policy: KsmPolicy;
-  governor: { config: KsmtunedConfig; total: number; npages: number } | null;
-  /** null: no governor (Infinity). */
-  governorAt: number | null;
+  governor: GovernorSnapshot | null;
   nextTickAt: number;
   prng: number[];
   idPrng: number[];
@@ -80,9 +84,24 @@ export interface HostEvent {
 
 /** The ksmd policy a report prints: "fixed: run 1, pages_to_scan 1250, sleep_millisecs 20". */
 export function describePolicy(p: KsmPolicy): string {
-  if (p.policy === 'fixed') return `fixed: run ${p.run}, pages_to_scan ${p.pagesToScan}, sleep_millisecs ${p.sleepMillisecs}`;
-  const c = { ...KSMTUNED_DEFAULTS, ...p.config };
-  return `ksmtuned: monitor ${c.monitorInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.npagesBoost}/${c.npagesDecay}), thres ${c.thresCoef}%`;
+  switch (p.policy) {
+    case 'fixed':
+      return `fixed: run ${p.run}, pages_to_scan ${p.pagesToScan}, sleep_millisecs ${p.sleepMillisecs}`;
+    case 'ksmtuned': {
+      const c = { ...KSMTUNED_DEFAULTS, ...p.config };
+      return `ksmtuned: monitor ${c.monitorInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.npagesBoost}/${c.npagesDecay}), thres ${c.thresCoef}%`;
+    }
+    case 'mom': {
+      const c = { ...MOM_DEFAULTS, ...p.config };
+      return `mom: policy every ${c.policyEngineInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.pagesBoost}/${c.pagesDecay}), free ${Math.round(c.freePercent * 100)}%`;
+    }
+    case 'kubevirt': {
+      const c = { ...KUBEVIRT_DEFAULTS, ...p.config };
+      return `kubevirt: every ${c.interval}s, npages ${c.nPagesMin}..${c.nPagesMax} (init ${c.nPagesInit}, +${c.pagesBoost}/${c.pagesDecay}), free ${Math.round(c.freePercent * 100)}%`;
+    }
+    default:
+      return assertNever(p, 'KSM policy');
+  }
 }
 
 /** The boot-time knobs of 2.6.33: run 0, pages_to_scan 100, sleep_millisecs 20. */
@@ -115,9 +134,8 @@ export class Host {
   /** What happened, in order. */
   readonly log: HostEvent[];
   policy: KsmPolicy;
-  /** The governor while the policy is ksmtuned. */
-  governor: Ksmtuned | null;
-  private governorAt: number;
+  /** The governor while the policy is one (ksmtuned, mom, kubevirt). */
+  governor: KsmGovernor | null;
   private nextTickAt: number;
   private readonly prng: Prng;
   /** Draws the guests' nanoids. */
@@ -126,6 +144,8 @@ export class Host {
   /** Host processes allocating memory (pressure events). */
   private readonly hogs: { proc: Process; bytes: number }[];
   private guestsCreated: number;
+  /** What a governor sees of this host: meminfo, the qemu processes, the KSM files. */
+  private readonly port: GovernorPort;
 
   /** `restoredKernel` is for snapshots only: the host adopts it instead of booting a new kernel. */
   constructor(opts: HostOptions, restoredKernel: Kernel | null = null) {
@@ -153,8 +173,13 @@ export class Host {
     this.guestsCreated = 0;
     this.policy = DEFAULT_KSM_POLICY;
     this.governor = null;
-    this.governorAt = Infinity;
     this.nextTickAt = 0;
+    this.port = {
+      meminfo: () => this.kernel.meminfo(),
+      qemuProcesses: () => this.qemuProcesses(),
+      readKsm: (file) => Number(this.kernel.sysfs.read(`${KSM}/${file}`)),
+      writeKsm: (file, value) => this.kernel.sysfs.write(`${KSM}/${file}`, String(value)),
+    };
     if (restoredKernel === null) this.setPolicy(opts.ksm ?? DEFAULT_KSM_POLICY);
     else this.policy = opts.ksm ?? DEFAULT_KSM_POLICY;
   }
@@ -170,8 +195,10 @@ export class Host {
   // ---- KSM policy ----------------------------------------------------------------------------
 
   /**
-   * Apply a policy now: fixed knobs are written at once; ksmtuned first adjusts one
-   * monitor interval from now. A policy refused (EINVAL) changes nothing.
+   * Apply a policy now: fixed knobs are written at once; a governor starts as its
+   * daemon does (ksmtuned first adjusts one monitor interval from now, MOM samples at
+   * once and evaluates its policy later, KubeVirt's handler spins at once). A policy
+   * refused (EINVAL) changes nothing.
    */
   setPolicy(p: KsmPolicy): void {
     const maxKernelPages = p.maxKernelPages ?? undefined;
@@ -183,13 +210,10 @@ export class Host {
         ['run', p.run],
       ]);
       this.governor = null;
-      this.governorAt = Infinity;
     } else {
-      const totalKb = (this.kernel.mem.onlineFrames() * PAGE_SIZE) / 1024;
-      const g = new Ksmtuned(p.config, totalKb);
+      const g = startGovernor(p, this.port, this.now);
       this.writeKnobs([['max_kernel_pages', maxKernelPages]]);
       this.governor = g;
-      this.governorAt = this.now + g.config.monitorInterval * 1000;
     }
     this.policy = p;
   }
@@ -231,21 +255,17 @@ export class Host {
     }
   }
 
-  /** ksmtuned's adjust(): read free and committed memory, then stop or start ksmd. */
-  private governorStep(g: Ksmtuned): KsmtunedDecision {
-    const mi = this.kernel.meminfo();
-    // free_memory(): MemFree + Buffers + Cached. The model has no buffers; Cached is
-    // its shmem (Linux's Cached counts shmem and excludes the swap cache).
-    const free = mi.MemFree! + mi.Shmem!;
-    // committed_memory(): the summed RSS (kB) of the qemu processes.
-    let committed = 0;
+  /** What `pgrep qemu` and `ps -o rsz,vsz` show of the guests' QEMU processes, in kB. */
+  private qemuProcesses(): { rssKb: number; vszKb: number }[] {
+    const out: { rssKb: number; vszKb: number }[] = [];
     for (const guest of this.guests) {
-      if (guest.process !== null) committed += this.rssPages(guest.process) * (PAGE_SIZE / 1024);
+      const p = guest.process;
+      if (p === null) continue;
+      let vsz = 0;
+      for (const v of p.mm.vmas) vsz += v.end - v.start;
+      out.push({ rssKb: this.rssPages(p) * (PAGE_SIZE / 1024), vszKb: vsz / 1024 });
     }
-    const d = g.adjust(free, committed);
-    if (d.action === 'stop') this.writeKnobs([['run', 0]]);
-    else this.writeKnobs([['pages_to_scan', d.npages], ['sleep_millisecs', d.sleep], ['run', 1]]);
-    return d;
+    return out;
   }
 
   // ---- guests ----------------------------------------------------------------------------------
@@ -329,13 +349,12 @@ export class Host {
     const end = k.now + ms;
     for (;;) {
       // A grid point at `end` belongs to the next span: its tick covers [end, end + tick).
-      const next = Math.min(this.nextTickAt, this.governorAt);
+      const g = this.governor;
+      const next = Math.min(this.nextTickAt, g === null ? Infinity : g.nextAt);
       if (next >= end) break;
       if (next > k.now) k.advance(next - k.now);
-      if (this.governor !== null && this.governorAt === next) {
-        const d = this.governorStep(this.governor);
-        this.note(d.action === 'stop' ? 'ksmtuned: stop ksmd' : `ksmtuned: ${d.action}, pages_to_scan ${d.npages}, sleep_millisecs ${d.sleep}`);
-        this.governorAt = next + this.governor.config.monitorInterval * 1000;
+      if (g !== null && g.nextAt === next) {
+        for (const n of g.wake(this.port, next)) this.note(n.what, n.error);
       }
       if (this.nextTickAt === next) {
         this.tickGuests();
@@ -563,8 +582,7 @@ export class Host {
       blockMiB: this.blockMiB,
       tickMs: this.tickMs,
       policy: this.policy,
-      governor: this.governor === null ? null : { config: { ...this.governor.config }, total: this.governor.total, npages: this.governor.npages },
-      governorAt: Number.isFinite(this.governorAt) ? this.governorAt : null,
+      governor: this.governor === null ? null : this.governor.snapshot(),
       nextTickAt: this.nextTickAt,
       prng: this.prng.getState(),
       idPrng: this.idPrng.getState(),
@@ -583,11 +601,10 @@ export class Host {
   static fromSnapshot(snap: HostSnapshot, kernel: Kernel, catalog: ImageCatalog | null): Host {
     const host = new Host({ memoryMiB: snap.memoryMiB, swapMiB: snap.swapMiB, blockMiB: snap.blockMiB, tickMs: snap.tickMs, ksm: snap.policy, images: catalog }, kernel);
     if (snap.governor !== null) {
-      const g = new Ksmtuned(snap.governor.config, snap.governor.total);
-      g.npages = snap.governor.npages;
-      host.governor = g;
+      const problem = checkGovernorSnapshot(snap.governor);
+      if (problem !== null) throw new Error(`governor: ${problem}`);
+      host.governor = restoreGovernor(snap.governor);
     }
-    host.governorAt = snap.governorAt === null ? Infinity : snap.governorAt;
     host.nextTickAt = snap.nextTickAt;
     host.prng.setState(snap.prng);
     host.idPrng.setState(snap.idPrng);

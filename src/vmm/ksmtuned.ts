@@ -16,9 +16,14 @@
  *
  * All arithmetic is the script's: integer kB, truncating division (bash `$[ ]`).
  * `npages` starts at 0 and is not reset when ksmd is stopped, as in the script.
+ *
+ * Source: ksmtuned/ksmtuned, commit 018d0ed5876aee27b106c46c8889780d89ddcca2,
+ * src/ksmtuned.sh.in (and data/ksmtuned.conf for the variables; ksmtuned-conf.ts reads
+ * that file).
  */
 
 import { KernelError } from '../lib/errors.js';
+import { echoKnob, type GovernorNote, type GovernorPort, type KsmGovernor } from './governor.js';
 
 export interface KsmtunedConfig {
   /** KSM_MONITOR_INTERVAL, seconds between adjustments (60). */
@@ -61,7 +66,17 @@ function idiv(a: number, b: number): number {
   return Math.trunc(a / b);
 }
 
-export class Ksmtuned {
+/** A ksmtuned governor as plain data (src/vmm/snapshot.ts carries it). */
+export interface KsmtunedSnapshot {
+  policy: 'ksmtuned';
+  config: KsmtunedConfig;
+  total: number;
+  npages: number;
+  nextAt: number;
+}
+
+export class Ksmtuned implements KsmGovernor {
+  readonly policy = 'ksmtuned';
   readonly config: Readonly<KsmtunedConfig>;
   /** MemTotal in kB when the governor started. */
   readonly total: number;
@@ -71,6 +86,8 @@ export class Ksmtuned {
   readonly thres: number;
   /** pages_to_scan it last decided (0 before the first start). */
   npages: number;
+  /** When loop() next calls adjust(), simulated ms. */
+  nextAt: number;
 
   /**
    * EINVAL for a config the script could not run: its arithmetic is bash integers, it
@@ -96,6 +113,58 @@ export class Ksmtuned {
     if (c.thresConst > thres) thres = c.thresConst;
     this.thres = thres;
     this.npages = 0;
+    this.nextAt = Infinity;
+  }
+
+  /**
+   * The script starting at simulated time `now`: MemTotal read once, then loop()
+   * sleeps KSM_MONITOR_INTERVAL before its first adjust.
+   */
+  static start(config: Partial<KsmtunedConfig>, port: GovernorPort, now: number): Ksmtuned {
+    const g = new Ksmtuned(config, port.meminfo().MemTotal!);
+    g.nextAt = now + g.config.monitorInterval * 1000;
+    return g;
+  }
+
+  static fromSnapshot(s: KsmtunedSnapshot): Ksmtuned {
+    const g = new Ksmtuned(s.config, s.total);
+    g.npages = s.npages;
+    g.nextAt = s.nextAt;
+    return g;
+  }
+
+  snapshot(): KsmtunedSnapshot {
+    return { policy: 'ksmtuned', config: { ...this.config }, total: this.total, npages: this.npages, nextAt: this.nextAt };
+  }
+
+  /**
+   * One turn of loop(): adjust() with free_memory() and committed_memory() read from
+   * the host, then KSMCTL's echoes. Each echo is its own command, so one the kernel
+   * refuses (a sleep over UINT_MAX) does not stop the next, as in the script.
+   */
+  wake(port: GovernorPort, now: number): GovernorNote[] {
+    const mi = port.meminfo();
+    // free_memory(): MemFree + Buffers + Cached. A kernel without Buffers and Cached
+    // lines (the model's 2.6.33 has neither) counts its shmem, which Linux's Cached holds.
+    const free = mi.MemFree! + (mi.Buffers ?? 0) + (mi.Cached ?? mi.Shmem ?? 0);
+    // committed_memory(): the summed RSS (ps -o rsz) of the qemu processes.
+    let committed = 0;
+    for (const p of port.qemuProcesses()) committed += p.rssKb;
+    const d = this.adjust(free, committed);
+    this.nextAt = now + this.config.monitorInterval * 1000;
+    const errors: string[] = [];
+    const echo = (file: string, v: number): void => {
+      const e = echoKnob(port, file, v);
+      if (e !== null) errors.push(e);
+    };
+    if (d.action === 'stop') echo('run', 0);
+    else {
+      echo('pages_to_scan', d.npages);
+      echo('sleep_millisecs', d.sleep);
+      echo('run', 1);
+    }
+    const what = d.action === 'stop' ? 'ksmtuned: stop ksmd' : `ksmtuned: ${d.action}, pages_to_scan ${d.npages}, sleep_millisecs ${d.sleep}`;
+    return [{ what, error: errors.length === 0 ? null : errors.join('; ') }];
   }
 
   /** increase_npages(): add delta and clamp to [min, max]. */
@@ -115,4 +184,18 @@ export class Ksmtuned {
     this.npages = this.increaseNpages(boost ? this.config.npagesBoost : this.config.npagesDecay);
     return { action: boost ? 'boost' : 'decay', free, committed, npages: this.npages, sleep: this.sleep };
   }
+}
+
+const isInt = (v: unknown): boolean => Number.isSafeInteger(v);
+
+/** Where a ksmtuned snapshot is not what snapshot() writes: a message, or null. */
+export function checkKsmtunedSnapshot(r: Record<string, unknown>): string | null {
+  const c = r.config;
+  if (c === null || typeof c !== 'object') return 'config: expected a record';
+  for (const k of Object.keys(KSMTUNED_DEFAULTS)) {
+    if (!isInt((c as Record<string, unknown>)[k])) return `config.${k}: expected a whole number, found ${JSON.stringify((c as Record<string, unknown>)[k])}`;
+  }
+  if (!isInt(r.total) || (r.total as number) <= 0) return `total: expected MemTotal in kB, found ${JSON.stringify(r.total)}`;
+  if (!isInt(r.npages) || (r.npages as number) < 0) return `npages: expected a whole number, found ${JSON.stringify(r.npages)}`;
+  return null;
 }

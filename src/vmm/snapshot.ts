@@ -3,6 +3,7 @@ import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { restoreUntrustedKernel, saveKernel, type KernelImage } from '../ksm/snapshot.js';
 import { PAGE_SIZE } from '../mm/constants.js';
 import { Host, type HostSnapshot } from './host.js';
+import { checkGovernorSnapshot } from './governor.js';
 import type { ImageCatalog } from './image.js';
 
 /**
@@ -26,7 +27,7 @@ import type { ImageCatalog } from './image.js';
  */
 
 export const SNAPSHOT_MAGIC = 'SAMEPAGE';
-export const SNAPSHOT_VERSION = 1;
+export const SNAPSHOT_VERSION = 2;
 const HEADER_BYTES = 20;
 
 export type SnapshotProblem = 'foreign' | 'version' | 'truncated' | 'corrupt' | 'invalid';
@@ -141,17 +142,18 @@ export function checkHostSnapshot(h: unknown): string | null {
   for (const k of ['memoryMiB', 'swapMiB', 'blockMiB', 'tickMs', 'nextTickAt', 'guestsCreated']) {
     if (!isInt(o[k])) return `host.${k}: expected a whole number, found ${JSON.stringify(o[k])}`;
   }
-  if (o.governorAt !== null && !isNum(o.governorAt)) return 'host.governorAt: expected a number or null';
   for (const k of ['prng', 'idPrng']) if (!isPrngState(o[k])) return `host.${k}: expected 4 PRNG state words`;
   for (const k of ['hogs', 'log', 'images', 'guests']) if (!Array.isArray(o[k])) return `host.${k}: expected a list`;
   const policy = o.policy;
-  if (!isRecord(policy) || (policy.policy !== 'fixed' && policy.policy !== 'ksmtuned')) return 'host.policy: expected a fixed or ksmtuned policy';
+  if (!isRecord(policy) || !['fixed', 'ksmtuned', 'mom', 'kubevirt'].includes(policy.policy as string)) return 'host.policy: expected a fixed, ksmtuned, mom or kubevirt policy';
   if (policy.policy === 'fixed') {
     for (const k of ['run', 'pagesToScan', 'sleepMillisecs']) if (!isCount(policy[k])) return `host.policy.${k}: expected a whole number, found ${JSON.stringify(policy[k])}`;
   } else if (!isRecord(policy.config)) return 'host.policy.config: expected a record';
   if (policy.maxKernelPages !== null && !isCount(policy.maxKernelPages)) return 'host.policy.maxKernelPages: expected a whole number or null';
-  const gov = o.governor;
-  if (gov !== null && (!isRecord(gov) || !isRecord(gov.config) || !isCount(gov.total) || !isCount(gov.npages))) return 'host.governor: expected null or a config, total and npages';
+  if (o.governor !== null) {
+    const problem = checkGovernorSnapshot(o.governor);
+    if (problem !== null) return `host.governor: ${problem}`;
+  }
   for (const [i, x] of (o.hogs as unknown[]).entries()) {
     if (!isRecord(x) || !isInt(x.pid) || !isCount(x.bytes)) return `host.hogs[${i}]: expected a pid and bytes`;
   }

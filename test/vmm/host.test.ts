@@ -4,6 +4,7 @@ import { Host, KernelError, PAGE_SIZE, loadImageCatalog, type HostOptions } from
 import { countPageKinds, guestPage, layoutGuest } from '../../src/vmm/image.js';
 import type { Guest } from '../../src/vmm/guest.js';
 import { naiveKsm } from './helpers.js';
+import { Ksmtuned } from '../../src/vmm/ksmtuned.js';
 
 const images = loadImageCatalog(new URL('./fixtures', import.meta.url).pathname);
 const tiny = images.get('tiny', '1');
@@ -482,7 +483,7 @@ describe('Host: memory pressure, swap and the OOM killer', () => {
 describe('Host: the ksmtuned policy', () => {
   it('adjusts every monitor interval from free and committed memory, writing the knobs', () => {
     const host = newHost({ memoryMiB: 64, swapMiB: 64, ksm: { policy: 'ksmtuned', config: { monitorInterval: 1 }, maxKernelPages: null } });
-    const g = host.governor!;
+    const g = host.governor as Ksmtuned;
     // 64 MiB: sleep = 10 × 16 GiB / 64 MiB = 2560 ms; thres = 20% of 65536 kB.
     expect([g.total, g.sleep, g.thres]).toEqual([65536, 2560, 13107]);
     bootStill(host, ['a', 'b']);
