@@ -1,6 +1,12 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { z } from 'zod';
-import { KSMTUNED_DEFAULTS } from '../vmm/ksmtuned.js';
-import { ConfigDocument, ConfigError, describe, formatSize, zCount, zDuration, zSize, type ConfigProblem } from '../vmm/config.js';
+import { assertNever } from '../lib/errors.js';
+import { KSMTUNED_DEFAULTS, type KsmtunedConfig } from '../vmm/ksmtuned.js';
+import { parseKsmtunedConf } from '../vmm/ksmtuned-conf.js';
+import { KUBEVIRT_ANNOTATIONS, resolveKubevirtParams, type KubevirtConfig } from '../vmm/kubevirt.js';
+import { MOM_DEFAULTS, type MomConfig } from '../vmm/mom.js';
+import { NODE_MEMORY_PARAMS, nodeMemoryParamProblem } from '../vmm/node-memory-tune.js';
+import { ConfigDocument, ConfigError, describe, formatSize, zCount, zDuration, zFraction, zSizeMiB, type ConfigProblem } from '../vmm/config.js';
 import type { KsmPolicy } from '../vmm/host.js';
 import { layoutGuest, type ImageCatalog } from '../vmm/image.js';
 import type { WorkloadSpec } from '../vmm/workload.js';
@@ -8,45 +14,100 @@ import type { WorkloadSpec } from '../vmm/workload.js';
 /**
  * The scenario format (YAML or JSON): a host, its guests and their images, how KSM
  * is run, and a timeline of events. Documented in the README ("Scenario files").
- * Keys are snake_case like the sysfs knobs; sizes and durations carry units.
+ * Keys are snake_case like the sysfs knobs; durations carry units; sizes carry units
+ * or are a bare number of MiB, as QEMU's `-m 2048`.
  */
 
 const MiB = 1024 * 1024;
+const UINT_MAX = 4294967295;
+
+/**
+ * The largest host the model can hold: a pte addresses 2^26 frames (src/mm/constants.ts),
+ * and the swap device keeps its contents in one Buffer, which Node.js caps.
+ */
+const MAX_HOST_MEMORY = 2 ** 26 * 4096;
+const MAX_SWAP = Math.min(bufferConstants.MAX_LENGTH, (2 ** 26 - 1) * 4096);
+
+/** The files of 2.6.33's /sys/kernel/mm/ksm, for libvirt's names (node-memory-tune.ts). */
+const KSM_FILES = new Set(['run', 'pages_to_scan', 'sleep_millisecs', 'max_kernel_pages', 'pages_shared', 'pages_sharing', 'pages_unshared', 'pages_volatile', 'full_scans']);
 
 const RUN_EXPECTED = (i: { input?: unknown }): string => `expected 0 (stop) or 1 (merge), got ${describe(i.input)}`;
+
+/** A knob the kernel stores as an unsigned int: more than UINT_MAX is EINVAL. */
+function zUint(what: string): z.ZodNumber {
+  return zCount(what).max(UINT_MAX, { error: (i) => `expected at most 4294967295 (UINT_MAX): the kernel refuses larger values with EINVAL, got ${describe(i.input)}` });
+}
+
+/** libvirt's node-memory-tune names (src/vmm/node-memory-tune.ts) that a knob map takes. */
+const zLibvirtNames = {
+  shm_pages_to_scan: zUint('a number of pages').optional(),
+  shm_sleep_millisecs: zUint('a number of milliseconds').optional(),
+  ...Object.fromEntries(
+    Object.keys(NODE_MEMORY_PARAMS)
+      .filter((k) => nodeMemoryParamProblem(k, (f) => KSM_FILES.has(f)) !== null)
+      .map((k) => [k, z.never({ error: nodeMemoryParamProblem(k, (f) => KSM_FILES.has(f))! }).optional()]),
+  ),
+} as const;
 
 const zKsmFixed = z.strictObject({
   policy: z.literal('fixed'),
   run: z.number({ error: RUN_EXPECTED }).int({ error: RUN_EXPECTED }).min(0, { error: RUN_EXPECTED }).max(1, { error: RUN_EXPECTED }).default(1),
-  pages_to_scan: zCount('a number of pages').default(100),
-  sleep_millisecs: zCount('a number of milliseconds').default(20),
+  pages_to_scan: zUint('a number of pages').optional(),
+  sleep_millisecs: zUint('a number of milliseconds').optional(),
   max_kernel_pages: zCount('a number of pages').optional(),
+  ...zLibvirtNames,
 });
 
 const zKsmtuned = z.strictObject({
   policy: z.literal('ksmtuned'),
+  /** A ksmtuned.conf, relative to the scenario file; the keys below override it. */
+  conf: z.string().optional(),
   monitor_interval: zDuration.optional(),
   npages_boost: z.number().int().optional(),
   npages_decay: z.number().int().optional(),
-  npages_min: zCount().optional(),
-  npages_max: zCount().optional(),
+  npages_min: zUint('a number of pages').optional(),
+  npages_max: zUint('a number of pages').optional(),
   sleep_msec: zCount().optional(),
   thres_coef: zCount().optional(),
   thres_const: zCount('a number of kB').optional(),
   max_kernel_pages: zCount('a number of pages').optional(),
-}).superRefine((k, ctx) => {
-  // increase_npages() clamps to min first: with min above max, pages_to_scan would sit at min.
-  const min = k.npages_min ?? KSMTUNED_DEFAULTS.npagesMin;
-  const max = k.npages_max ?? KSMTUNED_DEFAULTS.npagesMax;
-  if (min > max) ctx.addIssue({ code: 'custom', path: ['npages_min'], message: `expected at most npages_max (${max}), got ${min}` });
 });
 
+const zMom = z.strictObject({
+  policy: z.literal('mom'),
+  pages_boost: z.number().int().optional(),
+  pages_decay: z.number().int().optional(),
+  npages_min: zUint('a number of pages').optional(),
+  npages_max: zUint('a number of pages').optional(),
+  sleep_ms_baseline: zCount('a number of milliseconds').optional(),
+  free_percent: zFraction.optional(),
+  host_monitor_interval: zDuration.optional(),
+  policy_engine_interval: zDuration.optional(),
+  sample_history_length: zCount('a number of samples').min(1, { error: 'expected 1 or more' }).optional(),
+  max_kernel_pages: zCount('a number of pages').optional(),
+});
+
+const zKubevirt = z.strictObject({
+  policy: z.literal('kubevirt'),
+  pages_boost: z.number().int().optional(),
+  pages_decay: z.number().int().optional(),
+  npages_min: z.number().int().optional(),
+  npages_max: z.number().int().optional(),
+  npages_init: z.number().int().optional(),
+  sleep_ms_baseline: z.number().int().optional(),
+  free_percent: z.number().optional(),
+  interval: zDuration.optional(),
+  max_kernel_pages: zCount('a number of pages').optional(),
+});
+
+const POLICIES = "'fixed', 'ksmtuned', 'mom' or 'kubevirt'";
+
 // A bad or missing policy is reported at ksm.policy, so the message does not name the field again.
-const zKsm = z.discriminatedUnion('policy', [zKsmFixed, zKsmtuned], {
+const zKsm = z.discriminatedUnion('policy', [zKsmFixed, zKsmtuned, zMom, zKubevirt], {
   error: (i) =>
     i.code === 'invalid_union'
-      ? `expected 'fixed' or 'ksmtuned', got ${describe((i.input as Record<string, unknown>).policy)}`
-      : `expected a map with policy: fixed or ksmtuned, got ${describe(i.input)}`,
+      ? `expected ${POLICIES}, got ${describe((i.input as Record<string, unknown>).policy)}`
+      : `expected a map with policy: ${POLICIES.replace(/'/g, '')}, got ${describe(i.input)}`,
 });
 
 const WORKLOAD_EXPECTED = (i: { input?: unknown }): string => `expected 'idle' or a map with dirty_rate (pages per second) and/or burst, got ${describe(i.input)}`;
@@ -73,13 +134,17 @@ const zWorkload = z.union(
   { error: WORKLOAD_EXPECTED },
 );
 
+const MEM_MERGE_EXPECTED = (i: { input?: unknown }): string => `expected on or off (QEMU's mem-merge), or true or false, got ${describe(i.input)}`;
+/** QEMU's `mem-merge=on|off` spelling, or a boolean. */
+const zMemMerge = z.union([z.boolean(), z.enum(['on', 'off']).transform((v) => v === 'on')], { error: MEM_MERGE_EXPECTED });
+
 const zGuest = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: (i) => `expected a name of letters, digits, '.', '_' and '-', got ${describe(i.input)}` }),
   count: zCount('a number of guests').min(1, { error: 'expected at least 1' }).optional(),
   image: z.string(),
   version: z.union([z.string(), z.number().transform(String)]).optional(),
-  memory: zSize,
-  mem_merge: z.boolean().default(true),
+  memory: zSizeMiB,
+  mem_merge: zMemMerge.default(true),
   workload: zWorkload.default('idle'),
   start: z.union([z.literal('never', { error: (i) => `expected a time like '30s', or 'never', got ${describe(i.input)}` }), zDuration]).default(0),
   stagger: zDuration.optional(),
@@ -94,9 +159,10 @@ const zWorkloadChange = z.strictObject({
 });
 const zKnobs = z.strictObject({
   run: zCount().max(2, { error: 'expected 0, 1 or 2' }).optional(),
-  pages_to_scan: zCount().optional(),
-  sleep_millisecs: zCount().optional(),
+  pages_to_scan: zUint('a number of pages').optional(),
+  sleep_millisecs: zUint('a number of milliseconds').optional(),
   max_kernel_pages: zCount().optional(),
+  ...zLibvirtNames,
 });
 
 /** Every action an event may carry; exactly one per event. */
@@ -108,7 +174,7 @@ const EVENT_ACTIONS = {
   destroy: z.string(),
   burst: zBurst,
   workload: zWorkloadChange,
-  pressure: zSize,
+  pressure: zSizeMiB,
   release_pressure: z.literal(true),
   reclaim: zCount('a number of pages'),
   compact: z.literal(true),
@@ -121,15 +187,7 @@ const EVENT_ACTIONS = {
 type ActionName = keyof typeof EVENT_ACTIONS;
 const ACTION_NAMES = Object.keys(EVENT_ACTIONS) as ActionName[];
 
-const zEvent = z.strictObject({ at: zDuration, ...partial(EVENT_ACTIONS) }).superRefine((e, ctx) => {
-  const given = ACTION_NAMES.filter((k) => (e as Record<string, unknown>)[k] !== undefined);
-  if (given.length !== 1) {
-    ctx.addIssue({
-      code: 'custom',
-      message: given.length === 0 ? `expected one action (${ACTION_NAMES.join(', ')})` : `expected one action per event, found ${given.join(' and ')}`,
-    });
-  }
-});
+const zEvent = z.strictObject({ at: zDuration, ...partial(EVENT_ACTIONS) });
 
 function partial<T extends Record<string, z.ZodType>>(shape: T): { [K in keyof T]: z.ZodOptional<T[K]> } {
   const out: Record<string, z.ZodType> = {};
@@ -139,28 +197,33 @@ function partial<T extends Record<string, z.ZodType>>(shape: T): { [K in keyof T
 
 const zVariant = z.strictObject({ name: z.string().min(1), ksm: zKsm });
 
+const zHost = z.strictObject({
+  memory: zSizeMiB,
+  swap: zSizeMiB.default(0),
+  block: zSizeMiB.default(128 * MiB),
+});
+
+/** The scenario's top level; each field is validated on its own (see parseScenario). */
 const zScenario = z.strictObject({
   name: z.string().min(1),
   description: z.string().default(''),
   seed: zCount('a seed (a whole number)').default(1),
-  host: z.strictObject({
-    memory: zSize,
-    swap: zSize.default(0),
-    block: zSize.default(128 * MiB),
-  }),
-  ksm: zKsm.default({ policy: 'fixed', run: 1, pages_to_scan: 100, sleep_millisecs: 20 }),
+  host: zHost,
+  ksm: zKsm.default({ policy: 'fixed', run: 1 }),
   duration: zDuration,
   sample_every: zDuration.default(10_000),
   tick: zDuration.default(100),
-  guests: z.array(zGuest).min(1, { error: 'expected at least one guest' }),
-  events: z.array(zEvent).default([]),
-  variants: z.array(zVariant).optional(),
-}, { error: (i) => `expected a scenario: a map with name, host, duration and guests, got ${i.input === null || i.input === undefined ? 'an empty file' : describe(i.input)}` });
+  guests: z.array(z.unknown()).min(1, { error: 'expected at least one guest' }),
+  events: z.array(z.unknown()).default([]),
+  variants: z.array(z.unknown()).optional(),
+});
 
-type RawScenario = z.output<typeof zScenario>;
+const SCENARIO_EXPECTED = (v: unknown): string => `expected a scenario: a map with name, host, duration and guests, got ${v === null || v === undefined ? 'an empty file' : describe(v)}`;
+
 type RawKsm = z.output<typeof zKsm>;
+type RawGuest = z.output<typeof zGuest>;
+type RawEvent = z.output<typeof zEvent>;
 
-/** One guest of a scenario, after `count` is expanded. */
 export interface ScenarioGuest {
   name: string;
   image: string;
@@ -210,23 +273,64 @@ export interface Scenario {
   variants: { name: string | null; ksm: KsmPolicy }[];
 }
 
-function toPolicy(k: RawKsm): KsmPolicy {
-  if (k.policy === 'fixed') {
-    return { policy: 'fixed', run: k.run, pagesToScan: k.pages_to_scan, sleepMillisecs: k.sleep_millisecs, maxKernelPages: k.max_kernel_pages ?? null };
-  }
-  const config: Record<string, number> = {};
-  if (k.monitor_interval !== undefined) config.monitorInterval = Math.round(k.monitor_interval / 1000);
-  if (k.npages_boost !== undefined) config.npagesBoost = k.npages_boost;
-  if (k.npages_decay !== undefined) config.npagesDecay = k.npages_decay;
-  if (k.npages_min !== undefined) config.npagesMin = k.npages_min;
-  if (k.npages_max !== undefined) config.npagesMax = k.npages_max;
-  if (k.sleep_msec !== undefined) config.sleepMsec = k.sleep_msec;
-  if (k.thres_coef !== undefined) config.thresCoef = k.thres_coef;
-  if (k.thres_const !== undefined) config.thresConst = k.thres_const;
-  return { policy: 'ksmtuned', config, maxKernelPages: k.max_kernel_pages ?? null };
+/** Options for parseScenario. */
+export interface ParseScenarioOptions {
+  /**
+   * Read a file a scenario names (a ksmtuned.conf), given the path as written in the
+   * scenario: loadScenario resolves it against the scenario's directory. Without it,
+   * a scenario that names a file is refused.
+   */
+  readFile?: (path: string) => string;
 }
 
-function toWorkload(w: RawScenario['guests'][number]['workload']): WorkloadSpec {
+function toPolicy(k: RawKsm, conf: Partial<KsmtunedConfig> = {}): KsmPolicy {
+  const maxKernelPages = k.max_kernel_pages ?? null;
+  switch (k.policy) {
+    case 'fixed':
+      return { policy: 'fixed', run: k.run, pagesToScan: k.pages_to_scan ?? k.shm_pages_to_scan ?? 100, sleepMillisecs: k.sleep_millisecs ?? k.shm_sleep_millisecs ?? 20, maxKernelPages };
+    case 'ksmtuned': {
+      const config: Partial<KsmtunedConfig> = { ...conf };
+      if (k.monitor_interval !== undefined) config.monitorInterval = Math.round(k.monitor_interval / 1000);
+      if (k.npages_boost !== undefined) config.npagesBoost = k.npages_boost;
+      if (k.npages_decay !== undefined) config.npagesDecay = k.npages_decay;
+      if (k.npages_min !== undefined) config.npagesMin = k.npages_min;
+      if (k.npages_max !== undefined) config.npagesMax = k.npages_max;
+      if (k.sleep_msec !== undefined) config.sleepMsec = k.sleep_msec;
+      if (k.thres_coef !== undefined) config.thresCoef = k.thres_coef;
+      if (k.thres_const !== undefined) config.thresConst = k.thres_const;
+      return { policy: 'ksmtuned', config, maxKernelPages };
+    }
+    case 'mom': {
+      const config: Partial<MomConfig> = {};
+      if (k.pages_boost !== undefined) config.pagesBoost = k.pages_boost;
+      if (k.pages_decay !== undefined) config.pagesDecay = k.pages_decay;
+      if (k.npages_min !== undefined) config.npagesMin = k.npages_min;
+      if (k.npages_max !== undefined) config.npagesMax = k.npages_max;
+      if (k.sleep_ms_baseline !== undefined) config.sleepMsBaseline = k.sleep_ms_baseline;
+      if (k.free_percent !== undefined) config.freePercent = k.free_percent;
+      if (k.host_monitor_interval !== undefined) config.hostMonitorInterval = Math.round(k.host_monitor_interval / 1000);
+      if (k.policy_engine_interval !== undefined) config.policyEngineInterval = Math.round(k.policy_engine_interval / 1000);
+      if (k.sample_history_length !== undefined) config.sampleHistoryLength = k.sample_history_length;
+      return { policy: 'mom', config, maxKernelPages };
+    }
+    case 'kubevirt': {
+      const config: Partial<KubevirtConfig> = {};
+      if (k.pages_boost !== undefined) config.pagesBoost = k.pages_boost;
+      if (k.pages_decay !== undefined) config.pagesDecay = k.pages_decay;
+      if (k.npages_min !== undefined) config.nPagesMin = k.npages_min;
+      if (k.npages_max !== undefined) config.nPagesMax = k.npages_max;
+      if (k.npages_init !== undefined) config.nPagesInit = k.npages_init;
+      if (k.sleep_ms_baseline !== undefined) config.sleepMsBaseline = k.sleep_ms_baseline;
+      if (k.free_percent !== undefined) config.freePercent = k.free_percent;
+      if (k.interval !== undefined) config.interval = Math.round(k.interval / 1000);
+      return { policy: 'kubevirt', config, maxKernelPages };
+    }
+    default:
+      return assertNever(k, 'KSM policy');
+  }
+}
+
+function toWorkload(w: RawGuest['workload']): WorkloadSpec {
   if (w === 'idle') return { dirtyRate: null, burst: null };
   return {
     dirtyRate: w.dirty_rate ?? null,
@@ -235,68 +339,206 @@ function toWorkload(w: RawScenario['guests'][number]['workload']): WorkloadSpec 
 }
 
 /**
- * Parse and validate a scenario's text. Problems the schema cannot see (unknown
- * images, guests too small for their image, events naming unknown guests, memory
- * not a whole number of blocks) are reported the same way, with file and line.
+ * Parse and validate a scenario's text. Every problem in the file is reported in one
+ * pass, in line order: the schema's (each part of the file is validated on its own, so
+ * a bad field does not hide the rest) and those the schema cannot see (unknown images,
+ * guests too small for their image, events naming unknown guests, memory not a whole
+ * number of blocks, values the kernel would refuse, a host larger than the model can
+ * hold). A cross-field check runs whenever the fields it reads are valid.
  */
-export function parseScenario(text: string, file: string, images: ImageCatalog): Scenario {
+export function parseScenario(text: string, file: string, images: ImageCatalog, opts: ParseScenarioOptions = {}): Scenario {
   const doc = ConfigDocument.parse(text, file);
-  const raw = doc.validate(zScenario);
-  const problems: ConfigProblem[] = [];
-
-  const blockMiB = raw.host.block / MiB;
-  if (!Number.isInteger(blockMiB) || blockMiB <= 0 || (blockMiB & (blockMiB - 1)) !== 0) {
-    problems.push(doc.problem(['host', 'block'], `expected a power of two MiB (like 128MiB), got ${formatSize(raw.host.block)}`));
-  } else if (raw.host.memory % raw.host.block !== 0 || raw.host.memory === 0) {
-    problems.push(doc.problem(['host', 'memory'], `expected a whole number of ${blockMiB} MiB memory blocks`));
+  const root = doc.value();
+  if (root === null || typeof root !== 'object' || Array.isArray(root)) {
+    throw new ConfigError(file, [{ line: doc.lineOf([]), field: '', message: SCENARIO_EXPECTED(root) }]);
   }
-  if (raw.host.swap % MiB !== 0) problems.push(doc.problem(['host', 'swap'], 'expected a whole number of MiB'));
-  if (raw.sample_every <= 0) problems.push(doc.problem(['sample_every'], 'expected more than 0s'));
-  if (raw.tick <= 0) problems.push(doc.problem(['tick'], 'expected more than 0ms'));
-  if (raw.duration <= 0) problems.push(doc.problem(['duration'], 'expected more than 0s'));
-  const checkKsm = (k: RawKsm, path: readonly PropertyKey[]): void => {
-    // ksmtuned sleeps whole seconds; under 1s the governor would be due again at once, forever.
-    if (k.policy === 'ksmtuned' && k.monitor_interval !== undefined && (k.monitor_interval < 1000 || k.monitor_interval % 1000 !== 0)) {
-      problems.push(doc.problem([...path, 'monitor_interval'], `expected a whole number of seconds, 1s or more, got ${k.monitor_interval}ms`));
+  const rootMap = root as Record<string, unknown>;
+  const problems: ConfigProblem[] = [];
+  const top = doc.fields(zScenario, [], problems, root)!;
+  const at = (path: readonly PropertyKey[], message: string): void => {
+    problems.push(doc.problem(path, message));
+  };
+  const duration = top.duration;
+
+  // ---- host ----
+  let blockMiB: number | undefined;
+  // Field by field, so that one bad field leaves the others' checks running (problems
+  // zScenario found here too are the same ones, and reported once).
+  const host = rootMap.host === undefined ? null : doc.fields(zHost, ['host'], problems, root);
+  if (host !== null) {
+    if (host.block !== undefined) {
+      const b = host.block / MiB;
+      if (!Number.isInteger(b) || b <= 0 || (b & (b - 1)) !== 0) at(['host', 'block'], `expected a power of two MiB (like 128MiB), got ${formatSize(host.block)}`);
+      else blockMiB = b;
+    }
+    if (host.memory !== undefined) {
+      if (host.memory > MAX_HOST_MEMORY) {
+        at(['host', 'memory'], `expected at most 256 GiB: a pte addresses 2^26 frames of 4 KiB, got ${formatSize(host.memory)}`);
+      } else if (blockMiB !== undefined && (host.memory % host.block! !== 0 || host.memory === 0)) {
+        at(['host', 'memory'], `expected a whole number of ${blockMiB} MiB memory blocks`);
+      }
+    }
+    if (host.swap !== undefined) {
+      if (host.swap % MiB !== 0) at(['host', 'swap'], 'expected a whole number of MiB');
+      else if (host.swap > MAX_SWAP) at(['host', 'swap'], `expected at most ${formatSize(MAX_SWAP)}: the model keeps swap contents in one buffer, and Node.js buffers hold at most that, got ${formatSize(host.swap)}`);
+    }
+  }
+  const memoryKb = host?.memory !== undefined && host.memory <= MAX_HOST_MEMORY ? host.memory / 1024 : null;
+
+  if (top.sample_every !== undefined && top.sample_every <= 0) at(['sample_every'], 'expected more than 0s');
+  if (top.tick !== undefined && top.tick <= 0) at(['tick'], 'expected more than 0ms');
+  if (duration !== undefined && duration <= 0) at(['duration'], 'expected more than 0s');
+
+  // ---- KSM policies ----
+  const policyAt = (path: readonly PropertyKey[]): KsmPolicy | null => {
+    const r = doc.check(zKsm, path, problems, root);
+    if (r === null) return null;
+    const k = r.value;
+    const conf = k.policy === 'ksmtuned' && k.conf !== undefined ? readConf(k.conf, [...path, 'conf']) : {};
+    if (conf === null) return null;
+    checkKsm(k, path, conf);
+    return toPolicy(k, conf);
+  };
+  const readConf = (confPath: string, path: readonly PropertyKey[]): Partial<KsmtunedConfig> | null => {
+    if (opts.readFile === undefined) {
+      at(path, 'a ksmtuned.conf can only be read from a scenario file (loadScenario)');
+      return null;
+    }
+    let confText: string;
+    try {
+      confText = opts.readFile(confPath);
+    } catch (e) {
+      at(path, `cannot read ${confPath} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      return null;
+    }
+    try {
+      return parseKsmtunedConf(confText, confPath).config;
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      for (const p of e.problems) at(path, `${confPath}${p.line > 0 ? `:${p.line}` : ''}: ${p.field === '' ? '' : `${p.field}: `}${p.message}`);
+      return null;
     }
   };
-  checkKsm(raw.ksm, ['ksm']);
-  raw.variants?.forEach((v, i) => checkKsm(v.ksm, ['variants', i, 'ksm']));
+  const wholeSeconds = (path: readonly PropertyKey[], key: string, ms: number | undefined): void => {
+    // The daemons sleep whole seconds; under 1s a governor would be due again at once, forever.
+    if (ms !== undefined && (ms < 1000 || ms % 1000 !== 0)) at([...path, key], `expected a whole number of seconds, 1s or more, got ${ms}ms`);
+  };
+  const checkKsm = (k: RawKsm, path: readonly PropertyKey[], conf: Partial<KsmtunedConfig>): void => {
+    switch (k.policy) {
+      case 'fixed':
+        for (const [name, alias] of [['pages_to_scan', 'shm_pages_to_scan'], ['sleep_millisecs', 'shm_sleep_millisecs']] as const) {
+          if (k[name] !== undefined && k[alias] !== undefined) at([...path, alias], `libvirt's name for ${name}, which is set too (line ${doc.lineOf([...path, name])}): set one`);
+        }
+        break;
+      case 'ksmtuned': {
+        wholeSeconds(path, 'monitor_interval', k.monitor_interval);
+        // increase_npages() clamps to min first: with min above max, pages_to_scan would sit at min.
+        const min = k.npages_min ?? conf.npagesMin ?? KSMTUNED_DEFAULTS.npagesMin;
+        const max = k.npages_max ?? conf.npagesMax ?? KSMTUNED_DEFAULTS.npagesMax;
+        if (min > max) at([...path, k.npages_min !== undefined ? 'npages_min' : 'npages_max'], k.npages_min !== undefined ? `expected at most npages_max (${max}), got ${min}` : `expected at least npages_min (${min}), got ${max}`);
+        const sleepMsec = k.sleep_msec ?? conf.sleepMsec ?? KSMTUNED_DEFAULTS.sleepMsec;
+        const sleep = memoryKb === null ? 0 : Math.trunc((sleepMsec * 16 * 1024 * 1024) / memoryKb);
+        if (sleep > UINT_MAX) {
+          at([...path, k.sleep_msec !== undefined ? 'sleep_msec' : 'conf'], `ksmtuned would write sleep_millisecs ${sleep} on this host (KSM_SLEEP_MSEC ${sleepMsec} × 16 GiB / MemTotal), above UINT_MAX: the kernel refuses it`);
+        }
+        break;
+      }
+      case 'mom': {
+        wholeSeconds(path, 'host_monitor_interval', k.host_monitor_interval);
+        wholeSeconds(path, 'policy_engine_interval', k.policy_engine_interval);
+        const min = k.npages_min ?? MOM_DEFAULTS.npagesMin;
+        const max = k.npages_max ?? MOM_DEFAULTS.npagesMax;
+        // change_npages clamps to max first, then min: min wins, as it does in ksmtuned.
+        if (min > max) at([...path, k.npages_min !== undefined ? 'npages_min' : 'npages_max'], k.npages_min !== undefined ? `expected at most npages_max (${max}), got ${min}` : `expected at least npages_min (${min}), got ${max}`);
+        const baseline = k.sleep_ms_baseline ?? MOM_DEFAULTS.sleepMsBaseline;
+        const sleep = memoryKb === null ? 0 : Math.trunc((baseline * 16777216) / memoryKb);
+        if (sleep > UINT_MAX) at([...path, 'sleep_ms_baseline'], `MOM would write sleep_millisecs ${sleep} on this host (${baseline} × 16 GiB / MemTotal), above UINT_MAX: the kernel refuses it`);
+        break;
+      }
+      case 'kubevirt': {
+        wholeSeconds(path, 'interval', k.interval);
+        // boundCheck (kubevirt.ts): an override out of bounds is logged and replaced;
+        // a scenario is told instead, with what KubeVirt would do.
+        const kp = toPolicy(k);
+        const kv = (kp.policy === 'kubevirt' ? kp.config : {}) as Partial<KubevirtConfig>;
+        const resolved = resolveKubevirtParams(kv);
+        const keys: [keyof typeof KUBEVIRT_ANNOTATIONS, string][] = [
+          ['pagesBoost', 'pages_boost'],
+          ['pagesDecay', 'pages_decay'],
+          ['nPagesMin', 'npages_min'],
+          ['nPagesMax', 'npages_max'],
+          ['nPagesInit', 'npages_init'],
+          ['sleepMsBaseline', 'sleep_ms_baseline'],
+          ['freePercent', 'free_percent'],
+        ];
+        for (const [field, key] of keys) {
+          const w = resolved.warnings.find((x) => x.startsWith(`${KUBEVIRT_ANNOTATIONS[field]} `));
+          if (w === undefined) continue;
+          const bounds = KUBEVIRT_BOUNDS[field](resolved.config);
+          at([...path, key], `expected ${bounds}, got ${String(kv[field])}: KubeVirt's handler would log "${w}"`);
+        }
+        for (const key of ['npages_max', 'npages_init'] as const) {
+          const v = k[key];
+          if (v !== undefined && v > UINT_MAX) at([...path, key], `expected at most 4294967295 (UINT_MAX): the kernel refuses larger pages_to_scan values, got ${v}`);
+        }
+        break;
+      }
+      default:
+        assertNever(k, 'KSM policy');
+    }
+  };
 
+  const ksm = rootMap.ksm === undefined ? null : policyAt(['ksm']);
+
+  // ---- guests ----
   const guests: ScenarioGuest[] = [];
   const names = new Map<string, number>();
-  raw.guests.forEach((g, i) => {
-    let image = null;
-    try {
-      image = images.get(g.image, g.version);
-    } catch (e) {
-      problems.push(doc.problem(['guests', i, g.version !== undefined && images.list().some((x) => x.name === g.image) ? 'version' : 'image'], (e as Error).message));
+  // Events are checked against guest names only when every guest's name could be read.
+  let namesKnown = true;
+  const rawGuests = Array.isArray(rootMap.guests) ? (rootMap.guests as unknown[]) : [];
+  rawGuests.forEach((_, i) => {
+    const g = doc.fields(zGuest, ['guests', i], problems, root);
+    if (g === null || g.name === undefined || (g.count === undefined && valueAt(root, ['guests', i, 'count']) !== undefined)) {
+      namesKnown = false;
+      if (g === null) return;
     }
-    if (g.memory % MiB !== 0) problems.push(doc.problem(['guests', i, 'memory'], 'expected a whole number of MiB'));
-    else if (image !== null) {
+    let image = null;
+    if (g.image !== undefined) {
       try {
-        layoutGuest(image, g.memory);
+        image = images.get(g.image, g.version);
       } catch (e) {
-        problems.push(doc.problem(['guests', i, 'memory'], (e as Error).message));
+        at(['guests', i, g.version !== undefined && images.list().some((x) => x.name === g.image) ? 'version' : 'image'], (e as Error).message);
       }
     }
-    if (g.stagger !== undefined && g.count === undefined) problems.push(doc.problem(['guests', i, 'stagger'], 'only means something with count'));
+    if (g.memory !== undefined) {
+      if (g.memory % MiB !== 0) at(['guests', i, 'memory'], 'expected a whole number of MiB');
+      else if (image !== null) {
+        try {
+          layoutGuest(image, g.memory);
+        } catch (e) {
+          at(['guests', i, 'memory'], (e as Error).message);
+        }
+      }
+    }
+    if (g.stagger !== undefined && valueAt(root, ['guests', i, 'count']) === undefined) at(['guests', i, 'stagger'], 'only means something with count');
     const count = g.count ?? 1;
-    if (g.start !== 'never') {
+    if (g.start !== undefined && g.start !== 'never' && duration !== undefined) {
       // A guest due to start after the end would silently never run.
       const last = g.start + (count - 1) * (g.stagger ?? 0);
-      if (g.start > raw.duration) problems.push(doc.problem(['guests', i, 'start'], `after the end of the scenario (duration ${raw.duration / 1000}s)`));
-      else if (last > raw.duration) {
-        problems.push(doc.problem(['guests', i, 'stagger'], `the last guest, ${g.name}-${count}, would start at ${last / 1000}s, after the end of the scenario (duration ${raw.duration / 1000}s)`));
+      if (g.start > duration) at(['guests', i, 'start'], `after the end of the scenario (duration ${duration / 1000}s)`);
+      else if (last > duration) {
+        at(['guests', i, 'stagger'], `the last guest, ${g.name ?? '?'}-${count}, would start at ${last / 1000}s, after the end of the scenario (duration ${duration / 1000}s)`);
       }
     }
+    if (g.name === undefined) return;
     for (let j = 0; j < count; j++) {
       const name = g.count === undefined ? g.name : `${g.name}-${j + 1}`;
       if (names.has(name)) {
-        problems.push(doc.problem(['guests', i, 'name'], `guest ${name} is already defined by guests[${names.get(name)!}]`));
+        at(['guests', i, 'name'], `guest ${name} is already defined by guests[${names.get(name)!}]`);
         continue;
       }
       names.set(name, i);
+      if (g.image === undefined || g.memory === undefined || g.mem_merge === undefined || g.workload === undefined || g.start === undefined) continue;
       guests.push({
         name,
         image: g.image,
@@ -309,48 +551,112 @@ export function parseScenario(text: string, file: string, images: ImageCatalog):
     }
   });
 
+  // ---- events ----
   const events: ScenarioEvent[] = [];
-  raw.events.forEach((e, i) => {
-    const action = toAction(e);
-    if ('guest' in action && !names.has(action.guest)) {
-      const key = ACTION_NAMES.find((k) => (e as Record<string, unknown>)[k] !== undefined)!;
-      const path = typeof (e as Record<string, unknown>)[key] === 'string' ? ['events', i, key] : ['events', i, key, 'guest'];
-      problems.push(doc.problem(path, `no guest named ${describe(action.guest)} (guests: ${[...names.keys()].join(', ')})`));
+  const rawEvents = Array.isArray(rootMap.events) ? (rootMap.events as unknown[]) : [];
+  rawEvents.forEach((_, i) => {
+    const e = doc.fields(zEvent, ['events', i], problems, root);
+    if (e === null) return;
+    const raw = valueAt(root, ['events', i]) as Record<string, unknown>;
+    const given = ACTION_NAMES.filter((k) => raw[k] !== undefined);
+    if (given.length !== 1) {
+      at(['events', i], given.length === 0 ? `expected one action (${ACTION_NAMES.join(', ')})` : `expected one action per event, found ${given.join(' and ')}`);
     }
-    if (e.at > raw.duration) problems.push(doc.problem(['events', i, 'at'], `after the end of the scenario (duration ${raw.duration / 1000}s)`));
+    if (e.at !== undefined && duration !== undefined && e.at > duration) at(['events', i, 'at'], `after the end of the scenario (duration ${duration / 1000}s)`);
+    if (given.length !== 1) return;
+    const key = given[0]!;
+    if (key === 'ksm') {
+      // Validated (and its conf read) by policyAt, not by the event's fields.
+      const p = policyAt(['events', i, 'ksm']);
+      if (p !== null && e.at !== undefined) events.push({ at: e.at, action: { kind: 'ksm', policy: p } });
+      return;
+    }
+    if (e[key] === undefined) return;
+    const action = toAction(e as RawEvent);
+    if ('guest' in action && namesKnown && !names.has(action.guest)) {
+      const path = typeof raw[key] === 'string' ? ['events', i, key] : ['events', i, key, 'guest'];
+      at(path, `no guest named ${describe(action.guest)} (guests: ${[...names.keys()].join(', ')})`);
+    }
     if (action.kind === 'pressure' && (action.bytes === 0 || action.bytes % 4096 !== 0)) {
-      problems.push(doc.problem(['events', i, 'pressure'], `expected a positive whole number of 4KiB pages, got ${formatSize(action.bytes)}`));
+      at(['events', i, 'pressure'], `expected a positive whole number of 4KiB pages, got ${formatSize(action.bytes)}`);
     }
-    if (e.ksm !== undefined) checkKsm(e.ksm, ['events', i, 'ksm']);
-    events.push({ at: e.at, action });
+    if (action.kind === 'knobs' && e.knobs !== undefined) {
+      for (const [name, alias] of [['pages_to_scan', 'shm_pages_to_scan'], ['sleep_millisecs', 'shm_sleep_millisecs']] as const) {
+        if (e.knobs[name] !== undefined && e.knobs[alias] !== undefined) {
+          at(['events', i, 'knobs', alias], `libvirt's name for ${name}, which is set too (line ${doc.lineOf(['events', i, 'knobs', name])}): set one`);
+        }
+      }
+    }
+    if (e.at !== undefined) events.push({ at: e.at, action });
   });
-  if (problems.length > 0) {
-    problems.sort((a, b) => a.line - b.line);
-    throw new ConfigError(file, problems);
-  }
+
+  // ---- variants ----
+  const variants: { name: string | null; ksm: KsmPolicy }[] = [];
+  const rawVariants = Array.isArray(rootMap.variants) ? (rootMap.variants as unknown[]) : [];
+  rawVariants.forEach((_, i) => {
+    const v = doc.fields(zVariant, ['variants', i], problems, root);
+    const raw = valueAt(root, ['variants', i]);
+    const p = raw !== null && typeof raw === 'object' && (raw as Record<string, unknown>).ksm !== undefined ? policyAt(['variants', i, 'ksm']) : null;
+    if (v !== null && v.name !== undefined && p !== null) variants.push({ name: v.name, ksm: p });
+  });
+
+  if (problems.length > 0) throw new ConfigError(file, orderProblems(problems));
   // Stable: ties keep file order.
   events.sort((a, b) => a.at - b.at);
 
-  const ksm = toPolicy(raw.ksm);
+  const policy = ksm ?? toPolicy({ policy: 'fixed', run: 1 });
   return {
     file,
-    name: raw.name,
-    description: raw.description,
-    seed: raw.seed,
-    memoryMiB: raw.host.memory / MiB,
-    swapMiB: raw.host.swap / MiB,
-    blockMiB,
-    ksm,
-    durationMs: raw.duration,
-    sampleEveryMs: raw.sample_every,
-    tickMs: raw.tick,
+    name: top.name!,
+    description: top.description!,
+    seed: top.seed!,
+    memoryMiB: host!.memory! / MiB,
+    swapMiB: host!.swap! / MiB,
+    blockMiB: blockMiB!,
+    ksm: policy,
+    durationMs: duration!,
+    sampleEveryMs: top.sample_every!,
+    tickMs: top.tick!,
     guests,
     events,
-    variants: raw.variants === undefined ? [{ name: null, ksm }] : raw.variants.map((v) => ({ name: v.name, ksm: toPolicy(v.ksm) })),
+    variants: top.variants === undefined ? [{ name: null, ksm: policy }] : variants,
   };
 }
 
-function toAction(e: z.output<typeof zEvent>): ScenarioAction {
+/** In line order (problems without a line first), each once. */
+function orderProblems(problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>();
+  const out: ConfigProblem[] = [];
+  for (const p of problems) {
+    const key = `${p.line}\0${p.field}\0${p.message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(p);
+  }
+  return out.sort((a, b) => a.line - b.line);
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let v = value;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+/** What boundCheck accepts for each KubeVirt parameter, in words. */
+const KUBEVIRT_BOUNDS: Record<keyof typeof KUBEVIRT_ANNOTATIONS, (c: Readonly<KubevirtConfig>) => string> = {
+  pagesBoost: () => '0 or more',
+  pagesDecay: () => '0 or less',
+  nPagesMin: () => '0 or more',
+  nPagesMax: (c) => `at least npages_min (${c.nPagesMin})`,
+  nPagesInit: (c) => `between npages_min (${c.nPagesMin}) and npages_max (${c.nPagesMax})`,
+  sleepMsBaseline: () => '1 or more',
+  freePercent: () => 'a fraction between 0 and 1',
+};
+
+function toAction(e: RawEvent): ScenarioAction {
   if (e.start !== undefined) return { kind: 'start', guest: e.start };
   if (e.stop !== undefined) return { kind: 'stop', guest: e.stop };
   if (e.pause !== undefined) return { kind: 'pause', guest: e.pause };
@@ -378,8 +684,8 @@ function toAction(e: z.output<typeof zEvent>): ScenarioAction {
     return {
       kind: 'knobs',
       ...(k.run === undefined ? {} : { run: k.run }),
-      ...(k.pages_to_scan === undefined ? {} : { pagesToScan: k.pages_to_scan }),
-      ...(k.sleep_millisecs === undefined ? {} : { sleepMillisecs: k.sleep_millisecs }),
+      ...(k.pages_to_scan === undefined && k.shm_pages_to_scan === undefined ? {} : { pagesToScan: k.pages_to_scan ?? k.shm_pages_to_scan! }),
+      ...(k.sleep_millisecs === undefined && k.shm_sleep_millisecs === undefined ? {} : { sleepMillisecs: k.sleep_millisecs ?? k.shm_sleep_millisecs! }),
       ...(k.max_kernel_pages === undefined ? {} : { maxKernelPages: k.max_kernel_pages }),
     };
   }

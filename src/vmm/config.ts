@@ -129,7 +129,42 @@ export class ConfigDocument {
     const value = this.value();
     const r = schema.safeParse(value);
     if (r.success) return r.data;
-    throw new ConfigError(this.file, this.problems(r.error.issues, value));
+    throw new ConfigError(this.file, this.problems(r.error.issues, value, []));
+  }
+
+  /**
+   * Validate the part of the document at `path`, adding its problems to `out`: the
+   * value, or null when it is not valid. Validating part by part lets a caller go on
+   * and check what it can of the rest, so every problem is reported in one pass.
+   */
+  check<S extends z.ZodType>(schema: S, path: readonly PropertyKey[], out: ConfigProblem[], root: unknown = this.value()): { value: z.output<S> } | null {
+    const r = schema.safeParse(valueAt(root, path));
+    if (r.success) return { value: r.data };
+    out.push(...this.problems(r.error.issues, root, path));
+    return null;
+  }
+
+  /**
+   * Validate a map field by field against an object schema: unknown keys and bad fields
+   * go to `out`, and the fields that are valid come back (a bad one is left out, a
+   * missing one gets its default); null when the value is not a map at all.
+   */
+  fields<T extends z.ZodRawShape>(schema: z.ZodObject<T>, path: readonly PropertyKey[], out: ConfigProblem[], root: unknown = this.value()): { [K in keyof T]?: z.output<T[K]> } | null {
+    const v = valueAt(root, path);
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+      this.check(schema, path, out, root);
+      return null;
+    }
+    const result: Record<string, unknown> = {};
+    // Fields in the schema's order, then unknown keys: the order zod reports them in.
+    for (const [key, field] of Object.entries(schema.shape)) {
+      const r = this.check(field as z.ZodType, [...path, key], out, root);
+      if (r !== null && r.value !== undefined) result[key] = r.value;
+    }
+    for (const key of Object.keys(v)) {
+      if (!Object.hasOwn(schema.shape, key)) out.push({ line: this.lineOf(path, key), field: fieldName([...path, key]), message: 'unknown field (misspelt?)' });
+    }
+    return result as { [K in keyof T]?: z.output<T[K]> };
   }
 
   /** A problem found after validation (a cross-field check), placed at `path`. */
@@ -137,23 +172,24 @@ export class ConfigDocument {
     return { line: this.lineOf(path), field: fieldName(path), message };
   }
 
-  private problems(issues: readonly z.core.$ZodIssue[], value: unknown): ConfigProblem[] {
+  private problems(issues: readonly z.core.$ZodIssue[], value: unknown, prefix: readonly PropertyKey[]): ConfigProblem[] {
     const out: ConfigProblem[] = [];
     for (const issue of issues) {
+      const path = [...prefix, ...issue.path];
       if (issue.code === 'unrecognized_keys') {
         for (const key of issue.keys) {
           out.push({
-            line: this.lineOf(issue.path, key),
-            field: fieldName([...issue.path, key]),
+            line: this.lineOf(path, key),
+            field: fieldName([...path, key]),
             message: 'unknown field (misspelt?)',
           });
         }
         continue;
       }
-      const missing = issue.code === 'invalid_type' && valueAt(value, issue.path) === undefined;
+      const missing = issue.code === 'invalid_type' && valueAt(value, path) === undefined;
       out.push({
-        line: this.lineOf(issue.path),
-        field: fieldName(issue.path),
+        line: this.lineOf(path),
+        field: fieldName(path),
         message: missing ? `missing (expected ${issue.expected})` : issueMessage(issue),
       });
     }
@@ -261,6 +297,21 @@ export function formatDuration(ms: number): string {
 }
 
 // ---- zod building blocks -------------------------------------------------------------------
+
+/**
+ * A size in bytes, as a scenario takes it: a string with a binary unit ('512MiB',
+ * '2G'), or a bare number of MiB, as QEMU's `-m 2048` reads one (a number as a
+ * string, "2048", too). The result must be a whole number of bytes.
+ */
+const SIZE_MIB_EXPECTED = (i: { input?: unknown }): string => `expected a size like '512MiB' or a number of MiB, got ${describe(i.input)}`;
+export const zSizeMiB = z.union([z.number({ error: SIZE_MIB_EXPECTED }), z.string({ error: SIZE_MIB_EXPECTED })], { error: SIZE_MIB_EXPECTED }).transform((v, ctx) => {
+  const bytes = typeof v === 'number' || /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) * 1024 * 1024 : parseSize(v);
+  if (bytes === null || !Number.isSafeInteger(bytes) || bytes < 0) {
+    ctx.addIssue({ code: 'custom', message: `expected a size like '512MiB' or a number of MiB, got ${describe(v)}` });
+    return z.NEVER;
+  }
+  return bytes;
+});
 
 /** A size in bytes: a string with a binary unit ('512MiB'). */
 export const zSize = z.string({ error: (i) => `expected a size like '512MiB', got ${describe(i.input)}` }).transform((s, ctx) => {

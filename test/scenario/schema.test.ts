@@ -220,7 +220,7 @@ describe('parseScenario: bad input gives file:line: field: what was expected', (
               memroy: 16MiB
         `),
       ).message,
-    ).toBe(['bad.yaml:5: guests[0].memory: missing (expected string)', 'bad.yaml:7: guests[0].memroy: unknown field (misspelt?)'].join('\n'));
+    ).toBe(["bad.yaml:5: guests[0].memory: expected a size like '512MiB' or a number of MiB, got nothing", 'bad.yaml:7: guests[0].memroy: unknown field (misspelt?)'].join('\n'));
   });
 
   it('a missing required field is placed at the map it belongs in', () => {
@@ -236,7 +236,7 @@ describe('parseScenario: bad input gives file:line: field: what was expected', (
     ).toBe('bad.yaml:1: name: missing (expected string)');
   });
 
-  it('a bad size: a word, and a number without a unit', () => {
+  it('a bad size: a word, a negative number, a unit QEMU does not have', () => {
     expect(
       error(
         text(`
@@ -245,10 +245,17 @@ describe('parseScenario: bad input gives file:line: field: what was expected', (
           duration: 30s
           guests:
             - { name: a, image: tiny, memory: lots }
-            - { name: b, image: tiny, memory: 16 }
+            - { name: b, image: tiny, memory: -16 }
+            - { name: c, image: tiny, memory: 16Q }
         `),
       ).message,
-    ).toBe(["bad.yaml:5: guests[0].memory: expected a size like '512MiB', got \"lots\"", "bad.yaml:6: guests[1].memory: expected a size like '512MiB', got 16"].join('\n'));
+    ).toBe(
+      [
+        "bad.yaml:5: guests[0].memory: expected a size like '512MiB' or a number of MiB, got \"lots\"",
+        "bad.yaml:6: guests[1].memory: expected a size like '512MiB' or a number of MiB, got -16",
+        "bad.yaml:7: guests[2].memory: expected a size like '512MiB' or a number of MiB, got \"16Q\"",
+      ].join('\n'),
+    );
   });
 
   it('a bad duration, and a bad start time', () => {
@@ -471,11 +478,11 @@ describe('parseScenario: bad input gives file:line: field: what was expected', (
     ).toBe('bad.yaml:5: guests[0].stagger: only means something with count');
   });
 
-  it('a KSM policy that is neither fixed nor ksmtuned, or missing, or not a map', () => {
+  it('a KSM policy that is not one of the four, or missing, or not a map', () => {
     const scenario = (ksm: string): string => `name: policy\nhost: { memory: 64MiB, block: 16MiB }\nksm: ${ksm}\nduration: 30s\nguests:\n  - { name: a, image: tiny, memory: 16MiB }\n`;
-    expect(error(scenario('{ policy: auto }')).message).toBe("bad.yaml:3: ksm.policy: expected 'fixed' or 'ksmtuned', got \"auto\"");
-    expect(error(scenario('{ run: 1 }')).message).toBe("bad.yaml:3: ksm.policy: expected 'fixed' or 'ksmtuned', got nothing");
-    expect(error(scenario('fixed')).message).toBe('bad.yaml:3: ksm: expected a map with policy: fixed or ksmtuned, got "fixed"');
+    expect(error(scenario('{ policy: auto }')).message).toBe("bad.yaml:3: ksm.policy: expected 'fixed', 'ksmtuned', 'mom' or 'kubevirt', got \"auto\"");
+    expect(error(scenario('{ run: 1 }')).message).toBe("bad.yaml:3: ksm.policy: expected 'fixed', 'ksmtuned', 'mom' or 'kubevirt', got nothing");
+    expect(error(scenario('fixed')).message).toBe('bad.yaml:3: ksm: expected a map with policy: fixed, ksmtuned, mom or kubevirt, got "fixed"');
   });
 
   it('a burst period of 0s, for a guest and in a workload event', () => {
@@ -610,7 +617,7 @@ describe('parseScenario: bad input gives file:line: field: what was expected', (
     ).toBe(
       [
         'bad.yaml:4: sample_evry: unknown field (misspelt?)',
-        "bad.yaml:6: guests[0].memory: expected a size like '512MiB', got \"lots\"",
+        "bad.yaml:6: guests[0].memory: expected a size like '512MiB' or a number of MiB, got \"lots\"",
         'bad.yaml:7: guests[1].image: missing (expected string)',
         'bad.yaml:7: guests[1].imag: unknown field (misspelt?)',
         "bad.yaml:9: events[0].at: expected a duration like '10s' or '5min', got \"soon\"",
