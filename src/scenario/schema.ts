@@ -136,7 +136,7 @@ const zWorkload = z.union(
 
 const MEM_MERGE_EXPECTED = (i: { input?: unknown }): string => `expected on or off (QEMU's mem-merge), or true or false, got ${describe(i.input)}`;
 /** QEMU's `mem-merge=on|off` spelling, or a boolean. */
-const zMemMerge = z.union([z.boolean(), z.enum(['on', 'off']).transform((v) => v === 'on')], { error: MEM_MERGE_EXPECTED });
+const zMemMerge = z.union([z.boolean({ error: MEM_MERGE_EXPECTED }), z.enum(['on', 'off'], { error: MEM_MERGE_EXPECTED }).transform((v) => v === 'on')], { error: MEM_MERGE_EXPECTED });
 
 const zGuest = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: (i) => `expected a name of letters, digits, '.', '_' and '-', got ${describe(i.input)}` }),
@@ -221,6 +221,9 @@ const zScenario = z.strictObject({
 const SCENARIO_EXPECTED = (v: unknown): string => `expected a scenario: a map with name, host, duration and guests, got ${v === null || v === undefined ? 'an empty file' : describe(v)}`;
 
 type RawKsm = z.output<typeof zKsm>;
+/** A policy whose fields are the valid ones of a map that failed validation as a whole. */
+type PartialKsm = { [P in RawKsm['policy']]: { policy: P } & Partial<Extract<RawKsm, { policy: P }>> }[RawKsm['policy']];
+const KSM_BRANCHES = { fixed: zKsmFixed, ksmtuned: zKsmtuned, mom: zMom, kubevirt: zKubevirt } as const;
 type RawGuest = z.output<typeof zGuest>;
 type RawEvent = z.output<typeof zEvent>;
 
@@ -392,12 +395,21 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
   // ---- KSM policies ----
   const policyAt = (path: readonly PropertyKey[]): KsmPolicy | null => {
     const r = doc.check(zKsm, path, problems, root);
-    if (r === null) return null;
-    const k = r.value;
+    let k: PartialKsm;
+    if (r !== null) k = r.value;
+    else {
+      // The checks across its fields still run on the fields that are valid (their
+      // own problems are already reported).
+      const policy = (valueAt(root, [...path, 'policy']) ?? null) as string | null;
+      if (policy === null || !Object.hasOwn(KSM_BRANCHES, policy)) return null;
+      const branch = KSM_BRANCHES[policy as RawKsm['policy']] as unknown as z.ZodObject<z.ZodRawShape>;
+      const fields = doc.fields(branch, path, [], root);
+      if (fields === null) return null;
+      k = { ...fields, policy } as PartialKsm;
+    }
     const conf = k.policy === 'ksmtuned' && k.conf !== undefined ? readConf(k.conf, [...path, 'conf']) : {};
-    if (conf === null) return null;
-    checkKsm(k, path, conf);
-    return toPolicy(k, conf);
+    checkKsm(k, path, conf ?? {});
+    return r === null || conf === null ? null : toPolicy(r.value, conf);
   };
   const readConf = (confPath: string, path: readonly PropertyKey[]): Partial<KsmtunedConfig> | null => {
     if (opts.readFile === undefined) {
@@ -423,7 +435,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     // The daemons sleep whole seconds; under 1s a governor would be due again at once, forever.
     if (ms !== undefined && (ms < 1000 || ms % 1000 !== 0)) at([...path, key], `expected a whole number of seconds, 1s or more, got ${ms}ms`);
   };
-  const checkKsm = (k: RawKsm, path: readonly PropertyKey[], conf: Partial<KsmtunedConfig>): void => {
+  const checkKsm = (k: PartialKsm, path: readonly PropertyKey[], conf: Partial<KsmtunedConfig>): void => {
     switch (k.policy) {
       case 'fixed':
         for (const [name, alias] of [['pages_to_scan', 'shm_pages_to_scan'], ['sleep_millisecs', 'shm_sleep_millisecs']] as const) {
@@ -459,7 +471,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
         wholeSeconds(path, 'interval', k.interval);
         // boundCheck (kubevirt.ts): an override out of bounds is logged and replaced;
         // a scenario is told instead, with what KubeVirt would do.
-        const kp = toPolicy(k);
+        const kp = toPolicy({ max_kernel_pages: undefined, ...k });
         const kv = (kp.policy === 'kubevirt' ? kp.config : {}) as Partial<KubevirtConfig>;
         const resolved = resolveKubevirtParams(kv);
         const keys: [keyof typeof KUBEVIRT_ANNOTATIONS, string][] = [

@@ -676,3 +676,299 @@ describe('loadScenario', () => {
     expect((thrown as ConfigError).file).toBe('test/scenario/fixtures/no-such.yaml');
   });
 });
+
+describe('parseScenario: operators’ spellings', () => {
+  const base = (guest: string, extra = ''): string => `name: q\nhost: { memory: 64MiB, block: 16MiB }\nduration: 30s\n${extra}guests:\n  - ${guest}\n`;
+
+  it('mem_merge takes QEMU’s on and off as well as true and false', () => {
+    const merge = (v: string): boolean => parseScenario(base(`{ name: a, image: tiny, memory: 16MiB, mem_merge: ${v} }`), 'q.yaml', images).guests[0]!.memMerge;
+    expect([merge('on'), merge('off'), merge('true'), merge('false')]).toEqual([true, false, true, false]);
+    expect(error(base('{ name: a, image: tiny, memory: 16MiB, mem_merge: maybe }')).message).toBe(
+      'bad.yaml:5: guests[0].mem_merge: expected on or off (QEMU\'s mem-merge), or true or false, got "maybe"',
+    );
+  });
+
+  it('a bare number is MiB, as in QEMU’s -m 2048: guest memory, host memory, swap and block, pressure', () => {
+    const s = parseScenario(
+      text(`
+        name: bare
+        host: { memory: 64, swap: 32, block: 16 }
+        duration: 30s
+        guests:
+          - { name: a, image: tiny, memory: 16 }
+          - { name: b, image: tiny, memory: "24" }
+          - { name: c, image: tiny, memory: 1.5G }
+        events:
+          - { at: 5s, pressure: 8 }
+      `),
+      'bare.yaml',
+      images,
+    );
+    expect([s.memoryMiB, s.swapMiB, s.blockMiB]).toEqual([64, 32, 16]);
+    expect(s.guests.map((g) => g.memoryMiB)).toEqual([16, 24, 1536]);
+    expect(s.events).toEqual([{ at: 5000, action: { kind: 'pressure', bytes: 8 * MiB } }]);
+  });
+
+  it('half a MiB of guest memory is still refused', () => {
+    expect(error(base('{ name: a, image: tiny, memory: 16.5 }')).message).toBe('bad.yaml:5: guests[0].memory: expected a whole number of MiB');
+  });
+
+  it('libvirt’s node-memory-tune names set pages_to_scan and sleep_millisecs, in the policy and in knobs events', () => {
+    const s = parseScenario(
+      text(`
+        name: virsh
+        host: { memory: 64MiB, block: 16MiB }
+        ksm: { policy: fixed, shm_pages_to_scan: 1000, shm_sleep_millisecs: 50 }
+        duration: 30s
+        guests:
+          - { name: a, image: tiny, memory: 16MiB }
+        events:
+          - { at: 5s, knobs: { shm_pages_to_scan: 200, shm_sleep_millisecs: 10 } }
+      `),
+      'virsh.yaml',
+      images,
+    );
+    expect(s.ksm).toEqual({ policy: 'fixed', run: 1, pagesToScan: 1000, sleepMillisecs: 50, maxKernelPages: null });
+    expect(s.events).toEqual([{ at: 5000, action: { kind: 'knobs', pagesToScan: 200, sleepMillisecs: 10 } }]);
+  });
+
+  it('libvirt’s names: set twice, a statistic, merge_across_nodes on a kernel without it', () => {
+    expect(
+      error(
+        text(`
+          name: virsh
+          host: { memory: 64MiB, block: 16MiB }
+          ksm:
+            policy: fixed
+            pages_to_scan: 100
+            shm_pages_to_scan: 1000
+            shm_merge_across_nodes: 0
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+          events:
+            - { at: 5s, knobs: { shm_pages_shared: 10 } }
+            - { at: 6s, knobs: { sleep_millisecs: 10, shm_sleep_millisecs: 20 } }
+        `),
+      ).message,
+    ).toBe(
+      [
+        "bad.yaml:6: ksm.shm_pages_to_scan: libvirt's name for pages_to_scan, which is set too (line 5): set one",
+        "bad.yaml:7: ksm.shm_merge_across_nodes: libvirt's name for /sys/kernel/mm/ksm/merge_across_nodes, which this kernel (Linux 2.6.33) does not have; libvirt refuses it too: \"Parameter 'shm_merge_across_nodes' is not supported by this kernel\"",
+        "bad.yaml:12: events[0].knobs.shm_pages_shared: libvirt's name for the read-only statistic pages_shared, not a knob",
+        "bad.yaml:13: events[1].knobs.shm_sleep_millisecs: libvirt's name for sleep_millisecs, which is set too (line 13): set one",
+      ].join('\n'),
+    );
+  });
+});
+
+describe('parseScenario: values the kernel would refuse, hosts the model cannot hold', () => {
+  it('pages_to_scan and sleep_millisecs above UINT_MAX, in the policy, a variant and a knobs event', () => {
+    expect(
+      error(
+        text(`
+          name: big
+          host: { memory: 64MiB, block: 16MiB }
+          ksm: { policy: fixed, pages_to_scan: 4294967296 }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+          variants:
+            - { name: v, ksm: { policy: fixed, sleep_millisecs: 5000000000 } }
+          events:
+            - { at: 5s, knobs: { pages_to_scan: 4294967295, sleep_millisecs: 4294967296 } }
+        `),
+      ).message,
+    ).toBe(
+      [
+        'bad.yaml:3: ksm.pages_to_scan: expected at most 4294967295 (UINT_MAX): the kernel refuses larger values with EINVAL, got 4294967296',
+        'bad.yaml:8: variants[0].ksm.sleep_millisecs: expected at most 4294967295 (UINT_MAX): the kernel refuses larger values with EINVAL, got 5000000000',
+        'bad.yaml:10: events[0].knobs.sleep_millisecs: expected at most 4294967295 (UINT_MAX): the kernel refuses larger values with EINVAL, got 4294967296',
+      ].join('\n'),
+    );
+  });
+
+  it('a governor whose figures on this host would be refused: ksmtuned npages_max, its sleep, MOM’s sleep', () => {
+    expect(
+      error(
+        text(`
+          name: big
+          host: { memory: 64MiB, block: 16MiB }
+          ksm: { policy: ksmtuned, npages_max: 4294967296 }
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+          variants:
+            - { name: slow, ksm: { policy: ksmtuned, sleep_msec: 20000000 } }
+            - { name: mom, ksm: { policy: mom, sleep_ms_baseline: 20000000 } }
+        `),
+      ).message,
+    ).toBe(
+      [
+        'bad.yaml:3: ksm.npages_max: expected at most 4294967295 (UINT_MAX): the kernel refuses larger values with EINVAL, got 4294967296',
+        'bad.yaml:8: variants[0].ksm.sleep_msec: ksmtuned would write sleep_millisecs 5120000000 on this host (KSM_SLEEP_MSEC 20000000 × 16 GiB / MemTotal), above UINT_MAX: the kernel refuses it',
+        'bad.yaml:9: variants[1].ksm.sleep_ms_baseline: MOM would write sleep_millisecs 5120000000 on this host (20000000 × 16 GiB / MemTotal), above UINT_MAX: the kernel refuses it',
+      ].join('\n'),
+    );
+  });
+
+  it('host memory beyond what a pte addresses, and swap beyond one buffer', () => {
+    expect(
+      error(
+        text(`
+          name: huge
+          host:
+            memory: 512GiB
+            swap: 8GiB
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+        `),
+      ).message,
+    ).toBe(
+      [
+        'bad.yaml:3: host.memory: expected at most 256 GiB: a pte addresses 2^26 frames of 4 KiB, got 512 GiB',
+        'bad.yaml:4: host.swap: expected at most 4 GiB: the model keeps swap contents in one buffer, and Node.js buffers hold at most that, got 8 GiB',
+      ].join('\n'),
+    );
+  });
+});
+
+describe('parseScenario: the mom and kubevirt policies', () => {
+  const scenario = (ksm: string): string => `name: gov\nhost: { memory: 64MiB, block: 16MiB }\nksm: ${ksm}\nduration: 30s\nguests:\n  - { name: a, image: tiny, memory: 16MiB }\n`;
+
+  it('mom: every key, in the library’s names; none gives the rules file’s defaults', () => {
+    const s = parseScenario(
+      scenario(
+        '{ policy: mom, pages_boost: 500, pages_decay: -20, npages_min: 32, npages_max: 4000, sleep_ms_baseline: 20, free_percent: 0.3, host_monitor_interval: 2s, policy_engine_interval: 4s, sample_history_length: 3, max_kernel_pages: 0 }',
+      ),
+      'gov.yaml',
+      images,
+    );
+    expect(s.ksm).toEqual({
+      policy: 'mom',
+      config: { pagesBoost: 500, pagesDecay: -20, npagesMin: 32, npagesMax: 4000, sleepMsBaseline: 20, freePercent: 0.3, hostMonitorInterval: 2, policyEngineInterval: 4, sampleHistoryLength: 3 },
+      maxKernelPages: 0,
+    });
+    expect(parseScenario(scenario('{ policy: mom }'), 'gov.yaml', images).ksm).toEqual({ policy: 'mom', config: {}, maxKernelPages: null });
+  });
+
+  it('mom: intervals in whole seconds, npages_min not above npages_max, a fraction for free_percent', () => {
+    expect(error(scenario('{ policy: mom, policy_engine_interval: 500ms, npages_min: 2000, free_percent: 20 }')).message).toBe(
+      [
+        'bad.yaml:3: ksm.free_percent: expected a fraction between 0 and 1, got 20',
+        'bad.yaml:3: ksm.policy_engine_interval: expected a whole number of seconds, 1s or more, got 500ms',
+        'bad.yaml:3: ksm.npages_min: expected at most npages_max (1250), got 2000',
+      ].join('\n'),
+    );
+  });
+
+  it('kubevirt: every key', () => {
+    const s = parseScenario(
+      scenario('{ policy: kubevirt, pages_boost: 100, pages_decay: -10, npages_min: 10, npages_max: 2000, npages_init: 50, sleep_ms_baseline: 200, free_percent: 0.5, interval: 1min }'),
+      'gov.yaml',
+      images,
+    );
+    expect(s.ksm).toEqual({
+      policy: 'kubevirt',
+      config: { pagesBoost: 100, pagesDecay: -10, nPagesMin: 10, nPagesMax: 2000, nPagesInit: 50, sleepMsBaseline: 200, freePercent: 0.5, interval: 60 },
+      maxKernelPages: null,
+    });
+  });
+
+  it('kubevirt: an annotation value out of its bounds is refused, saying what the handler would do with it', () => {
+    expect(error(scenario('{ policy: kubevirt, pages_decay: 50, npages_min: 100, npages_init: 20, free_percent: 1.5, sleep_ms_baseline: 0 }')).message).toBe(
+      [
+        'bad.yaml:3: ksm.pages_decay: expected 0 or less, got 50: KubeVirt\'s handler would log "kubevirt.io/ksm-pages-decay-override override value out of bounds, using default (-50)"',
+        'bad.yaml:3: ksm.npages_init: expected between npages_min (100) and npages_max (1250), got 20: KubeVirt\'s handler would log "kubevirt.io/ksm-pages-init-override override value out of bounds, using lowest possible value (100)"',
+        'bad.yaml:3: ksm.sleep_ms_baseline: expected 1 or more, got 0: KubeVirt\'s handler would log "kubevirt.io/ksm-sleep-ms-baseline-override override value out of bounds, using default (100)"',
+        'bad.yaml:3: ksm.free_percent: expected a fraction between 0 and 1, got 1.5: KubeVirt\'s handler would log "kubevirt.io/ksm-free-percent-override override value out of bounds, using default (0.20000000298023224)"',
+      ].join('\n'),
+    );
+  });
+});
+
+describe('parseScenario: ksmtuned from a ksmtuned.conf', () => {
+  const scenario = (ksm: string): string => `name: conf\nhost: { memory: 64MiB, block: 16MiB }\nksm: ${ksm}\nduration: 30s\nguests:\n  - { name: a, image: tiny, memory: 16MiB }\n`;
+  const files: Record<string, string> = {
+    'tuned.conf': '# Configuration file for ksmtuned.\nKSM_MONITOR_INTERVAL=10\nKSM_NPAGES_MAX=2000\nKSM_THRES_COEF=50\nLOGFILE=/var/log/ksmtuned\n',
+    'typo.conf': 'KSM_MONITOR_INTERVAL=10\nKSM_NPAGE_MAX=2000\n',
+  };
+  const readFile = (p: string): string => {
+    const t = files[p];
+    if (t === undefined) throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+    return t;
+  };
+
+  it('conf: gives the file’s settings; keys beside it override them', () => {
+    const s = parseScenario(scenario('{ policy: ksmtuned, conf: tuned.conf, npages_max: 3000 }'), 'conf.yaml', images, { readFile });
+    expect(s.ksm).toEqual({ policy: 'ksmtuned', config: { monitorInterval: 10, npagesMax: 3000, thresCoef: 50 }, maxKernelPages: null });
+  });
+
+  it('a conf file’s problems are reported at conf:, each with the conf file’s own line', () => {
+    expect(error2(scenario('{ policy: ksmtuned, conf: typo.conf }'), readFile).message).toBe(
+      'bad.yaml:3: ksm.conf: typo.conf:2: KSM_NPAGE_MAX: unknown variable (ksmtuned reads KSM_MONITOR_INTERVAL, KSM_NPAGES_BOOST, KSM_NPAGES_DECAY, KSM_NPAGES_MIN, KSM_NPAGES_MAX, KSM_SLEEP_MSEC, KSM_THRES_COEF, KSM_THRES_CONST, LOGFILE, DEBUG and PIDFILE)',
+    );
+    expect(error2(scenario('{ policy: ksmtuned, conf: gone.conf }'), readFile).message).toBe('bad.yaml:3: ksm.conf: cannot read gone.conf (ENOENT)');
+    expect(error(scenario('{ policy: ksmtuned, conf: tuned.conf }')).message).toBe('bad.yaml:3: ksm.conf: a ksmtuned.conf can only be read from a scenario file (loadScenario)');
+  });
+
+  it('loadScenario reads conf: relative to the scenario’s directory', () => {
+    const s = loadScenario(join(FIXTURES, 'ksmtuned-conf.yaml'), images);
+    expect(s.ksm).toEqual({ policy: 'ksmtuned', config: { monitorInterval: 10, npagesBoost: 500, npagesMax: 2000 }, maxKernelPages: null });
+  });
+});
+
+describe('parseScenario: every problem in one pass', () => {
+  it('schema problems do not hide the checks that need other fields: all are reported, by line', () => {
+    expect(
+      error(
+        text(`
+          name: many
+          seed: -1
+          host:
+            memory: 72MiB
+            block: 16MiB
+            swap: lots
+          ksm: { policy: fixed, run: 7 }
+          duration: 1min
+          guests:
+            - { name: a, image: tiny, memory: 8MiB, start: soon }
+            - { name: b, image: nope, memory: 16MiB }
+            - { name: c, image: tiny, memory: 16MiB, start: 2min, colour: red }
+          events:
+            - { at: 5s, stop: d }
+            - { at: 2min, burst: { guest: a, pages: many } }
+            - { at: 70s, pause: b }
+        `),
+      ).message,
+    ).toBe(
+      [
+        'bad.yaml:2: seed: expected a seed (a whole number) (0 or more)',
+        'bad.yaml:4: host.memory: expected a whole number of 16 MiB memory blocks',
+        "bad.yaml:6: host.swap: expected a size like '512MiB' or a number of MiB, got \"lots\"",
+        'bad.yaml:7: ksm.run: expected 0 (stop) or 1 (merge), got 7',
+        "bad.yaml:10: guests[0].start: expected a time like '30s', or 'never', got \"soon\"",
+        'bad.yaml:10: guests[0].memory: image tiny 2 needs at least 16 MiB of RAM, the guest has 8 MiB',
+        'bad.yaml:11: guests[1].image: no image named "nope"; known images: tiny 1, tiny 2',
+        'bad.yaml:12: guests[2].colour: unknown field (misspelt?)',
+        'bad.yaml:12: guests[2].start: after the end of the scenario (duration 60s)',
+        'bad.yaml:14: events[0].stop: no guest named "d" (guests: a, b, c)',
+        'bad.yaml:15: events[1].burst.pages: expected a number of pages, got "many"',
+        'bad.yaml:15: events[1].at: after the end of the scenario (duration 60s)',
+        'bad.yaml:16: events[2].at: after the end of the scenario (duration 60s)',
+      ].join('\n'),
+    );
+  });
+});
+
+/** The ConfigError parsing `t` as bad.yaml with a file reader throws. */
+function error2(t: string, readFile: (p: string) => string): ConfigError {
+  try {
+    parseScenario(t, 'bad.yaml', images, { readFile });
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error('expected a ConfigError, the scenario parsed');
+}
