@@ -7,7 +7,7 @@
  * that failed), 2 a usage error.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { KernelError } from '../lib/errors.js';
@@ -21,8 +21,14 @@ import type { Scenario } from '../scenario/schema.js';
 import type { RunResult } from '../scenario/types.js';
 import { SnapshotError } from '../vmm/snapshot.js';
 import { loadScenario } from '../scenario/load.js';
-import { ConfigError, formatDuration, formatSize, parseDuration } from '../vmm/config.js';
+import { ConfigError, formatDuration, formatSize, parseDuration, parseSize } from '../vmm/config.js';
 import { countPageKinds, layoutGuest, type ImageCatalog } from '../vmm/image.js';
+import { displayName } from '../scenario/images.js';
+import { formatImport, type ImportedGuest } from '../scenario/import.js';
+import { importLibvirtDomain } from '../scenario/import-libvirt.js';
+import { importQemuCommandLine, qemuArgsFromArgv, qemuArgsFromFile } from '../scenario/import-qemu.js';
+import { KSMTUNED_CONF_VARIABLES, parseKsmtunedConf } from '../vmm/ksmtuned-conf.js';
+import type { KsmPolicy } from '../vmm/host.js';
 import { DEMO_USAGE, demoCommand } from './demo.js';
 import { CAPTURE_USAGE, CaptureUsageError, captureCommand, describeCapture, loadCapture } from './capture.js';
 import { CaptureFormatError } from '../vmm/capture-file.js';
@@ -36,6 +42,7 @@ Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
 commands:
   run <scenario>   run a scenario file (YAML or JSON) and print its summary
   resume <file>    finish a run saved with 'run --save-at T --save FILE'
+  import <format>  libvirt domain XML, a QEMU command line or a ksmtuned.conf as scenario YAML
   images [FILE]    list the guest images, or describe a capture file
   capture          record what KSM would see of running processes or QEMU guests
   demo             KSM on the bare kernel: two processes, mostly identical
@@ -54,6 +61,9 @@ options:
   --seed N         override the scenario's seed
   --variant NAME   run only this variant
   --images DIR     guest image descriptors (default: the package's guests/)
+  --ksmtuned-conf FILE
+                   run under ksmtuned configured from FILE (an /etc/ksmtuned.conf)
+                   instead of the scenario's KSM policy and variants
   --check          run the kernel's deep invariant check at every sample (slow)
   --save-at T      at simulated time T (e.g. '90s'), save a snapshot of the host
   --save FILE      ... to FILE; the run then goes on ('samepage resume FILE' later
@@ -78,6 +88,29 @@ options:
   -h, --help       this text
 `;
 
+const IMPORT_USAGE = `usage: samepage import libvirt DOMAIN.xml... [options]
+       samepage import qemu FILE... [options]
+       samepage import qemu [options] -- QEMU-COMMAND-LINE...
+       samepage import ksmtuned KSMTUNED.CONF
+
+Prints scenario YAML made from an operator's own files: libvirt domains and QEMU
+command lines become guests (a guests: list, or a whole scenario with
+--host-memory); a ksmtuned.conf becomes a ksm: block. What the model does not
+honour (a balloon, huge pages, NUMA placement...) is said in a comment above the
+guest. A QEMU FILE holds one command line: as libvirt logs it (one option per line,
+continued with '\\'), or NUL-separated as /proc/PID/cmdline holds it.
+
+options:
+  --image NAME[:VERSION]   the guest image for every guest (a QEMU command line
+                           needs one; a domain's libosinfo metadata picks one otherwise)
+  --images DIR             guest image descriptors (default: the package's guests/)
+  --host-memory SIZE       print a whole scenario, for a host of SIZE (like 16GiB)
+  --host-swap SIZE         ... with this much swap (default 0)
+  --duration T             ... running this long (default 10min)
+  --name NAME              ... named NAME (default import)
+  -h, --help               this text
+`;
+
 const IMAGES_USAGE = `usage: samepage images [--images DIR] [--json]
        samepage images [--json] CAPTURE
 
@@ -97,6 +130,7 @@ const COMMAND_USAGE: ReadonlyMap<string, string> = new Map([
   ['run', RUN_USAGE],
   ['images', IMAGES_USAGE],
   ['resume', RESUME_USAGE],
+  ['import', IMPORT_USAGE],
   ['demo', DEMO_USAGE],
   ['capture', CAPTURE_USAGE],
 ]);
@@ -154,6 +188,7 @@ function runCommand(argv: string[]): number {
     quiet: { type: 'boolean' },
     'save-at': { type: 'string' },
     save: { type: 'string' },
+    'ksmtuned-conf': { type: 'string' },
   });
   if (values.help === true) {
     process.stdout.write(RUN_USAGE);
@@ -163,7 +198,13 @@ function runCommand(argv: string[]): number {
   const path = positionals[0]!;
   const seed = nonNegativeInt('--seed', values.seed as string | undefined, RUN_USAGE);
   const images = loadImages(values.images as string | undefined);
-  const scenario = loadScenario(path, images);
+  let scenario = loadScenario(path, images);
+  const confPath = values['ksmtuned-conf'] as string | undefined;
+  if (confPath !== undefined) {
+    const conf = parseKsmtunedConf(readText(confPath), displayName(confPath));
+    const ksm: KsmPolicy = { policy: 'ksmtuned', config: conf.config, maxKernelPages: null };
+    scenario = { ...scenario, ksm, variants: [{ name: null, ksm }] };
+  }
   const saveAt = values['save-at'] === undefined ? undefined : parseTime('--save-at', values['save-at'] as string, RUN_USAGE);
   const savePath = values.save as string | undefined;
   if ((saveAt === undefined) !== (savePath === undefined)) throw new UsageError('--save-at and --save go together', RUN_USAGE);
@@ -253,6 +294,116 @@ function resumeCommand(argv: string[]): number {
   return 0;
 }
 
+/** A file's text; one that cannot be read is the user's to fix. */
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`samepage: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+/** Several files that cannot be used: each one's problems, then exit 1. */
+class ConfigErrors extends Error {
+  readonly errors: readonly ConfigError[];
+  constructor(errors: readonly ConfigError[]) {
+    super(errors.map((e) => e.message).join('\n'));
+    this.errors = errors;
+  }
+}
+
+function importCommand(argv: string[]): number {
+  // Everything after `--` is the QEMU command line, options and all.
+  const dash = argv.indexOf('--');
+  const mine = dash < 0 ? argv : argv.slice(0, dash);
+  const { values, positionals } = parse(mine, IMPORT_USAGE, {
+    image: { type: 'string' },
+    images: { type: 'string' },
+    'host-memory': { type: 'string' },
+    'host-swap': { type: 'string' },
+    duration: { type: 'string' },
+    name: { type: 'string' },
+  });
+  if (values.help === true) {
+    process.stdout.write(IMPORT_USAGE);
+    return 0;
+  }
+  const [format, ...files] = positionals;
+  if (format === undefined) throw new UsageError('import needs a format: libvirt, qemu or ksmtuned', IMPORT_USAGE);
+  const header = `samepage import ${argv.join(' ')}`;
+  if (format === 'ksmtuned') {
+    if (files.length !== 1 || dash >= 0) throw new UsageError('import ksmtuned takes one ksmtuned.conf', IMPORT_USAGE);
+    const conf = parseKsmtunedConf(readText(files[0]!), displayName(files[0]!));
+    const lines = [`# ${header}`, 'ksm:', '  policy: ksmtuned'];
+    for (const [variable, field] of Object.entries(KSMTUNED_CONF_VARIABLES)) {
+      const v = conf.config[field];
+      if (v === undefined) continue;
+      const key = variable.replace(/^KSM_/, '').toLowerCase();
+      lines.push(`  ${key}: ${field === 'monitorInterval' ? `${v}s` : v}`);
+    }
+    process.stdout.write(`${lines.join('\n')}\n`);
+    return 0;
+  }
+  if (format !== 'libvirt' && format !== 'qemu') throw new UsageError(`import: unknown format ${JSON.stringify(format)} (libvirt, qemu or ksmtuned)`, IMPORT_USAGE);
+  const images = loadImages(values.images as string | undefined);
+  const image = values.image as string | undefined;
+  const guests: ImportedGuest[] = [];
+  const errors: ConfigError[] = [];
+  const add = (f: () => ImportedGuest): void => {
+    try {
+      guests.push(f());
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      errors.push(e);
+    }
+  };
+  if (format === 'libvirt') {
+    if (dash >= 0) throw new UsageError("'--' is for a QEMU command line: import qemu -- ...", IMPORT_USAGE);
+    if (files.length === 0) throw new UsageError('import libvirt needs one or more domain XML files', IMPORT_USAGE);
+    for (const f of files) add(() => importLibvirtDomain(readText(f), displayName(f), images, image === undefined ? {} : { image }));
+  } else if (dash >= 0) {
+    if (files.length > 0) throw new UsageError('import qemu takes files or a command line after --, not both', IMPORT_USAGE);
+    add(() => importQemuCommandLine(qemuArgsFromArgv(argv.slice(dash + 1)), 'qemu command line', images, image === undefined ? {} : { image }));
+  } else {
+    if (files.length === 0) throw new UsageError('import qemu needs a file with a command line, or the command line after --', IMPORT_USAGE);
+    for (const f of files) {
+      const shown = displayName(f);
+      add(() => importQemuCommandLine(qemuArgsFromFile(readText(f), shown), shown, images, { defaultName: basename(f, extname(f)), ...(image === undefined ? {} : { image }) }));
+    }
+  }
+  if (errors.length > 0) throw errors.length === 1 ? errors[0]! : new ConfigErrors(errors);
+  // Two guests of one name: the later ones get -2, -3...
+  const seen = new Map<string, number>();
+  for (const g of guests) {
+    const n = (seen.get(g.name) ?? 0) + 1;
+    seen.set(g.name, n);
+    if (n > 1) {
+      g.notes.push(`the name ${g.name} is taken by an earlier guest: written as ${g.name}-${n}`);
+      g.name = `${g.name}-${n}`;
+    }
+  }
+  let shell = null;
+  if (values['host-memory'] !== undefined) {
+    const memory = parseSizeOption('--host-memory', values['host-memory'] as string);
+    const swap = values['host-swap'] === undefined ? 0 : parseSizeOption('--host-swap', values['host-swap'] as string);
+    const duration = (values.duration as string | undefined) ?? '10min';
+    if (parseDuration(duration) === null) throw new UsageError(`--duration needs a time like '10min', got ${JSON.stringify(duration)}`, IMPORT_USAGE);
+    shell = { name: (values.name as string | undefined) ?? 'import', hostMemoryBytes: memory, hostSwapBytes: swap, duration };
+  } else {
+    for (const k of ['host-swap', 'duration', 'name']) {
+      if (values[k] !== undefined) throw new UsageError(`--${k} goes with --host-memory (a whole scenario)`, IMPORT_USAGE);
+    }
+  }
+  process.stdout.write(formatImport(guests, header, shell));
+  return 0;
+}
+
+function parseSizeOption(name: string, v: string): number {
+  const bytes = /^\d+$/.test(v) ? Number(v) * 1024 * 1024 : parseSize(v);
+  if (bytes === null || bytes % (1024 * 1024) !== 0) throw new UsageError(`${name} needs a size like '16GiB' (a bare number is MiB), got ${JSON.stringify(v)}`, IMPORT_USAGE);
+  return bytes;
+}
+
 function imagesCommand(argv: string[]): number {
   const { values, positionals } = parse(argv, IMAGES_USAGE, { images: { type: 'string' }, json: { type: 'boolean' } });
   if (values.help === true) {
@@ -310,6 +461,8 @@ async function main(argv: string[]): Promise<number> {
         return imagesCommand(rest);
       case 'resume':
         return resumeCommand(rest);
+      case 'import':
+        return importCommand(rest);
       case 'demo':
         try {
           return demoCommand(rest);
@@ -343,6 +496,10 @@ async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof ConfigError) {
       process.stderr.write(`samepage: ${e.file} cannot be used:\n${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof ConfigErrors) {
+      for (const x of e.errors) process.stderr.write(`samepage: ${x.file} cannot be used:\n${x.message}\n`);
       return 1;
     }
     if (e instanceof KernelError) {
