@@ -114,7 +114,7 @@ export function sortNotes(notes: readonly string[], source: string): string[] {
 
 /** A size as a scenario writes it: whole GiB when it is, else MiB. */
 function sizeText(bytes: number): string {
-  return bytes % GiB === 0 ? `${bytes / GiB}GiB` : `${bytes / MiB}MiB`;
+  return bytes % GiB === 0 && bytes > 0 ? `${bytes / GiB}GiB` : `${bytes / MiB}MiB`;
 }
 
 /** A whole scenario around the guests: `--host-memory` and friends. */
@@ -132,7 +132,11 @@ export interface ScenarioShell {
 export function formatImport(guests: readonly ImportedGuest[], header: string, shell: ScenarioShell | null): string {
   const lines: string[] = [`# ${header}`];
   if (shell !== null) {
-    lines.push(stringify({ name: shell.name, host: { memory: sizeText(shell.hostMemoryBytes), swap: sizeText(shell.hostSwapBytes) }, duration: shell.duration }).trimEnd());
+    // Memory blocks of 128 MiB, as Linux's, unless the host is not a whole number of them.
+    let block = 128 * MiB;
+    while (block > MiB && shell.hostMemoryBytes % block !== 0) block /= 2;
+    const host = { memory: sizeText(shell.hostMemoryBytes), swap: sizeText(shell.hostSwapBytes), ...(block === 128 * MiB ? {} : { block: sizeText(block) }) };
+    lines.push(stringify({ name: shell.name, host, duration: shell.duration }).trimEnd());
   }
   lines.push('guests:');
   for (const g of guests) {

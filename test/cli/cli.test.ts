@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +53,7 @@ Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
 commands:
   run <scenario>   run a scenario file (YAML or JSON) and print its summary
   resume <file>    finish a run saved with 'run --save-at T --save FILE'
+  import <format>  libvirt domain XML, a QEMU command line or a ksmtuned.conf as scenario YAML
   images [FILE]    list the guest images, or describe a capture file
   capture          record what KSM would see of running processes or QEMU guests
   demo             KSM on the bare kernel: two processes, mostly identical
@@ -71,6 +72,9 @@ options:
   --seed N         override the scenario's seed
   --variant NAME   run only this variant
   --images DIR     guest image descriptors (default: the package's guests/)
+  --ksmtuned-conf FILE
+                   run under ksmtuned configured from FILE (an /etc/ksmtuned.conf)
+                   instead of the scenario's KSM policy and variants
   --check          run the kernel's deep invariant check at every sample (slow)
   --save-at T      at simulated time T (e.g. '90s'), save a snapshot of the host
   --save FILE      ... to FILE; the run then goes on ('samepage resume FILE' later
@@ -170,14 +174,17 @@ describe.concurrent('samepage run', () => {
     });
   });
 
-  it('on an invalid scenario: exit 1, one file:line: field: message line per problem', async ({ expect }) => {
+  it('on an invalid scenario: exit 1, every problem in one pass, one file:line: field: message line each', async ({ expect }) => {
     expect(await samepage(['run', 'test/cli/fixtures/invalid.yaml', ...IMAGES])).toEqual({
       code: 1,
       stdout: '',
       stderr: [
         'samepage: test/cli/fixtures/invalid.yaml cannot be used:',
-        'test/cli/fixtures/invalid.yaml:5: sample_evry: unknown field (misspelt?)',
-        "test/cli/fixtures/invalid.yaml:7: guests[0].memory: expected a size like '512MiB', got 16",
+        'test/cli/fixtures/invalid.yaml:6: ksm.pages_to_scan: expected at most 4294967295 (UINT_MAX): the kernel refuses larger values with EINVAL, got 5000000000',
+        'test/cli/fixtures/invalid.yaml:8: sample_evry: unknown field (misspelt?)',
+        'test/cli/fixtures/invalid.yaml:10: guests[0].memory: image tiny 1 needs at least 16 MiB of RAM, the guest has 8 MiB',
+        "test/cli/fixtures/invalid.yaml:11: guests[1].memory: expected a size like '512MiB' or a number of MiB, got \"lots\"",
+        'test/cli/fixtures/invalid.yaml:13: events[0].stop: no guest named "c" (guests: a, b)',
         '',
       ].join('\n'),
     });
@@ -344,5 +351,171 @@ describe.concurrent('samepage run --save-at, samepage resume', () => {
     expect(late).toEqual(usageError('--save-at 1h is after the end of the scenario (10s)'));
     expect(bad).toEqual(usageError(`--save-at needs a time like '90s' or '1min 30s', got "soon"`));
     expect(variants).toEqual(usageError('test/cli/fixtures/variants.yaml has 2 variants: say which to save with --variant'));
+  });
+});
+
+const IMPORT_USAGE = `usage: samepage import libvirt DOMAIN.xml... [options]
+       samepage import qemu FILE... [options]
+       samepage import qemu [options] -- QEMU-COMMAND-LINE...
+       samepage import ksmtuned KSMTUNED.CONF
+
+Prints scenario YAML made from an operator's own files: libvirt domains and QEMU
+command lines become guests (a guests: list, or a whole scenario with
+--host-memory); a ksmtuned.conf becomes a ksm: block. What the model does not
+honour (a balloon, huge pages, NUMA placement...) is said in a comment above the
+guest. A QEMU FILE holds one command line: as libvirt logs it (one option per line,
+continued with '\\'), or NUL-separated as /proc/PID/cmdline holds it.
+
+options:
+  --image NAME[:VERSION]   the guest image for every guest (a QEMU command line
+                           needs one; a domain's libosinfo metadata picks one otherwise)
+  --images DIR             guest image descriptors (default: the package's guests/)
+  --host-memory SIZE       print a whole scenario, for a host of SIZE (like 16GiB)
+  --host-swap SIZE         ... with this much swap (default 0)
+  --duration T             ... running this long (default 10min)
+  --name NAME              ... named NAME (default import)
+  -h, --help               this text
+`;
+
+const LIBVIRT = 'test/scenario/fixtures/libvirt';
+
+describe.concurrent('samepage import', () => {
+  it("'help import' and 'import --help' print its usage", async ({ expect }) => {
+    const [help, flag] = await Promise.all([samepage(['help', 'import']), samepage(['import', '--help'])]);
+    expect(help).toEqual({ code: 0, stdout: IMPORT_USAGE, stderr: '' });
+    expect(flag).toEqual(help);
+  });
+
+  it('libvirt: two domains as a guests: list, each with its notes', async ({ expect }) => {
+    expect(await samepage(['import', 'libvirt', `${LIBVIRT}/fedora13-web.xml`, `${LIBVIRT}/win2008-nosharepages.xml`])).toEqual({
+      code: 0,
+      stderr: '',
+      stdout: [
+        `# samepage import libvirt ${LIBVIRT}/fedora13-web.xml ${LIBVIRT}/win2008-nosharepages.xml`,
+        'guests:',
+        `  # ${LIBVIRT}/fedora13-web.xml:6: libosinfo os http://fedoraproject.org/fedora/13 is image fedora 13`,
+        `  # ${LIBVIRT}/fedora13-web.xml:10: <currentMemory> 768 MiB is below <memory> 1 GiB: libvirt starts the guest with its balloon inflated to 768 MiB; the model has no balloon, so the guest gets all 1 GiB (write memory: 768MiB for the ballooned size)`,
+        '  - name: web-1',
+        '    image: fedora',
+        '    version: "13"',
+        '    memory: 1GiB',
+        '    mem_merge: on',
+        `  # ${LIBVIRT}/win2008-nosharepages.xml:4: domain name "ad controller" written as ad-controller (scenario names are letters, digits, '.', '_' and '-')`,
+        `  # ${LIBVIRT}/win2008-nosharepages.xml:7: libosinfo os http://microsoft.com/win/2k8 is image windows 2008`,
+        `  # ${LIBVIRT}/win2008-nosharepages.xml:13: <nosharepages/>: QEMU runs with mem-merge=off, so KSM never sees this guest's RAM (mem_merge: off)`,
+        `  # ${LIBVIRT}/win2008-nosharepages.xml:14: <locked/>: guest RAM locked in host memory (never swapped) is not modelled`,
+        '  - name: ad-controller',
+        '    image: windows',
+        '    version: "2008"',
+        '    memory: 2GiB',
+        '    mem_merge: off',
+        '',
+      ].join('\n'),
+    });
+  });
+
+  it('qemu -- a command line, as a whole scenario that then runs', async ({ expect }) => {
+    const file = join(tmp, 'imported.yaml');
+    const r = await samepage(['import', 'qemu', '--image', 'tiny:1', '--images', 'test/vmm/fixtures', '--host-memory', '64', '--duration', '10s', '--name', 'from-qemu', '--', 'qemu-system-x86_64', '-enable-kvm', '-m', '16', '-name', 'web']);
+    expect(r).toEqual({
+      code: 0,
+      stderr: '',
+      stdout: [
+        '# samepage import qemu --image tiny:1 --images test/vmm/fixtures --host-memory 64 --duration 10s --name from-qemu -- qemu-system-x86_64 -enable-kvm -m 16 -name web',
+        'name: from-qemu',
+        'host:',
+        '  memory: 64MiB',
+        '  swap: 0MiB',
+        '  block: 64MiB',
+        'duration: 10s',
+        'guests:',
+        '  - name: web',
+        '    image: tiny',
+        '    version: "1"',
+        '    memory: 16MiB',
+        '    mem_merge: on',
+        '',
+      ].join('\n'),
+    });
+    writeFileSync(file, r.stdout);
+    const run = await samepage(['run', file, ...IMAGES, '--quiet']);
+    expect([run.code, run.stderr, run.stdout.split('\n')[0]]).toEqual([0, '', 'from-qemu: 10s simulated, seed 1, policy fixed: run 1, pages_to_scan 100, sleep_millisecs 20']);
+  });
+
+  it('qemu FILE: a libvirt log; the problems of a bad one, with file:line', async ({ expect }) => {
+    const bad = join(tmp, 'bad.log');
+    writeFileSync(bad, '/usr/bin/qemu-system-x86_64 \\\n  -name guest=x \\\n  -m size=lots \\\n  -numa node,memdev=ram0\n');
+    const [good, broken] = await Promise.all([
+      samepage(['import', 'qemu', 'test/scenario/fixtures/qemu/web2-libvirt.log', '--image', 'fedora:13']),
+      samepage(['import', 'qemu', bad, '--image', 'fedora:13']),
+    ]);
+    expect(good).toEqual({
+      code: 0,
+      stderr: '',
+      stdout: '# samepage import qemu test/scenario/fixtures/qemu/web2-libvirt.log --image fedora:13\nguests:\n  - name: web-2\n    image: fedora\n    version: "13"\n    memory: 2GiB\n    mem_merge: on\n',
+    });
+    expect(broken).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: [
+        `samepage: ${bad} cannot be used:`,
+        `${bad}:3: -m: expected a size like 2048 (MiB), 2G or size=4G,slots=4,maxmem=8G, got "lots"`,
+        `${bad}:4: -numa: no memory backend with id "ram0" (-object memory-backend-...,id=ram0)`,
+        '',
+      ].join('\n'),
+    });
+  });
+
+  it('libvirt: every file’s problems, each under its own name; nothing on stdout', async ({ expect }) => {
+    expect(await samepage(['import', 'libvirt', `${LIBVIRT}/broken.xml`, `${LIBVIRT}/fedora13-web.xml`, `${LIBVIRT}/fedora38.xml`])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: [
+        `samepage: ${LIBVIRT}/broken.xml cannot be used:`,
+        `${LIBVIRT}/broken.xml:4: not well-formed XML: Expected closing tag 'memory' (opened in line 3, col 3) instead of closing tag 'domain'.`,
+        `samepage: ${LIBVIRT}/fedora38.xml cannot be used:`,
+        `${LIBVIRT}/fedora38.xml:5: <libosinfo:os>: libosinfo os http://fedoraproject.org/fedora/38 (fedora 38) has no image in the catalog (images: debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008); choose one with --image NAME[:VERSION]`,
+        '',
+      ].join('\n'),
+    });
+  });
+
+  it('ksmtuned: a ksmtuned.conf as the ksm: block', async ({ expect }) => {
+    expect(await samepage(['import', 'ksmtuned', 'test/scenario/fixtures/ksmtuned.conf'])).toEqual({
+      code: 0,
+      stderr: '',
+      stdout: '# samepage import ksmtuned test/scenario/fixtures/ksmtuned.conf\nksm:\n  policy: ksmtuned\n  monitor_interval: 10s\n  npages_boost: 500\n  npages_max: 2000\n',
+    });
+  });
+
+  it('usage errors: no format, an unknown one, -- with libvirt, --duration without --host-memory', async ({ expect }) => {
+    const rs = await Promise.all([
+      samepage(['import']),
+      samepage(['import', 'vmware', 'x.vmx']),
+      samepage(['import', 'libvirt', '--', 'qemu-kvm']),
+      samepage(['import', 'libvirt', `${LIBVIRT}/fedora13-web.xml`, '--duration', '1min']),
+    ]);
+    expect(rs.map((r) => [r.code, r.stdout, r.stderr.split('\n')[0]])).toEqual([
+      [2, '', 'samepage: import needs a format: libvirt, qemu or ksmtuned'],
+      [2, '', 'samepage: import: unknown format "vmware" (libvirt, qemu or ksmtuned)'],
+      [2, '', "samepage: '--' is for a QEMU command line: import qemu -- ..."],
+      [2, '', 'samepage: --duration goes with --host-memory (a whole scenario)'],
+    ]);
+  });
+});
+
+describe.concurrent('samepage run --ksmtuned-conf', () => {
+  it('runs under ksmtuned configured from the file, in place of the scenario’s policy', async ({ expect }) => {
+    const conf = join(tmp, 'ksmtuned.conf');
+    writeFileSync(conf, '# tuned for the test\nKSM_MONITOR_INTERVAL=2\nKSM_NPAGES_MAX=2000\n');
+    const r = await samepage(['run', TINY, ...IMAGES, '--quiet', '--ksmtuned-conf', conf]);
+    expect([r.code, r.stderr, r.stdout.split('\n')[0]]).toEqual([0, '', 'tiny: 10s simulated, seed 3, policy ksmtuned: monitor 2s, npages 64..2000 (+300/-50), thres 20%']);
+    const bad = join(tmp, 'bad-ksmtuned.conf');
+    writeFileSync(bad, 'KSM_NPAGES_MAXX=2000\n');
+    expect(await samepage(['run', TINY, ...IMAGES, '--quiet', '--ksmtuned-conf', bad])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `samepage: ${bad} cannot be used:\n${bad}:1: KSM_NPAGES_MAXX: unknown variable (ksmtuned reads KSM_MONITOR_INTERVAL, KSM_NPAGES_BOOST, KSM_NPAGES_DECAY, KSM_NPAGES_MIN, KSM_NPAGES_MAX, KSM_SLEEP_MSEC, KSM_THRES_COEF, KSM_THRES_CONST, LOGFILE, DEBUG and PIDFILE)\n`,
+    });
   });
 });
