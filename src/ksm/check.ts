@@ -1,13 +1,12 @@
 import { InvariantError } from '../lib/errors.js';
-import { PAGE_CHECKSUM_BATCH, PageChecksumBatch } from '../lib/jhash.js';
+import { PAGE_CHECKSUM_BATCH } from '../lib/checksum.js';
 import { rbCheck, rbCount, rbFirst, rbNext } from '../lib/rbtree.js';
 import { MMF_VM_MERGEABLE } from '../mm/constants.js';
 import type { AnonVma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
 import { SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, type RmapItem, type StableNode } from './structs.js';
 
-/** The memo check's batch, and the frames in it. */
-const scratchChecksumBatch = new PageChecksumBatch();
+/** The frames in the memo check's batch (the batch is the engine's own: no scan runs during a check). */
 const scratchBatchPfns = new Int32Array(PAGE_CHECKSUM_BATCH);
 
 /**
@@ -141,7 +140,7 @@ export function checkKsmInvariants(ksm: Ksm): void {
 
   // ---- the memos: every remembered answer is still the right one ----
   // A wrong one means some write to a frame did not go through mem.contentsChanged().
-  const batch = scratchChecksumBatch;
+  const batch = ksm.checksumBatch;
   const pfns = scratchBatchPfns;
   const verify = (): void => {
     batch.run();

@@ -3,7 +3,19 @@ import { HostKernel, type KernelOptions } from '../mm/kernel.js';
 import { checkKsmInvariants } from './check.js';
 import { Ksm } from './ksm.js';
 import { Ksmd } from './ksmd.js';
+import { DEFAULT_KERNEL_VERSION, kernelProfile, type KernelVersion } from './profile.js';
+import type { KsmProcessStats, KsmStats } from './stats.js';
 import { registerKsmSysfs } from './sysfs.js';
+
+/** The options of a kernel with KSM: the mm's, and which kernel version KSM behaves as. */
+export interface KsmKernelOptions extends KernelOptions {
+  /**
+   * The kernel version whose KSM this is (src/ksm/profile.ts): '2.6.33', the
+   * default and, so far, the only one; anything else is EINVAL. Chosen here, on the
+   * KSM side: the mm underneath is the same for every version.
+   */
+  version?: string;
+}
 
 /**
  * The host kernel with KSM built in (CONFIG_KSM=y): what `samepage` exports as
@@ -11,13 +23,18 @@ import { registerKsmSysfs } from './sysfs.js';
  * thread, its memory-hotplug callback and its invariant checker.
  */
 export class Kernel extends HostKernel {
+  /** The kernel version KSM behaves as: '2.6.33'. */
+  readonly version: KernelVersion;
   /** The KSM engine (mm/ksm.c state): trees, mm_slots, cursor, counters, knobs. */
   readonly ksmEngine: Ksm;
   readonly ksmd: Ksmd;
 
-  constructor(opts: KernelOptions = {}) {
+  constructor(opts: KsmKernelOptions = {}) {
+    // Refuse an unknown version before any memory is set up.
+    const profile = kernelProfile(opts.version ?? DEFAULT_KERNEL_VERSION);
     super(opts);
-    const ksm = new Ksm(this);
+    this.version = profile.version;
+    const ksm = new Ksm(this, profile);
     this.ksmEngine = ksm;
     this.registerKsm(ksm);
     registerKsmSysfs(this.sysfs, ksm);
@@ -44,5 +61,19 @@ export class Kernel extends HostKernel {
       }
     }, 100);
     this.registerInvariantChecker('ksm', () => checkKsmInvariants(ksm));
+  }
+
+  /** Every KSM statistic now: the record /sys/kernel/mm/ksm shows a part of (src/ksm/stats.ts). */
+  ksmStats(): KsmStats {
+    return this.ksmEngine.stats();
+  }
+
+  /**
+   * KSM's view of the process with this pid (the kernel's /proc/<pid>/ksm_stat, in
+   * the fields 2.6.33 keeps: its rmap_items and its merging pages). ESRCH for a pid
+   * that is not a live process.
+   */
+  ksmStat(pid: number): KsmProcessStats {
+    return this.ksmEngine.processStats(this.liveProcess(pid).mm);
   }
 }

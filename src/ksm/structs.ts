@@ -14,6 +14,15 @@ export const SEQNR_MASK = 0x0ff; // low bits of the unstable tree seqnr
 export const UNSTABLE_FLAG = 0x100; // is a node of the unstable tree
 export const STABLE_FLAG = 0x200; // is listed from the stable tree
 
+/** ksm_run: what `run` holds (mm/ksm.c). */
+export const KSM_RUN_STOP = 0;
+export const KSM_RUN_MERGE = 1;
+export const KSM_RUN_UNMERGE = 2;
+
+/** Errors of a merge step, as the kernel's negative errnos (0 is success). */
+export const EFAULT = -14;
+export const ENOMEM = -12;
+
 export function decodeRmapFlags(flags: number): string {
   const parts: string[] = [];
   if ((flags & STABLE_FLAG) !== 0) parts.push('STABLE');

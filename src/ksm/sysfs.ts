@@ -1,47 +1,64 @@
-import { KernelError } from '../lib/errors.js';
+import { KernelError, assertNever } from '../lib/errors.js';
 import type { Sysfs } from '../mm/sysfs.js';
-import { parseUintKnob, strictStrtoul } from '../mm/sysfs.js';
-import { KSM_RUN_UNMERGE, type Ksm } from './ksm.js';
+import { strictStrtoul } from '../mm/sysfs.js';
+import type { Ksm } from './ksm.js';
+import { KSM_SYSFS_DIR, type KnobSpec } from './profile.js';
+import { KSM_STATS } from './stats.js';
+import { KSM_RUN_UNMERGE } from './structs.js';
 
-export const KSM_SYSFS_DIR = '/sys/kernel/mm/ksm';
+export { KSM_SYSFS_DIR };
 
 /**
- * The files of /sys/kernel/mm/ksm as 2.6.33 has them: four knobs (0644) and five
- * statistics (0444). Every show() ends in a newline, as sprintf("%u\n") does.
+ * The files of /sys/kernel/mm/ksm, as the engine's profile lists them: its knobs
+ * (0644: show and store) and its statistics files (0444: show only, so a write is
+ * EACCES). Every show() ends in a newline, as sprintf("%u\n") does.
  */
 export function registerKsmSysfs(sysfs: Sysfs, ksm: Ksm): void {
-  const dir = KSM_SYSFS_DIR;
-  sysfs.register(`${dir}/sleep_millisecs`, {
-    show: () => `${ksm.sleepMillisecs}\n`,
-    store: (v) => {
-      ksm.sleepMillisecs = parseUintKnob('sleep_millisecs', v);
-    },
-  });
-  sysfs.register(`${dir}/pages_to_scan`, {
-    show: () => `${ksm.pagesToScan}\n`,
-    store: (v) => {
-      ksm.pagesToScan = parseUintKnob('pages_to_scan', v);
-    },
-  });
-  sysfs.register(`${dir}/run`, {
-    show: () => `${ksm.run}\n`,
-    store: (v) => {
-      const flags = parseUintKnob('run', v);
-      if (flags > KSM_RUN_UNMERGE) throw new KernelError('EINVAL', `run: ${flags} is not 0 (stop), 1 (merge) or 2 (unmerge)`);
-      if (ksm.offlineLock) throw new KernelError('EBUSY', 'run: memory is going offline');
+  for (const knob of ksm.profile.knobs) {
+    sysfs.register(`${KSM_SYSFS_DIR}/${knob.file}`, {
+      show: () => `${ksm[knob.field]}\n`,
+      store: (v) => storeKnob(ksm, knob, v),
+    });
+  }
+  for (const f of ksm.profile.statFiles) {
+    const spec = KSM_STATS.find((s) => s.name === f.stat)!;
+    sysfs.register(`${KSM_SYSFS_DIR}/${f.file}`, { show: () => `${spec.read(ksm)}\n` });
+  }
+}
+
+/**
+ * The knob's store(): parse as its kernel parses, check the limits, then apply. A
+ * refused write changes nothing.
+ */
+function storeKnob(ksm: Ksm, knob: KnobSpec, buf: string): void {
+  const v = parseKnob(knob, buf);
+  switch (knob.store) {
+    case 'set':
+      if (knob.field === 'maxKernelPages') ksm.maxKernelPages = v;
+      else ksm[knob.field] = Number(v);
+      return;
+    case 'run': {
+      const flags = Number(v);
+      if (flags > KSM_RUN_UNMERGE) throw new KernelError('EINVAL', `${knob.file}: ${flags} is not 0 (stop), 1 (merge) or 2 (unmerge)`);
+      if (ksm.offlineLock) throw new KernelError('EBUSY', `${knob.file}: memory is going offline`);
       ksm.setRun(flags);
-    },
-  });
-  sysfs.register(`${dir}/max_kernel_pages`, {
-    show: () => `${ksm.maxKernelPages}\n`,
-    store: (v) => {
-      // Only strict_strtoul here: any unsigned long is accepted.
-      ksm.maxKernelPages = strictStrtoul('max_kernel_pages', v);
-    },
-  });
-  sysfs.register(`${dir}/pages_shared`, { show: () => `${ksm.pagesShared}\n` });
-  sysfs.register(`${dir}/pages_sharing`, { show: () => `${ksm.pagesSharing}\n` });
-  sysfs.register(`${dir}/pages_unshared`, { show: () => `${ksm.pagesUnshared}\n` });
-  sysfs.register(`${dir}/pages_volatile`, { show: () => `${ksm.pagesVolatile}\n` });
-  sysfs.register(`${dir}/full_scans`, { show: () => `${ksm.seqnr}\n` });
+      return;
+    }
+    default:
+      assertNever(knob.store, 'knob store');
+  }
+}
+
+/** The value written, as the knob's parser reads it, within its limits (EINVAL otherwise). */
+function parseKnob(knob: KnobSpec, buf: string): bigint {
+  switch (knob.parse) {
+    case 'strict_strtoul': {
+      const v = strictStrtoul(knob.file, buf);
+      if (v > knob.max) throw new KernelError('EINVAL', `${knob.file}: ${v} is above the largest accepted value ${knob.max}`);
+      if (v < knob.min) throw new KernelError('EINVAL', `${knob.file}: ${v} is below the smallest accepted value ${knob.min}`);
+      return v;
+    }
+    default:
+      return assertNever(knob.parse, 'knob parser');
+  }
 }

@@ -23,6 +23,8 @@
  * The right shifts are `>>>` because C shifts a u32 logically.
  */
 
+import { PAGE_CHECKSUM_BATCH, type PageChecksum, type PageChecksumBatchLike } from './checksum.js';
+
 /** include/linux/jhash.h JHASH_GOLDEN_RATIO, as an int32. */
 const GOLDEN_RATIO = 0x9e3779b9 | 0;
 
@@ -161,8 +163,7 @@ function pageTail(a: number, b: number, c: number, last: number): number {
 
 // ---- batches: four or eight pages in the lanes of WebAssembly SIMD vectors ----------
 
-/** Most pages one PageChecksumBatch hashes in one run(). */
-export const PAGE_CHECKSUM_BATCH = 8;
+export { PAGE_CHECKSUM_BATCH };
 
 const PAGE_BYTES = PAGE_WORDS * 4;
 
@@ -410,7 +411,7 @@ function instantiateSimdHash(): SimdHash | null {
  * plus the page's byte offset in them: the SIMD path copies bytes, the fallback reads
  * words.
  */
-export class PageChecksumBatch {
+export class PageChecksumBatch implements PageChecksumBatchLike {
   /** Pages added since clear(). */
   n: number;
   /** After run(): sums[j] is the checksum of the j-th page added. */
@@ -502,3 +503,10 @@ export class PageChecksumBatch {
     this.runData = null;
   }
 }
+
+/** 2.6.33's calc_checksum(): jhash2(page, PAGE_SIZE / 4, 17), one page or a batch. */
+export const JHASH2_PAGE_CHECKSUM: PageChecksum = {
+  name: 'jhash2',
+  page: pageChecksum,
+  newBatch: () => new PageChecksumBatch(),
+};

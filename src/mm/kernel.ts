@@ -146,6 +146,13 @@ export class HostKernel {
     return p;
   }
 
+  /** The live process with this pid (what /proc/<pid> finds); ESRCH when there is none. */
+  liveProcess(pid: number): Process {
+    const p = this.processes.get(pid);
+    if (p === undefined) throw new KernelError('ESRCH', `no process with pid ${String(pid)}`);
+    return p;
+  }
+
   /** Used by fork. */
   newProcess(name: string, mm: MmStruct): Process {
     const p = new Process(this, this.nextPid++, name, mm);

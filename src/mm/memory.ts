@@ -27,7 +27,7 @@ import {
 import type { HostKernel } from './kernel.js';
 import type { MmStruct } from './mm.js';
 import { LRU_ACTIVE_ANON, LRU_UNEVICTABLE } from './physmem.js';
-import { SWAP_AGAIN, pageAddNewAnonRmap, pageDupRmap, pageRemoveRmap, rmapWalk } from './rmap.js';
+import { SWAP_AGAIN, SWAP_MLOCK, pageAddNewAnonRmap, pageDupRmap, pageRemoveRmap, rmapWalk, type RmapWalkControl } from './rmap.js';
 import { SWAP_CLUSTER_MAX, doSwapPage, freeSwapAndCache, shrinkPages, tryToFreeSwap } from './swapops.js';
 import { AnonVma, ShmemFile, type Vma } from './vma.js';
 
@@ -86,6 +86,27 @@ export function mlockVmaPage(k: HostKernel, pfn: number): void {
   if ((mem.flags[pfn]! & PG_SHMEM) === 0) mem.lruMove(pfn, LRU_UNEVICTABLE);
 }
 
+/** try_to_munlock()'s walk: stops at the first VM_LOCKED area (but `except`) that still maps the page. */
+class MunlockWalk implements RmapWalkControl {
+  except: Vma | null = null;
+  stillLocked = false;
+
+  rmapOne(pfn: number, vma: Vma, addr: number): number {
+    if (vma === this.except || (vma.flags & VM_LOCKED) === 0) return SWAP_AGAIN;
+    const pte = vma.mm.getPte(addr);
+    if (ptePresent(pte) && ptePayload(pte) === pfn) {
+      this.stillLocked = true;
+      return SWAP_MLOCK;
+    }
+    return SWAP_AGAIN;
+  }
+
+  done(): boolean {
+    return false;
+  }
+}
+const scratchMunlockWalk = new MunlockWalk();
+
 /**
  * munlock_vma_page() with try_to_munlock(): clear PG_mlocked unless some other
  * VM_LOCKED area still maps the page.
@@ -95,15 +116,12 @@ export function munlockVmaPage(k: HostKernel, pfn: number, except: Vma | null): 
   if ((mem.flags[pfn]! & PG_MLOCKED) === 0) return;
   let stillLocked = false;
   if ((mem.flags[pfn]! & PG_SHMEM) === 0) {
-    rmapWalk(k, pfn, (p, vma, addr) => {
-      if (vma === except || (vma.flags & VM_LOCKED) === 0) return SWAP_AGAIN;
-      const pte = vma.mm.getPte(addr);
-      if (ptePresent(pte) && ptePayload(pte) === p) {
-        stillLocked = true;
-        return 0;
-      }
-      return SWAP_AGAIN;
-    });
+    const w = scratchMunlockWalk;
+    w.except = except;
+    w.stillLocked = false;
+    rmapWalk(k, pfn, w);
+    stillLocked = w.stillLocked;
+    w.except = null;
   }
   if (stillLocked) return;
   mem.flags[pfn]! &= ~PG_MLOCKED;
@@ -245,6 +263,8 @@ export function doWpPage(k: HostKernel, vma: Vma, addr: number, pte: number): nu
     return VM_FAULT_MINOR;
   }
   k.vmstat.cow_faults++;
+  // wp_page_copy(): the zero page's pte is going; KSM uncounts it if it mapped it there.
+  if (special && k.ksm !== null) k.ksm.mightUnmapZeroPage(mm, pte);
   mm.setPte(addr, mkPte(pfn, PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0)));
   if (!writable) mem.flags[pfn]! |= PG_DIRTY;
   pageAddNewAnonRmap(k, pfn, vma, addr);
@@ -268,7 +288,11 @@ export function zapRange(k: HostKernel, vma: Vma, start: number, end: number): v
     table[slot] = PTE_NONE;
     switch (pte & PTE_KIND_MASK) {
       case PTE_PRESENT: {
-        if ((pte & PTE_SPECIAL) !== 0) return;
+        if ((pte & PTE_SPECIAL) !== 0) {
+          // No normal page (the zero page): KSM uncounts it if it mapped it there.
+          if (k.ksm !== null) k.ksm.mightUnmapZeroPage(mm, pte);
+          return;
+        }
         const pfn = ptePayload(pte);
         if ((pte & PTE_DIRTY) !== 0) mem.flags[pfn]! |= PG_DIRTY;
         pageRemoveRmap(k, pfn);

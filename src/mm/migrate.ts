@@ -22,7 +22,7 @@ import {
   ptePayload,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
-import { SWAP_AGAIN, TTU_IGNORE_MLOCK, TTU_MIGRATION, pageAddAnonRmap, rmapWalk, tryToUnmap } from './rmap.js';
+import { SWAP_AGAIN, TTU_IGNORE_MLOCK, TTU_MIGRATION, pageAddAnonRmap, rmapWalk, tryToUnmap, type RmapWalkControl } from './rmap.js';
 import type { Vma } from './vma.js';
 
 /**
@@ -140,20 +140,37 @@ export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
   return newPfn;
 }
 
+/** remove_migration_ptes()'s walk: each migration entry for oldPfn becomes a pte of newPfn. */
+class RemoveMigrationWalk implements RmapWalkControl {
+  k: HostKernel | null = null;
+  oldPfn = -1;
+
+  rmapOne(newPfn: number, vma: Vma, addr: number): number {
+    const k = this.k!;
+    const pte = vma.mm.getPte(addr);
+    if ((pte & PTE_KIND_MASK) !== PTE_MIGRATION || ptePayload(pte) !== this.oldPfn) return SWAP_AGAIN;
+    k.mem.getPage(newPfn);
+    vma.mm.setPte(addr, mkPte(newPfn, pte & PTE_WRITE));
+    pageAddAnonRmap(k, newPfn, vma, addr);
+    return SWAP_AGAIN;
+  }
+
+  done(): boolean {
+    return false;
+  }
+}
+const scratchRemoveMigrationWalk = new RemoveMigrationWalk();
+
 /**
  * remove_migration_ptes(old, new): every migration entry for `old` found by the
  * rmap walk of `new` becomes a pte mapping `new`, writable if the original was.
  */
 function removeMigrationPtes(k: HostKernel, oldPfn: number, newPfn: number): void {
-  const mem = k.mem;
-  rmapWalk(k, newPfn, (_p: number, vma: Vma, addr: number) => {
-    const pte = vma.mm.getPte(addr);
-    if ((pte & PTE_KIND_MASK) !== PTE_MIGRATION || ptePayload(pte) !== oldPfn) return SWAP_AGAIN;
-    mem.getPage(newPfn);
-    vma.mm.setPte(addr, mkPte(newPfn, pte & PTE_WRITE));
-    pageAddAnonRmap(k, newPfn, vma, addr);
-    return SWAP_AGAIN;
-  });
+  const w = scratchRemoveMigrationWalk;
+  w.k = k;
+  w.oldPfn = oldPfn;
+  rmapWalk(k, newPfn, w);
+  w.k = null;
 }
 
 /**

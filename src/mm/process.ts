@@ -40,6 +40,7 @@ import {
   unlinkVma,
   zapRange,
 } from './memory.js';
+import type { PrctlOption } from './ksm-ops.js';
 import { MmStruct } from './mm.js';
 import { ShmemFile, Vma } from './vma.js';
 
@@ -142,6 +143,9 @@ export class Process {
       if (f === undefined) throw new KernelError('EINVAL', `mmap: unknown special mapping ${JSON.stringify(s)}`);
       flags |= f;
     }
+    // ksm_vma_flags(): with whole-process merging on, KSM makes the area
+    // VM_MERGEABLE before it exists, so it can merge with mergeable neighbours.
+    if (this.kernel.ksm !== null) flags = this.kernel.ksm.vmaFlags(this.mm, flags);
     const size = Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
     const addr = this.mm.getUnmappedArea(size);
     if (addr < 0) throw new KernelError('ENOMEM', `mmap: no room for ${size} bytes in ${this.name}'s address space`);
@@ -310,6 +314,27 @@ export class Process {
       }
     });
     if (!ok) throw new KernelError('ENOMEM', `madvise: ${hexAddr(addr)}-${hexAddr(end)} has unmapped holes in ${this.name} (the mapped parts were advised)`);
+  }
+
+  /**
+   * prctl(option, arg2, arg3, arg4, arg5) for the options KSM answers
+   * (PR_SET_MEMORY_MERGE, PR_GET_MEMORY_MERGE): their result. The arguments are
+   * unsigned longs. A kernel without KSM, or whose KSM predates whole-process
+   * merging, does not know the options: EINVAL, as prctl() answers any unknown one.
+   */
+  prctl(option: PrctlOption, arg2 = 0, arg3 = 0, arg4 = 0, arg5 = 0): number {
+    this.live('prctl');
+    if (option !== 'PR_SET_MEMORY_MERGE' && option !== 'PR_GET_MEMORY_MERGE') {
+      throw new KernelError('EINVAL', `prctl: unknown option ${JSON.stringify(option)} (this model knows PR_SET_MEMORY_MERGE and PR_GET_MEMORY_MERGE)`);
+    }
+    const args = [arg2, arg3, arg4, arg5];
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      if (!Number.isSafeInteger(a) || a! < 0) throw new KernelError('EINVAL', `prctl(${option}): arg${i + 2} must be an unsigned long, got ${String(a)}`);
+    }
+    const ksm = this.kernel.ksm;
+    if (ksm === null) throw new KernelError('EINVAL', `prctl(${option}) needs KSM, and this kernel has none (CONFIG_KSM=n)`);
+    return ksm.prctl(this.mm, option, arg2, arg3, arg4, arg5);
   }
 
   /** mlock(addr, len): lock the areas and fault every page in (writable private pages are COWed now). */

@@ -13,7 +13,7 @@ import {
   ptePayload,
   ptePresent,
 } from './constants.js';
-import type { ReferencedState, RmapOne } from './ksm-ops.js';
+import type { ReferencedState } from './ksm-ops.js';
 import type { HostKernel } from './kernel.js';
 import { LRU_ACTIVE_ANON, LRU_UNEVICTABLE } from './physmem.js';
 import type { AnonVma, Vma } from './vma.js';
@@ -90,8 +90,25 @@ export function pageAddressInVma(k: HostKernel, pfn: number, vma: Vma): number {
   return vma.addressOf(mem.index[pfn]!);
 }
 
+/**
+ * mm/rmap.c struct rmap_walk_control (Linux 3.x; 2.6.33 writes each walk out): what
+ * an rmap walk does at each (vma, address) that may map the page, and when it may
+ * stop early. One walk per kind of page (rmap_walk_anon here, rmap_walk_ksm in KSM)
+ * serves page_referenced(), try_to_unmap(), munlock and migration alike.
+ *
+ * Callers on the reclaim path keep one control per kind of walk as a module scratch
+ * object, its arguments in fields set before each walk: no closure or object is
+ * made per page.
+ */
+export interface RmapWalkControl {
+  /** rmap_one(): visit the page as mapped at `addr` in `vma`. SWAP_AGAIN goes on; anything else ends the walk and is its result. */
+  rmapOne(pfn: number, vma: Vma, addr: number): number;
+  /** done(): asked after each visit that went on; true ends the walk (with SWAP_AGAIN). */
+  done(pfn: number): boolean;
+}
+
 /** rmap_walk_anon() */
-function rmapWalkAnon(k: HostKernel, pfn: number, rmapOne: RmapOne): number {
+function rmapWalkAnon(k: HostKernel, pfn: number, rwc: RmapWalkControl): number {
   const anonVma = k.mem.mapping[pfn] as AnonVma | null;
   if (anonVma === null) return SWAP_AGAIN;
   const index = k.mem.index[pfn]!;
@@ -99,20 +116,21 @@ function rmapWalkAnon(k: HostKernel, pfn: number, rmapOne: RmapOne): number {
   for (const vma of anonVma.vmas) {
     const addr = vma.addressOf(index);
     if (addr < 0) continue;
-    const ret = rmapOne(pfn, vma, addr);
+    const ret = rwc.rmapOne(pfn, vma, addr);
     if (ret !== SWAP_AGAIN) return ret;
+    if (rwc.done(pfn)) return SWAP_AGAIN;
   }
   return SWAP_AGAIN;
 }
 
-/** rmap_walk(): every (vma, address) that may map the page. */
-export function rmapWalk(k: HostKernel, pfn: number, rmapOne: RmapOne): number {
+/** rmap_walk(): every (vma, address) that may map the page, through rwc. */
+export function rmapWalk(k: HostKernel, pfn: number, rwc: RmapWalkControl): number {
   if (k.mem.isKsm(pfn)) {
     if (k.ksm === null) bug(`KSM page ${k.mem.describe(pfn)} with no KSM registered`);
-    return k.ksm.rmapWalk(pfn, rmapOne);
+    return k.ksm.rmapWalk(pfn, rwc);
   }
   if (!k.mem.isAnon(pfn)) return SWAP_AGAIN;
-  return rmapWalkAnon(k, pfn, rmapOne);
+  return rmapWalkAnon(k, pfn, rwc);
 }
 
 /**
@@ -139,10 +157,27 @@ export function pageReferencedOne(_k: HostKernel, pfn: number, vma: Vma, addr: n
   return referenced;
 }
 
+/** page_referenced()'s walk: page_referenced_one() at each mapping, done when no mapping is left to look at. */
+class ReferencedWalk implements RmapWalkControl {
+  k: HostKernel | null = null;
+  state: ReferencedState = { mapcount: 0, vmFlags: 0 };
+  referenced = 0;
+
+  rmapOne(pfn: number, vma: Vma, addr: number): number {
+    this.referenced += pageReferencedOne(this.k!, pfn, vma, addr, this.state);
+    return SWAP_AGAIN;
+  }
+
+  done(): boolean {
+    return this.state.mapcount <= 0;
+  }
+}
+const scratchReferencedWalk = new ReferencedWalk();
+
 /**
  * page_referenced(): how many ptes had the page young, clearing them; plus the
  * page's own PG_referenced. Anonymous pages are walked through their anon_vma,
- * KSM pages through page_referenced_ksm().
+ * KSM pages through KSM's walk (page_referenced_ksm()).
  */
 export function pageReferenced(k: HostKernel, pfn: number, state: ReferencedState): number {
   const mem = k.mem;
@@ -154,21 +189,14 @@ export function pageReferenced(k: HostKernel, pfn: number, state: ReferencedStat
   state.mapcount = mem.pageMapcount(pfn);
   state.vmFlags = 0;
   if (state.mapcount === 0) return referenced;
-  if (mem.isKsm(pfn)) {
-    if (k.ksm === null) bug(`KSM page ${mem.describe(pfn)} with no KSM registered`);
-    return referenced + k.ksm.pageReferenced(pfn, state);
-  }
-  if (!mem.isAnon(pfn)) return referenced;
-  // page_referenced_anon()
-  const anonVma = mem.mapping[pfn] as AnonVma;
-  const index = mem.index[pfn]!;
-  for (const vma of anonVma.vmas) {
-    const addr = vma.addressOf(index);
-    if (addr < 0) continue;
-    referenced += pageReferencedOne(k, pfn, vma, addr, state);
-    if (state.mapcount <= 0) break;
-  }
-  return referenced;
+  if (!mem.isKsm(pfn) && !mem.isAnon(pfn)) return referenced;
+  const w = scratchReferencedWalk;
+  w.k = k;
+  w.state = state;
+  w.referenced = 0;
+  rmapWalk(k, pfn, w);
+  w.k = null;
+  return referenced + w.referenced;
 }
 
 /**
@@ -205,26 +233,34 @@ export function tryToUnmapOne(k: HostKernel, pfn: number, vma: Vma, addr: number
   return SWAP_AGAIN;
 }
 
-/** try_to_unmap(): unmap the page from every pte (anon: try_to_unmap_anon). */
+/** try_to_unmap()'s walk: try_to_unmap_one() at each mapping, done once the page is mapped nowhere. */
+class UnmapWalk implements RmapWalkControl {
+  k: HostKernel | null = null;
+  flags = 0;
+
+  rmapOne(pfn: number, vma: Vma, addr: number): number {
+    return tryToUnmapOne(this.k!, pfn, vma, addr, this.flags);
+  }
+
+  done(pfn: number): boolean {
+    return this.k!.mem.pageMapcount(pfn) === 0;
+  }
+}
+const scratchUnmapWalk = new UnmapWalk();
+
+/**
+ * try_to_unmap(): unmap the page from every pte (try_to_unmap_anon, or KSM's walk:
+ * try_to_unmap_ksm). SWAP_SUCCESS (0) once nothing maps it; else SWAP_MLOCK, or
+ * SWAP_FAIL for a page still mapped somewhere.
+ */
 export function tryToUnmap(k: HostKernel, pfn: number, flags: number): number {
   const mem = k.mem;
-  let ret: number;
-  if (mem.isKsm(pfn)) {
-    if (k.ksm === null) bug(`KSM page ${mem.describe(pfn)} with no KSM registered`);
-    ret = k.ksm.tryToUnmap(pfn, flags);
-  } else if (mem.isAnon(pfn)) {
-    ret = SWAP_AGAIN;
-    const anonVma = mem.mapping[pfn] as AnonVma;
-    const index = mem.index[pfn]!;
-    for (const vma of anonVma.vmas) {
-      const addr = vma.addressOf(index);
-      if (addr < 0) continue;
-      ret = tryToUnmapOne(k, pfn, vma, addr, flags);
-      if (ret !== SWAP_AGAIN || mem.pageMapcount(pfn) === 0) break;
-    }
-  } else {
-    return SWAP_FAIL;
-  }
+  if (!mem.isKsm(pfn) && !mem.isAnon(pfn)) return SWAP_FAIL;
+  const w = scratchUnmapWalk;
+  w.k = k;
+  w.flags = flags;
+  const ret = rmapWalk(k, pfn, w);
+  w.k = null;
   if (ret !== SWAP_MLOCK && mem.pageMapcount(pfn) === 0) return 0; // SWAP_SUCCESS
   return ret === SWAP_AGAIN ? SWAP_FAIL : ret;
 }

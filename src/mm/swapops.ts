@@ -148,30 +148,6 @@ export function tryToFreeSwap(k: HostKernel, pfn: number): void {
   mem.flags[pfn]! |= PG_DIRTY;
 }
 
-/**
- * ksm_might_need_to_copy() (include/linux/ksm.h): a page read back from swap may
- * be mapped here as it is when it has no anon_vma yet (this fault will give it
- * ours), is a KSM page still in the swap cache, or already belongs to this very
- * anon_vma and index. Otherwise it was a KSM page shared with other mappers: they
- * keep it, and this mapper gets its own copy (ksm_does_need_to_copy()).
- * Returns the page to map (holding one reference for us), or -1 when out of memory.
- */
-function ksmMightNeedToCopy(k: HostKernel, pfn: number, vma: Vma, addr: number): number {
-  const mem = k.mem;
-  if (k.ksm === null || !mem.isAnon(pfn) || mem.isKsm(pfn)) return pfn;
-  if (mem.mapping[pfn] === vma.anonVma && mem.index[pfn] === vma.linearIndex(addr)) return pfn;
-  // mm/ksm.c ksm_does_need_to_copy()
-  const copy = allocPage(k, false);
-  if (copy >= 0) {
-    mem.copyPage(copy, pfn);
-    mem.flags[copy]! |= PG_DIRTY | PG_UPTODATE | PG_SWAPBACKED;
-    mem.lruAdd(copy, LRU_ACTIVE_ANON);
-    k.vmstat.ksm_swpin_copy++;
-  }
-  mem.putPage(pfn);
-  return copy;
-}
-
 /** do_swap_page(): a fault on a swap pte. */
 export function doSwapPage(k: HostKernel, vma: Vma, addr: number, pte: number, write: boolean): number {
   const mem = k.mem;
@@ -203,7 +179,9 @@ export function doSwapPage(k: HostKernel, vma: Vma, addr: number, pte: number, w
     ret = VM_FAULT_MAJOR;
   }
   anonVmaPrepare(vma);
-  const page = ksmMightNeedToCopy(k, pfn, vma, addr);
+  // A KSM page comes back to its first mapper; the others may need a copy
+  // (ksm_might_need_to_copy(): KSM decides; without KSM there is nothing to copy).
+  const page = k.ksm === null ? pfn : k.ksm.mightNeedToCopy(pfn, vma, addr);
   if (page < 0) return VM_FAULT_OOM;
   assert(vma.mm.getPte(addr) === pte, () => `swap pte at ${addr} changed under do_swap_page`);
   const writable = (vma.flags & VM_WRITE) !== 0;

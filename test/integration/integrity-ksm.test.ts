@@ -386,10 +386,13 @@ class KsmIntegrityRun {
    */
   reachablePtes(pfn: number): number {
     const seen = new Set<string>();
-    rmapWalk(this.k, pfn, (p, vma, addr) => {
-      const pte = vma.mm.getPte(addr);
-      if ((pte & PTE_KIND_MASK) === PTE_PRESENT && ptePayload(pte) === p) seen.add(`${vma.mm.id}:${addr}`);
-      return SWAP_AGAIN;
+    rmapWalk(this.k, pfn, {
+      rmapOne: (p, vma, addr) => {
+        const pte = vma.mm.getPte(addr);
+        if ((pte & PTE_KIND_MASK) === PTE_PRESENT && ptePayload(pte) === p) seen.add(`${vma.mm.id}:${addr}`);
+        return SWAP_AGAIN;
+      },
+      done: () => false,
     });
     return seen.size;
   }

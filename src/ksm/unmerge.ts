@@ -1,0 +1,78 @@
+import { PAGE_SIZE, VM_MERGEABLE } from '../mm/constants.js';
+import { VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_WRITE, handleMmFault } from '../mm/memory.js';
+import type { Vma } from '../mm/vma.js';
+import type { Ksm } from './ksm.js';
+import { findMergeableVma, followPage, testExit } from './pages.js';
+import { freeSlot, removeTrailingRmapItems } from './rmap-item.js';
+import { dropAnonVma } from './stable-tree.js';
+import { ENOMEM, type RmapItem } from './structs.js';
+
+/*
+ * Unmerging (mm/ksm.c): breaking COW on a KSM page gives the faulting process its
+ * own copy, exactly as its next write would. MADV_UNMERGEABLE does it over a range,
+ * run=2 over everything KSM has ever registered, and a failed merge to undo half a
+ * merge.
+ */
+
+/**
+ * break_ksm(): fault a write on addr until the KSM page there is replaced by a
+ * private copy. Touches only a KSM page, in case the area was remapped meanwhile.
+ * Returns ENOMEM when the copy could not be had, 0 otherwise.
+ */
+export function breakKsm(ksm: Ksm, vma: Vma, addr: number): number {
+  const mem = ksm.kernel.mem;
+  let ret: number;
+  do {
+    const pfn = followPage(ksm, vma, addr);
+    if (pfn < 0) break;
+    if (mem.isKsm(pfn)) ret = handleMmFault(ksm.kernel, vma, addr, true);
+    else ret = VM_FAULT_WRITE;
+    mem.putPage(pfn);
+    if ((ret & VM_FAULT_OOM) !== 0) return ENOMEM;
+  } while ((ret & (VM_FAULT_WRITE | VM_FAULT_SIGBUS | VM_FAULT_OOM)) === 0);
+  return 0;
+}
+
+/** break_cow(): undo a merge of rmap_item's page; drops its anon_vma reference. */
+export function breakCow(ksm: Ksm, item: RmapItem): void {
+  // It is no accident that whenever we break COW to undo, we also drop the anon_vma.
+  dropAnonVma(ksm, item);
+  const vma = findMergeableVma(item.mm, item.address);
+  if (vma !== null) breakKsm(ksm, vma, item.address);
+}
+
+/**
+ * unmerge_ksm_pages(): break COW on every KSM page in [start, end) of vma. The
+ * rmap_items are left for ksmd to clean up on its next pass.
+ */
+export function unmergeKsmPages(ksm: Ksm, vma: Vma, start: number, end: number): number {
+  let err = 0;
+  for (let addr = start; addr < end && err === 0; addr += PAGE_SIZE) {
+    if (testExit(vma.mm)) break;
+    err = breakKsm(ksm, vma, addr);
+  }
+  return err;
+}
+
+/** unmerge_and_remove_all_rmap_items(): run=2. */
+export function unmergeAndRemoveAllRmapItems(ksm: Ksm): number {
+  ksm.scanSlot = ksm.mmHead.next;
+  for (let slot = ksm.scanSlot; slot !== ksm.mmHead; slot = ksm.scanSlot) {
+    const mm = slot.mm!;
+    for (const vma of [...mm.vmas]) {
+      if (testExit(mm)) break;
+      if ((vma.flags & VM_MERGEABLE) === 0 || vma.anonVma === null) continue;
+      const err = unmergeKsmPages(ksm, vma, vma.start, vma.end);
+      if (err !== 0) {
+        ksm.scanSlot = ksm.mmHead;
+        return err;
+      }
+    }
+    removeTrailingRmapItems(ksm, slot);
+    ksm.scanSlot = slot.next;
+    if (testExit(mm)) freeSlot(ksm, slot);
+  }
+  ksm.seqnr = 0;
+  ksm.rootUnstableTree.node = null; // empty already: every rmap_item is gone
+  return 0;
+}

@@ -1,0 +1,58 @@
+import { rbInsertColor, rbLinkNode, type RbNode } from '../lib/rbtree.js';
+import type { Ksm } from './ksm.js';
+import { getMergeablePage, memcmpPages } from './pages.js';
+import { SEQNR_MASK, UNSTABLE_FLAG, type RmapItem } from './structs.js';
+
+/*
+ * The unstable tree (mm/ksm.c): pages whose checksum stayed the same for a full scan,
+ * still writable, sorted by the contents they had when inserted. Writes can leave it
+ * out of order ("corrupted"), so it is thrown away at every full scan and rebuilt;
+ * red-black balancing depends on colours, not contents, so it stays balanced, and a
+ * match found in it is compared again byte by byte after write-protecting both pages,
+ * so a wrong answer costs a missed merge, never a wrong one.
+ */
+
+/** Where unstable_tree_search_insert() leaves the tree page. */
+export interface TreePageOut {
+  pfn: number;
+}
+
+/**
+ * unstable_tree_search_insert(): an rmap_item in the unstable tree whose page has
+ * the same contents as `pfn` (its page, with a reference, in out.pfn), or null
+ * after inserting `item` into the tree.
+ */
+export function unstableTreeSearchInsert(ksm: Ksm, item: RmapItem, pfn: number, out: TreePageOut): RmapItem | null {
+  const mem = ksm.kernel.mem;
+  let parent: RbNode | null = null;
+  let left = false;
+  let cur = ksm.rootUnstableTree.node as RmapItem | null;
+  while (cur !== null) {
+    const treePfn = getMergeablePage(ksm, cur);
+    if (treePfn < 0) return null;
+    // Don't substitute a KSM page for a forked page: it is the same page.
+    if (treePfn === pfn) {
+      mem.putPage(treePfn);
+      return null;
+    }
+    const ret = memcmpPages(ksm, pfn, treePfn);
+    parent = cur;
+    if (ret < 0) {
+      mem.putPage(treePfn);
+      left = true;
+      cur = cur.rbLeft as RmapItem | null;
+    } else if (ret > 0) {
+      mem.putPage(treePfn);
+      left = false;
+      cur = cur.rbRight as RmapItem | null;
+    } else {
+      out.pfn = treePfn;
+      return cur;
+    }
+  }
+  item.flags |= UNSTABLE_FLAG | (ksm.seqnr & SEQNR_MASK);
+  rbLinkNode(item, parent, left, ksm.rootUnstableTree);
+  rbInsertColor(item, ksm.rootUnstableTree);
+  ksm.pagesUnshared++;
+  return null;
+}
