@@ -15,12 +15,11 @@ import type { KsmStatName } from './stats.js';
  *   ksm_init() gives it, the engine field that holds it and what a write does;
  * - the statistics files: the read-only files (KSM_ATTR_RO, 0444), each showing one
  *   statistic of the record in stats.ts;
- * - the per-process view (/proc/<pid>/ksm_stat in kernels that have the file);
  * - calc_checksum()'s hash;
  * - the feature switches: behaviour later kernels added or changed. Every switch is
  *   off in 2.6.33; the engine reads those it implements, and refuses (bug) a profile
- *   that turns on one it does not (checkProfile below), so a switch is never silently
- *   ignored.
+ *   that turns on one it does not (unimplementedFeatures below, checked when the
+ *   engine is made), so a switch is never silently ignored.
  *
  * Only 2.6.33 exists so far. The engine, ksmd, sysfs and the VM manager read what
  * they need from here rather than assuming 2.6.33: the next profile is a new table
@@ -144,7 +143,11 @@ export interface KsmFeatures {
 
 export interface KernelProfile {
   readonly version: KernelVersion;
-  /** The read-write files, in the kernel's ksm_attrs[] order. */
+  /**
+   * The read-write files, in the order a caller setting several at once writes them
+   * (the VM manager's writeKnobs): `run` last, since its store is the one that acts
+   * on the others (run=1 starts ksmd with them; run=2 cannot be taken back).
+   */
   readonly knobs: readonly KnobSpec[];
   /** The read-only files, in ksm_attrs[] order. */
   readonly statFiles: readonly StatFileSpec[];
@@ -162,13 +165,13 @@ const UINT_MAX = BigInt(MM_UINT_MAX);
 export const PROFILE_2_6_33: KernelProfile = {
   version: '2.6.33',
   knobs: [
-    { file: 'sleep_millisecs', field: 'sleepMillisecs', parse: 'strict_strtoul', min: 0n, max: UINT_MAX, initial: 20, store: 'set' },
-    { file: 'pages_to_scan', field: 'pagesToScan', parse: 'strict_strtoul', min: 0n, max: UINT_MAX, initial: 100, store: 'set' },
-    // run_store() narrows this to 0..KSM_RUN_UNMERGE, with its own message.
-    { file: 'run', field: 'run', parse: 'strict_strtoul', min: 0n, max: UINT_MAX, initial: 0, store: 'run' },
     // ksm_init(): ksm_max_kernel_pages = totalram_pages / 4. max_kernel_pages_store
     // takes any unsigned long: no UINT_MAX check.
     { file: 'max_kernel_pages', field: 'maxKernelPages', parse: 'strict_strtoul', min: 0n, max: ULONG_MAX, initial: 'totalram_pages/4', store: 'set' },
+    { file: 'pages_to_scan', field: 'pagesToScan', parse: 'strict_strtoul', min: 0n, max: UINT_MAX, initial: 100, store: 'set' },
+    { file: 'sleep_millisecs', field: 'sleepMillisecs', parse: 'strict_strtoul', min: 0n, max: UINT_MAX, initial: 20, store: 'set' },
+    // run_store() narrows this to 0..KSM_RUN_UNMERGE, with its own message.
+    { file: 'run', field: 'run', parse: 'strict_strtoul', min: 0n, max: UINT_MAX, initial: 0, store: 'run' },
   ],
   statFiles: [
     { file: 'pages_shared', stat: 'pagesShared' },

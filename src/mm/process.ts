@@ -42,6 +42,7 @@ import {
 } from './memory.js';
 import type { PrctlOption } from './ksm-ops.js';
 import { MmStruct } from './mm.js';
+import { newMemSizeStats, pagemapFrames, smapGatherStats, type MemSizeStats } from './task-mmu.js';
 import { ShmemFile, Vma } from './vma.js';
 
 export type Prot = 'none' | 'r' | 'rw';
@@ -578,6 +579,32 @@ export class Process {
   pfnOf(addr: number): number | null {
     const pte = this.mm.getPte(addr - (addr % PAGE_SIZE));
     return ptePresent(pte) ? ptePayload(pte) : null;
+  }
+
+  /**
+   * /proc/<pid>/smaps over [addr, addr+len): resident, swapped and KSM pages there
+   * (mm/task-mmu.ts), added into `into` when given (to sum several ranges, as
+   * smaps_rollup does). Unmapped parts count nothing.
+   */
+  smaps(addr: number, len: number, into: MemSizeStats = newMemSizeStats()): MemSizeStats {
+    smapGatherStats(this.kernel, this.mm, addr, addr + len, into);
+    return into;
+  }
+
+  /** /proc/<pid>/smaps_rollup: smaps() over every area, in address order. */
+  smapsRollup(): MemSizeStats {
+    const mss = newMemSizeStats();
+    for (const vma of this.mm.vmas) smapGatherStats(this.kernel, this.mm, vma.start, vma.end, mss);
+    return mss;
+  }
+
+  /**
+   * /proc/<pid>/pagemap over [addr, addr+len): the frames of the normal pages mapped
+   * there, in address order, appended to `into` when given.
+   */
+  residentFrames(addr: number, len: number, into: number[] = []): number[] {
+    pagemapFrames(this.mm, addr, addr + len, into);
+    return into;
   }
 
   /** get_user_pages(): fault the page in (breaking COW for write) and hold it. */

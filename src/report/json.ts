@@ -1,3 +1,4 @@
+import { KSM_STATS, type KsmStats } from '../ksm/stats.js';
 import { assertNever } from '../lib/errors.js';
 import type { GuestSummary, HostSummary, RunEvent, RunResult } from '../scenario/types.js';
 import type { GuestSample, GuestState, HostSample } from '../vmm/types.js';
@@ -79,14 +80,12 @@ const GUEST_SAMPLE: ShapeOf<GuestSample> = {
   swapBytes: num,
 };
 
+/** Every KSM statistic, in KSM_STATS order: the record a sample and a summary carry. */
+const KSM_STATS_SHAPE = Object.fromEntries(KSM_STATS.map((s) => [s.name, num])) as ShapeOf<KsmStats>;
+
 const HOST_SAMPLE: ShapeOf<HostSample> = {
   t: num,
-  pagesShared: num,
-  pagesSharing: num,
-  pagesUnshared: num,
-  pagesVolatile: num,
-  fullScans: num,
-  pagesScanned: num,
+  ...KSM_STATS_SHAPE,
   savedBytes: num,
   totalBytes: num,
   freeBytes: num,
@@ -124,12 +123,7 @@ const HOST_SUMMARY: ShapeOf<HostSummary> = {
   savedBytes: num,
   peakSavedBytes: num,
   peakSavedAt: num,
-  pagesShared: num,
-  pagesSharing: num,
-  pagesUnshared: num,
-  pagesVolatile: num,
-  fullScans: num,
-  pagesScanned: num,
+  ...KSM_STATS_SHAPE,
 };
 
 const RUN_RESULT: ShapeOf<RunResult> = {

@@ -1,3 +1,4 @@
+import { pickKsmStats } from '../ksm/stats.js';
 import { KernelError, assertNever } from '../lib/errors.js';
 import { Host, describePolicy, type KsmPolicy } from '../vmm/host.js';
 import { formatSize } from '../vmm/config.js';
@@ -367,12 +368,7 @@ function summarize(s: Scenario, variant: string | null, ksm: KsmPolicy, seed: nu
     savedBytes: last.savedBytes,
     peakSavedBytes: peak.savedBytes,
     peakSavedAt: peak.t,
-    pagesShared: last.pagesShared,
-    pagesSharing: last.pagesSharing,
-    pagesUnshared: last.pagesUnshared,
-    pagesVolatile: last.pagesVolatile,
-    fullScans: last.fullScans,
-    pagesScanned: last.pagesScanned,
+    ...pickKsmStats(last),
   };
   return {
     scenario: s.name,

@@ -1,3 +1,4 @@
+import type { KsmStats } from '../ksm/stats.js';
 import type { GuestState, HostSample } from '../vmm/types.js';
 
 /** Something that happened during a run, at simulated time `t` (ms). */
@@ -22,7 +23,8 @@ export interface GuestSummary {
   swapBytes: number;
 }
 
-export interface HostSummary {
+/** The host at the end of a run, with every KSM statistic (KsmStats) as its last sample had them. */
+export interface HostSummary extends KsmStats {
   ramBytes: number;
   swapBytes: number;
   /** Sum of the guests' RAM: what the host promised. */
@@ -33,12 +35,6 @@ export interface HostSummary {
   /** The most KSM saved at any sample, and when. */
   peakSavedBytes: number;
   peakSavedAt: number;
-  pagesShared: number;
-  pagesSharing: number;
-  pagesUnshared: number;
-  pagesVolatile: number;
-  fullScans: number;
-  pagesScanned: number;
 }
 
 /** One run of a scenario (one variant of it). */

@@ -1,8 +1,9 @@
 import { KernelError } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
-import { PAGE_SIZE, PG_KSM, PTE_KIND_MASK, PTE_PRESENT, PTE_SWAP, ptePayload } from '../mm/constants.js';
+import { PAGE_SIZE } from '../mm/constants.js';
 import type { HostKernel } from '../mm/kernel.js';
 import type { Process } from '../mm/process.js';
+import { newMemSizeStats } from '../mm/task-mmu.js';
 import { dirtyPage, dirtyTarget, guestPage, layoutGuest, type GuestImage, type GuestLayout } from './image.js';
 import type { GuestSample, GuestState } from './types.js';
 import { IDLE_WORKLOAD, checkWorkload, startBurst, type ActiveBurst, type WorkloadSpec } from './workload.js';
@@ -454,43 +455,20 @@ export class Guest {
 
   // ---- figures -----------------------------------------------------------------------------
 
-  /** This guest's figures now (walks its RAM's page tables). */
+  /** This guest's figures now: what smaps says of its RAM slots in the QEMU process. */
   sample(): GuestSample {
-    let resident = 0;
-    let merged = 0;
-    let saved = 0;
-    let swapped = 0;
+    const mss = newMemSizeStats();
     const proc = this.process;
-    if (proc !== null) {
-      const mem = this.kernel.mem;
-      const zero = mem.zeroPfn;
-      for (const s of this.slots) {
-        proc.mm.forEachPte(s.hva, s.hva + s.size, (_addr, pte) => {
-          const kind = pte & PTE_KIND_MASK;
-          if (kind === PTE_PRESENT) {
-            const pfn = ptePayload(pte);
-            if (pfn === zero) return;
-            resident++;
-            if ((mem.flags[pfn]! & PG_KSM) !== 0) {
-              merged++;
-              const mappers = mem.mapcount[pfn]! + 1;
-              saved += (mappers - 1) / mappers;
-            }
-          } else if (kind === PTE_SWAP) {
-            swapped++;
-          }
-        });
-      }
-    }
+    if (proc !== null) for (const s of this.slots) proc.smaps(s.hva, s.size, mss);
     return {
       name: this.name,
       id: this.id,
       state: this.state,
       ramBytes: this.ramBytes,
-      residentBytes: resident * PAGE_SIZE,
-      mergedBytes: merged * PAGE_SIZE,
-      savedBytes: Math.round(saved * PAGE_SIZE),
-      swapBytes: swapped * PAGE_SIZE,
+      residentBytes: mss.resident * PAGE_SIZE,
+      mergedBytes: mss.ksm * PAGE_SIZE,
+      savedBytes: Math.round(mss.ksmSaved * PAGE_SIZE),
+      swapBytes: mss.swap * PAGE_SIZE,
     };
   }
 }

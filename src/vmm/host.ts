@@ -1,8 +1,9 @@
 import { customRandom, urlAlphabet } from 'nanoid';
 import { Kernel } from '../ksm/kernel.js';
+import { KSM_SYSFS_DIR, knobFile, type KsmKnobField } from '../ksm/profile.js';
 import { KernelError, assertNever } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
-import { PAGE_SIZE, ptePayload, ptePresent } from '../mm/constants.js';
+import { PAGE_SIZE } from '../mm/constants.js';
 import type { Process } from '../mm/process.js';
 import { formatSize } from './config.js';
 import { Guest, type GuestSnapshot } from './guest.js';
@@ -15,7 +16,12 @@ import { MOM_DEFAULTS } from './mom.js';
 import type { GuestSample, HostSample } from './types.js';
 import type { WorkloadSpec } from './workload.js';
 
-const KSM = '/sys/kernel/mm/ksm';
+/**
+ * KSM knobs to write, by the engine's names for them (src/ksm/profile.ts); undefined
+ * leaves one alone. Which exist is the kernel's profile's business: 2.6.33 has these
+ * four, and a knob the kernel lacks is EINVAL.
+ */
+export type KsmKnobSettings = { [K in KsmKnobField]?: number };
 
 /**
  * How the host runs KSM: knobs written once, or a governor (src/vmm/governor.ts):
@@ -177,8 +183,8 @@ export class Host {
     this.port = {
       meminfo: () => this.kernel.meminfo(),
       qemuProcesses: () => this.qemuProcesses(),
-      readKsm: (file) => Number(this.kernel.sysfs.read(`${KSM}/${file}`)),
-      writeKsm: (file, value) => this.kernel.sysfs.write(`${KSM}/${file}`, String(value)),
+      readKsm: (file) => Number(this.kernel.sysfs.read(`${KSM_SYSFS_DIR}/${file}`)),
+      writeKsm: (file, value) => this.kernel.sysfs.write(`${KSM_SYSFS_DIR}/${file}`, String(value)),
     };
     if (restoredKernel === null) this.setPolicy(opts.ksm ?? DEFAULT_KSM_POLICY);
     else this.policy = opts.ksm ?? DEFAULT_KSM_POLICY;
@@ -203,16 +209,11 @@ export class Host {
   setPolicy(p: KsmPolicy): void {
     const maxKernelPages = p.maxKernelPages ?? undefined;
     if (p.policy === 'fixed') {
-      this.writeKnobs([
-        ['max_kernel_pages', maxKernelPages],
-        ['pages_to_scan', p.pagesToScan],
-        ['sleep_millisecs', p.sleepMillisecs],
-        ['run', p.run],
-      ]);
+      this.writeKnobs({ maxKernelPages, pagesToScan: p.pagesToScan, sleepMillisecs: p.sleepMillisecs, run: p.run });
       this.governor = null;
     } else {
       const g = startGovernor(p, this.port, this.now);
-      this.writeKnobs([['max_kernel_pages', maxKernelPages]]);
+      this.writeKnobs({ maxKernelPages });
       this.governor = g;
     }
     this.policy = p;
@@ -222,29 +223,29 @@ export class Host {
    * Write KSM knobs directly (the policy stays as it is; ksmtuned will overwrite them
    * at its next adjust). A value a file refuses changes nothing.
    */
-  setKnobs(knobs: { run?: number; pagesToScan?: number; sleepMillisecs?: number; maxKernelPages?: number }): void {
-    this.writeKnobs([
-      ['max_kernel_pages', knobs.maxKernelPages],
-      ['pages_to_scan', knobs.pagesToScan],
-      ['sleep_millisecs', knobs.sleepMillisecs],
-      ['run', knobs.run],
-    ]);
+  setKnobs(knobs: KsmKnobSettings): void {
+    this.writeKnobs(knobs);
   }
 
   /**
-   * Write the given knobs of /sys/kernel/mm/ksm in order, skipping undefined ones.
-   * Each file checks its value only as it stores it, so a refused value would leave
-   * the knobs before it written: those get their old values back before the error
-   * goes on. That is safe because `run`, the one knob whose store acts, always comes
-   * last: nothing written after it can fail.
+   * Write the given knobs of /sys/kernel/mm/ksm, skipping undefined ones, in the
+   * order the kernel's profile lists them (`run` last). A knob the kernel does not
+   * have (max_kernel_pages is 2.6.33's) is EINVAL before anything is written. Each
+   * file checks its value only as it stores it, so a refused value would leave the
+   * knobs before it written: those get their old values back before the error goes
+   * on. That is safe because `run`, the one knob whose store acts, always comes last:
+   * nothing written after it can fail.
    */
-  private writeKnobs(knobs: readonly (readonly [file: string, value: number | undefined])[]): void {
+  private writeKnobs(knobs: KsmKnobSettings): void {
     const sysfs = this.kernel.sysfs;
+    const profile = this.kernel.ksmEngine.profile;
+    for (const field of Object.keys(knobs) as KsmKnobField[]) if (knobs[field] !== undefined) knobFile(profile, field);
     const written: [path: string, old: string][] = [];
     try {
-      for (const [file, value] of knobs) {
+      for (const knob of profile.knobs) {
+        const value = knobs[knob.field];
         if (value === undefined) continue;
-        const path = `${KSM}/${file}`;
+        const path = knobFile(profile, knob.field);
         const old = sysfs.read(path);
         sysfs.write(path, String(value));
         written.push([path, old]);
@@ -382,28 +383,15 @@ export class Host {
 
   // ---- memory pressure and the OOM killer --------------------------------------------------------
 
-  /** RSS in pages: present ptes other than the zero page (as Linux counts MM_ANONPAGES). */
+  /** RSS in pages: what smaps_rollup calls Rss (the zero page is in no one's RSS, as Linux counts MM_ANONPAGES). */
   rssPages(proc: Process): number {
-    let n = 0;
-    const zero = this.kernel.mem.zeroPfn;
-    for (const v of proc.mm.vmas) {
-      proc.mm.forEachPte(v.start, v.end, (_a, pte) => {
-        if (ptePresent(pte) && ptePayload(pte) !== zero) n++;
-      });
-    }
-    return n;
+    return proc.smapsRollup().resident;
   }
 
-  /** The OOM killer's score: resident plus swapped pages, in one walk (every pte but the zero page's). */
+  /** The OOM killer's score: resident plus swapped pages (get_mm_rss() + MM_SWAPENTS). */
   private badness(proc: Process): number {
-    let n = 0;
-    const zero = this.kernel.mem.zeroPfn;
-    for (const v of proc.mm.vmas) {
-      proc.mm.forEachPte(v.start, v.end, (_a, pte) => {
-        if (!ptePresent(pte) || ptePayload(pte) !== zero) n++;
-      });
-    }
-    return n;
+    const mss = proc.smapsRollup();
+    return mss.resident + mss.swap;
   }
 
   /**
@@ -512,12 +500,7 @@ export class Host {
     const proc = g.process;
     if (proc === null) throw new KernelError('EINVAL', `guest ${name} is ${g.state}: nothing to migrate`);
     const frames: number[] = [];
-    const zero = this.kernel.mem.zeroPfn;
-    for (const s of g.slots) {
-      proc.mm.forEachPte(s.hva, s.hva + s.size, (_a, pte) => {
-        if (ptePresent(pte) && ptePayload(pte) !== zero) frames.push(ptePayload(pte));
-      });
-    }
+    for (const s of g.slots) proc.residentFrames(s.hva, s.size, frames);
     let moved = 0;
     let failed = 0;
     const seen = new Set<number>();
@@ -631,15 +614,11 @@ export class Host {
     const ksm = k.ksmEngine;
     const guests: GuestSample[] = this.guests.map((g) => g.sample());
     const swap = k.swap;
+    const stats = k.ksmStats();
     return {
       t: k.now,
-      pagesShared: ksm.pagesShared,
-      pagesSharing: ksm.pagesSharing,
-      pagesUnshared: ksm.pagesUnshared,
-      pagesVolatile: ksm.pagesVolatile,
-      fullScans: ksm.seqnr,
-      pagesScanned: ksm.pagesScanned,
-      savedBytes: ksm.pagesSharing * PAGE_SIZE,
+      ...stats,
+      savedBytes: stats.pagesSharing * PAGE_SIZE,
       totalBytes: k.mem.onlineFrames() * PAGE_SIZE,
       freeBytes: k.mem.nrFreeOnline * PAGE_SIZE,
       swapUsedBytes: swap === null ? 0 : (swap.nrSlots - swap.nrFree) * PAGE_SIZE,

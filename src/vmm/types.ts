@@ -1,3 +1,5 @@
+import type { KsmStats } from '../ksm/stats.js';
+
 /**
  * What a host reports about itself and its guests at one instant of simulated time.
  * Pages are 4 KiB; byte figures are exact multiples of the page size except
@@ -26,17 +28,10 @@ export interface GuestSample {
   swapBytes: number;
 }
 
-export interface HostSample {
+/** The host at one instant: every KSM statistic (KsmStats, src/ksm/stats.ts), memory, swap and the knobs. */
+export interface HostSample extends KsmStats {
   /** Simulated time, ms since the host started. */
   t: number;
-  /** /sys/kernel/mm/ksm statistics. */
-  pagesShared: number;
-  pagesSharing: number;
-  pagesUnshared: number;
-  pagesVolatile: number;
-  fullScans: number;
-  /** Pages ksmd has looked at since the host started (its work). */
-  pagesScanned: number;
   /** Memory KSM saves: pages_sharing × 4 KiB. */
   savedBytes: number;
   /** MemTotal and MemFree. */
