@@ -6,8 +6,6 @@ import { KSM_SYSFS_DIR, type KnobSpec } from './profile.js';
 import { KSM_STATS } from './stats.js';
 import { KSM_RUN_UNMERGE } from './structs.js';
 
-export { KSM_SYSFS_DIR };
-
 /**
  * The files of /sys/kernel/mm/ksm, as the engine's profile lists them: its knobs
  * (0644: show and store) and its statistics files (0444: show only, so a write is

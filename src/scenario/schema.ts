@@ -7,7 +7,7 @@ import { KUBEVIRT_ANNOTATIONS, resolveKubevirtParams, type KubevirtConfig } from
 import { MOM_DEFAULTS, type MomConfig } from '../vmm/mom.js';
 import { NODE_MEMORY_PARAMS, nodeMemoryParamProblem } from '../vmm/node-memory-tune.js';
 import { ConfigDocument, ConfigError, describe, formatSize, zCount, zDuration, zFraction, zSizeMiB, type ConfigProblem } from '../vmm/config.js';
-import type { KsmPolicy } from '../vmm/host.js';
+import type { KsmKnobSettings, KsmPolicy } from '../vmm/host.js';
 import { layoutGuest, type ImageCatalog } from '../vmm/image.js';
 import type { WorkloadSpec } from '../vmm/workload.js';
 
@@ -248,7 +248,7 @@ export type ScenarioAction =
   | { kind: 'compact' }
   | { kind: 'migrate'; guest: string; pages: number }
   | { kind: 'offline' | 'online'; block: number }
-  | { kind: 'knobs'; run?: number; pagesToScan?: number; sleepMillisecs?: number; maxKernelPages?: number }
+  | ({ kind: 'knobs' } & KsmKnobSettings)
   | { kind: 'ksm'; policy: KsmPolicy };
 
 export interface ScenarioEvent {

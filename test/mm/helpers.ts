@@ -88,7 +88,7 @@ export function range(n: number, base = 0): number[] {
  * one pass ages only part of the active list, so it may leave reclaimable pages.
  * Returns the pages freed in all.
  */
-export function reclaimAll(k: Kernel): number {
+export function reclaimAll(k: Pick<Kernel, 'reclaim'>): number {
   let total = 0;
   for (;;) {
     const n = k.reclaim(1024);
