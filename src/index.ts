@@ -8,14 +8,19 @@
  * - Snapshots: `host.save()` / `Host.restore()`, and `ScenarioRun` save/resume.
  */
 export { Kernel } from './ksm/kernel.js';
-export type { KernelOptions, VmStat } from './mm/kernel.js';
+export type { KsmKernelOptions as KernelOptions } from './ksm/kernel.js';
+export type { KernelVersion } from './ksm/profile.js';
+export type { KsmStats, KsmProcessStats } from './ksm/stats.js';
+export type { VmStat } from './mm/kernel.js';
 export type { Process, Pin, Prot, Advice, MmapOptions, MapSpecial } from './mm/process.js';
+export type { PrctlOption } from './mm/ksm-ops.js';
+export type { MemSizeStats } from './mm/task-mmu.js';
 export { KernelError, InvariantError, ERRNO } from './lib/errors.js';
 export type { ErrnoCode } from './lib/errors.js';
 export { PAGE_SIZE } from './mm/constants.js';
 
 export { Host, DEFAULT_KSM_POLICY, describePolicy } from './vmm/host.js';
-export type { HostOptions, CreateGuestOptions, KsmPolicy, HostEvent, HostSnapshot } from './vmm/host.js';
+export type { HostOptions, CreateGuestOptions, KsmPolicy, KsmKnobSettings, HostEvent, HostSnapshot } from './vmm/host.js';
 export { Guest } from './vmm/guest.js';
 export type { GuestOptions, MemSlot } from './vmm/guest.js';
 export type { GuestSample, GuestState, HostSample } from './vmm/types.js';
