@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { KSM_STATS } from '../../src/ksm/stats.js';
 import { parseRunJson, toJson } from '../../src/report/json.js';
 import type { RunResult } from '../../src/scenario/types.js';
 import { FIXED, SINGLE, TUNED } from './fixtures.js';
@@ -36,7 +37,7 @@ describe('toJson', () => {
     const run = (JSON.parse(text) as { runs: Record<string, unknown>[] }).runs[0]!;
     expect(Object.keys(run)).toEqual(['scenario', 'variant', 'policy', 'seed', 'durationMs', 'samples', 'events', 'guests', 'host']);
     expect(Object.keys((run.samples as object[])[0]!)).toEqual([
-      't', 'pagesShared', 'pagesSharing', 'pagesUnshared', 'pagesVolatile', 'fullScans', 'pagesScanned',
+      't', ...KSM_STATS.map((x) => x.name),
       'savedBytes', 'totalBytes', 'freeBytes', 'swapUsedBytes', 'run', 'pagesToScan', 'sleepMillisecs', 'guests',
     ]);
     expect(Object.keys((run.events as object[])[0]!)).toEqual(['t', 'what', 'error']);
