@@ -1,6 +1,7 @@
 import { crc32 } from 'node:zlib';
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
-import { restoreUntrustedKernel, saveKernel, type KernelImage } from '../ksm/snapshot.js';
+import { restoreUntrustedKernel, saveKernel } from '../ksm/kernel.js';
+import { KERNEL_IMAGE_VERSION, type KernelImage } from '../mm/snapshot.js';
 import { PAGE_SIZE } from '../mm/constants.js';
 import { Host, type HostSnapshot } from './host.js';
 import { checkGovernorSnapshot } from './governor.js';
@@ -27,7 +28,12 @@ import type { ImageCatalog } from './image.js';
  */
 
 export const SNAPSHOT_MAGIC = 'SAMEPAGE';
-export const SNAPSHOT_VERSION = 2;
+/**
+ * 3: the kernel image in per-layer parts (KERNEL_IMAGE_VERSION 2), guests naming their
+ * page source instead of carrying their images. 2 carried the governors' state as
+ * data; 1 was the first. Files of older versions are refused with problem `version`.
+ */
+export const SNAPSHOT_VERSION = 3;
 const HEADER_BYTES = 20;
 
 export type SnapshotProblem = 'foreign' | 'version' | 'truncated' | 'corrupt' | 'invalid';
@@ -241,6 +247,10 @@ export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = nu
   // The host first: it is small, and checked before the kernel's GiBs are built.
   const hproblem = checkHostSnapshot(body.host);
   if (hproblem !== null) throw new SnapshotError('invalid', `snapshot ${hproblem}`);
+  const kernelVersion = (body.kernel as unknown as Record<string, unknown>).imageVersion;
+  if (kernelVersion !== KERNEL_IMAGE_VERSION) {
+    throw new SnapshotError('version', `snapshot kernel image version ${JSON.stringify(kernelVersion)}, but this Samepage reads version ${KERNEL_IMAGE_VERSION}`);
+  }
   const options = (body.kernel as unknown as Record<string, unknown>).options;
   for (const k of ['memoryMiB', 'swapMiB', 'blockMiB'] as const) {
     // A kernel image without options is refused below, naming the field.

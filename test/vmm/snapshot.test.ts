@@ -1,5 +1,6 @@
 import { Packr } from 'msgpackr';
-import { crc32 } from 'node:zlib';
+import { readFileSync } from 'node:fs';
+import { crc32, gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { Host, PAGE_SIZE, loadImageCatalog, type HostOptions } from '../../src/index.js';
 import { ScenarioRun, runScenario } from '../../src/scenario/run.js';
@@ -207,6 +208,14 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
     expect([e.problem, e.message]).toEqual(['version', `snapshot format version ${SNAPSHOT_VERSION + 1}, but this Samepage reads version ${SNAPSHOT_VERSION}`]);
   });
 
+  it('a file of format 1 (saved before per-layer kernel images and page-source references) is refused by its version', () => {
+    const old = gunzipSync(readFileSync(new URL('../fixtures/snapshot-v1/run-v1.snap.gz', import.meta.url)));
+    expect([old.toString('latin1', 0, 8), old.readUInt32LE(8)]).toEqual(['SAMEPAGE', 1]);
+    const e = problem(old);
+    expect([e.problem, e.message]).toEqual(['version', 'snapshot format version 1, but this Samepage reads version 2']);
+    expect(() => ScenarioRun.resume(old, images)).toThrow(new SnapshotError('version', 'snapshot format version 1, but this Samepage reads version 2'));
+  });
+
   /** Re-pack a changed body with a valid header and CRC: only the contents are wrong. */
   const repack = (change: (body: Record<string, any>) => void): Buffer => {
     const packr = new Packr({ useRecords: true, moreTypes: true, mapsAsObjects: true });
@@ -254,6 +263,11 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
   it('a guest whose process is not in the kernel', () => {
     const e = problem(repack((b) => (b.host.guests[0].pid = 9999)));
     expect(e.message).toBe('snapshot does not restore: guest a: its process 9999 is not in the kernel');
+  });
+
+  it('a kernel image of another version in a file of this one', () => {
+    const e = problem(repack((b) => (b.kernel.imageVersion = 1)));
+    expect([e.problem, e.message]).toEqual(['version', 'snapshot kernel image version 1, but this Samepage reads version 2']);
   });
 
   it('a kernel image with a field missing', () => {
