@@ -189,7 +189,8 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
   const nodeLengths = new Uint32Array(nodes.list.length);
   const nodeKpfn = new Uint32Array(nodes.list.length);
   let inHlists = 0;
-  nodes.list.forEach((node, i) => {
+  for (let i = 0; i < nodes.list.length; i++) {
+    const node = nodes.list[i]!;
     let len = 0;
     let prev: RmapItem | null = null;
     for (let it = node.hlist; it !== null; it = it.hlistNext) {
@@ -203,7 +204,7 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
     nodeLengths[i] = len;
     nodeKpfn[i] = node.kpfn;
     inHlists += len;
-  });
+  }
   if (inHlists !== withHead) inconsistent(`${withHead} rmap_items have a stable node, ${inHlists} are on stable nodes' hlists`);
 
   // The scan cursor.
@@ -248,7 +249,8 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
     unstableTree,
     ksmd: ksmd.saveState(),
   };
-  return { image, mappings: nodes.list };
+  const nodeIndex = nodes.index;
+  return { image, mappings: nodes.list.length, mappingIndex: (o) => nodeIndex.get(o as StableNode) ?? -1 };
 }
 
 // ---- checking an untrusted image ---------------------------------------------------------

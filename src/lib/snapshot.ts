@@ -265,8 +265,8 @@ export const i32s = (x: unknown, path: string, length?: number): Int32Array => w
 export const f64s = (x: unknown, path: string, length?: number): Float64Array => words(x, path, Float64Array, 'f64', length);
 
 /**
- * Expand runs (see RunWriter) into the numbers they stand for, each in [lo, hi), at
- * most `max` of them.
+ * Expand runs (see RunWriter) of frame numbers into the pfns they stand for, each in
+ * [lo, hi), at most `max` of them.
  */
 export function expandRuns(x: unknown, path: string, lo: number, hi: number, max: number): Int32Array {
   const runs = i32s(x, path);

@@ -102,7 +102,7 @@ import { AnonVma, ShmemFile, Vma } from './vma.js';
 /** Version 2: each layer's state in its own part (v1 saved the whole kernel from src/ksm). */
 export const KERNEL_IMAGE_VERSION = 2;
 
-/** mem.mapping codes: index * 4 + kind. MAP_PART indexes the parts' objects (ImagePartSaved.mappings, parts in registration order, concatenated). */
+/** mem.mapping codes: index * 4 + kind. MAP_PART indexes the parts' objects (each part's mappings, parts in registration order, one after the other). */
 const MAP_NONE = 0;
 const MAP_ANON = 1;
 const MAP_PART = 2;
@@ -212,9 +212,9 @@ export interface KernelImage {
  *
  * - save(): its image, reading the layer only. It names the mm's objects it holds
  *   through `ctx` (numbering those no process has, such as the mm of an exited
- *   process that an mm_slot still holds), and returns, besides its image, the list
- *   of its objects that frames may map (page->mapping of a KSM page: its stable
- *   node), which must include every object of its own in ctx.frameMappings.
+ *   process that an mm_slot still holds), and numbers its objects that frames may
+ *   map (page->mapping of a KSM page: its stable node), every one of its own in
+ *   ctx.frameMappings included.
  * - check(): that an untrusted copy can be restored, throwing ImageError (lib/
  *   snapshot.ts fail()) with a path under ctx.path; it declares which mms it holds
  *   (ctx.holdMm) and how many objects frames may map. What it accepts, restore must
@@ -234,8 +234,10 @@ export type ImagePartChecker = Pick<KernelImagePart<unknown>, 'name' | 'check'>;
 
 export interface ImagePartSaved {
   image: unknown;
-  /** Its objects that frames may map, by index. */
-  mappings: readonly object[];
+  /** How many of its objects frames may map: they are numbered 0..mappings-1. */
+  mappings: number;
+  /** The number of such an object, or -1 for an object that is not the part's. */
+  mappingIndex(obj: object): number;
 }
 
 export interface ImagePartChecked<D> {
@@ -249,7 +251,7 @@ export interface ImageSaveContext {
   mm(mm: MmStruct): number;
   /** The index of `av` in the image's anon_vmas, numbering it if new. */
   anonVma(av: AnonVma): number;
-  /** Objects frames map that are no anon_vma or shmem file, in pfn order, each once. */
+  /** What frames map that is no anon_vma or shmem file, in pfn order (an object mapped by several frames is listed for each). */
   readonly frameMappings: readonly object[];
   /** The kernel is not in a state that can be saved: throws InvariantError. */
   inconsistent(msg: string): never;
@@ -300,37 +302,25 @@ export function saveKernelImage(k: HostKernel): KernelImage {
     processes.push({ pid: p.pid, name: p.name, mm: mms.of(p.mm) });
   }
 
-  // Frames. First which are free: the free lists, in order.
+  // Frames. First which are free: the free lists, in order. What frames map that the
+  // mm does not own is for the parts to say.
   const frames = saveFrames(mem);
   const { usedPfns, free } = frames;
   const nrUsed = usedPfns.length;
-
-  // What frames map that the mm does not own: the parts say what it is.
-  const foreign: object[] = [];
-  {
-    const seen = new Set<object>();
-    for (let u = 0; u < nrUsed; u++) {
-      const m = mem.mapping[usedPfns[u]!]!;
-      if (m === null || m instanceof AnonVma || m instanceof ShmemFile || seen.has(m)) continue;
-      seen.add(m);
-      foreign.push(m);
-    }
-  }
   const ctx: ImageSaveContext = {
     mm: (mm) => mms.of(mm),
     anonVma: (av) => anonVmas.of(av),
-    frameMappings: foreign,
+    frameMappings: frames.foreign,
     inconsistent,
   };
   const parts: Record<string, unknown> = {};
-  const partMapping = new Map<object, number>();
+  const saved: { base: number; part: ImagePartSaved }[] = [];
+  let nPartMappings = 0;
   for (const part of k.imageParts) {
-    const saved = part.save(ctx);
-    parts[part.name] = saved.image;
-    for (const o of saved.mappings) {
-      if (partMapping.has(o)) inconsistent(`an object frames may map is claimed by two image parts (${part.name} and an earlier one)`);
-      partMapping.set(o, partMapping.size);
-    }
+    const s = part.save(ctx);
+    parts[part.name] = s.image;
+    saved.push({ base: nPartMappings, part: s });
+    nPartMappings += s.mappings;
   }
 
   // Areas, and through them anon_vmas and shmem files: every mm is numbered by now.
@@ -369,11 +359,7 @@ export function saveKernelImage(k: HostKernel): KernelImage {
     if (m === null) mapping[u] = MAP_NONE;
     else if (m instanceof AnonVma) mapping[u] = anonVmas.of(m) * 4 + MAP_ANON;
     else if (m instanceof ShmemFile) mapping[u] = shmems.of(m) * 4 + MAP_SHMEM;
-    else {
-      const i = partMapping.get(m);
-      if (i === undefined) inconsistent(`${mem.describe(pfn)} has a mapping that is no anon_vma, shmem file or object of an image part (a stable node)`);
-      mapping[u] = i * 4 + MAP_PART;
-    }
+    else mapping[u] = partMappingIndex(saved, m, mem, pfn) * 4 + MAP_PART;
   }
 
   // Contents: frames in use by pfn, then swap slots by offset.
@@ -455,7 +441,19 @@ export function saveKernelImage(k: HostKernel): KernelImage {
   };
 }
 
-/** The free lists (which say which frames are in use) and the metadata of the frames in use. */
+/** The number, among all the parts' objects, of one a frame maps (a KSM page's stable node). */
+function partMappingIndex(saved: readonly { base: number; part: ImagePartSaved }[], m: object, mem: PhysMem, pfn: number): number {
+  for (const { base, part } of saved) {
+    const i = part.mappingIndex(m);
+    if (i >= 0) return base + i;
+  }
+  inconsistent(`${mem.describe(pfn)} has a mapping that is no anon_vma, shmem file or object of an image part (a stable node)`);
+}
+
+/**
+ * The free lists (which say which frames are in use), the metadata of the frames in
+ * use, and what they map that is no anon_vma or shmem file (`foreign`, in pfn order).
+ */
 function saveFrames(mem: PhysMem): {
   blocks: MemImage['blocks'];
   free: Uint8Array;
@@ -465,6 +463,7 @@ function saveFrames(mem: PhysMem): {
   mapcount: Int32Array;
   index: Float64Array;
   priv: Uint8Array;
+  foreign: object[];
 } {
   const nrFrames = mem.nrFrames;
   const free = new Uint8Array(nrFrames);
@@ -496,6 +495,7 @@ function saveFrames(mem: PhysMem): {
   const mapcount = new Int32Array(nrUsed);
   const index = new Float64Array(nrUsed);
   const priv = new IntList();
+  const foreign: object[] = [];
   for (let u = 0; u < nrUsed; u++) {
     const pfn = usedPfns[u]!;
     const f = mem.flags[pfn]!;
@@ -508,8 +508,10 @@ function saveFrames(mem: PhysMem): {
       priv.push(pfn);
       priv.push(mem.private[pfn]!);
     }
+    const m = mem.mapping[pfn]!;
+    if (m !== null && !(m instanceof AnonVma) && !(m instanceof ShmemFile)) foreign.push(m);
   }
-  return { blocks, free, usedPfns, flags, count, mapcount, index, priv: priv.done() };
+  return { blocks, free, usedPfns, flags, count, mapcount, index, priv: priv.done(), foreign };
 }
 
 /** neverUsed, as alternating run lengths, 0s first. */
@@ -808,7 +810,6 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
       for (let e = 0; e < PTRS_PER_PTE; e++) {
         const pte = ptes[t * PTRS_PER_PTE + e]!;
         if (pte === PTE_NONE) continue;
-        const where = `${path}.ptes[${t * PTRS_PER_PTE + e}]`;
         const addr = pmd * PMD_SIZE + e * PAGE_SIZE;
         // The vma containing addr: vmas are sorted (tables need not be).
         let lo = 0;
@@ -818,24 +819,24 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
           if (ends[mid]! <= addr) lo = mid + 1;
           else hi = mid;
         }
-        if (lo >= ends.length || starts[lo]! > addr) fail(where, `pte at ${hexAddr(addr)} lies outside every vma`);
+        if (lo >= ends.length || starts[lo]! > addr) fail(`${path}.ptes[${t * PTRS_PER_PTE + e}]`, `pte at ${hexAddr(addr)} lies outside every vma`);
         const payload = ptePayload(pte);
         switch (pte & PTE_KIND_MASK) {
           case PTE_PRESENT:
             if ((pte & PTE_SPECIAL) !== 0) {
-              if (payload !== 0) fail(where, `special pte at ${hexAddr(addr)} maps pfn ${payload}, not the zero page`);
+              if (payload !== 0) fail(`${path}.ptes[${t * PTRS_PER_PTE + e}]`, `special pte at ${hexAddr(addr)} maps pfn ${payload}, not the zero page`);
             } else if (payload >= nrFrames || free[payload] !== 0) {
-              fail(where, `pte at ${hexAddr(addr)} maps pfn ${payload}, which is not a frame in use`);
+              fail(`${path}.ptes[${t * PTRS_PER_PTE + e}]`, `pte at ${hexAddr(addr)} maps pfn ${payload}, which is not a frame in use`);
             }
             break;
           case PTE_SWAP:
-            if (payload < 1 || payload > nrSlots || slotInUse[payload] === 0) fail(where, `swap pte at ${hexAddr(addr)} names slot ${payload}, which is not in use`);
+            if (payload < 1 || payload > nrSlots || slotInUse[payload] === 0) fail(`${path}.ptes[${t * PTRS_PER_PTE + e}]`, `swap pte at ${hexAddr(addr)} names slot ${payload}, which is not in use`);
             break;
           case PTE_MIGRATION:
-            fail(where, `migration entry at ${hexAddr(addr)}: a kernel at rest has none`);
+            fail(`${path}.ptes[${t * PTRS_PER_PTE + e}]`, `migration entry at ${hexAddr(addr)}: a kernel at rest has none`);
             break;
           default:
-            fail(where, `pte 0x${pte.toString(16)} at ${hexAddr(addr)} has no valid kind`);
+            fail(`${path}.ptes[${t * PTRS_PER_PTE + e}]`, `pte 0x${pte.toString(16)} at ${hexAddr(addr)} has no valid kind`);
         }
       }
     }

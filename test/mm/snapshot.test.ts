@@ -72,7 +72,7 @@ describe('registerImagePart: a layer above the mm saves and restores its part', 
     part(): KernelImagePart<{ mm: number; note: number }> {
       return {
         name: 'holder',
-        save: (ctx) => ({ image: { mm: this.mm === null ? -1 : ctx.mm(this.mm), note: this.note }, mappings: [] }),
+        save: (ctx) => ({ image: { mm: this.mm === null ? -1 : ctx.mm(this.mm), note: this.note }, mappings: 0, mappingIndex: () => -1 }),
         check: (x, ctx) => {
           const o = obj(x, ctx.path);
           const mm = int(o.mm, `${ctx.path}.mm`, -1, ctx.mms - 1);
@@ -139,7 +139,7 @@ describe('registerImagePart: a layer above the mm saves and restores its part', 
   it('an mm no process has and no part declares it holds is refused', () => {
     const { k } = held();
     const img = saveKernelImage(k);
-    const lax: KernelImagePart<null> = { name: 'holder', save: () => ({ image: null, mappings: [] }), check: () => ({ decoded: null, mappings: 0 }), restore: () => [] };
+    const lax: KernelImagePart<null> = { name: 'holder', save: () => ({ image: null, mappings: 0, mappingIndex: () => -1 }), check: () => ({ decoded: null, mappings: 0 }), restore: () => [] };
     expect(decodeKernelImage(img, [lax])).toBe('mms[1]: belongs to no process, and no image part (an mm_slot) holds it');
   });
 
