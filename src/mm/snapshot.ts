@@ -61,6 +61,13 @@ import { AnonVma, ShmemFile, Vma } from './vma.js';
  * in the image (ImageSaveContext.mm, .anonVma), and the frames that map one of its
  * objects (a KSM page's stable node) name it by the index the part gives it.
  *
+ * The road not taken, and what it cost: format 1 wrote the whole kernel from
+ * src/ksm, which was simpler to start with but made KSM read and write every mm
+ * structure, forced mm fields public "for snapshot.ts only", and copied the mm's
+ * bit layouts. Now each layer saves what it owns and knows only the indices of the
+ * others' objects, and a layer added later (huge pages, a capture's state) adds a
+ * part without touching this file.
+ *
  * What the mm keeps, and how (objects refer to each other by their index in a table,
  * never by reference):
  *

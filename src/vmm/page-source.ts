@@ -9,6 +9,12 @@
  * keeps each guest's `ref` (a name and a content hash), never the source itself, and
  * restoring resolves the ref again through a catalog (PageSourceCatalog).
  *
+ * Snapshots used to carry each guest's image whole, which made a file restorable
+ * anywhere; but a captured guest's source is its whole memory, tens of MB, and the
+ * kernel's frames already hold everything a guest has written. So a snapshot needs
+ * the catalog (or capture) it was made with, and says so when it is missing or
+ * has changed, rather than carrying a second copy of every guest.
+ *
  * Implementations:
  * - SyntheticSource (image.ts): pages generated from an image descriptor (guests/),
  *   its ref the descriptor's name, version and a hash of what decides the pages.
