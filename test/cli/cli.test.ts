@@ -10,6 +10,7 @@ import { parseRunJson } from '../../src/report/json.js';
 import { renderChart } from '../../src/report/svg.js';
 import { loadImageCatalog } from '../../src/scenario/images.js';
 import { formatSize } from '../../src/vmm/config.js';
+import { SNAPSHOT_VERSION } from '../../src/vmm/snapshot.js';
 
 /**
  * The `samepage` command, run as a child process (node --import tsx src/cli/main.ts)
@@ -351,7 +352,7 @@ describe.concurrent('samepage run --save-at, samepage resume', () => {
     const [foreign, missing, v1] = await Promise.all([samepage(['resume', TINY]), samepage(['resume', join(tmp, 'nothing.snap')]), samepage(['resume', old, ...IMAGES])]);
     expect(foreign).toEqual({ code: 1, stdout: '', stderr: 'samepage: not a Samepage snapshot: the file does not start with "SAMEPAGE"\n' });
     expect([missing.code, missing.stderr]).toEqual([1, `samepage: cannot read ${join(tmp, 'nothing.snap')} (ENOENT)\n`]);
-    expect(v1).toEqual({ code: 1, stdout: '', stderr: 'samepage: snapshot format version 1, but this Samepage reads version 2\n' });
+    expect(v1).toEqual({ code: 1, stdout: '', stderr: `samepage: snapshot format version 1, but this Samepage reads version ${SNAPSHOT_VERSION}\n` });
   });
 
   it('--save-at needs --save, a time within the run, and one variant', async ({ expect }) => {

@@ -265,8 +265,8 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
     const old = gunzipSync(readFileSync(new URL('../fixtures/snapshot-v1/run-v1.snap.gz', import.meta.url)));
     expect([old.toString('latin1', 0, 8), old.readUInt32LE(8)]).toEqual(['SAMEPAGE', 1]);
     const e = problem(old);
-    expect([e.problem, e.message]).toEqual(['version', 'snapshot format version 1, but this Samepage reads version 2']);
-    expect(() => ScenarioRun.resume(old, images)).toThrow(new SnapshotError('version', 'snapshot format version 1, but this Samepage reads version 2'));
+    expect([e.problem, e.message]).toEqual(['version', `snapshot format version 1, but this Samepage reads version ${SNAPSHOT_VERSION}`]);
+    expect(() => ScenarioRun.resume(old, images)).toThrow(new SnapshotError('version', `snapshot format version 1, but this Samepage reads version ${SNAPSHOT_VERSION}`));
   });
 
   /** Re-pack a changed body with a valid header and CRC: only the contents are wrong. */
