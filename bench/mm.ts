@@ -105,7 +105,7 @@ export interface MetadataResult {
  * Bytes of bookkeeping per touched page. A kernel of `memoryMiB` is built and all but
  * one block of it touched (one process, rw, memset), so nearly every frame carries a
  * page; the growth of heap + arrayBuffers from before the kernel existed, minus the
- * block buffers' 4096 bytes per frame, is the metadata.
+ * bytes the content store holds (none: memset pages are fills), is the metadata.
  */
 export function metadataPerPage(memoryMiB = 1024, blockMiB = 128): MetadataResult {
   const gc = getGc();
@@ -122,7 +122,8 @@ export function metadataPerPage(memoryMiB = 1024, blockMiB = 128): MetadataResul
   const after = heapAndBuffers();
   const touched = bytes / PAGE_SIZE;
   const frames = k.mem.nrFrames;
-  const contents = frames * PAGE_SIZE;
+  // Every page is memset to one value: a fill content, no bytes stored (contents.ts).
+  const contents = k.mem.store.storedBytes;
   const measured = (after - before - contents) / touched;
 
   // Computed: every per-frame array of PhysMem, by its element size; `mapping` is a
@@ -140,9 +141,7 @@ export function metadataPerPage(memoryMiB = 1024, blockMiB = 128): MetadataResul
     private: mem.private.BYTES_PER_ELEMENT,
     lruPrev: mem.lruPrev.BYTES_PER_ELEMENT,
     lruNext: mem.lruNext.BYTES_PER_ELEMENT,
-    checksumMemo: mem.checksumMemo.BYTES_PER_ELEMENT,
-    checksumValid: mem.checksumValid.BYTES_PER_ELEMENT,
-    neverUsed: mem.neverUsed.BYTES_PER_ELEMENT,
+    content: mem.content.BYTES_PER_ELEMENT,
   };
   const tables = p.mm.pgtables.size;
   const ptes = tables * PTRS_PER_PTE * Uint32Array.BYTES_PER_ELEMENT;

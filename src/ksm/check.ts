@@ -1,13 +1,11 @@
 import { InvariantError } from '../lib/errors.js';
-import { PAGE_CHECKSUM_BATCH } from '../lib/checksum.js';
 import { rbCheck, rbCount, rbFirst, rbNext } from '../lib/rbtree.js';
 import { MMF_VM_MERGEABLE } from '../mm/constants.js';
+import { CONTENT_FREE } from '../mm/contents.js';
 import type { AnonVma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
 import { SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, type RmapItem, type StableNode } from './structs.js';
 
-/** The frames in the memo check's batch (the batch is the engine's own: no scan runs during a check). */
-const scratchBatchPfns = new Int32Array(PAGE_CHECKSUM_BATCH);
 
 /**
  * Memoized checksums recomputed per check, at most. Rehashing every memo costs ~1 µs
@@ -139,40 +137,30 @@ export function checkKsmInvariants(ksm: Ksm): void {
   }
 
   // ---- the memos: every remembered answer is still the right one ----
-  // A wrong one means some write to a frame did not go through mem.contentsChanged().
-  const batch = ksm.checksumBatch;
-  const pfns = scratchBatchPfns;
-  const verify = (): void => {
-    batch.run();
-    let bad = -1;
-    for (let j = 0; j < batch.n && bad < 0; j++) if (batch.sums[j] !== mem.checksumMemo[pfns[j]!]) bad = j;
-    const sum = bad >= 0 ? batch.sums[bad]! : 0;
-    batch.clear();
-    if (bad >= 0) {
-      const pfn = pfns[bad]!;
-      fail(`memoized checksum of ${mem.describe(pfn)} is 0x${mem.checksumMemo[pfn]!.toString(16)}, its bytes hash to 0x${sum.toString(16)}: a write skipped contentsChanged()`);
-    }
-  };
-  batch.clear();
+  // A wrong one means some write to a content's bytes bypassed the store's writers
+  // (PhysMem.writeBytes/fillBytes/setContent), which drop the memo.
+  const store = mem.store;
   let checked = 0;
-  const start = ksm.memoCheckCursor < mem.nrFrames ? ksm.memoCheckCursor : 0;
-  let pfn = start;
+  const limit = store.idLimit;
+  const start = ksm.memoCheckCursor < limit ? ksm.memoCheckCursor : 0;
+  let id = start;
   do {
-    if (mem.checksumValid[pfn] !== 0) {
-      pfns[batch.n] = pfn;
-      batch.add(mem.dataOf(pfn), mem.wordsOf(pfn), mem.offsetOf(pfn));
-      if (batch.n === PAGE_CHECKSUM_BATCH) verify();
+    if (store.sumValid[id] !== 0 && store.kind[id] !== CONTENT_FREE) {
+      const v = store.view(id);
+      const sum = ksm.profile.checksum.page(v.words, v.wordOff);
+      if (sum !== store.sum[id]) {
+        fail(`memoized checksum of ${store.describe(id)} is 0x${store.sum[id]!.toString(16)}, its bytes hash to 0x${sum.toString(16)}: a write skipped the store's writers`);
+      }
       checked++;
     }
-    pfn = pfn + 1 < mem.nrFrames ? pfn + 1 : 0;
-  } while (pfn !== start && checked < CHECKED_MEMOS_PER_CALL);
-  ksm.memoCheckCursor = pfn;
-  verify();
+    id = id + 1 < limit ? id + 1 : 0;
+  } while (id !== start && checked < CHECKED_MEMOS_PER_CALL);
+  ksm.memoCheckCursor = id;
   for (let s = 0; s < ksm.memcmpEpoch.length; s++) {
     if (ksm.memcmpEpoch[s] !== mem.contentsEpoch) continue;
     const lo = ksm.memcmpLo[s]!;
     const hi = ksm.memcmpHi[s]!;
     const sign = Math.sign(mem.comparePages(lo, hi));
-    if (sign !== ksm.memcmpSign[s]) fail(`memcmp memo says ${ksm.memcmpSign[s]} for pfns ${lo} and ${hi}, memcmp says ${sign}: a write skipped contentsChanged()`);
+    if (sign !== ksm.memcmpSign[s]) fail(`memcmp memo says ${ksm.memcmpSign[s]} for pfns ${lo} and ${hi}, memcmp says ${sign}: a write skipped the store's writers`);
   }
 }

@@ -18,6 +18,7 @@ import {
   hexAddr,
   ptePayload,
 } from './constants.js';
+import { CONTENT_ZERO, FILL_CONTENTS } from './contents.js';
 import type { HostKernel } from './kernel.js';
 import type { AnonVma, ShmemFile } from './vma.js';
 
@@ -141,6 +142,7 @@ export function checkMmInvariants(k: HostKernel): void {
       if (mem.count[pfn] !== 0 || mem.mapcount[pfn] !== -1 || mem.mapping[pfn] !== null || (f & ~(PG_BUDDY | PG_OFFLINE)) !== 0) {
         throw new InvariantError(`free frame in use: ${mem.describe(pfn)}`);
       }
+      if (mem.content[pfn] !== CONTENT_ZERO) throw new InvariantError(`free frame ${mem.describe(pfn)} holds ${mem.store.describe(mem.content[pfn]!)}, not the zero content`);
       const b = mem.blockOf(pfn);
       if (b.online && !b.isolated) free++;
       continue;
@@ -163,6 +165,17 @@ export function checkMmInvariants(k: HostKernel): void {
     if ((f & PG_LRU) !== 0) lruCount[mem.lruListOf(pfn)]!++;
   }
   if (free !== mem.nrFreeOnline) throw new InvariantError(`allocator counts ${mem.nrFreeOnline} free frames, ${free} really`);
+  // The content store: every content's references are the frames and swap slots naming it.
+  const named = new Map<number, number>();
+  const name = (c: number): void => {
+    if (c >= FILL_CONTENTS) named.set(c, (named.get(c) ?? 0) + 1);
+  };
+  for (let pfn = 0; pfn < n; pfn++) name(mem.content[pfn]!);
+  const swc = k.swap;
+  if (swc !== null) for (let off = 1; off <= swc.nrSlots; off++) name(swc.content[off]!);
+  mem.store.check(named, (msg) => {
+    throw new InvariantError(msg);
+  });
   for (let l = 0; l < 3; l++) {
     let walked = 0;
     for (let p = mem.lruHead[l]!; p >= 0; p = mem.lruNext[p]!) {

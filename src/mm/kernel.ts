@@ -117,7 +117,7 @@ export class HostKernel {
     }
     this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed ?? 1 };
     this.mem = new PhysMem({ memoryMiB, blockMiB });
-    this.swap = swapMiB > 0 ? new SwapDevice(swapMiB) : null;
+    this.swap = swapMiB > 0 ? new SwapDevice(swapMiB, this.mem.store) : null;
     this.sysfs = new Sysfs();
     this.prng = new Prng(opts.seed ?? 1);
     this.now = 0;

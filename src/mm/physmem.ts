@@ -1,6 +1,5 @@
 import { KernelError, assert, bug } from '../lib/errors.js';
 import {
-  PAGE_SHIFT,
   PAGE_SIZE,
   PG_ANON,
   PG_BUDDY,
@@ -11,17 +10,19 @@ import {
   PG_OFFLINE,
   PG_UNEVICTABLE,
   PG_RESERVED,
-  WORDS_PER_PAGE,
   decodePageFlags,
 } from './constants.js';
+import { CONTENT_ZERO, ContentStore, type ContentView } from './contents.js';
 
 /**
  * Physical memory: frames numbered 0..nrFrames-1, grouped in memory blocks.
  *
- * Contents live per block: one ArrayBuffer of `blockPages * 4096` bytes, seen as a
- * Buffer (for compare/fill/copy) and as a Uint32Array (for hashing), so no page ever
- * needs an object of its own. Offlining a block drops its buffer; onlining makes a
- * new, zeroed one.
+ * Contents live in the content store (contents.ts): content[pfn] names the frame's
+ * bytes there, identical contents once, generated ones not at all. A free frame
+ * holds CONTENT_ZERO (freeing gives its content back), so a frame is handed out
+ * zeroed without a write, and a never-used frame costs nothing: 0 is the default
+ * of the fresh array. Copying a page shares its content; a write first makes the
+ * frame's content its own (copy-on-write inside the store).
  *
  * Metadata is one flat array per field, indexed by pfn (FLATMEM's mem_map rather
  * than per-section arrays: we never hot-add beyond the memory we boot with, so one
@@ -38,23 +39,20 @@ import {
  *   private[pfn]   the swap entry while PG_SWAPCACHE is set.
  *   lruPrev/Next   the frame's links in its LRU list (-1 when not on one).
  *
+ *   content[pfn]   the frame's content id (contents.ts); CONTENT_ZERO when free.
+ *
  * Facts about the contents, kept so that they need not be recomputed:
  *
- *   contentsEpoch      bumped by every write to any frame's bytes. Anything
- *                      computed from frame contents stays true while it holds
- *                      (KSM's memcmp memo relies on it).
- *   checksumMemo[pfn]  the frame's KSM checksum (jhash2 of its 4096 bytes), valid
- *   checksumValid[pfn] while this is 1. A pure function of the bytes, so using it
- *                      cannot change what KSM decides.
- *   neverUsed[pfn]     1 while the frame has not been handed out since its block
- *                      came online: its bytes are still the zeros of the fresh
- *                      buffer, so allocFrame(true) need not clear them. Cleared by
- *                      every allocator, so it does not rely on writers reporting.
+ *   contentsEpoch  bumped by every change to any frame's content (a new content
+ *                  named, or bytes written in place). Anything computed from
+ *                  frame contents stays true while it holds (KSM's memcmp memo
+ *                  relies on it).
+ *   KSM's checksum is memoized per content in the store (store.sum/sumValid), not
+ *   per frame: a pure function of the bytes, so using it cannot change a decision.
  *
- * Every write to a frame's bytes goes through contentsChanged() (copyPage and
- * onlineBlock do the same themselves): it bumps the epoch and clears the frame's
- * checksum memo. Whoever writes through dataOf()/wordsOf() must call it too;
- * KSM's checkInvariants recomputes every memoized checksum to catch one who did not.
+ * Every change to a frame's bytes goes through setContent(), writeBytes() or
+ * fillBytes(), which keep the epoch and the store's memos; there is no other way
+ * to reach a frame's bytes for writing.
  *
  * Always true: a free frame has count 0, mapcount -1, mapping null, flags exactly
  * PG_BUDDY (plus PG_OFFLINE when its block is offline); the zero page (pfn 0) is
@@ -73,9 +71,6 @@ export class MemoryBlock {
   readonly index: number;
   readonly startPfn: number;
   readonly nrPages: number;
-  /** Page contents, or null while the block is offline. */
-  data: Buffer | null;
-  words: Uint32Array | null;
   online: boolean;
   /** Isolated for offlining: the allocator skips it (MIGRATE_ISOLATE). */
   isolated: boolean;
@@ -91,28 +86,13 @@ export class MemoryBlock {
     this.index = index;
     this.startPfn = startPfn;
     this.nrPages = nrPages;
-    this.data = null;
-    this.words = null;
     this.online = false;
     this.isolated = false;
     this.freeHead = -1;
     this.nrFree = 0;
   }
 
-  attachBuffer(): void {
-    const ab = new ArrayBuffer(this.nrPages * PAGE_SIZE);
-    this.data = Buffer.from(ab);
-    this.words = new Uint32Array(ab);
-  }
-
-  releaseBuffer(): void {
-    this.data = null;
-    this.words = null;
-  }
 }
-
-/** Words comparePages() looks at itself before calling Buffer.compare for the rest. */
-const COMPARE_PREFIX_WORDS = 16;
 
 export interface PhysMemOptions {
   memoryMiB: number;
@@ -133,9 +113,8 @@ export class PhysMem {
   readonly private: Uint32Array;
   readonly lruPrev: Int32Array;
   readonly lruNext: Int32Array;
-  readonly checksumMemo: Uint32Array;
-  readonly checksumValid: Uint8Array;
-  readonly neverUsed: Uint8Array;
+  readonly content: Uint32Array;
+  readonly store: ContentStore;
   contentsEpoch: number;
 
   /**
@@ -178,9 +157,8 @@ export class PhysMem {
     this.private = new Uint32Array(n);
     this.lruPrev = new Int32Array(n).fill(-1);
     this.lruNext = new Int32Array(n).fill(-1);
-    this.checksumMemo = new Uint32Array(n);
-    this.checksumValid = new Uint8Array(n);
-    this.neverUsed = new Uint8Array(n);
+    this.content = new Uint32Array(n);
+    this.store = new ContentStore();
     this.contentsEpoch = 0;
     this.lruHead = new Int32Array(3).fill(-1);
     this.lruTail = new Int32Array(3).fill(-1);
@@ -201,49 +179,34 @@ export class PhysMem {
     return this.blocks[pfn >>> this.blockShift]!;
   }
 
-  /** Byte offset of pfn's contents inside its block's buffer. */
-  offsetOf(pfn: number): number {
-    return (pfn & (this.blockPages - 1)) << PAGE_SHIFT;
-  }
-
   /**
-   * The block buffer holding pfn (online blocks only). Reading is free; whoever writes
-   * a frame's bytes through it must call contentsChanged(pfn).
+   * Where pfn's bytes can be read (contents.ts view(): valid until a few more contents
+   * are made; read, never keep, never write).
    */
-  dataOf(pfn: number): Buffer {
-    const data = this.blocks[pfn >>> this.blockShift]!.data;
-    if (data === null) bug(`pfn ${pfn} lies in offline memory block ${pfn >>> this.blockShift}`);
-    return data;
+  view(pfn: number, into?: ContentView): ContentView {
+    return this.store.view(this.content[pfn]!, into);
   }
 
-  wordsOf(pfn: number): Uint32Array {
-    const words = this.blocks[pfn >>> this.blockShift]!.words;
-    if (words === null) bug(`pfn ${pfn} lies in offline memory block ${pfn >>> this.blockShift}`);
-    return words;
-  }
-
-  wordOffsetOf(pfn: number): number {
-    return (pfn & (this.blockPages - 1)) * WORDS_PER_PAGE;
+  /** A copy of pfn's 4096 bytes (tests, messages). */
+  readPage(pfn: number): Buffer {
+    const v = this.view(pfn);
+    return Buffer.from(v.buf.subarray(v.off, v.off + PAGE_SIZE));
   }
 
   // ---- allocator -----------------------------------------------------------------
 
   /**
-   * alloc_page(): a frame with count 1, flags 0, zeroed contents when `zero`.
+   * alloc_page(): a frame with count 1, flags 0, and zeroed contents, asked for
+   * (`_zero`, __GFP_ZERO) or not: a free frame holds CONTENT_ZERO.
    * Returns -1 when no online block has a free frame (the caller decides between
    * reclaim and ENOMEM). Lowest block first, so that tests see stable numbers.
    */
-  allocFrame(zero: boolean): number {
+  allocFrame(_zero: boolean): number {
     for (let b = 0; b < this.blocks.length; b++) {
       const block = this.blocks[b]!;
       if (block.nrFree === 0 || !block.online || block.isolated) continue;
       const pfn = block.freeHead;
-      // A frame never used since its block came online is zero already.
-      if (!this.handOut(block, pfn) && zero) {
-        const off = this.offsetOf(pfn);
-        block.data!.fill(0, off, off + PAGE_SIZE);
-        this.contentsChanged(pfn);
-      }
+      this.handOut(block, pfn);
       return pfn;
     }
     return -1;
@@ -274,17 +237,14 @@ export class PhysMem {
 
   /**
    * What every allocator does with the free frame it picked (in an online,
-   * non-isolated block): off the free list, count 1, flags 0, and no longer
-   * never-used. Returns whether it was never used, i.e. its bytes are still zero.
+   * non-isolated block): off the free list, count 1, flags 0. Its content is
+   * CONTENT_ZERO already (freeFrame saw to it).
    */
-  private handOut(block: MemoryBlock, pfn: number): boolean {
+  private handOut(block: MemoryBlock, pfn: number): void {
     this.unlinkFree(block, pfn);
     this.nrFreeOnline--;
     this.flags[pfn] = 0;
     this.count[pfn] = 1;
-    const fresh = this.neverUsed[pfn] !== 0;
-    this.neverUsed[pfn] = 0;
-    return fresh;
   }
 
   /** __free_page(): only for a frame whose count has dropped to 0. */
@@ -300,6 +260,15 @@ export class PhysMem {
     this.mapping[pfn] = null;
     this.index[pfn] = 0;
     this.private[pfn] = 0;
+    // The frame's bytes go back to the store: RSS falls when KSM frees frames. Nothing
+    // reads a free frame's bytes (every allocation is either used zeroed or has a
+    // page copied over it), so the old bytes need not outlive it, as Linux's do.
+    const c = this.content[pfn]!;
+    if (c !== CONTENT_ZERO) {
+      this.content[pfn] = CONTENT_ZERO;
+      this.store.put(c);
+      this.contentsEpoch++;
+    }
     const block = this.blocks[pfn >>> this.blockShift]!;
     this.pushFree(block, pfn);
     if (block.online && !block.isolated) this.nrFreeOnline++;
@@ -425,43 +394,55 @@ export class PhysMem {
 
   // ---- contents --------------------------------------------------------------------
 
-  /** memcmp of two frames: <0, 0, >0. */
+  /** memcmp of two frames: <0, 0, >0 (frames sharing a content compare equal without a look). */
   comparePages(a: number, b: number): number {
-    const offA = this.offsetOf(a);
-    const offB = this.offsetOf(b);
-    // Most pages a tree walk meets differ within their first few words, where the
-    // native call's own cost (~90 ns) would dominate: look at the first 64 bytes
-    // here, a word at a time, and leave the rest to Buffer.compare. memcmp order is
-    // byte order: in a little-endian word the first differing byte is the lowest.
-    const wa = this.wordsOf(a);
-    const wb = this.wordsOf(b);
-    const ia = offA >>> 2;
-    const ib = offB >>> 2;
-    for (let i = 0; i < COMPARE_PREFIX_WORDS; i++) {
-      const x = wa[ia + i]!;
-      const y = wb[ib + i]!;
-      if (x !== y) {
-        const shift = (31 - Math.clz32((x ^ y) & -(x ^ y))) & ~7;
-        return ((x >>> shift) & 0xff) < ((y >>> shift) & 0xff) ? -1 : 1;
-      }
-    }
-    const skip = COMPARE_PREFIX_WORDS * 4;
-    return this.dataOf(a).compare(this.dataOf(b), offB + skip, offB + PAGE_SIZE, offA + skip, offA + PAGE_SIZE);
+    return this.store.compare(this.content[a]!, this.content[b]!);
   }
 
-  /** copy_highpage(dst, src): dst's checksum memo becomes src's (same bytes). */
+  /** copy_highpage(dst, src): dst names src's content (shared, copy-on-write in the store). */
   copyPage(dst: number, src: number): void {
-    const offS = this.offsetOf(src);
-    this.dataOf(src).copy(this.dataOf(dst), this.offsetOf(dst), offS, offS + PAGE_SIZE);
-    this.checksumMemo[dst] = this.checksumMemo[src]!;
-    this.checksumValid[dst] = this.checksumValid[src]!;
+    const c = this.content[src]!;
+    this.store.get(c);
+    this.setContent(dst, c);
+  }
+
+  /** The frame's content becomes `id`, whose reference the caller took; the old one is put. */
+  setContent(pfn: number, id: number): void {
+    const old = this.content[pfn]!;
+    this.content[pfn] = id;
+    this.store.put(old);
     this.contentsEpoch++;
   }
 
-  /** The frame's bytes were written: forget what we knew of them. */
-  contentsChanged(pfn: number): void {
-    this.checksumValid[pfn] = 0;
+  /** Write src[srcStart, srcStart + len) at byte `pageOff` of the frame. */
+  writeBytes(pfn: number, pageOff: number, src: Buffer, srcStart: number, len: number): void {
+    const store = this.store;
+    if (len === PAGE_SIZE) {
+      // A whole page: a new content (a fill when it is one), nothing copied first.
+      this.setContent(pfn, store.fromBytes(src, srcStart));
+      return;
+    }
+    const id = store.writable(this.content[pfn]!);
+    this.content[pfn] = id;
     this.contentsEpoch++;
+    const dst = store.storedBuf(id);
+    const off = store.storedOffset(id) + pageOff;
+    src.copy(dst, off, srcStart, srcStart + len);
+  }
+
+  /** memset() len bytes at byte `pageOff` of the frame with `value`. */
+  fillBytes(pfn: number, pageOff: number, value: number, len: number): void {
+    const v = value & 0xff;
+    if (len === PAGE_SIZE) {
+      this.setContent(pfn, v);
+      return;
+    }
+    const store = this.store;
+    const id = store.writable(this.content[pfn]!);
+    this.content[pfn] = id;
+    this.contentsEpoch++;
+    const off = store.storedOffset(id) + pageOff;
+    store.storedBuf(id).fill(v, off, off + len);
   }
 
   // ---- blocks ------------------------------------------------------------------------
@@ -469,8 +450,6 @@ export class PhysMem {
   /** Bring a block's frames into service: a fresh zeroed buffer, every frame free. */
   onlineBlock(block: MemoryBlock): void {
     assert(!block.online, () => `memory block ${block.index} already online`);
-    block.attachBuffer();
-    this.contentsEpoch++;
     block.online = true;
     block.isolated = false;
     block.nrFree = 0;
@@ -478,8 +457,6 @@ export class PhysMem {
     const end = Math.min(block.startPfn + block.nrPages, this.nrFrames);
     // Push in descending order so that allocation hands out ascending pfns.
     for (let pfn = end - 1; pfn >= block.startPfn; pfn--) {
-      this.checksumValid[pfn] = 0;
-      this.neverUsed[pfn] = 1;
       this.flags[pfn] = PG_BUDDY;
       this.count[pfn] = 0;
       this.mapcount[pfn] = -1;
@@ -510,15 +487,11 @@ export class PhysMem {
       this.flags[pfn] = PG_BUDDY | PG_OFFLINE;
       this.lruPrev[pfn] = -1;
       this.lruNext[pfn] = -1;
-      this.checksumValid[pfn] = 0;
-      this.neverUsed[pfn] = 0;
     }
     block.nrFree = 0;
     block.freeHead = -1;
     block.online = false;
     block.isolated = false;
-    block.releaseBuffer();
-    this.contentsEpoch++;
   }
 
   framesIn(block: MemoryBlock): number {

@@ -504,8 +504,9 @@ export class Process {
       const inPage = Math.min(PAGE_SIZE - (a - pageAddr), length - done);
       vma = this.vmaFor(a, vma);
       const pfn = this.faultIn(vma, pageAddr, false, false);
-      const off = mem.offsetOf(pfn) + (a - pageAddr);
-      mem.dataOf(pfn).copy(outBuf, done, off, off + inPage);
+      const v = mem.view(pfn);
+      const off = v.off + (a - pageAddr);
+      v.buf.copy(outBuf, done, off, off + inPage);
       done += inPage;
     }
     return out;
@@ -538,8 +539,7 @@ export class Process {
       const inPage = Math.min(PAGE_SIZE - (a - pageAddr), bytes.length - done);
       vma = this.vmaFor(a, vma);
       const pfn = this.faultIn(vma, pageAddr, true, force);
-      src.copy(mem.dataOf(pfn), mem.offsetOf(pfn) + (a - pageAddr), done, done + inPage);
-      mem.contentsChanged(pfn);
+      mem.writeBytes(pfn, a - pageAddr, src, done, inPage);
       done += inPage;
     }
   }
@@ -567,9 +567,7 @@ export class Process {
         vma = this.vmaFor(a, vma);
         pfn = this.faultIn(vma, pageAddr, true, false);
       }
-      const off = mem.offsetOf(pfn) + (a - pageAddr);
-      mem.dataOf(pfn).fill(v, off, off + inPage);
-      mem.contentsChanged(pfn);
+      mem.fillBytes(pfn, a - pageAddr, v, inPage);
       done += inPage;
     }
   }

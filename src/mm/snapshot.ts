@@ -42,7 +42,7 @@ import { VMSTAT_KEYS, type HostKernel, type KernelOptions, type VmStat } from '.
 import { MmStruct, PMD_SIZE, PTRS_PER_PTE } from './mm.js';
 import { lruListOfFlags, type MemoryBlock, type PhysMem } from './physmem.js';
 import { Process } from './process.js';
-import { ContentChunks, ContentTable, type ContentsImage, type PagesToIntern } from './snapshot-contents.js';
+import { ContentChunks, ContentTable, type ContentsImage } from './snapshot-contents.js';
 import type { DecodedSwap, SwapImage } from './swap.js';
 import { AnonVma, ShmemFile, Vma } from './vma.js';
 
@@ -79,8 +79,7 @@ import { AnonVma, ShmemFile, Vma } from './vma.js';
  *   order. Frames of an offline block are all free and on no list. Free frames
  *   keep nothing else: their flags, counts and mapping are what freeing sets, and
  *   their bytes are never read before being written (every allocation either zeroes
- *   the frame or copies a page over it). `neverUsed` is kept exactly (as runs), so
- *   that a restored kernel zeroes, and bumps contentsEpoch for, the same frames.
+ *   the frame or copies a page over it; a free frame holds the zero content).
  * - Contents: each distinct 4 KiB page once (snapshot-contents.ts); frames and swap
  *   slots refer to it by index. Numbered frames by pfn first, then swap slots by offset.
  * - Swap: every slot in use, its count and swap-cache frame and its bytes (not for
@@ -106,8 +105,12 @@ import { AnonVma, ShmemFile, Vma } from './vma.js';
  * the model itself never outlives a call, so there is none at rest).
  */
 
-/** Version 2: each layer's state in its own part (v1 saved the whole kernel from src/ksm). */
-export const KERNEL_IMAGE_VERSION = 2;
+/**
+ * Version 3: frames' contents from the content store, no neverUsed runs (a free frame
+ * holds the zero content). Version 2: each layer's state in its own part (v1 saved the
+ * whole kernel from src/ksm).
+ */
+export const KERNEL_IMAGE_VERSION = 3;
 
 /** mem.mapping codes: index * 4 + kind. MAP_PART indexes the parts' objects (each part's mappings, parts in registration order, one after the other). */
 const MAP_NONE = 0;
@@ -124,8 +127,6 @@ export interface MemImage {
   contentsEpoch: number;
   /** One per memory block. `free`: the block's free list, head first, as runs (lib/snapshot.ts RunWriter). Empty for an offline block. */
   blocks: { online: boolean; isolated: boolean; free: Uint8Array }[];
-  /** neverUsed over every frame, as u32 run lengths alternating 0s and 1s, 0s first. */
-  neverUsed: Uint8Array;
   /** Per frame in use (every frame of an online block that is on no free list), in ascending pfn order: u32 page flags. */
   flags: Uint8Array;
   /** i32 _count. */
@@ -373,17 +374,9 @@ export function saveKernelImage(k: HostKernel): KernelImage {
   const sw = k.swap;
   const table = new ContentTable(nrUsed + (sw === null ? 0 : sw.usedSlots));
   const content = new Uint32Array(nrUsed);
-  const framePages: PagesToIntern = {
-    n: nrUsed,
-    data: (u) => mem.dataOf(usedPfns[u]!),
-    words: (u) => mem.wordsOf(usedPfns[u]!),
-    offset: (u) => mem.offsetOf(usedPfns[u]!),
-    knownHash: (u) => {
-      const pfn = usedPfns[u]!;
-      return mem.checksumValid[pfn] !== 0 ? mem.checksumMemo[pfn]! : -1;
-    },
-  };
-  table.internAll(framePages, content);
+  const frameIds = new Uint32Array(nrUsed);
+  for (let u = 0; u < nrUsed; u++) frameIds[u] = mem.content[usedPfns[u]!]!;
+  table.internContents(mem.store, frameIds, content);
   const swap = sw === null ? null : sw.saveImage(table, (pfn) => (mem.flags[pfn]! & PG_DIRTY) !== 0);
 
   // LRU lists.
@@ -428,7 +421,6 @@ export function saveKernelImage(k: HostKernel): KernelImage {
     mem: {
       contentsEpoch: mem.contentsEpoch,
       blocks: frames.blocks,
-      neverUsed: neverUsedRuns(mem),
       flags: bytesOf(frames.flags),
       count: bytesOf(frames.count),
       mapcount: bytesOf(frames.mapcount),
@@ -521,23 +513,6 @@ function saveFrames(mem: PhysMem): {
   return { blocks, free, usedPfns, flags, count, mapcount, index, priv: priv.done(), foreign };
 }
 
-/** neverUsed, as alternating run lengths, 0s first. */
-function neverUsedRuns(mem: PhysMem): Uint8Array {
-  const never = new IntList();
-  let bit = 0;
-  let len = 0;
-  for (let p = 0; p < mem.nrFrames; p++) {
-    if (mem.neverUsed[p] === bit) len++;
-    else {
-      never.push(len);
-      bit ^= 1;
-      len = 1;
-    }
-  }
-  never.push(len);
-  return never.done();
-}
-
 // ---- checking an untrusted image ---------------------------------------------------------
 
 /** What an image decodes to: its typed arrays as views (or aligned copies), and derived facts. */
@@ -546,7 +521,6 @@ export interface DecodedKernelImage {
   readonly img: KernelImage;
   readonly freeLists: Int32Array[];
   readonly usedPfns: Int32Array;
-  readonly neverUsed: Uint32Array;
   readonly flags: Uint32Array;
   readonly count: Int32Array;
   readonly mapcount: Int32Array;
@@ -668,10 +642,6 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     if (!online) free.fill(1, start, end);
     freeLists.push(list);
   }
-  const neverUsed = u32s(m.neverUsed, 'mem.neverUsed');
-  let neverTotal = 0;
-  for (let i = 0; i < neverUsed.length; i++) neverTotal += neverUsed[i]!;
-  if (neverTotal !== nrFrames) fail('mem.neverUsed', `the runs cover ${neverTotal} frames, expected ${nrFrames}`);
   // The frames in use are those the free lists leave; every per-frame array has one entry each.
   let nrUsed = 0;
   for (let p = 0; p < nrFrames; p++) if (free[p] === 0) nrUsed++;
@@ -911,7 +881,6 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     img: img as unknown as KernelImage,
     freeLists,
     usedPfns,
-    neverUsed,
     flags,
     count,
     mapcount,
@@ -969,7 +938,13 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     mem.private.fill(0, start, end);
     mem.lruPrev.fill(-1, start, end);
     mem.lruNext.fill(-1, start, end);
-    mem.checksumValid.fill(0, start, end);
+    for (let p = start; p < end; p++) {
+      const c = mem.content[p]!;
+      if (c !== 0) {
+        mem.content[p] = 0;
+        mem.store.put(c);
+      }
+    }
     const list = d.freeLists[b]!;
     linkList(mem, list);
     block.freeHead = list.length > 0 ? list[0]! : -1;
@@ -977,22 +952,11 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     block.isolated = bi.isolated;
     if (!bi.online) {
       block.online = false;
-      block.releaseBuffer();
     }
   }
   let nrFreeOnline = 0;
   for (const block of mem.blocks) if (block.online && !block.isolated) nrFreeOnline += block.nrFree;
   mem.nrFreeOnline = nrFreeOnline;
-  {
-    let p = 0;
-    let bit = 0;
-    for (let r = 0; r < d.neverUsed.length; r++) {
-      const len = d.neverUsed[r]!;
-      mem.neverUsed.fill(bit, p, p + len);
-      p += len;
-      bit ^= 1;
-    }
-  }
   mem.contentsEpoch = img.mem.contentsEpoch;
   const used = d.usedPfns;
   const contents = d.contents;
@@ -1002,7 +966,7 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     mem.count[pfn] = d.count[u]!;
     mem.mapcount[pfn] = d.mapcount[u]!;
     mem.index[pfn] = d.index[u]!;
-    contents.copy(d.content[u]!, mem.dataOf(pfn), mem.offsetOf(pfn));
+    mem.content[pfn] = contents.contentIn(mem.store, d.content[u]!);
   }
   for (let i = 0; i < d.priv.length; i += 2) mem.private[d.priv[i]!] = d.priv[i + 1]!;
   for (let l = 0; l < 3; l++) {

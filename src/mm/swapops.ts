@@ -74,7 +74,7 @@ function shrinkPage(k: HostKernel, pfn: number): PageVerdict {
   // pageout(): write the contents to the slot if they differ from it.
   const off = mem.private[pfn]!;
   if ((mem.flags[pfn]! & PG_DIRTY) !== 0) {
-    k.swap!.writeSlot(off, mem.dataOf(pfn), mem.offsetOf(pfn));
+    k.swap!.writeSlot(off, mem.content[pfn]!);
     mem.flags[pfn]! &= ~PG_DIRTY;
     k.vmstat.pswpout++;
   }
@@ -167,8 +167,7 @@ export function doSwapPage(k: HostKernel, vma: Vma, addr: number, pte: number, w
       mem.putPage(pfn);
       return VM_FAULT_MINOR;
     }
-    swp.readSlot(off, mem.dataOf(pfn), mem.offsetOf(pfn));
-    mem.contentsChanged(pfn);
+    mem.setContent(pfn, swp.readSlot(off));
     mem.flags[pfn]! |= PG_SWAPCACHE | PG_UPTODATE | PG_SWAPBACKED;
     mem.private[pfn] = off;
     swp.setCache(off, pfn);
@@ -242,7 +241,7 @@ export function swapOutPage(k: HostKernel, pfn: number): boolean {
   }
   const off = mem.private[pfn]!;
   if ((mem.flags[pfn]! & PG_DIRTY) !== 0) {
-    k.swap.writeSlot(off, mem.dataOf(pfn), mem.offsetOf(pfn));
+    k.swap.writeSlot(off, mem.content[pfn]!);
     mem.flags[pfn]! &= ~PG_DIRTY;
     k.vmstat.pswpout++;
   }

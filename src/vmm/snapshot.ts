@@ -36,8 +36,9 @@ import { describeRef, type PageSource } from './page-source.js';
 
 export const SNAPSHOT_MAGIC = 'SAMEPAGE';
 /**
- * 3: the kernel image in per-layer parts (KERNEL_IMAGE_VERSION 2), guests naming their
- * page source instead of carrying their images. 2 carried the governors' state as
+ * 3: the kernel image in per-layer parts (KERNEL_IMAGE_VERSION 2; 3 since frames name
+ * contents of the content store, checked by the kernel image's own version), guests
+ * naming their page source instead of carrying their images. 2 carried the governors' state as
  * data; 1 was the first. Files of older versions are refused with problem `version`.
  */
 export const SNAPSHOT_VERSION = 3;

@@ -39,13 +39,15 @@ function lruListBackwards(mem: PhysMem, list: number): number[] {
 }
 
 function fillPage(mem: PhysMem, pfn: number, byte: number): void {
-  const off = mem.offsetOf(pfn);
-  mem.dataOf(pfn).fill(byte, off, off + PAGE_SIZE);
+  mem.fillBytes(pfn, 0, byte, PAGE_SIZE);
 }
 
 function pageBytes(mem: PhysMem, pfn: number): Buffer {
-  const off = mem.offsetOf(pfn);
-  return Buffer.from(mem.dataOf(pfn).subarray(off, off + PAGE_SIZE));
+  return mem.readPage(pfn);
+}
+
+function pokeByte(mem: PhysMem, pfn: number, off: number, byte: number): void {
+  mem.writeBytes(pfn, off, Buffer.from([byte]), 0, 1);
 }
 
 describe('PhysMem geometry', () => {
@@ -59,12 +61,10 @@ describe('PhysMem geometry', () => {
     expect(mem.onlineFrames()).toBe(256);
   });
 
-  it('4 MiB in 1 MiB blocks: 4 blocks starting at pfns 0, 256, 512, 768; pfn 700 lies in block 2 at byte 188*4096', () => {
+  it('4 MiB in 1 MiB blocks: 4 blocks starting at pfns 0, 256, 512, 768; pfn 700 lies in block 2', () => {
     const mem = new PhysMem({ memoryMiB: 4, blockMiB: 1 });
     expect(mem.blocks.map((b) => b.startPfn)).toEqual([0, 256, 512, 768]);
     expect(mem.blockOf(700).index).toBe(2);
-    expect(mem.offsetOf(700)).toBe(188 * PAGE_SIZE);
-    expect(mem.wordOffsetOf(700)).toBe(188 * 1024);
     expect(mem.nrFreeOnline).toBe(1023);
   });
 
@@ -170,13 +170,16 @@ describe('allocator', () => {
     expect(mem.private[pfn]).toBe(0);
   });
 
-  it('allocFrame(true) zeroes old contents; allocFrame(false) leaves them', () => {
+  it('freeing a frame gives its content back to the store; both allocators hand out zeros', () => {
     const mem = mem1();
     const pfn = mem.allocFrame(false);
-    fillPage(mem, pfn, 0x5a);
+    pokeByte(mem, pfn, 5, 0x5a);
+    expect(mem.store.nrStored).toBe(1);
     mem.putPage(pfn);
+    expect(mem.store.nrStored).toBe(0);
+    expect(mem.content[pfn]).toBe(0);
     expect(mem.allocFrame(false)).toBe(pfn);
-    expect(pageBytes(mem, pfn).every((b) => b === 0x5a)).toBe(true);
+    expect(pageBytes(mem, pfn).every((b) => b === 0)).toBe(true);
     mem.putPage(pfn);
     expect(mem.allocFrame(true)).toBe(pfn);
     expect(pageBytes(mem, pfn).every((b) => b === 0)).toBe(true);
@@ -207,17 +210,15 @@ describe('allocator', () => {
     expect(mem.allocFrameOutside(mem.blocks[1]!)).toBe(1);
   });
 
-  it('an isolated, all-free block goes offline: its frames PG_BUDDY|PG_OFFLINE, its buffer released', () => {
+  it('an isolated, all-free block goes offline: its frames PG_BUDDY|PG_OFFLINE', () => {
     const mem = new PhysMem({ memoryMiB: 2, blockMiB: 1 });
     const b1 = mem.blocks[1]!;
     mem.isolateBlock(b1);
     mem.offlineBlock(b1);
     expect(b1.online).toBe(false);
-    expect(b1.data).toBe(null);
     expect(mem.flags[300]).toBe(PG_BUDDY | PG_OFFLINE);
     expect(mem.onlineFrames()).toBe(256);
     expect(mem.nrFreeOnline).toBe(255);
-    expect(() => mem.dataOf(300)).toThrow(InvariantError);
     mem.onlineBlock(b1);
     expect(mem.nrFreeOnline).toBe(511);
     expect(mem.flags[300]).toBe(PG_BUDDY);
@@ -311,10 +312,10 @@ describe('contents', () => {
     const mem = mem1();
     const a = mem.allocFrame(true);
     const b = mem.allocFrame(true);
-    mem.dataOf(a)[mem.offsetOf(a) + 4095] = 1;
+    pokeByte(mem, a, 4095, 1);
     expect(mem.comparePages(a, b)).toBe(1);
     expect(mem.comparePages(b, a)).toBe(-1);
-    mem.dataOf(b)[mem.offsetOf(b) + 100] = 1;
+    pokeByte(mem, b, 100, 1);
     expect(mem.comparePages(a, b)).toBe(-1);
   });
 
@@ -331,8 +332,9 @@ describe('contents', () => {
     const mem = new PhysMem({ memoryMiB: 2, blockMiB: 1 });
     const src = 7;
     const dst = 300;
-    const data = mem.dataOf(src);
-    for (let i = 0; i < PAGE_SIZE; i++) data[mem.offsetOf(src) + i] = (i * 7) & 0xff;
+    const data = Buffer.alloc(PAGE_SIZE);
+    for (let i = 0; i < PAGE_SIZE; i++) data[i] = (i * 7) & 0xff;
+    mem.writeBytes(src, 0, data, 0, PAGE_SIZE);
     mem.copyPage(dst, src);
     expect(mem.comparePages(dst, src)).toBe(0);
     expect(pageBytes(mem, dst)[4095]).toBe((4095 * 7) & 0xff);
@@ -340,11 +342,30 @@ describe('contents', () => {
     expect(pageBytes(mem, 299).every((b) => b === 0)).toBe(true);
   });
 
-  it('wordsOf views the same bytes as dataOf', () => {
+  it('copyPage shares the content; a write to either frame then makes its own copy', () => {
     const mem = mem1();
-    const pfn = mem.allocFrame(true);
-    mem.dataOf(pfn).writeUInt32LE(0xdeadbeef, mem.offsetOf(pfn) + 8);
-    expect(mem.wordsOf(pfn)[mem.wordOffsetOf(pfn) + 2]).toBe(0xdeadbeef);
+    const a = mem.allocFrame(true);
+    const b = mem.allocFrame(true);
+    pokeByte(mem, a, 8, 0xef);
+    mem.copyPage(b, a);
+    expect(mem.content[b]).toBe(mem.content[a]);
+    expect(mem.store.refs[mem.content[a]!]).toBe(2);
+    pokeByte(mem, b, 9, 0xbe);
+    expect(mem.content[b]).not.toBe(mem.content[a]);
+    expect(mem.store.nrStored).toBe(2);
+    expect(pageBytes(mem, a)[9]).toBe(0);
+    expect(pageBytes(mem, b)[8]).toBe(0xef);
+    expect(pageBytes(mem, b)[9]).toBe(0xbe);
+  });
+
+  it('a whole page of one byte value is a fill: no bytes stored', () => {
+    const mem = mem1();
+    const a = mem.allocFrame(true);
+    mem.writeBytes(a, 0, Buffer.alloc(PAGE_SIZE, 0x33), 0, PAGE_SIZE);
+    expect(mem.content[a]).toBe(0x33);
+    expect(mem.store.nrStored).toBe(0);
+    fillPage(mem, a, 0);
+    expect(mem.content[a]).toBe(0);
   });
 });
 

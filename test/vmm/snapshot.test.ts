@@ -320,7 +320,7 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
 
   it('a kernel image of another version in a file of this one', () => {
     const e = problem(repack((b) => (b.kernel.imageVersion = 1)));
-    expect([e.problem, e.message]).toEqual(['version', 'snapshot kernel image version 1, but this Samepage reads version 2']);
+    expect([e.problem, e.message]).toEqual(['version', 'snapshot kernel image version 1, but this Samepage reads version 3']);
   });
 
   it('a kernel image with a field missing', () => {
