@@ -11,6 +11,7 @@ export { Kernel } from './ksm/kernel.js';
 export type { KsmKernelOptions as KernelOptions } from './ksm/kernel.js';
 export type { KernelVersion } from './ksm/profile.js';
 export type { KsmStats, KsmProcessStats } from './ksm/stats.js';
+export type { KsmWorkCounts } from './ksm/work.js';
 export type { VmStat } from './mm/kernel.js';
 export type { Process, Pin, Prot, Advice, MmapOptions, MapSpecial } from './mm/process.js';
 export type { PrctlOption } from './mm/ksm-ops.js';

@@ -26,6 +26,7 @@ import { ULONG_MAX, UINT_MAX } from '../mm/sysfs.js';
 import { AnonVma, ShmemFile, Vma } from '../mm/vma.js';
 import { Kernel } from './kernel.js';
 import { MmSlot, StableNode, newRmapItem, type RmapItem } from './structs.js';
+import { KSM_WORK_COUNTERS } from './work.js';
 
 /*
  * Snapshots of the whole simulated kernel: saveKernel() turns a Kernel into a
@@ -225,6 +226,8 @@ export interface KsmImage {
   pagesUnshared: number;
   rmapItems: number;
   pagesScanned: number;
+  /** ksmd's work counters (work.ts), in KSM_WORK_COUNTERS order. */
+  work: number[];
   seqnr: number;
   /** Decimal: an unsigned long. */
   maxKernelPages: string;
@@ -806,6 +809,7 @@ export function saveKernel(k: Kernel): KernelImage {
       pagesUnshared: ksm.pagesUnshared,
       rmapItems: ksm.rmapItems,
       pagesScanned: ksm.pagesScanned,
+      work: KSM_WORK_COUNTERS.map((c) => ksm.work[c]),
       seqnr: ksm.seqnr,
       maxKernelPages: ksm.maxKernelPages.toString(),
       pagesToScan: ksm.pagesToScan,
@@ -1389,6 +1393,8 @@ function decode(x: unknown): Decoded {
   for (const key of ['pagesShared', 'pagesSharing', 'pagesUnshared', 'rmapItems', 'seqnr', 'pagesScanned'] as const) {
     int(k[key], `ksm.${key}`, 0, Number.MAX_SAFE_INTEGER);
   }
+  if (!Array.isArray(k.work) || k.work.length !== KSM_WORK_COUNTERS.length) fail('ksm.work', `expected ${KSM_WORK_COUNTERS.length} counters (${KSM_WORK_COUNTERS.join(', ')}), found ${found(k.work)}`);
+  KSM_WORK_COUNTERS.forEach((c, i) => int((k.work as unknown[])[i], `ksm.work[${i}] (${c})`, 0, Number.MAX_SAFE_INTEGER));
   const mkp = str(k.maxKernelPages, 'ksm.maxKernelPages');
   if (!/^[0-9]{1,20}$/.test(mkp) || BigInt(mkp) > ULONG_MAX) fail('ksm.maxKernelPages', `expected an unsigned long in decimal, found ${found(mkp)}`);
   int(k.pagesToScan, 'ksm.pagesToScan', 0, UINT_MAX);
@@ -1606,6 +1612,7 @@ function build(d: Decoded): Kernel {
     mem.lruPrev.fill(-1, start, end);
     mem.lruNext.fill(-1, start, end);
     mem.checksumValid.fill(0, start, end);
+    mem.zeroWords.fill(-1, start, end);
     const list = d.freeLists[b]!;
     linkList(mem, list);
     block.freeHead = list.length > 0 ? list[0]! : -1;
@@ -1764,6 +1771,7 @@ function build(d: Decoded): Kernel {
   ksm.pagesUnshared = ki.pagesUnshared;
   ksm.rmapItems = ki.rmapItems;
   ksm.pagesScanned = ki.pagesScanned;
+  KSM_WORK_COUNTERS.forEach((c, i) => (ksm.work[c] = ki.work[i]!));
   ksm.maxKernelPages = BigInt(ki.maxKernelPages);
   ksm.pagesToScan = ki.pagesToScan;
   ksm.sleepMillisecs = ki.sleepMillisecs;
