@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { renderChart } from '../../src/report/svg.js';
 import type { RunResult } from '../../src/scenario/types.js';
 import type { HostSample } from '../../src/vmm/types.js';
-import { FIXED, SINGLE, TUNED } from './fixtures.js';
+import { FIXED, SINGLE, TUNED, ev } from './fixtures.js';
 
 interface Element {
   name: string;
@@ -220,7 +220,7 @@ describe('renderChart: text and errors', () => {
     const weird: RunResult = {
       ...FIXED,
       variant: 'a<b>&c',
-      events: [{ t: 1000, what: 'pressure <huge>', error: 'ENOMEM: "x" & \'y\'' }],
+      events: [ev(1000, 'pressure <huge>', 'ENOMEM: "x" & \'y\'')],
     };
     const text = renderChart([weird, TUNED], { title: 'KSM <on> & off' });
     const svg = parseXml(text);
