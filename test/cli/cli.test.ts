@@ -68,7 +68,15 @@ Runs the scenario on simulated time and prints a summary table per variant.
 
 options:
   --json FILE      write the full timeline (every sample, every event) as JSON
+  --csv FILE       write the samples as CSV, one row per sample per variant
   --svg FILE       write a chart of memory saved and free memory over time
+                   (FILE '-' is standard output, for one of the three; the
+                   summary then goes to standard error)
+  --fail-on-oom    exit with status 3 when a guest was OOM-killed or refused at
+                   start (the summary says which and when)
+  --ksmd-costs FILE  ns per ksmd operation for the CPU estimate, as
+                   bench/calibrate-ksmd.ts writes them (default: measured on the
+                   development machine; see the README, "ksmd's CPU cost")
   --seed N         override the scenario's seed
   --variant NAME   run only this variant
   --images DIR     guest image descriptors (default: the package's guests/)
@@ -81,6 +89,12 @@ options:
                    finishes it exactly as this run finishes)
   --quiet          no progress bar
   -h, --help       this text
+
+Every output path is checked before the run starts: one that cannot be written
+fails at once (exit 1), with nothing run.
+
+Exit status: 0 done, 1 a file that cannot be used or written, 2 a usage error,
+3 with --fail-on-oom, a guest OOM-killed or refused at start.
 
 Scenario format: see the README, section "Scenario files".
 `;
@@ -216,7 +230,9 @@ describe.concurrent('samepage run', () => {
         'host   promised 32 MiB           64 MiB  16.4 MiB           8.4 MiB   0 B',
         '',
         'ksm: pages_shared 1627, pages_sharing 2163, pages_unshared 2572, pages_volatile 0, full_scans 10, pages scanned 49661',
+        'ksmd: 1.6% of a core on average, peak 1.7% at 5s; 0.16 s of CPU (estimated from its work: 25611 checksums, 540623 tree comparisons, 3790 merges)',
         'peak saved 8.4 MiB at 5s; overcommit 0.50 (32 MiB promised / 64 MiB RAM)',
+        'converged: 90% of the final saving at 5s; lowest free memory 47.6 MiB at 5s',
         '',
         '(simulated 10s in Ns)',
         `timeline written to ${json}`,
@@ -243,7 +259,9 @@ describe.concurrent('samepage run', () => {
       'host   promised 16 MiB           64 MiB  12.4 MiB            0 B   0 B',
       '',
       'ksm: pages_shared 0, pages_sharing 0, pages_unshared 0, pages_volatile 0, full_scans 0, pages scanned 0',
+      'ksmd: 0.0% of a core on average, peak 0.0% at 0s; 0.00 s of CPU (estimated from its work: 0 checksums, 0 tree comparisons, 0 merges)',
       'peak saved 0 B at 0s; overcommit 0.25 (16 MiB promised / 64 MiB RAM)',
+      'converged: nothing saved at the end; lowest free memory 51.6 MiB at 5s',
       '',
     ];
     expect(wall(all)).toEqual({
@@ -257,15 +275,17 @@ describe.concurrent('samepage run', () => {
         'host   promised 16 MiB           64 MiB  11.4 MiB           1.0 MiB   0 B',
         '',
         'ksm: pages_shared 1, pages_sharing 268, pages_unshared 2912, pages_volatile 0, full_scans 11, pages scanned 24513',
+        'ksmd: 2.1% of a core on average, peak 2.1% at 5s; 0.10 s of CPU (estimated from its work: 22519 checksums, 245814 tree comparisons, 269 merges)',
         'peak saved 1.0 MiB at 5s; overcommit 0.25 (16 MiB promised / 64 MiB RAM)',
+        'converged: 90% of the final saving at 5s; lowest free memory 52.6 MiB at 5s',
         '',
         ...off,
         '2 variants at the end of the run:',
         '',
-        'variant    saved     peak saved  pages scanned  full scans  swap used      free',
-        '-------  -------  -------------  -------------  ----------  ---------  --------',
-        'merge    1.0 MiB  1.0 MiB at 5s          24513          11        0 B  52.6 MiB',
-        'off          0 B      0 B at 0s              0           0        0 B  51.6 MiB',
+        'variant    saved     peak saved  pages scanned  full scans  swap used      free  ksmd CPU  90% saved at',
+        '-------  -------  -------------  -------------  ----------  ---------  --------  --------  ------------',
+        'merge    1.0 MiB  1.0 MiB at 5s          24513          11        0 B  52.6 MiB      2.1%            5s',
+        'off          0 B      0 B at 0s              0           0        0 B  51.6 MiB      0.0%             -',
         '',
         '(simulated 2 × 5s in Ns)',
         '',
@@ -275,14 +295,75 @@ describe.concurrent('samepage run', () => {
     expect(wall(one)).toEqual({ code: 0, stdout: [...off, '(simulated 5s in Ns)', ''].join('\n'), stderr: '' });
   });
 
-  it('a --json file it cannot write: exit 1 naming it, after the summary', async ({ expect }) => {
+  it('an output it cannot write: exit 1 at once, naming it, with nothing run', async ({ expect }) => {
     const json = join(tmp, 'no-such-dir', 'out.json');
-    const r = await samepage(['run', VARIANTS, ...IMAGES, '--variant', 'off', '--json', json, '--quiet']);
-    expect([r.code, r.stdout.split('\n')[0], r.stderr]).toEqual([
-      1,
-      'tiny-variants (variant off): 5s simulated, seed 1, policy fixed: run 0, pages_to_scan 100, sleep_millisecs 20',
-      `samepage: cannot write ${json} (ENOENT)\n`,
+    const readOnly = join(tmp, 'read-only.csv');
+    writeFileSync(readOnly, 'keep me\n', { mode: 0o444 });
+    const [missingDir, aDirectory, notWritable] = await Promise.all([
+      samepage(['run', VARIANTS, ...IMAGES, '--variant', 'off', '--json', json, '--quiet']),
+      samepage(['run', VARIANTS, ...IMAGES, '--svg', tmp, '--quiet']),
+      // Root may write a mode-0444 file anyway: then the check rightly lets it through.
+      process.getuid?.() === 0 ? Promise.resolve(null) : samepage(['run', VARIANTS, ...IMAGES, '--csv', readOnly, '--quiet']),
     ]);
+    expect(missingDir).toEqual({ code: 1, stdout: '', stderr: `samepage: cannot write ${json} (ENOENT for ${join(tmp, 'no-such-dir')}), given to --json: nothing was run\n` });
+    expect(aDirectory).toEqual({ code: 1, stdout: '', stderr: `samepage: cannot write ${tmp} (EISDIR), given to --svg: nothing was run\n` });
+    if (notWritable !== null) expect(notWritable).toEqual({ code: 1, stdout: '', stderr: `samepage: cannot write ${readOnly} (EACCES), given to --csv: nothing was run\n` });
+    expect(readFileSync(readOnly, 'utf8')).toBe('keep me\n');
+  });
+
+  it("--json - writes the run file on stdout and the summary on stderr; --csv - the samples", async ({ expect }) => {
+    const [json, csv] = await Promise.all([
+      samepage(['run', VARIANTS, ...IMAGES, '--variant', 'off', '--json', '-', '--quiet']),
+      samepage(['run', VARIANTS, ...IMAGES, '--variant', 'merge', '--csv', '-', '--quiet']),
+    ]);
+    expect(json.code).toBe(0);
+    const { runs } = parseRunJson(json.stdout);
+    expect(runs.map((x) => [x.variant, x.samples.length, x.host.pagesSharing])).toEqual([['off', 2, 0]]);
+    expect(json.stderr.split('\n')[0]).toBe('tiny-variants (variant off): 5s simulated, seed 1, policy fixed: run 0, pages_to_scan 100, sleep_millisecs 20');
+    expect(json.stderr).not.toContain('written to');
+    expect(csv.code).toBe(0);
+    const rows = csv.stdout.split('\r\n');
+    // The header, samples at 0 and 5 s, and the empty string after the last CRLF.
+    expect(rows.length).toBe(4);
+    expect(rows[0]!.startsWith('scenario,variant,t_ms,pages_shared,pages_sharing,')).toBe(true);
+    expect(rows[2]!.startsWith('tiny-variants,merge,5000,1,268,2912,0,11,24513,')).toBe(true);
+    expect(csv.stderr.split('\n')[0]).toBe('tiny-variants (variant merge): 5s simulated, seed 1, policy fixed: run 1, pages_to_scan 100, sleep_millisecs 20');
+  });
+
+  it('a guest the OOM killer killed: its own state, a line saying when, and with --fail-on-oom exit 3', async ({ expect }) => {
+    const OOM = 'test/cli/fixtures/oom.yaml';
+    const [plain, failing] = await Promise.all([samepage(['run', OOM, ...IMAGES, '--quiet']), samepage(['run', OOM, ...IMAGES, '--quiet', '--fail-on-oom'])]);
+    const summary = [
+      'oom: 3s simulated, seed 1, policy fixed: run 0, pages_to_scan 100, sleep_millisecs 20',
+      '',
+      'guest  image            state          RAM  resident  merged  saved  swap',
+      '-----  ---------------  ----------  ------  --------  ------  -----  ----',
+      'a-1    tiny 1           oom-killed  16 MiB       0 B     0 B    0 B   0 B',
+      'a-2    tiny 1           running     16 MiB  12.4 MiB     0 B    0 B   0 B',
+      'a-3    tiny 1           running     16 MiB  12.4 MiB     0 B    0 B   0 B',
+      'host   promised 48 MiB              32 MiB  24.9 MiB            0 B   0 B',
+      '',
+      'ksm: pages_shared 0, pages_sharing 0, pages_unshared 0, pages_volatile 0, full_scans 0, pages scanned 0',
+      'ksmd: 0.0% of a core on average, peak 0.0% at 0s; 0.00 s of CPU (estimated from its work: 0 checksums, 0 tree comparisons, 0 merges)',
+      'peak saved 0 B at 0s; overcommit 1.50 (48 MiB promised / 32 MiB RAM)',
+      'converged: nothing saved at the end; lowest free memory 7.1 MiB at 2s',
+      '1 guest OOM-killed: a-1 at 1.3s',
+      '',
+      '(simulated 3s in Ns)',
+      '',
+    ].join('\n');
+    const wall = (o: Outcome): Outcome => ({ ...o, stdout: o.stdout.replace(/ in \d+\.\ds\)/, ' in Ns)') });
+    expect(wall(plain)).toEqual({ code: 0, stdout: summary, stderr: '' });
+    expect(wall(failing)).toEqual({ code: 3, stdout: summary, stderr: '' });
+  });
+
+  it('two outputs on stdout, or a snapshot there: exit 2', async ({ expect }) => {
+    const [two, save] = await Promise.all([
+      samepage(['run', VARIANTS, ...IMAGES, '--json', '-', '--csv', '-']),
+      samepage(['run', VARIANTS, ...IMAGES, '--variant', 'off', '--save-at', '1s', '--save', '-']),
+    ]);
+    expect([two.code, two.stdout, two.stderr.split('\n')[0]]).toEqual([2, '', 'samepage: only one output can go to standard output, got --json - and --csv -']);
+    expect([save.code, save.stdout, save.stderr.split('\n')[0]]).toEqual([2, '', 'samepage: --save needs a file: its output is binary, not for standard output']);
   });
 
   it('--variant the scenario does not have: exit 1, listing those it has', async ({ expect }) => {
