@@ -34,6 +34,7 @@ import { KSMTUNED_CONF_VARIABLES, parseKsmtunedConf } from '../vmm/ksmtuned-conf
 import type { KsmPolicy } from '../vmm/host.js';
 import { DEMO_USAGE, demoCommand } from './demo.js';
 import { UsageError } from './usage.js';
+import { PLAN_USAGE, planCommand } from './plan.js';
 import { checkOutputs, guestCasualties, loadKsmdCosts, readText, writeOutput } from './outputs.js';
 import { CAPTURE_USAGE, CaptureUsageError, captureCommand, describeCapture, loadCapture } from './capture.js';
 import { CaptureFormatError } from '../vmm/capture-file.js';
@@ -47,6 +48,7 @@ Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
 commands:
   run <scenario>   run a scenario file (YAML or JSON) and print its summary
   resume <file>    finish a run saved with 'run --save-at T --save FILE'
+  plan <scenario>  how many copies of a guest fit on the scenario's host
   import <format>  libvirt domain XML, a QEMU command line or a ksmtuned.conf as scenario YAML
   images [FILE]    list the guest images, or describe a capture file
   capture          record what KSM would see of running processes or QEMU guests
@@ -152,6 +154,7 @@ const COMMAND_USAGE: ReadonlyMap<string, string> = new Map([
   ['run', RUN_USAGE],
   ['images', IMAGES_USAGE],
   ['resume', RESUME_USAGE],
+  ['plan', PLAN_USAGE],
   ['import', IMPORT_USAGE],
   ['demo', DEMO_USAGE],
   ['capture', CAPTURE_USAGE],
@@ -490,6 +493,8 @@ async function main(argv: string[]): Promise<number> {
         return imagesCommand(rest);
       case 'resume':
         return resumeCommand(rest);
+      case 'plan':
+        return await planCommand(rest, version());
       case 'import':
         return importCommand(rest);
       case 'demo':

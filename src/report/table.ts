@@ -77,6 +77,8 @@ function formatResult(r: RunResult): string {
     `ksmd: ${percent(h.ksmdCpuAvg)} of a core on average, peak ${percent(h.ksmdCpuPeak)} at ${formatDuration(h.ksmdCpuPeakAt)}; ` +
       `${seconds(h.ksmdCpuMs)} of CPU (estimated from its work: ${h.work.checksums} checksums, ${h.work.stableTreeCompares + h.work.unstableTreeCompares} tree comparisons, ${h.work.merges} merges)`,
   );
+  // ksmd is one thread: more than a core means the real one would fall behind these knobs.
+  if (h.ksmdCpuPeak > 1) out.push(`  more than one core: the real ksmd could not keep up with these knobs, and would merge more slowly than this run`);
   out.push(`peak saved ${formatSize(h.peakSavedBytes)} at ${formatDuration(h.peakSavedAt)}; ${overcommit(h.guestRamBytes, h.ramBytes)}`);
   const converged = h.saved90At === null ? 'nothing saved at the end' : `90% of the final saving at ${formatDuration(h.saved90At)}`;
   out.push(`converged: ${converged}; lowest free memory ${formatSize(h.minFreeBytes)} at ${formatDuration(h.minFreeAt)}`);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, it } from 'vitest';
 import { DEMO_USAGE } from '../../src/cli/demo.js';
+import { PLAN_USAGE } from '../../src/cli/plan.js';
 import { parseRunJson } from '../../src/report/json.js';
 import { renderChart } from '../../src/report/svg.js';
 import { formatSize } from '../../src/vmm/config.js';
@@ -53,6 +54,7 @@ Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
 commands:
   run <scenario>   run a scenario file (YAML or JSON) and print its summary
   resume <file>    finish a run saved with 'run --save-at T --save FILE'
+  plan <scenario>  how many copies of a guest fit on the scenario's host
   import <format>  libvirt domain XML, a QEMU command line or a ksmtuned.conf as scenario YAML
   images [FILE]    list the guest images, or describe a capture file
   capture          record what KSM would see of running processes or QEMU guests
@@ -102,6 +104,12 @@ Scenario format: see the README, section "Scenario files".
 describe.concurrent('samepage: help, version, usage errors', () => {
   it('--help prints the usage on stdout and exits 0', async ({ expect }) => {
     expect(await samepage(['--help'])).toEqual({ code: 0, stdout: USAGE, stderr: '' });
+  });
+
+  it("'help plan' and 'plan --help' print the plan command's usage", async ({ expect }) => {
+    const [a, b] = await Promise.all([samepage(['help', 'plan']), samepage(['plan', '--help'])]);
+    expect(a).toEqual({ code: 0, stdout: PLAN_USAGE, stderr: '' });
+    expect(b).toEqual(a);
   });
 
   it("'help run' and 'run --help' print the run command's usage", async ({ expect }) => {
@@ -598,5 +606,84 @@ describe.concurrent('samepage run --ksmtuned-conf', () => {
       stdout: '',
       stderr: `samepage: ${bad} cannot be used:\n${bad}:1: KSM_NPAGES_MAXX: unknown variable (ksmtuned reads KSM_MONITOR_INTERVAL, KSM_NPAGES_BOOST, KSM_NPAGES_DECAY, KSM_NPAGES_MIN, KSM_NPAGES_MAX, KSM_SLEEP_MSEC, KSM_THRES_COEF, KSM_THRES_CONST, LOGFILE, DEBUG and PIDFILE)\n`,
     });
+  });
+});
+
+describe.concurrent('samepage plan', () => {
+  const PLAN = 'test/cli/fixtures/plan.yaml';
+  const wall = (text: string): string => text.replace(/ in \d+\.\d s\n/, ' in N s\n');
+
+  it('finds how many copies fit with KSM (once per swept value) and without, with the margin, the saving and ksmd’s cost; --json FILE', async ({ expect }) => {
+    // test/scenario/plan.test.ts checks 7 and 8 at sleep_millisecs 10 without the planner.
+    const json = join(tmp, 'plan.json');
+    const r = await samepage(['plan', PLAN, '--guest', 'web', ...IMAGES, '--sweep', 'sleep_millisecs=10,100', '--quiet', '--jobs', '2', '--json', json]);
+    expect({ ...r, stdout: wall(r.stdout) }).toEqual({
+      code: 0,
+      stderr: '',
+      stdout: [
+        "plan: how many web guests (tiny 1, 16 MiB each) fit on plan-tiny's host (48 MiB RAM, 0 B swap)",
+        'fit: no OOM kill, no guest refused at start, swap used at most 0 B and free memory at least 2.4 MiB at every sample',
+        '',
+        'with KSM, sleep_millisecs 10 (fixed: run 1, pages_to_scan 300, sleep_millisecs 10): 7 guests fit',
+        '  at 7: lowest free memory 6.3 MiB at 5s (limit 2.4 MiB), swap used at most 0 B (limit 0 B)',
+        '  at 8: does not fit: OOM kill: web-1 at 4.9s',
+        '  saved at 7: 45.5 MiB at the end (peak 45.5 MiB at 6s, 90% of it by 4s)',
+        '  ksmd at 7: 8.8% of a core on average, peak 9.9% at 1s (0.66 s of CPU in 7.5s)',
+        'with KSM, sleep_millisecs 100 (fixed: run 1, pages_to_scan 300, sleep_millisecs 100): 3 guests fit',
+        '  at 3: lowest free memory 12.9 MiB at 3s (limit 2.4 MiB), swap used at most 0 B (limit 0 B)',
+        '  at 4: does not fit: free memory 928 KiB at 3s (limit 2.4 MiB)',
+        '  saved at 3: 3.1 MiB at the end (peak 3.1 MiB at 5s, 90% of it by 4s)',
+        '  ksmd at 3: 0.8% of a core on average, peak 1.5% at 5.5s (0.05 s of CPU in 5.5s)',
+        'without KSM (run 0): 3 guests fit',
+        '  at 3: lowest free memory 10.7 MiB at 3s (limit 2.4 MiB), swap used at most 0 B (limit 0 B)',
+        '  at 4: does not fit: OOM kill: web-1 at 2.8s',
+        '',
+        'sleep_millisecs  fit  saved at fit  ksmd avg  ksmd peak  one more: first limit broken',
+        '---------------  ---  ------------  --------  ---------  -----------------------------------------',
+        '10                 7      45.5 MiB      8.8%       9.9%  OOM kill: web-1 at 4.9s',
+        '100                3       3.1 MiB      0.8%       1.5%  free memory 928 KiB at 3s (limit 2.4 MiB)',
+        '',
+        '14 trials (10 with KSM, 4 without), up to 256 guests, 2 at a time, in N s',
+        `answers written to ${json}`,
+        '',
+      ].join('\n'),
+    });
+    const doc = JSON.parse(readFileSync(json, 'utf8')) as { format: string; version: number; withKsm: { sweep: { value: string }; answer: { count: number; next: { count: number } } }[]; withoutKsm: { answer: { count: number } }[] };
+    expect([doc.format, doc.version]).toEqual(['samepage-plan', 1]);
+    expect(doc.withKsm.map((p) => [p.sweep.value, p.answer.count, p.answer.next.count])).toEqual([
+      ['10', 7, 8],
+      ['100', 3, 4],
+    ]);
+    expect(doc.withoutKsm.map((p) => p.answer.count)).toEqual([3]);
+  });
+
+  it('when not even one guest fits: exit 1, saying what broke at 1; --json - puts the answers on stdout, the text on stderr', async ({ expect }) => {
+    const r = await samepage(['plan', PLAN, '--guest', 'web', ...IMAGES, '--min-free', '40MiB', '--json', '-']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.split('\n').slice(3, 7)).toEqual([
+      'with KSM (fixed: run 1, pages_to_scan 300, sleep_millisecs 10): not even 1 guest fits',
+      '  at 1: does not fit: free memory 36.6 MiB at 2s (limit 40 MiB)',
+      'without KSM (run 0): not even 1 guest fits',
+      '  at 1: does not fit: free memory 35.6 MiB at 2s (limit 40 MiB)',
+    ]);
+    const doc = JSON.parse(r.stdout) as { withKsm: { answer: { count: number; fit: null } }[] };
+    expect(doc.withKsm.map((p) => [p.answer.count, p.answer.fit])).toEqual([[0, null]]);
+  });
+
+  it('usage errors: exit 2 with the message', async ({ expect }) => {
+    const rs = await Promise.all([
+      samepage(['plan', PLAN, ...IMAGES]),
+      samepage(['plan', PLAN, '--guest', 'db', ...IMAGES]),
+      samepage(['plan', PLAN, '--guest', 'web', '--sweep', 'max_page_sharing=256', ...IMAGES]),
+      samepage(['plan', VARIANTS, '--guest', 'a', ...IMAGES]),
+      samepage(['plan', PLAN, '--guest', 'web', '--jobs', '0', ...IMAGES]),
+    ]);
+    expect(rs.map((r) => [r.code, r.stdout, r.stderr.split('\n')[0]])).toEqual([
+      [2, '', 'samepage: plan needs --guest NAME: the guests: entry to copy'],
+      [2, '', 'samepage: --guest db: the scenario has no guests: entry named "db" (entries: web)'],
+      [2, '', 'samepage: --sweep max_page_sharing: not a KSM knob of Linux 2.6.33 (knobs: max_kernel_pages, pages_to_scan, sleep_millisecs, run; or kernel)'],
+      [2, '', 'samepage: test/cli/fixtures/variants.yaml has 2 variants (merge, off): say whose KSM policy to plan with, --variant NAME'],
+      [2, '', 'samepage: --jobs needs a whole number of at least 1, got "0"'],
+    ]);
   });
 });
