@@ -1,6 +1,6 @@
 import { InvariantError } from '../lib/errors.js';
 import { rbCheck, rbCount, rbFirst, rbNext } from '../lib/rbtree.js';
-import { MMF_VM_MERGEABLE } from '../mm/constants.js';
+import { MMF_VM_MERGEABLE, PAGE_SIZE } from '../mm/constants.js';
 import { CONTENT_FREE } from '../mm/contents.js';
 import type { AnonVma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
@@ -145,6 +145,13 @@ export function checkKsmInvariants(ksm: Ksm): void {
   const start = ksm.memoCheckCursor < limit ? ksm.memoCheckCursor : 0;
   let id = start;
   do {
+    const z = store.zeroWords[id]!;
+    if (z >= 0 && store.kind[id] !== CONTENT_FREE) {
+      const v = store.view(id);
+      let actual = 0;
+      while (actual < PAGE_SIZE / 4 && v.words[v.wordOff + actual] === 0) actual++;
+      if (actual !== z) fail(`memoized zero words of ${store.describe(id)}: ${z}, its bytes have ${actual}: a write skipped the store's writers`);
+    }
     if (store.sumValid[id] !== 0 && store.kind[id] !== CONTENT_FREE) {
       const v = store.view(id);
       const sum = ksm.profile.checksum.page(v.words, v.wordOff);
@@ -162,5 +169,8 @@ export function checkKsmInvariants(ksm: Ksm): void {
     const hi = ksm.memcmpHi[s]!;
     const sign = Math.sign(mem.comparePages(lo, hi));
     if (sign !== ksm.memcmpSign[s]) fail(`memcmp memo says ${ksm.memcmpSign[s]} for pfns ${lo} and ${hi}, memcmp says ${sign}: a write skipped the store's writers`);
+    const at = mem.firstDifference(lo, hi);
+    const bytes = at === PAGE_SIZE ? PAGE_SIZE : at + 1;
+    if (bytes !== ksm.memcmpBytes[s]) fail(`memcmp memo says ${ksm.memcmpBytes[s]} bytes read for pfns ${lo} and ${hi}, memcmp reads ${bytes}: a write skipped the store's writers`);
   }
 }

@@ -32,6 +32,7 @@ import { ULONG_MAX, UINT_MAX } from '../mm/sysfs.js';
 import type { Ksm } from './ksm.js';
 import type { Ksmd } from './ksmd.js';
 import { MmSlot, StableNode, newRmapItem, type RmapItem } from './structs.js';
+import { KSM_WORK_COUNTERS } from './work.js';
 
 /*
  * KSM's part of the kernel image (src/ksm/kernel.ts composes the whole kernel's).
@@ -69,6 +70,8 @@ export interface KsmImage {
   pagesSharing: number;
   pagesUnshared: number;
   pagesScanned: number;
+  /** ksmd's work counters (work.ts), in KSM_WORK_COUNTERS order. */
+  work: number[];
   seqnr: number;
   /** Decimal: an unsigned long. */
   maxKernelPages: string;
@@ -227,6 +230,7 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
     pagesSharing: ksm.pagesSharing,
     pagesUnshared: ksm.pagesUnshared,
     pagesScanned: ksm.pagesScanned,
+    work: KSM_WORK_COUNTERS.map((c) => ksm.work[c]),
     seqnr: ksm.seqnr,
     maxKernelPages: ksm.maxKernelPages.toString(),
     pagesToScan: ksm.pagesToScan,
@@ -262,6 +266,8 @@ function checkKsmImage(x: unknown, ctx: ImageCheckContext): ImagePartChecked<Dec
   for (const key of ['pagesShared', 'pagesSharing', 'pagesUnshared', 'seqnr', 'pagesScanned'] as const) {
     int(k[key], `${p}.${key}`, 0, Number.MAX_SAFE_INTEGER);
   }
+  if (!Array.isArray(k.work) || k.work.length !== KSM_WORK_COUNTERS.length) fail(`${p}.work`, `expected ${KSM_WORK_COUNTERS.length} counters (${KSM_WORK_COUNTERS.join(', ')}), found ${found(k.work)}`);
+  KSM_WORK_COUNTERS.forEach((c, i) => int((k.work as unknown[])[i], `${p}.work[${i}] (${c})`, 0, Number.MAX_SAFE_INTEGER));
   const mkp = str(k.maxKernelPages, `${p}.maxKernelPages`);
   if (!/^[0-9]{1,20}$/.test(mkp) || BigInt(mkp) > ULONG_MAX) fail(`${p}.maxKernelPages`, `expected an unsigned long in decimal, found ${found(mkp)}`);
   int(k.pagesToScan, `${p}.pagesToScan`, 0, UINT_MAX);
@@ -411,6 +417,7 @@ function restoreKsm(ksm: Ksm, ksmd: Ksmd, d: DecodedKsm, ctx: ImageRestoreContex
   ksm.pagesUnshared = ki.pagesUnshared;
   ksm.rmapItems = items.length;
   ksm.pagesScanned = ki.pagesScanned;
+  KSM_WORK_COUNTERS.forEach((c, i) => (ksm.work[c] = ki.work[i]!));
   ksm.maxKernelPages = BigInt(ki.maxKernelPages);
   ksm.pagesToScan = ki.pagesToScan;
   ksm.sleepMillisecs = ki.sleepMillisecs;

@@ -86,6 +86,7 @@ export function stableTreeSearch(ksm: Ksm, pfn: number): number {
         if (ksm.profile.features.restartStableTreeSearch) continue again;
         return -1;
       }
+      ksm.work.stableTreeCompares++;
       const ret = memcmpPages(ksm, pfn, treePfn);
       if (ret < 0) {
         mem.putPage(treePfn);
@@ -116,6 +117,7 @@ export function stableTreeInsert(ksm: Ksm, kpfn: number): StableNode | null {
         if (ksm.profile.features.restartStableTreeSearch) continue again;
         return null;
       }
+      ksm.work.stableTreeCompares++;
       const ret = memcmpPages(ksm, kpfn, treePfn);
       mem.putPage(treePfn);
       parent = cur;

@@ -25,8 +25,12 @@ export function breakKsm(ksm: Ksm, vma: Vma, addr: number): number {
   do {
     const pfn = followPage(ksm, vma, addr);
     if (pfn < 0) break;
-    if (mem.isKsm(pfn)) ret = handleMmFault(ksm.kernel, vma, addr, true);
-    else ret = VM_FAULT_WRITE;
+    if (mem.isKsm(pfn)) {
+      ret = handleMmFault(ksm.kernel, vma, addr, true);
+      if ((ret & VM_FAULT_WRITE) !== 0) ksm.work.unmerges++;
+    } else {
+      ret = VM_FAULT_WRITE;
+    }
     mem.putPage(pfn);
     if ((ret & VM_FAULT_OOM) !== 0) return ENOMEM;
   } while ((ret & (VM_FAULT_WRITE | VM_FAULT_SIGBUS | VM_FAULT_OOM)) === 0);

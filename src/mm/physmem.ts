@@ -399,6 +399,16 @@ export class PhysMem {
     return this.store.compare(this.content[a]!, this.content[b]!);
   }
 
+  /** Where memcmp of two frames stops: the first differing byte's offset, or PAGE_SIZE (contents.ts firstDifference()). */
+  firstDifference(a: number, b: number): number {
+    return this.store.firstDifference(this.content[a]!, this.content[b]!);
+  }
+
+  /** Byte `off` of the frame. */
+  byteAt(pfn: number, off: number): number {
+    return this.store.byteAt(this.content[pfn]!, off);
+  }
+
   /** copy_highpage(dst, src): dst names src's content (shared, copy-on-write in the store). */
   copyPage(dst: number, src: number): void {
     const c = this.content[src]!;

@@ -544,6 +544,30 @@ export class Process {
     }
   }
 
+  /**
+   * Write a whole page at `addr` (page-aligned) whose bytes generator `g` of the
+   * kernel's content store (store.registerGenerator) makes from the key k0..k3: the
+   * same fault as write() of those 4096 bytes, so every mm and KSM decision is the
+   * same, but the frame names the generated content instead of holding a copy
+   * (identical pages of many guests name one content, and none of it is stored).
+   */
+  writeGeneratedPage(addr: number, g: number, k0: number, k1: number, k2: number, k3: number): void {
+    this.live('write');
+    this.checkAccess('write', addr, PAGE_SIZE, true, false);
+    if (addr % PAGE_SIZE !== 0) throw new KernelError('EINVAL', `writeGeneratedPage: expected a page-aligned address, got ${hexAddr(addr)}`);
+    const pfn = this.faultIn(this.vmaFor(addr, null), addr, true, false);
+    this.kernel.mem.setContent(pfn, this.kernel.mem.store.internSource(g, k0, k1, k2, k3));
+  }
+
+  /** write() of a whole page (page-aligned `addr`) every byte of which is `value`: the frame names the fill. */
+  writeFilledPage(addr: number, value: number): void {
+    this.live('write');
+    this.checkAccess('write', addr, PAGE_SIZE, true, false);
+    if (addr % PAGE_SIZE !== 0) throw new KernelError('EINVAL', `writeFilledPage: expected a page-aligned address, got ${hexAddr(addr)}`);
+    const pfn = this.faultIn(this.vmaFor(addr, null), addr, true, false);
+    this.kernel.mem.fillBytes(pfn, 0, value, PAGE_SIZE);
+  }
+
   /** memset(addr, value, len) through the MMU. */
   memset(addr: number, value: number, length: number): void {
     this.live('memset');

@@ -1,7 +1,8 @@
 import { KSM_STATS, type KsmStats } from '../ksm/stats.js';
+import { KSM_WORK_FIELDS, type KsmWorkCounts } from '../ksm/work.js';
 import { assertNever } from '../lib/errors.js';
 import type { GuestSummary, HostSummary, RunEvent, RunResult } from '../scenario/types.js';
-import type { GuestSample, GuestState, HostSample } from '../vmm/types.js';
+import { GUEST_STATES, HOST_EVENT_KINDS, type GuestSample, type HostSample } from '../vmm/types.js';
 
 /**
  * The run file `samepage run --json` writes, and its reader:
@@ -20,17 +21,21 @@ import type { GuestSample, GuestState, HostSample } from '../vmm/types.js';
  * types make the compiler insist that it names every field: a field added to RunResult
  * and forgotten here is a type error, not a silently missing key.
  *
- * `version` changes when a field is renamed, removed or changes meaning; readers refuse
- * versions they do not know rather than misread them.
+ * `version` changes when a field is renamed, removed or changes meaning, or is added
+ * (this reader refuses unknown fields, so an older one would refuse the file anyway);
+ * readers refuse versions they do not know rather than misread them. Version 2 added
+ * the guest states oom-killed and refused, each event's kind and guest, ksmd's work
+ * and CPU in samples and summaries, and the convergence figures.
  */
 
 export const RUN_FORMAT = 'samepage-run';
-export const RUN_FORMAT_VERSION = 1;
+export const RUN_FORMAT_VERSION = 2;
 
 // ---- the shapes ------------------------------------------------------------------------------
 
-type Kind = NumberKind | StringKind | BooleanKind | StringOrNullKind | EnumKind | ListKind | ObjectKind;
+type Kind = NumberKind | NumberOrNullKind | StringKind | BooleanKind | StringOrNullKind | EnumKind | ListKind | ObjectKind;
 interface NumberKind { type: 'number' }
+interface NumberOrNullKind { type: 'number|null' }
 interface StringKind { type: 'string' }
 interface BooleanKind { type: 'boolean' }
 interface StringOrNullKind { type: 'string|null' }
@@ -47,6 +52,8 @@ type Shape = Readonly<Record<string, Kind>>;
 type ShapeOf<T> = { readonly [K in keyof T]-?: KindFor<T[K]> };
 type KindFor<V> = [V] extends [number]
   ? NumberKind
+  : [V] extends [number | null]
+    ? NumberOrNullKind
   : [V] extends [boolean]
     ? BooleanKind
     : [V] extends [string]
@@ -60,14 +67,13 @@ type KindFor<V> = [V] extends [number]
           : ObjectKind & { shape: ShapeOf<V> };
 
 const num: NumberKind = { type: 'number' };
+const numOrNull: NumberOrNullKind = { type: 'number|null' };
 const str: StringKind = { type: 'string' };
 const bool: BooleanKind = { type: 'boolean' };
 const strOrNull: StringOrNullKind = { type: 'string|null' };
 
-const GUEST_STATES = ['created', 'booting', 'running', 'paused', 'stopped', 'destroyed'] as const satisfies readonly GuestState[];
-// Every GuestState is listed: this fails to compile when the union grows.
-const everyGuestState: [Exclude<GuestState, (typeof GUEST_STATES)[number]>] extends [never] ? true : false = true;
-const guestState: EnumKind = { type: 'enum', values: everyGuestState ? GUEST_STATES : [] };
+const guestState: EnumKind = { type: 'enum', values: GUEST_STATES };
+const eventKind: EnumKind = { type: 'enum', values: HOST_EVENT_KINDS };
 
 const GUEST_SAMPLE: ShapeOf<GuestSample> = {
   name: str,
@@ -83,6 +89,9 @@ const GUEST_SAMPLE: ShapeOf<GuestSample> = {
 /** Every KSM statistic, in KSM_STATS order: the record a sample and a summary carry. */
 const KSM_STATS_SHAPE = Object.fromEntries(KSM_STATS.map((s) => [s.name, num])) as ShapeOf<KsmStats>;
 
+/** ksmd's work counters, in KSM_WORK_FIELDS order. */
+const KSM_WORK_SHAPE = Object.fromEntries(KSM_WORK_FIELDS.map((f) => [f, num])) as ShapeOf<KsmWorkCounts>;
+
 const HOST_SAMPLE: ShapeOf<HostSample> = {
   t: num,
   ...KSM_STATS_SHAPE,
@@ -93,11 +102,16 @@ const HOST_SAMPLE: ShapeOf<HostSample> = {
   run: num,
   pagesToScan: num,
   sleepMillisecs: num,
+  work: { type: 'object', shape: KSM_WORK_SHAPE },
+  ksmdCpuMs: num,
+  ksmdCpu: num,
   guests: { type: 'list', of: GUEST_SAMPLE },
 };
 
 const RUN_EVENT: ShapeOf<RunEvent> = {
   t: num,
+  kind: eventKind,
+  guest: strOrNull,
   what: str,
   error: strOrNull,
 };
@@ -123,7 +137,15 @@ const HOST_SUMMARY: ShapeOf<HostSummary> = {
   savedBytes: num,
   peakSavedBytes: num,
   peakSavedAt: num,
+  saved90At: numOrNull,
+  minFreeBytes: num,
+  minFreeAt: num,
   ...KSM_STATS_SHAPE,
+  work: { type: 'object', shape: KSM_WORK_SHAPE },
+  ksmdCpuMs: num,
+  ksmdCpuAvg: num,
+  ksmdCpuPeak: num,
+  ksmdCpuPeakAt: num,
 };
 
 const RUN_RESULT: ShapeOf<RunResult> = {
@@ -208,6 +230,9 @@ function conformKind(v: unknown, kind: Kind, where: string): unknown {
   switch (kind.type) {
     case 'number':
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${where}: expected a finite number, got ${describe(v)}`);
+      return v;
+    case 'number|null':
+      if (v !== null && (typeof v !== 'number' || !Number.isFinite(v))) throw new Error(`${where}: expected a finite number or null, got ${describe(v)}`);
       return v;
     case 'string':
       if (typeof v !== 'string') throw new Error(`${where}: expected a string, got ${describe(v)}`);

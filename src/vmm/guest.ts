@@ -8,9 +8,11 @@ import type { PageSource, PageSourceRef, SourceLayout } from './page-source.js';
 import type { GuestSample, GuestState } from './types.js';
 import { IDLE_WORKLOAD, checkWorkload, startBurst, type ActiveBurst, type WorkloadSpec } from './workload.js';
 
-/** One page of contents being generated: the guest writes it through the MMU. */
-const scratchPage = new Uint32Array(PAGE_SIZE / 4);
-const scratchBytes = Buffer.from(scratchPage.buffer);
+/**
+ * The key of the page being written (SourceLayout.bootKey/dirtyKey): the guest hands
+ * it to the kernel's content store rather than generating 4 KiB and copying it in.
+ */
+const scratchKey = new Uint32Array(4);
 
 /** RAM below the PCI hole, as QEMU's pc machine lays it out: the rest goes above 4 GiB. */
 const BELOW_4G_MAX = 3 * 1024 * 1024 * 1024;
@@ -106,6 +108,8 @@ export class Guest {
   /** Pages the guest has written (boot and workload). */
   pagesWritten: number;
   private readonly kernel: HostKernel;
+  /** The source's generator, as the kernel's content store numbers it. */
+  private readonly generatorId: number;
   private readonly prng: Prng;
   /** While booting: ms of boot done, and the next RAM page to write. */
   private bootElapsed: number;
@@ -153,6 +157,7 @@ export class Guest {
     this.boots = 0;
     this.pagesWritten = 0;
     this.kernel = kernel;
+    this.generatorId = kernel.mem.store.registerGenerator(opts.source.generator);
     this.prng = prng;
     this.bootElapsed = 0;
     this.bootCursor = 0;
@@ -210,7 +215,7 @@ export class Guest {
    * image's pages over its boot time.
    */
   boot(): void {
-    this.expect('boot', 'created', 'stopped');
+    this.expect('boot', 'created', 'stopped', 'oom-killed', 'refused');
     const proc = this.kernel.spawn(`qemu:${this.name}`);
     try {
       for (const s of this.slots) {
@@ -249,10 +254,26 @@ export class Guest {
   /** Power off: the QEMU process exits and its RAM goes back to the host. */
   stop(): void {
     this.expect('stop', 'booting', 'running', 'paused');
+    this.end('stopped');
+  }
+
+  /** The OOM killer chose the QEMU process: it dies as on stop(), in its own state. */
+  oomKill(): void {
+    this.expect('kill', 'booting', 'running', 'paused');
+    this.end('oom-killed');
+  }
+
+  /** A start that failed (boot() threw): the guest, which has no process, is refused. */
+  refuse(): void {
+    this.expect('refuse', 'created', 'stopped', 'oom-killed', 'refused');
+    this.state = 'refused';
+  }
+
+  private end(state: 'stopped' | 'oom-killed'): void {
     this.process!.exit();
     this.process = null;
     for (const s of this.slots) s.hva = 0;
-    this.state = 'stopped';
+    this.state = state;
     this.bursts.length = 0;
     this.pendingDirty = 0;
   }
@@ -327,8 +348,9 @@ export class Guest {
     const target = bootMs <= 0 || this.bootElapsed >= bootMs ? total : Math.floor((total * this.bootElapsed) / bootMs);
     while (this.bootCursor < target) {
       const page = this.bootCursor;
-      const kind = this.layout.bootPage(page, this.bootSeed, scratchPage);
-      if (kind !== 'untouched') this.writeRamPage(page);
+      const kind = this.layout.bootKey(page, this.bootSeed, scratchKey);
+      if (kind === 'zero') this.writeZeroPage(page);
+      else if (kind !== 'untouched') this.writeRamPage(page);
       this.bootCursor = page + 1;
     }
     if (this.bootCursor < total) return false;
@@ -340,14 +362,25 @@ export class Guest {
   /** Dirty one page the workload picks, with fresh contents. */
   private dirtyOne(): void {
     const page = this.layout.dirtyTarget(this.prng.nextU32(), this.prng.nextU32());
-    this.layout.dirtyPage(this.bootSeed, this.dirtyCounter, scratchPage);
+    this.layout.dirtyKey(this.bootSeed, this.dirtyCounter, scratchKey);
     this.writeRamPage(page);
     this.dirtyCounter++;
   }
 
-  /** Write scratchPage to RAM page `page` (in RAM order) through the QEMU process's MMU. */
+  /**
+   * Write the page scratchKey names to RAM page `page` (in RAM order) through the QEMU
+   * process's MMU: the same write fault as writing its bytes, the frame naming the
+   * generated content (Process.writeGeneratedPage).
+   */
   private writeRamPage(page: number): void {
-    this.process!.write(this.hvaOfPage(page), scratchBytes);
+    const k = scratchKey;
+    this.process!.writeGeneratedPage(this.hvaOfPage(page), this.generatorId, k[0]!, k[1]!, k[2]!, k[3]!);
+    this.pagesWritten++;
+  }
+
+  /** Write a page of zeros to RAM page `page`, as the boot does for its zeroed memory. */
+  private writeZeroPage(page: number): void {
+    this.process!.writeFilledPage(this.hvaOfPage(page), 0);
     this.pagesWritten++;
   }
 

@@ -25,6 +25,8 @@
  *   its contents.
  */
 
+import type { PageGenerator } from '../mm/contents.js';
+
 /**
  * What one guest page holds after boot: 'untouched' (never written: the host never
  * allocates it), 'zero', or contents: for a synthetic image 'version' (identical in
@@ -49,6 +51,12 @@ export interface PageSourceRef {
 
 export interface PageSource {
   readonly ref: PageSourceRef;
+  /**
+   * What makes the source's pages from a 4-word key (SourceLayout.bootKey/dirtyKey):
+   * the guest registers it with the kernel's content store and hands over keys, so a
+   * generated page costs the host no bytes until something writes it.
+   */
+  readonly generator: PageGenerator;
   /** How reports name it: 'fedora 13'. */
   readonly label: string;
   /** Simulated time a boot takes; the guest writes its boot pages progressively over it. */
@@ -76,6 +84,14 @@ export interface SourceLayout {
   dirtyTarget(r1: number, r2: number): number;
   /** Fill `out` with the workload's `counter`-th dirtied page of the boot with `bootSeed`: never equal to any other page. */
   dirtyPage(bootSeed: number, counter: number, out: Uint32Array): void;
+  /**
+   * bootPage() without the bytes: the kind, and for a page with contents other than
+   * zero the key (4 words) from which the source's generator makes exactly the bytes
+   * bootPage() would write. 'zero' and 'untouched' leave `key` alone.
+   */
+  bootKey(gfn: number, bootSeed: number, key: Uint32Array): PageFill;
+  /** dirtyPage() without the bytes: its key for the generator. */
+  dirtyKey(bootSeed: number, counter: number, key: Uint32Array): void;
 }
 
 /** What finds a source again from a snapshot's ref: the image catalog (later, captures too). */
