@@ -105,7 +105,7 @@ export function checkKsmInvariants(ksm: Ksm): void {
       shared++;
       sharing += len - 1;
     }
-    const live = mem.isKsm(node.kpfn) && mem.mapping[node.kpfn] === node;
+    const live = mem.isKsm(node.kpfn) && mem.mappingOf(node.kpfn) === node;
     // A stale node (its page freed, swapped out or offlined) may stay until the
     // keyhole finds it; a live one must be in content order with the other live ones.
     if (!live) return;

@@ -1,4 +1,4 @@
-import { PG_MLOCKED, PG_SWAPCACHE, PTE_WRITE, VM_LOCKED, VM_MERGEABLE, mkPte, ptePayload, ptePresent } from '../mm/constants.js';
+import { PG_MLOCKED, PG_SWAPCACHE, PTE_WRITE, VM_LOCKED, VM_MERGEABLE, mkPte, ptePayload, ptePresent, pteClear } from '../mm/constants.js';
 import { mlockVmaPage, munlockVmaPage } from '../mm/memory.js';
 import { pageAddAnonRmap, pageAddressInVma, pageRemoveRmap } from '../mm/rmap.js';
 import type { Vma } from '../mm/vma.js';
@@ -34,7 +34,7 @@ function writeProtectPage(ksm: Ksm, vma: Vma, pfn: number): number {
     // The kernel clears the pte and flushes the TLB before this check so that no
     // get_user_pages_fast() can slip in after it; nothing runs concurrently here.
     if (mem.pageMapcount(pfn) + 1 + swapped !== mem.count[pfn]) return -1;
-    pte = pte & ~PTE_WRITE;
+    pte = pteClear(pte, PTE_WRITE);
     mm.setPte(addr, pte);
   }
   return pte;

@@ -28,14 +28,14 @@ export function testExit(mm: MmStruct): boolean {
 
 /** The stable node a KSM page's mapping points to (page_stable_node()), or null. */
 export function pageStableNode(ksm: Ksm, pfn: number): StableNode | null {
-  return ksm.kernel.mem.isKsm(pfn) ? (ksm.kernel.mem.mapping[pfn] as StableNode | null) : null;
+  return ksm.kernel.mem.isKsm(pfn) ? (ksm.kernel.mem.mappingOf(pfn) as StableNode | null) : null;
 }
 
 /** set_page_stable_node(): upgrade an anonymous page to a KSM page. */
 export function setPageStableNode(ksm: Ksm, pfn: number, node: StableNode | null): void {
   const mem = ksm.kernel.mem;
   mem.flags[pfn]! |= PG_ANON | PG_KSM;
-  mem.mapping[pfn] = node;
+  mem.setMapping(pfn, node);
 }
 
 /**

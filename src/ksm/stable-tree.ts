@@ -58,7 +58,7 @@ export function removeNodeFromStableTree(ksm: Ksm, node: StableNode): void {
 export function getKsmPage(ksm: Ksm, node: StableNode): number {
   const mem = ksm.kernel.mem;
   const pfn = node.kpfn;
-  if (!mem.isKsm(pfn) || mem.mapping[pfn] !== node || !mem.getPageUnlessZero(pfn)) {
+  if (!mem.isKsm(pfn) || mem.mappingOf(pfn) !== node || !mem.getPageUnlessZero(pfn)) {
     removeNodeFromStableTree(ksm, node);
     return -1;
   }

@@ -79,7 +79,7 @@ export function checkMmInvariants(k: HostKernel): void {
           refs[pfn]!++;
           const f = mem.flags[pfn]!;
           if ((f & PG_ANON) !== 0 && (f & PG_KSM) === 0) {
-            if (mem.mapping[pfn] !== vma.anonVma) {
+            if (mem.mappingOf(pfn) !== vma.anonVma) {
               throw new InvariantError(`${where}: anon page's anon_vma is not the area's: ${mem.describe(pfn)}`);
             }
             if (vma.addressOf(mem.index[pfn]!) !== addr) {
@@ -137,9 +137,17 @@ export function checkMmInvariants(k: HostKernel): void {
   let free = 0;
   const lruCount = new Int32Array(3);
   for (let pfn = 0; pfn < n; pfn++) {
+    if (mem.untouched(pfn)) {
+      // A block never used: every frame free, no metadata yet (physmem.ts initBlock).
+      const b = mem.blockOf(pfn);
+      if (b.nrFree !== mem.framesIn(b)) throw new InvariantError(`memory block ${b.index} is untouched but counts ${b.nrFree} of ${mem.framesIn(b)} frames free`);
+      if (b.online && !b.isolated) free += b.nrFree;
+      pfn = b.startPfn + mem.framesIn(b) - 1;
+      continue;
+    }
     const f = mem.flags[pfn]!;
     if ((f & PG_BUDDY) !== 0) {
-      if (mem.count[pfn] !== 0 || mem.mapcount[pfn] !== -1 || mem.mapping[pfn] !== null || (f & ~(PG_BUDDY | PG_OFFLINE)) !== 0) {
+      if (mem.count[pfn] !== 0 || mem.mapcount[pfn] !== -1 || mem.mappingOf(pfn) !== null || (f & ~(PG_BUDDY | PG_OFFLINE)) !== 0) {
         throw new InvariantError(`free frame in use: ${mem.describe(pfn)}`);
       }
       if (mem.content[pfn] !== CONTENT_ZERO) throw new InvariantError(`free frame ${mem.describe(pfn)} holds ${mem.store.describe(mem.content[pfn]!)}, not the zero content`);
@@ -170,7 +178,10 @@ export function checkMmInvariants(k: HostKernel): void {
   const name = (c: number): void => {
     if (c >= FILL_CONTENTS) named.set(c, (named.get(c) ?? 0) + 1);
   };
-  for (let pfn = 0; pfn < n; pfn++) name(mem.content[pfn]!);
+  for (let pfn = 0; pfn < n; pfn++) {
+    if (mem.untouched(pfn)) pfn = mem.blockOf(pfn).startPfn + mem.framesIn(mem.blockOf(pfn)) - 1;
+    else name(mem.content[pfn]!);
+  }
   const swc = k.swap;
   if (swc !== null) for (let off = 1; off <= swc.nrSlots; off++) name(swc.content[off]!);
   mem.store.check(named, (msg) => {

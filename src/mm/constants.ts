@@ -13,14 +13,24 @@
  * VMA flags (`Vma.flags`) keep Linux 2.6.33's values. VM_MERGEABLE is bit 31, so a
  * flags word may read back negative from `|`: always test with `(f & X) !== 0`.
  *
- * PTEs are u32 words in per-mm page tables (see mm.ts):
+ * PTEs are integers below 2^53 in per-mm page tables of f64 (see mm.ts):
  *   bits 0-1  kind: 0 none, 1 present, 2 swap entry, 3 migration entry
  *   bit  2    write  (present: writable; migration: the pte was writable)
  *   bit  3    young  (present only: the accessed bit)
  *   bit  4    dirty  (present only)
  *   bit  5    special (present only: the shared zero page, never refcounted)
- *   bits 6-31 payload: pfn (present, migration) or swap offset (swap)
- * 26 payload bits address 2^26 frames (256 GiB of RAM) and as many swap slots.
+ *   bits 6-   payload: pfn (present, migration) or swap offset (swap)
+ * The payload is pte / 64 (PTE_PAYLOAD_UNIT): a pte wider than 32 bits is no u32,
+ * so the payload is never shifted and whole ptes are never `|`ed or `&~`ed; flags are
+ * read with `&` as before (ToInt32 keeps the low 32 bits of an integer below 2^53),
+ * and set or cleared with pteSet()/pteClear(). MAX_PTE_PAYLOAD bounds it: 2^30
+ * frames (4 TiB of RAM) and as many swap slots.
+ *
+ * The road not taken: a u32 pte with 26 payload bits addressed 256 GiB, and no way
+ * to free 4 bits of it (kind, write, young, dirty are all needed; special is the
+ * only derivable one). A second u8 array per table for the high bits would keep 5 B
+ * a pte, but every reader would then assemble two loads; f64 tables cost 4 B more a
+ * pte (bench/mm.ts counts it) and keep a pte one number.
  */
 
 export const PAGE_SHIFT = 12;
@@ -134,19 +144,36 @@ export const PTE_WRITE = 1 << 2;
 export const PTE_YOUNG = 1 << 3;
 export const PTE_DIRTY = 1 << 4;
 export const PTE_SPECIAL = 1 << 5;
-export const PTE_PAYLOAD_SHIFT = 6;
+/** The flag bits, all below the payload. */
+export const PTE_FLAGS_MASK = 63;
+/** The payload's unit: payload = floor(pte / PTE_PAYLOAD_UNIT). */
+export const PTE_PAYLOAD_UNIT = 64;
+/** The largest payload: frames 0..2^30-1 (4 TiB of RAM), swap offsets up to it. */
+export const MAX_PTE_PAYLOAD = 2 ** 30 - 1;
+/** The most RAM a kernel can have: every frame must fit in a pte's payload. */
+export const MAX_MEMORY_MIB = ((MAX_PTE_PAYLOAD + 1) * PAGE_SIZE) / (1024 * 1024);
 
 export function mkPte(pfn: number, bits: number): number {
-  return ((pfn << PTE_PAYLOAD_SHIFT) | bits | PTE_PRESENT) >>> 0;
+  return pfn * PTE_PAYLOAD_UNIT + ((bits | PTE_PRESENT) & PTE_FLAGS_MASK);
 }
 export function mkSwapPte(offset: number): number {
-  return ((offset << PTE_PAYLOAD_SHIFT) | PTE_SWAP) >>> 0;
+  return offset * PTE_PAYLOAD_UNIT + PTE_SWAP;
 }
 export function mkMigrationPte(pfn: number, write: boolean): number {
-  return ((pfn << PTE_PAYLOAD_SHIFT) | (write ? PTE_WRITE : 0) | PTE_MIGRATION) >>> 0;
+  return pfn * PTE_PAYLOAD_UNIT + ((write ? PTE_WRITE : 0) | PTE_MIGRATION);
 }
 export function ptePayload(pte: number): number {
-  return pte >>> PTE_PAYLOAD_SHIFT;
+  return (pte - (pte & PTE_FLAGS_MASK)) / PTE_PAYLOAD_UNIT;
+}
+/** pte with flag `bits` set (pte | bits, for ptes wider than 32 bits). */
+export function pteSet(pte: number, bits: number): number {
+  const f = pte & PTE_FLAGS_MASK;
+  return pte - f + ((f | bits) & PTE_FLAGS_MASK);
+}
+/** pte with flag `bits` clear (pte & ~bits, for ptes wider than 32 bits). */
+export function pteClear(pte: number, bits: number): number {
+  const f = pte & PTE_FLAGS_MASK;
+  return pte - f + (f & ~bits);
 }
 export function ptePresent(pte: number): boolean {
   return (pte & PTE_KIND_MASK) === PTE_PRESENT;

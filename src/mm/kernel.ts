@@ -8,6 +8,7 @@ import {
   PG_RESERVED,
   PG_SHMEM,
   PG_SWAPCACHE,
+  MAX_MEMORY_MIB,
 } from './constants.js';
 import type { KsmOps } from './ksm-ops.js';
 import type { KernelImagePart } from './snapshot.js';
@@ -114,6 +115,9 @@ export class HostKernel {
     const swapMiB = opts.swapMiB ?? 0;
     if (!Number.isInteger(swapMiB) || swapMiB < 0) {
       throw new KernelError('EINVAL', `swapMiB must be a non-negative integer, got ${swapMiB}`);
+    }
+    if (swapMiB > MAX_MEMORY_MIB) {
+      throw new KernelError('EINVAL', `swapMiB ${swapMiB} exceeds the ${MAX_MEMORY_MIB} MiB (4 TiB) of slots a swap pte can address`);
     }
     this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed ?? 1 };
     this.mem = new PhysMem({ memoryMiB, blockMiB });
@@ -276,6 +280,11 @@ export class HostKernel {
     let shmem = 0;
     let swapCached = 0;
     for (let pfn = 0; pfn < mem.nrFrames; pfn++) {
+      if (mem.untouched(pfn)) {
+        const b = mem.blockOf(pfn);
+        pfn = b.startPfn + mem.framesIn(b) - 1; // a block never used holds nothing
+        continue;
+      }
       const f = mem.flags[pfn]!;
       if ((f & (PG_BUDDY | PG_RESERVED)) !== 0) continue;
       if ((f & PG_ANON) !== 0 && mem.mapcount[pfn]! >= 0) anon++;

@@ -23,6 +23,8 @@ import {
   mkPte,
   ptePayload,
   ptePresent,
+  pteClear,
+  pteSet,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
 import type { MmStruct } from './mm.js';
@@ -138,7 +140,7 @@ export function handleMmFault(k: HostKernel, vma: Vma, addr: number, write: bool
       return vma.shmem !== null ? doSharedFault(k, vma, addr, write) : doAnonymousPage(k, vma, addr, write);
     case PTE_PRESENT:
       if (write && (pte & PTE_WRITE) === 0) return doWpPage(k, vma, addr, pte);
-      mm.setPte(addr, pte | PTE_YOUNG | (write ? PTE_DIRTY : 0));
+      mm.setPte(addr, pteSet(pte, PTE_YOUNG | (write ? PTE_DIRTY : 0)));
       return VM_FAULT_MINOR;
     case PTE_SWAP:
       return doSwapPage(k, vma, addr, pte, write);
@@ -177,7 +179,7 @@ function doSharedFault(k: HostKernel, vma: Vma, addr: number, write: boolean): n
     pfn = allocPage(k, true);
     if (pfn < 0) return VM_FAULT_OOM;
     mem.flags[pfn]! |= PG_SHMEM | PG_DIRTY;
-    mem.mapping[pfn] = file;
+    mem.setMapping(pfn, file);
     mem.index[pfn] = index;
     file.pages.set(index, pfn); // the file's own reference is the allocation's
   }
@@ -236,14 +238,14 @@ export function doWpPage(k: HostKernel, vma: Vma, addr: number, pte: number): nu
   const special = (pte & PTE_SPECIAL) !== 0;
   if (!special && (mem.flags[old]! & (PG_ANON | PG_KSM)) === PG_ANON && (mem.flags[old]! & PG_LOCKED) === 0) {
     if (reuseSwapPage(k, old)) {
-      mm.setPte(addr, pte | PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0));
+      mm.setPte(addr, pteSet(pte, PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0)));
       if (!writable) mem.flags[old]! |= PG_DIRTY;
       return VM_FAULT_WRITE;
     }
   }
   if (!special && (mem.flags[old]! & PG_SHMEM) !== 0) {
     // A shared mapping is never copied: the write just needs the pte writable.
-    mm.setPte(addr, pte | PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0));
+    mm.setPte(addr, pteSet(pte, PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0)));
     return VM_FAULT_WRITE;
   }
   anonVmaPrepare(vma);
@@ -257,7 +259,7 @@ export function doWpPage(k: HostKernel, vma: Vma, addr: number, pte: number): nu
   if (!special) mem.copyPage(pfn, old);
   // Reclaim inside the allocation may have swapped this very pte out: then back
   // out and let the caller fault again (the pte_same() check).
-  if ((mm.getPte(addr) & ~(PTE_YOUNG | PTE_DIRTY)) !== (pte & ~(PTE_YOUNG | PTE_DIRTY))) {
+  if (pteClear(mm.getPte(addr), PTE_YOUNG | PTE_DIRTY) !== pteClear(pte, PTE_YOUNG | PTE_DIRTY)) {
     mem.putPage(pfn);
     if (!special) mem.putPage(old);
     return VM_FAULT_MINOR;
@@ -326,7 +328,7 @@ export function unlinkVma(k: HostKernel, vma: Vma): void {
 function releaseShmem(k: HostKernel, file: ShmemFile): void {
   if (--file.users > 0) return;
   for (const pfn of file.pages.values()) {
-    k.mem.mapping[pfn] = null;
+    k.mem.setMapping(pfn, null);
     k.mem.flags[pfn]! &= ~PG_SHMEM;
     k.mem.putPage(pfn);
   }
@@ -353,8 +355,8 @@ export function copyPageRange(k: HostKernel, dst: MmStruct, src: MmStruct, vma: 
           pageDupRmap(k, pfn);
         }
         if (cow && (pte & PTE_WRITE) !== 0) {
-          table[slot] = pte & ~PTE_WRITE;
-          child = pte & ~PTE_WRITE;
+          table[slot] = pteClear(pte, PTE_WRITE);
+          child = pteClear(pte, PTE_WRITE);
         }
         child &= ~PTE_YOUNG;
         break;

@@ -47,6 +47,7 @@ const MIGRATE_FLAGS = PG_ANON | PG_KSM | PG_DIRTY | PG_REFERENCED | PG_UPTODATE 
 export function migrationBlocker(k: HostKernel, pfn: number): { code: 'EINVAL' | 'EBUSY' | 'EAGAIN'; why: string } | null {
   const mem = k.mem;
   if (!Number.isInteger(pfn) || pfn < 0 || pfn >= mem.nrFrames) return { code: 'EINVAL', why: `pfn ${pfn} is not a frame of this machine` };
+  if (mem.untouched(pfn)) return { code: 'EINVAL', why: `pfn ${pfn} is free` };
   const f = mem.flags[pfn]!;
   if ((f & (PG_BUDDY | PG_OFFLINE)) !== 0) return { code: 'EINVAL', why: `pfn ${pfn} is free` };
   if ((f & PG_RESERVED) !== 0) return { code: 'EINVAL', why: `pfn ${pfn} is reserved (the zero page)` };
@@ -108,7 +109,7 @@ export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
   // migrate_page_move_mapping() + migrate_page_copy()
   const oldFlags = mem.flags[pfn]!;
   mem.flags[newPfn]! |= oldFlags & MIGRATE_FLAGS;
-  mem.mapping[newPfn] = mem.mapping[pfn]!;
+  mem.setMapping(newPfn, mem.mappingOf(pfn));
   mem.index[newPfn] = mem.index[pfn]!;
   if ((oldFlags & PG_SWAPCACHE) !== 0) {
     const off = mem.private[pfn]!;
@@ -124,7 +125,7 @@ export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
   // The old page is no longer anything's: it keeps no mapping or flags that a
   // keyhole or an rmap walk could mistake for the live page.
   mem.flags[pfn]! &= ~(MIGRATE_FLAGS & ~PG_LOCKED);
-  mem.mapping[pfn] = null;
+  mem.setMapping(pfn, null);
 
   removeMigrationPtes(k, pfn, newPfn);
   assert(mem.pageMapcount(newPfn) === mapped, () => `migration of pfn ${pfn}: ${mapped} mappings before, ${mem.pageMapcount(newPfn)} after`);
@@ -183,7 +184,8 @@ export function compactMemory(k: HostKernel): number {
   const mem = k.mem;
   let moved = 0;
   for (const block of mem.blocks) {
-    if (!block.online || block.isolated) continue;
+    // A block never used has nothing to move (and its free frames no metadata yet).
+    if (!block.online || block.isolated || !block.initialized) continue;
     let low = block.startPfn;
     let high = block.startPfn + mem.framesIn(block) - 1;
     for (;;) {

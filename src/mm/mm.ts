@@ -13,7 +13,8 @@ let nextMmId = 1;
  *
  * `vmas` is sorted by address and never overlapping (the mmap list; find_vma is a
  * binary search). Page tables are `pgtables`: pmd index (addr / 2 MiB) → a
- * Uint32Array of 512 ptes (constants.ts has the pte layout); a table exists once
+ * Float64Array of 512 ptes (constants.ts has the pte layout: wider than 32 bits, for
+ * 4 TiB of frames); a table exists once
  * any pte in its range was set and is dropped when its area is unmapped.
  *
  * `mmUsers` counts users of the address space (the process; 0 once it exited:
@@ -26,7 +27,7 @@ export class MmStruct {
   /** Name of the owning process, for messages. */
   readonly owner: string;
   readonly vmas: Vma[];
-  readonly pgtables: Map<number, Uint32Array>;
+  readonly pgtables: Map<number, Float64Array>;
   mmUsers: number;
   mmCount: number;
   flags: number;
@@ -34,7 +35,7 @@ export class MmStruct {
   readonly mmapBase: number;
   /** A one-entry cache of the last page table looked up (a TLB for the simulator). */
   private cachedPmd: number;
-  private cachedTable: Uint32Array | null;
+  private cachedTable: Float64Array | null;
 
   constructor(owner: string) {
     this.id = nextMmId++;
@@ -100,7 +101,7 @@ export class MmStruct {
   // ---- page tables ------------------------------------------------------------------
 
   /** The page table covering addr, or null when none was ever set up. */
-  table(addr: number): Uint32Array | null {
+  table(addr: number): Float64Array | null {
     const pmd = Math.floor(addr / PMD_SIZE);
     if (pmd === this.cachedPmd) return this.cachedTable;
     const t = this.pgtables.get(pmd) ?? null;
@@ -112,11 +113,11 @@ export class MmStruct {
   }
 
   /** pte_alloc(): the page table covering addr, created when missing. */
-  tableAlloc(addr: number): Uint32Array {
+  tableAlloc(addr: number): Float64Array {
     const t = this.table(addr);
     if (t !== null) return t;
     const pmd = Math.floor(addr / PMD_SIZE);
-    const n = new Uint32Array(PTRS_PER_PTE);
+    const n = new Float64Array(PTRS_PER_PTE);
     this.pgtables.set(pmd, n);
     this.cachedPmd = pmd;
     this.cachedTable = n;
@@ -157,7 +158,7 @@ export class MmStruct {
   }
 
   /** Every (address, pte) with a non-none pte, in address order; for checks and fork. */
-  forEachPte(start: number, end: number, fn: (addr: number, pte: number, table: Uint32Array, slot: number) => void): void {
+  forEachPte(start: number, end: number, fn: (addr: number, pte: number, table: Float64Array, slot: number) => void): void {
     if (start >= end) return;
     const firstPmd = Math.floor(start / PMD_SIZE);
     const lastPmd = Math.floor((end - 1) / PMD_SIZE);
@@ -177,7 +178,7 @@ export class MmStruct {
     }
   }
 
-  private forEachPteInTable(pmd: number, from: number, to: number, fn: (addr: number, pte: number, table: Uint32Array, slot: number) => void): void {
+  private forEachPteInTable(pmd: number, from: number, to: number, fn: (addr: number, pte: number, table: Float64Array, slot: number) => void): void {
     const t = this.pgtables.get(pmd);
     if (t === undefined) return;
     for (let addr = from; addr < to; addr += PAGE_SIZE) {

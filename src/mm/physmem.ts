@@ -10,6 +10,7 @@ import {
   PG_OFFLINE,
   PG_UNEVICTABLE,
   PG_RESERVED,
+  MAX_MEMORY_MIB,
   decodePageFlags,
 } from './constants.js';
 import { CONTENT_ZERO, ContentStore, type ContentView } from './contents.js';
@@ -32,7 +33,7 @@ import { CONTENT_ZERO, ContentStore, type ContentView } from './contents.js';
  *   count[pfn]     _count: references. 0 exactly when the frame is free (PG_BUDDY).
  *   mapcount[pfn]  _mapcount as Linux keeps it: -1 when no pte maps the page;
  *                  page_mapcount() is mapcount + 1.
- *   mapping[pfn]   anon_vma (PG_ANON), stable node (PG_ANON|PG_KSM, may be null),
+ *   mappingOf(pfn) anon_vma (PG_ANON), stable node (PG_ANON|PG_KSM, may be null),
  *                  ShmemFile (PG_SHMEM), or null. Freeing a frame resets it to null:
  *                  KSM's keyhole reference (get_ksm_page) relies on that.
  *   index[pfn]     page->index: the linear page index in its anon_vma or file.
@@ -54,6 +55,16 @@ import { CONTENT_ZERO, ContentStore, type ContentView } from './contents.js';
  * fillBytes(), which keep the epoch and the store's memos; there is no other way
  * to reach a frame's bytes for writing.
  *
+ * Frames at scale: a block's frames get their metadata (PG_BUDDY, mapcount -1, free
+ * list links, a mapping array) when the block is first used (initBlock), not at boot:
+ * the typed arrays are zeroed by the OS page by page as they are first written, so
+ * a 512 GiB host with a few GiB touched commits a few GiB's worth of metadata. A
+ * block not yet initialized (`block.initialized` false) is online and wholly free;
+ * whoever reads its frames' metadata directly (checks, statistics, hot-remove,
+ * compaction) initializes it or skips it as free. `mapping` is per block for the
+ * same reason: one JS array of references for every frame would cost 8 bytes a
+ * frame at boot (1 GiB for 512 GiB).
+ *
  * Always true: a free frame has count 0, mapcount -1, mapping null, flags exactly
  * PG_BUDDY (plus PG_OFFLINE when its block is offline); the zero page (pfn 0) is
  * PG_RESERVED, count 1, mapcount -1, and is never freed.
@@ -74,6 +85,8 @@ export class MemoryBlock {
   online: boolean;
   /** Isolated for offlining: the allocator skips it (MIGRATE_ISOLATE). */
   isolated: boolean;
+  /** Its frames have their metadata (PhysMem.initBlock); until then all are free. */
+  initialized: boolean;
   /**
    * Free frames of this block: a list through the frames' lruPrev/lruNext links
    * (a free frame is on no LRU list, so, as the buddy allocator reuses page->lru,
@@ -88,6 +101,7 @@ export class MemoryBlock {
     this.nrPages = nrPages;
     this.online = false;
     this.isolated = false;
+    this.initialized = false;
     this.freeHead = -1;
     this.nrFree = 0;
   }
@@ -108,7 +122,8 @@ export class PhysMem {
   readonly flags: Uint32Array;
   readonly count: Int32Array;
   readonly mapcount: Int32Array;
-  readonly mapping: (object | null)[];
+  /** Per block: its frames' mapping, allocated with the block's metadata (initBlock), else null. */
+  private readonly mappings: ((object | null)[] | null)[];
   readonly index: Float64Array;
   readonly private: Uint32Array;
   readonly lruPrev: Int32Array;
@@ -145,18 +160,18 @@ export class PhysMem {
     this.blockPages = (blockMiB * 1024 * 1024) / PAGE_SIZE;
     this.blockShift = Math.log2(this.blockPages);
     this.nrFrames = (memoryMiB * 1024 * 1024) / PAGE_SIZE;
-    if (this.nrFrames > 1 << 26) {
-      throw new KernelError('EINVAL', `memoryMiB ${memoryMiB} exceeds the 256 GiB a pte can address`);
+    if (memoryMiB > MAX_MEMORY_MIB) {
+      throw new KernelError('EINVAL', `memoryMiB ${memoryMiB} exceeds the ${MAX_MEMORY_MIB} MiB (4 TiB) a pte can address`);
     }
     const n = this.nrFrames;
     this.flags = new Uint32Array(n);
     this.count = new Int32Array(n);
-    this.mapcount = new Int32Array(n).fill(-1);
-    this.mapping = new Array<object | null>(n).fill(null);
+    this.mapcount = new Int32Array(n);
+    this.mappings = [];
     this.index = new Float64Array(n);
     this.private = new Uint32Array(n);
-    this.lruPrev = new Int32Array(n).fill(-1);
-    this.lruNext = new Int32Array(n).fill(-1);
+    this.lruPrev = new Int32Array(n);
+    this.lruNext = new Int32Array(n);
     this.content = new Uint32Array(n);
     this.store = new ContentStore();
     this.contentsEpoch = 0;
@@ -168,11 +183,70 @@ export class PhysMem {
     for (let b = 0; b * this.blockPages < n; b++) {
       const block = new MemoryBlock(b, b * this.blockPages, this.blockPages);
       this.blocks.push(block);
+      this.mappings.push(null);
       this.onlineBlock(block);
     }
     // The zero page: reserved, one reference held forever, never mapped "normally".
     if (!this.allocSpecificFrame(this.zeroPfn)) bug(`pfn ${this.zeroPfn} is not free at boot`);
     this.flags[this.zeroPfn] = PG_RESERVED;
+  }
+
+  /** page->mapping (see the layout above). */
+  mappingOf(pfn: number): object | null {
+    const m = this.mappings[pfn >>> this.blockShift]!;
+    return m === null ? null : m[pfn & (this.blockPages - 1)]!;
+  }
+
+  setMapping(pfn: number, to: object | null): void {
+    const b = pfn >>> this.blockShift;
+    let m = this.mappings[b]!;
+    if (m === null) {
+      if (to === null) return;
+      m = new Array<object | null>(this.blockPages).fill(null);
+      this.mappings[b] = m;
+    }
+    m[pfn & (this.blockPages - 1)] = to;
+  }
+
+  /**
+   * Give a block's frames their metadata, once (see "Frames at scale" above): every
+   * frame free (or offline), on the free list so that allocation hands out ascending
+   * pfns, exactly as if it had been done at boot.
+   */
+  initBlock(block: MemoryBlock): void {
+    if (block.initialized) return;
+    block.initialized = true;
+    const end = block.startPfn + this.framesIn(block);
+    const flags = block.online ? PG_BUDDY : PG_BUDDY | PG_OFFLINE;
+    for (let pfn = end - 1; pfn >= block.startPfn; pfn--) {
+      this.flags[pfn] = flags;
+      this.mapcount[pfn] = -1;
+      if (block.online) {
+        const head = block.freeHead;
+        this.lruPrev[pfn] = -1;
+        this.lruNext[pfn] = head;
+        if (head >= 0) this.lruPrev[head] = pfn;
+        block.freeHead = pfn;
+      } else {
+        this.lruPrev[pfn] = -1;
+        this.lruNext[pfn] = -1;
+      }
+    }
+  }
+
+  /** No frame of the block maps anything (a kernel image being restored). */
+  clearMappings(block: MemoryBlock): void {
+    this.mappings[block.index] = null;
+  }
+
+  /** Whether pfn lies in a block whose frames have no metadata yet (all free). */
+  untouched(pfn: number): boolean {
+    return !this.blocks[pfn >>> this.blockShift]!.initialized;
+  }
+
+  /** Every block initialized (a kernel image lists every frame's state). */
+  initAllBlocks(): void {
+    for (const b of this.blocks) this.initBlock(b);
   }
 
   blockOf(pfn: number): MemoryBlock {
@@ -205,6 +279,7 @@ export class PhysMem {
     for (let b = 0; b < this.blocks.length; b++) {
       const block = this.blocks[b]!;
       if (block.nrFree === 0 || !block.online || block.isolated) continue;
+      if (!block.initialized) this.initBlock(block);
       const pfn = block.freeHead;
       this.handOut(block, pfn);
       return pfn;
@@ -217,6 +292,7 @@ export class PhysMem {
     for (let b = 0; b < this.blocks.length; b++) {
       const block = this.blocks[b]!;
       if (block === avoid || block.nrFree === 0 || !block.online || block.isolated) continue;
+      if (!block.initialized) this.initBlock(block);
       const pfn = block.freeHead;
       this.handOut(block, pfn);
       return pfn;
@@ -230,6 +306,7 @@ export class PhysMem {
    */
   allocSpecificFrame(pfn: number): boolean {
     const block = this.blocks[pfn >>> this.blockShift]!;
+    if (!block.initialized) this.initBlock(block);
     if ((this.flags[pfn]! & (PG_BUDDY | PG_OFFLINE)) !== PG_BUDDY || !block.online || block.isolated) return false;
     this.handOut(block, pfn);
     return true;
@@ -257,7 +334,7 @@ export class PhysMem {
     // __page_cache_release(): a page leaves its LRU list when its last reference goes.
     if ((this.flags[pfn]! & PG_LRU) !== 0) this.lruDel(pfn);
     this.flags[pfn] = PG_BUDDY;
-    this.mapping[pfn] = null;
+    this.setMapping(pfn, null);
     this.index[pfn] = 0;
     this.private[pfn] = 0;
     // The frame's bytes go back to the store: RSS falls when KSM frees frames. Nothing
@@ -464,13 +541,18 @@ export class PhysMem {
     block.isolated = false;
     block.nrFree = 0;
     block.freeHead = -1;
+    if (!block.initialized) {
+      // Never used: its frames get their metadata when first allocated (initBlock).
+      block.nrFree = this.framesIn(block);
+      this.nrFreeOnline += block.nrFree;
+      return;
+    }
     const end = Math.min(block.startPfn + block.nrPages, this.nrFrames);
     // Push in descending order so that allocation hands out ascending pfns.
     for (let pfn = end - 1; pfn >= block.startPfn; pfn--) {
       this.flags[pfn] = PG_BUDDY;
       this.count[pfn] = 0;
       this.mapcount[pfn] = -1;
-      this.mapping[pfn] = null;
       this.pushFree(block, pfn);
     }
     this.nrFreeOnline += block.nrFree;
@@ -479,6 +561,7 @@ export class PhysMem {
   /** Isolate a block so that nothing new is allocated from it. */
   isolateBlock(block: MemoryBlock): void {
     if (block.isolated) return;
+    this.initBlock(block);
     block.isolated = true;
     this.nrFreeOnline -= block.nrFree;
   }
@@ -502,6 +585,8 @@ export class PhysMem {
     block.freeHead = -1;
     block.online = false;
     block.isolated = false;
+    // Every frame is free: no mapping left to keep.
+    this.mappings[block.index] = null;
   }
 
   framesIn(block: MemoryBlock): number {

@@ -28,6 +28,8 @@ import {
   hexAddr,
   ptePayload,
   ptePresent,
+  pteClear,
+  pteSet,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
 import {
@@ -276,7 +278,7 @@ export class Process {
       // granting it leaves them read-only, so a private page still faults and COWs.
       if ((nf & VM_WRITE) === 0 && (vma.flags & VM_WRITE) !== 0) {
         this.mm.forEachPte(s, e, (_a, pte, table, slot) => {
-          if (ptePresent(pte)) table[slot] = pte & ~PTE_WRITE;
+          if (ptePresent(pte)) table[slot] = pteClear(pte, PTE_WRITE);
         });
       }
       return nf;
@@ -452,11 +454,11 @@ export class Process {
       const pte = mm.getPte(addr);
       if (ptePresent(pte)) {
         if (!write) {
-          if ((pte & PTE_YOUNG) === 0) mm.setPte(addr, pte | PTE_YOUNG);
+          if ((pte & PTE_YOUNG) === 0) mm.setPte(addr, pteSet(pte, PTE_YOUNG));
           return ptePayload(pte);
         }
         if ((pte & PTE_WRITE) !== 0) {
-          if ((pte & (PTE_YOUNG | PTE_DIRTY)) !== (PTE_YOUNG | PTE_DIRTY)) mm.setPte(addr, pte | PTE_YOUNG | PTE_DIRTY);
+          if ((pte & (PTE_YOUNG | PTE_DIRTY)) !== (PTE_YOUNG | PTE_DIRTY)) mm.setPte(addr, pteSet(pte, PTE_YOUNG | PTE_DIRTY));
           return ptePayload(pte);
         }
       }
@@ -585,7 +587,7 @@ export class Process {
       const pte = mm.getPte(pageAddr);
       let pfn: number;
       if ((pte & (PTE_KIND_MASK | PTE_WRITE)) === (PTE_PRESENT | PTE_WRITE)) {
-        if ((pte & (PTE_YOUNG | PTE_DIRTY)) !== (PTE_YOUNG | PTE_DIRTY)) mm.setPte(pageAddr, pte | PTE_YOUNG | PTE_DIRTY);
+        if ((pte & (PTE_YOUNG | PTE_DIRTY)) !== (PTE_YOUNG | PTE_DIRTY)) mm.setPte(pageAddr, pteSet(pte, PTE_YOUNG | PTE_DIRTY));
         pfn = ptePayload(pte);
       } else {
         vma = this.vmaFor(a, vma);

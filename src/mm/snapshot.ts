@@ -22,6 +22,8 @@ import {
   ImageError,
 } from '../lib/snapshot.js';
 import {
+  MAX_MEMORY_MIB,
+  MAX_PTE_PAYLOAD,
   PAGE_SIZE,
   PG_BUDDY,
   PG_DIRTY,
@@ -178,7 +180,7 @@ export interface MmImage {
   vmas: VmaImage[];
   /** f64 pmd numbers (address / 2 MiB) of the page tables, in the Map's order. */
   pmds: Uint8Array;
-  /** u32 ptes, 512 per table, tables in `pmds` order. */
+  /** f64 ptes (constants.ts: wider than 32 bits), 512 per table, tables in `pmds` order. */
   ptes: Uint8Array;
 }
 
@@ -298,6 +300,8 @@ export function saveKernelImage(k: HostKernel): KernelImage {
     throw new KernelError('EBUSY', `cannot save the kernel while pages are pinned (get_user_pages): pfn ${pins.join(', ')}; release the pins first`);
   }
   const mem = k.mem;
+  // The image lists every frame: blocks never used get their (free) metadata first.
+  mem.initAllBlocks();
   const mms = new Numbering<MmStruct>();
   const anonVmas = new Numbering<AnonVma>();
   const shmems = new Numbering<ShmemFile>();
@@ -349,7 +353,7 @@ export function saveKernelImage(k: HostKernel): KernelImage {
       });
     }
     const pmds = new Float64Array(mm.pgtables.size);
-    const ptes = new Uint32Array(mm.pgtables.size * PTRS_PER_PTE);
+    const ptes = new Float64Array(mm.pgtables.size * PTRS_PER_PTE);
     let i = 0;
     for (const [pmd, table] of mm.pgtables) {
       pmds[i] = pmd;
@@ -363,7 +367,7 @@ export function saveKernelImage(k: HostKernel): KernelImage {
   const mapping = new Uint32Array(nrUsed);
   for (let u = 0; u < nrUsed; u++) {
     const pfn = usedPfns[u]!;
-    const m = mem.mapping[pfn]!;
+    const m = mem.mappingOf(pfn);
     if (m === null) mapping[u] = MAP_NONE;
     else if (m instanceof AnonVma) mapping[u] = anonVmas.of(m) * 4 + MAP_ANON;
     else if (m instanceof ShmemFile) mapping[u] = shmems.of(m) * 4 + MAP_SHMEM;
@@ -507,7 +511,7 @@ function saveFrames(mem: PhysMem): {
       priv.push(pfn);
       priv.push(mem.private[pfn]!);
     }
-    const m = mem.mapping[pfn]!;
+    const m = mem.mappingOf(pfn);
     if (m !== null && !(m instanceof AnonVma) && !(m instanceof ShmemFile)) foreign.push(m);
   }
   return { blocks, free, usedPfns, flags, count, mapcount, index, priv: priv.done(), foreign };
@@ -532,7 +536,7 @@ export interface DecodedKernelImage {
   readonly contents: ContentChunks;
   readonly swap: DecodedSwap | null;
   readonly shmems: { indices: Float64Array; pfns: Uint32Array }[];
-  readonly mms: { pmds: Float64Array; ptes: Uint32Array }[];
+  readonly mms: { pmds: Float64Array; ptes: Float64Array }[];
   /** Each part's decoded image, in the order of the checkers. */
   readonly parts: { name: string; decoded: unknown }[];
 }
@@ -563,9 +567,9 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
   const o = obj(img.options, 'options');
   const blockMiB = int(o.blockMiB, 'options.blockMiB', 1, 1 << 20);
   if ((blockMiB & (blockMiB - 1)) !== 0) fail('options.blockMiB', `expected a power of two, found ${blockMiB}`);
-  const memoryMiB = int(o.memoryMiB, 'options.memoryMiB', blockMiB, 256 * 1024);
+  const memoryMiB = int(o.memoryMiB, 'options.memoryMiB', blockMiB, MAX_MEMORY_MIB);
   if (memoryMiB % blockMiB !== 0) fail('options.memoryMiB', `expected a multiple of blockMiB (${blockMiB}), found ${memoryMiB}`);
-  const swapMiB = int(o.swapMiB, 'options.swapMiB', 0, 256 * 1024 - 1);
+  const swapMiB = int(o.swapMiB, 'options.swapMiB', 0, MAX_MEMORY_MIB);
   const seed = int(o.seed, 'options.seed', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   const nrFrames = (memoryMiB * 1024 * 1024) / PAGE_SIZE;
   const blockPages = (blockMiB * 1024 * 1024) / PAGE_SIZE;
@@ -671,7 +675,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     const kind = code & 3;
     const i = code >>> 2;
     if (kind === MAP_NONE ? i !== 0 : i >= tableSize[kind]!) {
-      fail(`mem.mapping[${u}]`, kind === MAP_NONE ? `bad mapping code ${code} for pfn ${pfn}` : `pfn ${pfn} maps ${tableName[kind]}[${i}], past the ${tableSize[kind]} there are`);
+      fail(`mem.mappingOf(${u})`, kind === MAP_NONE ? `bad mapping code ${code} for pfn ${pfn}` : `pfn ${pfn} maps ${tableName[kind]}[${i}], past the ${tableSize[kind]} there are`);
     }
   }
   if ((flags[0]! & PG_RESERVED) === 0) fail('mem.flags[0]', 'pfn 0, the zero page, must be reserved');
@@ -778,7 +782,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
       ends.push(end);
     });
     const pmds = f64s(mi.pmds, `${path}.pmds`);
-    const ptes = u32s(mi.ptes, `${path}.ptes`, pmds.length * PTRS_PER_PTE);
+    const ptes = f64s(mi.ptes, `${path}.ptes`, pmds.length * PTRS_PER_PTE);
     const seen = new Set<number>();
     for (let t = 0; t < pmds.length; t++) {
       const pmd = pmds[t]!;
@@ -788,6 +792,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
         const pte = ptes[t * PTRS_PER_PTE + e]!;
         if (pte === PTE_NONE) continue;
         const addr = pmd * PMD_SIZE + e * PAGE_SIZE;
+        if (!Number.isSafeInteger(pte) || pte < 0 || ptePayload(pte) > MAX_PTE_PAYLOAD) fail(`${path}.ptes[${t * PTRS_PER_PTE + e}]`, `pte ${pte} at ${hexAddr(addr)} is no pte`);
         // The vma containing addr: vmas are sorted (tables need not be).
         let lo = 0;
         let hi = ends.length;
@@ -923,6 +928,7 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     bug(`restoreKernelImage: the kernel has image parts ${k.imageParts.map((p) => p.name).join(', ')}, the image was checked with ${d.parts.map((p) => p.name).join(', ')}`);
   }
   const mem = k.mem;
+  mem.initAllBlocks();
 
   // ---- frames: every frame reset as free, then the free lists, then those in use ----
   for (let b = 0; b < mem.blocks.length; b++) {
@@ -933,7 +939,7 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     mem.flags.fill(bi.online ? PG_BUDDY : PG_BUDDY | PG_OFFLINE, start, end);
     mem.count.fill(0, start, end);
     mem.mapcount.fill(-1, start, end);
-    mem.mapping.fill(null, start, end);
+    mem.clearMappings(block);
     mem.index.fill(0, start, end);
     mem.private.fill(0, start, end);
     mem.lruPrev.fill(-1, start, end);
@@ -1029,6 +1035,6 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     const code = d.mapping[u]!;
     const kind = code & 3;
     const i = code >>> 2;
-    mem.mapping[used[u]!] = kind === MAP_ANON ? anonVmas[i]! : kind === MAP_PART ? partObjects[i]! : kind === MAP_SHMEM ? shmems[i]! : null;
+    mem.setMapping(used[u]!, kind === MAP_ANON ? anonVmas[i]! : kind === MAP_PART ? partObjects[i]! : kind === MAP_SHMEM ? shmems[i]! : null);
   }
 }

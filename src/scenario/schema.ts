@@ -1,6 +1,6 @@
-import { constants as bufferConstants } from 'node:buffer';
 import { z } from 'zod';
 import { assertNever } from '../lib/errors.js';
+import { MAX_MEMORY_MIB } from '../mm/constants.js';
 import { KSMTUNED_DEFAULTS, type KsmtunedConfig } from '../vmm/ksmtuned.js';
 import { parseKsmtunedConf } from '../vmm/ksmtuned-conf.js';
 import { KUBEVIRT_ANNOTATIONS, resolveKubevirtParams, type KubevirtConfig } from '../vmm/kubevirt.js';
@@ -22,11 +22,12 @@ const MiB = 1024 * 1024;
 const UINT_MAX = 4294967295;
 
 /**
- * The largest host the model can hold: a pte addresses 2^26 frames (src/mm/constants.ts),
- * and the swap device keeps its contents in one Buffer, which Node.js caps.
+ * The largest host the model can hold: a pte addresses 2^30 frames (4 TiB) and as many
+ * swap slots (src/mm/constants.ts MAX_MEMORY_MIB). Swap slots name contents in the
+ * kernel's content store, so no buffer of the device's size is ever made.
  */
-const MAX_HOST_MEMORY = 2 ** 26 * 4096;
-const MAX_SWAP = Math.min(bufferConstants.MAX_LENGTH, (2 ** 26 - 1) * 4096);
+const MAX_HOST_MEMORY = MAX_MEMORY_MIB * MiB;
+const MAX_SWAP = MAX_MEMORY_MIB * MiB;
 
 /** The files of 2.6.33's /sys/kernel/mm/ksm, for libvirt's names (node-memory-tune.ts). */
 const KSM_FILES = new Set(['run', 'pages_to_scan', 'sleep_millisecs', 'max_kernel_pages', 'pages_shared', 'pages_sharing', 'pages_unshared', 'pages_volatile', 'full_scans']);
@@ -376,14 +377,14 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     }
     if (host.memory !== undefined) {
       if (host.memory > MAX_HOST_MEMORY) {
-        at(['host', 'memory'], `expected at most 256 GiB: a pte addresses 2^26 frames of 4 KiB, got ${formatSize(host.memory)}`);
+        at(['host', 'memory'], `expected at most 4 TiB: a pte addresses 2^30 frames of 4 KiB, got ${formatSize(host.memory)}`);
       } else if (blockMiB !== undefined && (host.memory % host.block! !== 0 || host.memory === 0)) {
         at(['host', 'memory'], `expected a whole number of ${blockMiB} MiB memory blocks`);
       }
     }
     if (host.swap !== undefined) {
       if (host.swap % MiB !== 0) at(['host', 'swap'], 'expected a whole number of MiB');
-      else if (host.swap > MAX_SWAP) at(['host', 'swap'], `expected at most ${formatSize(MAX_SWAP)}: the model keeps swap contents in one buffer, and Node.js buffers hold at most that, got ${formatSize(host.swap)}`);
+      else if (host.swap > MAX_SWAP) at(['host', 'swap'], `expected at most ${formatSize(MAX_SWAP)}: a swap pte addresses 2^30 slots of 4 KiB, got ${formatSize(host.swap)}`);
     }
   }
   const memoryKb = host?.memory !== undefined && host.memory <= MAX_HOST_MEMORY ? host.memory / 1024 : null;

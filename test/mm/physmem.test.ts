@@ -92,7 +92,7 @@ describe('zero page', () => {
     expect(mem.flags[0]).toBe(PG_RESERVED);
     expect(mem.count[0]).toBe(1);
     expect(mem.mapcount[0]).toBe(-1);
-    expect(mem.mapping[0]).toBe(null);
+    expect(mem.mappingOf(0)).toBe(null);
     expect(pageBytes(mem, 0).every((b) => b === 0)).toBe(true);
   });
 
@@ -160,12 +160,12 @@ describe('allocator', () => {
     const pfn = mem.allocFrame(false);
     const owner = {};
     mem.flags[pfn] = PG_ANON;
-    mem.mapping[pfn] = owner;
+    mem.setMapping(pfn, owner);
     mem.index[pfn] = 1234;
     mem.private[pfn] = 7;
     mem.putPage(pfn);
     expect(mem.flags[pfn]).toBe(PG_BUDDY);
-    expect(mem.mapping[pfn]).toBe(null);
+    expect(mem.mappingOf(pfn)).toBe(null);
     expect(mem.index[pfn]).toBe(0);
     expect(mem.private[pfn]).toBe(0);
   });
