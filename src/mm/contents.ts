@@ -66,6 +66,8 @@ const CHUNK_PAGES = 1 << CHUNK_SHIFT;
 
 /** Pages the materialization cache holds (16 MiB). */
 const CACHE_PAGES = 4096;
+/** Views of SOURCE contents a caller may hold at once: the most recent ones are never evicted. */
+const VIEWS_HELD = 16;
 
 /** The bytes of a content, as materialize() leaves them: buf[off, off+4096), words from wordOff. */
 export interface ContentView {
@@ -119,6 +121,9 @@ export class ContentStore {
   private cacheBuf: Buffer | null;
   private cacheWords: Uint32Array | null;
   private readonly cacheOwner: Int32Array;
+  /** When each slot was last returned by view() (viewClock then). */
+  private readonly cacheUsed: Float64Array;
+  private viewClock: number;
   private cacheNext: number;
   /** The byte fills' pages, each made on first read (the same 4 KiB for every frame). */
   private readonly fillBufs: (Buffer | null)[];
@@ -159,6 +164,8 @@ export class ContentStore {
     this.cacheBuf = null;
     this.cacheWords = null;
     this.cacheOwner = new Int32Array(CACHE_PAGES).fill(-1);
+    this.cacheUsed = new Float64Array(CACHE_PAGES).fill(-CACHE_PAGES);
+    this.viewClock = 0;
     this.cacheNext = 0;
     this.fillBufs = new Array<Buffer | null>(FILL_CONTENTS).fill(null);
     this.fillWords = new Array<Uint32Array | null>(FILL_CONTENTS).fill(null);
@@ -452,8 +459,10 @@ export class ContentStore {
   /**
    * Where content `id`'s bytes can be read: `scratchView` filled in and returned (no
    * allocation). For a SOURCE content the bytes are made into the cache; they stay
-   * valid until CACHE_PAGES - 1 more contents are made, so a caller may hold a few
-   * views at once (a comparison two, a checksum batch eight), never keep one.
+   * valid for the next VIEWS_HELD views at least, so a caller may hold a few views at
+   * once (a comparison two, a checksum batch eight), never keep one. (A plain round
+   * robin once evicted the first page of a comparison to make the second, one time
+   * in 4096, and two different pages compared equal.)
    */
   view(id: number, into: ContentView = scratchView): ContentView {
     const kind = this.kind[id]!;
@@ -488,8 +497,12 @@ export class ContentStore {
       this.cacheBuf = Buffer.from(ab);
       this.cacheWords = new Uint32Array(ab);
     }
+    const clock = ++this.viewClock;
     if (cs < 0) {
+      // Round robin, but never a slot a caller may still hold: one of the last
+      // VIEWS_HELD views (a comparison holds two, a checksum batch eight).
       cs = this.cacheNext;
+      while (clock - this.cacheUsed[cs]! <= VIEWS_HELD) cs = (cs + 1) % CACHE_PAGES;
       this.cacheNext = (cs + 1) % CACHE_PAGES;
       const prev = this.cacheOwner[cs]!;
       if (prev >= 0) this.cacheSlotOf[prev] = -1;
@@ -499,6 +512,7 @@ export class ContentStore {
       const keys = this.keys;
       this.generators[this.slot[id]!]!.generate(keys[k]!, keys[k + 1]!, keys[k + 2]!, keys[k + 3]!, this.cacheWords!, cs * WORDS_PER_PAGE);
     }
+    this.cacheUsed[cs] = clock;
     into.buf = this.cacheBuf;
     into.words = this.cacheWords!;
     into.off = cs * PAGE_SIZE;
