@@ -675,7 +675,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     const kind = code & 3;
     const i = code >>> 2;
     if (kind === MAP_NONE ? i !== 0 : i >= tableSize[kind]!) {
-      fail(`mem.mappingOf(${u})`, kind === MAP_NONE ? `bad mapping code ${code} for pfn ${pfn}` : `pfn ${pfn} maps ${tableName[kind]}[${i}], past the ${tableSize[kind]} there are`);
+      fail(`mem.mapping[${u}]`, kind === MAP_NONE ? `bad mapping code ${code} for pfn ${pfn}` : `pfn ${pfn} maps ${tableName[kind]}[${i}], past the ${tableSize[kind]} there are`);
     }
   }
   if ((flags[0]! & PG_RESERVED) === 0) fail('mem.flags[0]', 'pfn 0, the zero page, must be reserved');

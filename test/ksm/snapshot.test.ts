@@ -618,9 +618,9 @@ describe('bad images are refused, naming what is wrong', () => {
   it('a pte naming a swap slot that is not in use', () => {
     const img = image();
     const mm = img.mms[0]!;
-    const ptes = new Uint32Array(mm.ptes.slice().buffer);
+    const ptes = new Float64Array(mm.ptes.slice().buffer);
     const i = ptes.findIndex((p) => p !== 0);
-    ptes[i] = (5 << 6) | 2; // swap entry, slot 5
+    ptes[i] = 5 * 64 + 2; // swap entry, slot 5
     mm.ptes = new Uint8Array(ptes.buffer);
     refused(img, `mms[0].ptes[${i}]: swap pte at 0x7effffffa000 names slot 5, which is not in use`);
   });
