@@ -103,10 +103,18 @@ export class ContentStore {
   private chunkUsed: Int32Array;
   /** Per slot: the next free slot of its chunk, -1 ends. Per chunk: its free list head. */
   private slotNext: Int32Array;
+  /** Per slot: the STORED content in it, or -1 (for compaction, which moves contents). */
+  private slotOwner: Int32Array;
+  /** Free slots in live chunks, and slots in live chunks. */
+  private freeSlots: number;
+  private liveSlots: number;
   private chunkFreeHead: Int32Array;
   /** Chunks with a free slot, as a stack (lowest pushed last is not promised). */
   private readonly openChunks: number[];
   private inOpen: Uint8Array;
+
+  /** compactSlabs() is running (it frees slots itself). */
+  private compacting: boolean;
 
   private readonly generators: PageGenerator[];
   /** SOURCE interning: open addressing on (generator, key); entries are id + 1. */
@@ -154,9 +162,13 @@ export class ContentStore {
     this.chunkWords = [];
     this.chunkUsed = new Int32Array(16);
     this.slotNext = new Int32Array(16 * CHUNK_PAGES);
+    this.slotOwner = new Int32Array(16 * CHUNK_PAGES).fill(-1);
+    this.freeSlots = 0;
+    this.liveSlots = 0;
     this.chunkFreeHead = new Int32Array(16).fill(-1);
     this.openChunks = [];
     this.inOpen = new Uint8Array(16);
+    this.compacting = false;
     this.generators = [];
     this.srcTable = new Int32Array(1024);
     this.srcMask = 1023;
@@ -248,21 +260,26 @@ export class ContentStore {
 
   // ---- slabs -------------------------------------------------------------------------
 
-  private allocSlot(): number {
+  /** A free slot for content `id` (in any chunk but `except`), now owned by it. */
+  private allocSlot(id: number, except = -1): number {
     let c = -1;
-    while (this.openChunks.length > 0) {
-      const top = this.openChunks[this.openChunks.length - 1]!;
+    for (let i = this.openChunks.length - 1; i >= 0; i--) {
+      const top = this.openChunks[i]!;
       if (this.chunkFreeHead[top]! >= 0 && this.chunks[top] !== null) {
+        if (top === except) continue;
         c = top;
         break;
       }
-      this.openChunks.pop();
+      // Full or given back: off the stack (only ever the top one or the one below `except`).
+      this.openChunks.splice(i, 1);
       this.inOpen[top] = 0;
     }
     if (c < 0) c = this.newChunk();
     const s = this.chunkFreeHead[c]!;
     this.chunkFreeHead[c] = this.slotNext[s]!;
     this.chunkUsed[c]!++;
+    this.slotOwner[s] = id;
+    this.freeSlots--;
     return s;
   }
 
@@ -284,6 +301,9 @@ export class ContentStore {
         const next = new Int32Array(n * CHUNK_PAGES);
         next.set(this.slotNext);
         this.slotNext = next;
+        const owner = new Int32Array(n * CHUNK_PAGES).fill(-1);
+        owner.set(this.slotOwner);
+        this.slotOwner = owner;
         const open = new Uint8Array(n);
         open.set(this.inOpen);
         this.inOpen = open;
@@ -298,23 +318,62 @@ export class ContentStore {
     this.chunkFreeHead[c] = base;
     this.openChunks.push(c);
     this.inOpen[c] = 1;
+    this.freeSlots += CHUNK_PAGES;
+    this.liveSlots += CHUNK_PAGES;
     return c;
   }
 
   /** A slot back on its chunk's free list; a chunk left empty is given back to the OS. */
   private freeSlot(s: number): void {
+    this.releaseSlot(s);
+    // Contents are freed in any order (KSM frees every other page of a run of pairs),
+    // so chunks rarely empty by themselves: when a third of the slots held are free,
+    // move the contents of the emptiest chunks into the others' holes and give the
+    // emptied chunks back. Contents are named by id, never by slot, so moving one is
+    // a copy and two stores (slot[id], slotOwner).
+    if (this.freeSlots > 2 * CHUNK_PAGES && this.freeSlots * 3 > this.liveSlots && !this.compacting) this.compactSlabs();
+  }
+
+  private releaseSlot(s: number): void {
     const c = s >>> CHUNK_SHIFT;
     this.slotNext[s] = this.chunkFreeHead[c]!;
     this.chunkFreeHead[c] = s;
+    this.slotOwner[s] = -1;
+    this.freeSlots++;
     const used = --this.chunkUsed[c]!;
     if (used === 0) {
       this.chunks[c] = null;
       this.chunkWords[c] = null;
       this.chunkFreeHead[c] = -1;
+      this.freeSlots -= CHUNK_PAGES;
+      this.liveSlots -= CHUNK_PAGES;
     } else if (this.inOpen[c] === 0) {
       this.openChunks.push(c);
       this.inOpen[c] = 1;
     }
+  }
+
+  /** Empty the least used chunks into the others' free slots until less than a chunk's worth is free. */
+  private compactSlabs(): void {
+    this.compacting = true;
+    while (this.freeSlots >= 2 * CHUNK_PAGES) {
+      let src = -1;
+      for (let c = 0; c < this.chunks.length; c++) {
+        if (this.chunks[c] !== null && (src < 0 || this.chunkUsed[c]! < this.chunkUsed[src]!)) src = c;
+      }
+      if (src < 0 || this.freeSlots - (CHUNK_PAGES - this.chunkUsed[src]!) < this.chunkUsed[src]!) break;
+      const base = src << CHUNK_SHIFT;
+      const from = this.chunks[src]!;
+      for (let i = 0; i < CHUNK_PAGES && this.chunks[src] !== null; i++) {
+        const id = this.slotOwner[base + i]!;
+        if (id < 0) continue;
+        const to = this.allocSlot(id, src);
+        from.copy(this.chunks[to >>> CHUNK_SHIFT]!, (to & (CHUNK_PAGES - 1)) << 12, i << 12, (i + 1) << 12);
+        this.slot[id] = to;
+        this.releaseSlot(base + i);
+      }
+    }
+    this.compacting = false;
   }
 
   /** Bytes held in slab chunks (what STORED contents cost). */
@@ -329,7 +388,7 @@ export class ContentStore {
   /** A new STORED content with refs 1, its bytes a copy of content `from`. */
   storedCopyOf(from: number): number {
     const id = this.newId(CONTENT_STORED);
-    const s = this.allocSlot();
+    const s = this.allocSlot(id);
     this.slot[id] = s;
     this.nrStored++;
     const dst = this.chunks[s >>> CHUNK_SHIFT]!;
@@ -447,7 +506,7 @@ export class ContentStore {
     const b = fillByteOf(buf, off);
     if (b >= 0) return b;
     const id = this.newId(CONTENT_STORED);
-    const s = this.allocSlot();
+    const s = this.allocSlot(id);
     this.slot[id] = s;
     this.nrStored++;
     buf.copy(this.chunks[s >>> CHUNK_SHIFT]!, (s & (CHUNK_PAGES - 1)) << 12, off, off + PAGE_SIZE);
