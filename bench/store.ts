@@ -45,6 +45,9 @@ function hostChild(file: string): void {
   const t0 = Date.now();
   const [r] = runScenario(s, {
     images,
+    onStep: (_v, t, _total, booting) => {
+      guardRss(`${s.name} at ${t / 1000} s (${booting} guests booting)`);
+    },
     onProgress: (_v, t) => {
       guardRss(`${s.name} at ${t / 1000} s`);
       if (Date.now() - lastLog > 20_000) {

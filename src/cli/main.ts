@@ -270,6 +270,7 @@ function runCommand(argv: string[]): number {
     checkInvariants: values.check === true,
     ksmdCosts,
     onProgress: progress(bar, scenario.name),
+    onStep: step(bar, scenario.name),
     ...(saveAt === undefined
       ? {}
       : {
@@ -310,6 +311,12 @@ function formatEstimate(name: string, e: RunEstimate, seconds: number, runs: num
     e.bytes > available ? 'it does not fit in the memory available: samepage run refuses it without --force' : 'it fits',
   ];
   return lines.join('\n') + '\n';
+}
+
+/** Between samples: the bar moves every simulated second, and says while guests are still booting (setup). */
+function step(bar: ProgressBar | null, name: string): (variant: string | null, t: number, total: number, booting: number) => void {
+  return (variant, t, total, booting) =>
+    bar?.update(t / total, `${formatDuration(t)} / ${formatDuration(total)}  ${name}${variant === null ? '' : ` [${variant}]`}${booting > 0 ? `  (${booting} guest${booting === 1 ? '' : 's'} booting)` : ''}`);
 }
 
 function progress(bar: ProgressBar | null, name: string): (variant: string | null, t: number, total: number) => void {

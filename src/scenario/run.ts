@@ -17,6 +17,12 @@ export interface RunOptions {
   variant?: string;
   /** Called after every sample with the simulated time reached. */
   onProgress?: (variant: string | null, t: number, durationMs: number) => void;
+  /**
+   * Called every simulated second between samples, with how many guests are still
+   * booting: a big host's boot (guest setup) takes minutes of wall time inside one
+   * sample interval, and a progress bar should move meanwhile.
+   */
+  onStep?: (variant: string | null, t: number, durationMs: number, booting: number) => void;
   /** Run the kernel's deep invariant check after every sample (slow; tests use it). */
   checkInvariants?: boolean;
   /** ns per ksmd operation, for the CPU estimate (default: src/ksm/cost.ts's, measured on the development machine). */
@@ -25,6 +31,9 @@ export interface RunOptions {
   saveAt?: number;
   onSave?: (snapshot: Uint8Array, variant: string | null) => void;
 }
+
+/** How far onStep's steps go. */
+const STEP_MS = 1000;
 
 /** Run every variant of a scenario (or the one asked for); one result each. */
 export function runScenario(s: Scenario, opts: RunOptions): RunResult[] {
@@ -80,7 +89,7 @@ export interface RunPosition {
   finished: boolean;
 }
 
-type RunHooks = Pick<RunOptions, 'onProgress' | 'checkInvariants' | 'ksmdCosts'>;
+type RunHooks = Pick<RunOptions, 'onProgress' | 'onStep' | 'checkInvariants' | 'ksmdCosts'>;
 
 /**
  * One run of one variant, step by step. The timeline is a list of points: the
@@ -170,7 +179,20 @@ export class ScenarioRun {
   private step(hooks: RunHooks): void {
     const s = this.scenario;
     const next = this.nextPoint();
-    this.host.advance(next - this.host.now);
+    if (hooks.onStep === undefined) this.host.advance(next - this.host.now);
+    else {
+      // A simulated second at a time, telling onStep after each. Host.advance() may be
+      // split anywhere (a run saved mid-interval resumes identically), so this changes
+      // nothing the run does.
+      while (this.host.now < next) {
+        this.host.advance(Math.min(next, this.host.now + STEP_MS) - this.host.now);
+        if (this.host.now < next) {
+          let booting = 0;
+          for (const g of this.host.guests) if (g.state === 'booting') booting++;
+          hooks.onStep(this.variant, this.host.now, s.durationMs, booting);
+        }
+      }
+    }
     while (this.eventIndex < this.events.length && this.events[this.eventIndex]!.at === next) apply(this.host, this.events[this.eventIndex++]!.action);
     if (next === s.durationMs) {
       this.take(hooks);
