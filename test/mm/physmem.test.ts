@@ -78,7 +78,7 @@ describe('PhysMem geometry', () => {
     ['memoryMiB 3 with blockMiB 2 (not a multiple)', { memoryMiB: 3, blockMiB: 2 }],
     ['memoryMiB 2.5', { memoryMiB: 2.5, blockMiB: 1 }],
     ['memoryMiB NaN', { memoryMiB: Number.NaN, blockMiB: 1 }],
-    ['memoryMiB 512 GiB (beyond the 2^26 frames a pte addresses)', { memoryMiB: 512 * 1024, blockMiB: 128 }],
+    ['memoryMiB 8 TiB (beyond the 2^30 frames a pte addresses)', { memoryMiB: 8 * 1024 * 1024, blockMiB: 1024 }],
   ])('bad options are EINVAL: %s', (_what, opts) => {
     const e = expectErr(() => new PhysMem(opts), 'EINVAL');
     expect(e.errno).toBe(22);
