@@ -128,9 +128,10 @@ export function metadataPerPage(memoryMiB = 1024, blockMiB = 128): MetadataResul
 
   // Computed: every per-frame array of PhysMem, by its element size; `mapping` is a
   // JS array of references (8 bytes each on a 64-bit V8 without pointer compression,
-  // as Node ships). Free lists reuse the LRU links. Page tables are
-  // one Uint32Array(512) per 2 MiB touched: 4 bytes per pte plus the table's own
-  // object and its Map entry (about 160 bytes, shared by 512 pages).
+  // as Node ships; one array per block in use). Free lists reuse the LRU links. Page
+  // tables are one Float64Array(512) per 2 MiB touched: 8 bytes per pte (4 TiB of
+  // frames need more than 32 bits) plus the table's own object and its Map entry
+  // (about 160 bytes, shared by 512 pages).
   const mem = k.mem;
   const perFrame: Record<string, number> = {
     flags: mem.flags.BYTES_PER_ELEMENT,
@@ -144,7 +145,7 @@ export function metadataPerPage(memoryMiB = 1024, blockMiB = 128): MetadataResul
     content: mem.content.BYTES_PER_ELEMENT,
   };
   const tables = p.mm.pgtables.size;
-  const ptes = tables * PTRS_PER_PTE * Uint32Array.BYTES_PER_ELEMENT;
+  const ptes = tables * PTRS_PER_PTE * Float64Array.BYTES_PER_ELEMENT;
   const tableOverhead = tables * 160;
   const frameBytes = Object.values(perFrame).reduce((x, y) => x + y, 0) * frames;
   const computed = (frameBytes + ptes + tableOverhead) / touched;

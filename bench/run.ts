@@ -33,6 +33,11 @@ async function main(): Promise<void> {
   const f = benchHostSnapshot(Math.max(128, mib / 2));
   console.log(`\nsnapshot of a host with ${f.guestRamMiB} MiB of guest RAM (${f.inUseMiB.toFixed(0)} MiB in use, KSM saving ${f.savedByKsmMiB.toFixed(0)} MiB)`);
   console.log(`  file ${(f.fileBytes / 1048576).toFixed(0)} MiB, host.save() ${(f.saveMs / 1000).toFixed(2)} s, Host.restore() ${(f.restoreMs / 1000).toFixed(2)} s, continues identically: ${f.identical}`);
+  // Issue 13's sizes: metadata per page, full-scan cost against host size, the 256 GiB
+  // and 96 GiB hosts (each in a child process, stopped past 10 GB of RSS).
+  console.log('\nhost sizes (bench/store.ts)');
+  const { benchStore } = await import('./store.js');
+  await benchStore(64);
 }
 
 await main();

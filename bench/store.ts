@@ -12,7 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Kernel, PAGE_SIZE } from '../src/index.js';
 import { defaultGuestsDir, loadImageCatalog } from '../src/scenario/images.js';
 import { loadScenario } from '../src/scenario/load.js';
@@ -164,7 +164,7 @@ function plot(xs: number[], ys: number[], e: number): string {
   return parts.join('\n') + '\n';
 }
 
-async function all(maxGiB: number): Promise<void> {
+export async function benchStore(maxGiB = 64): Promise<void> {
   const { metadataPerPage } = await import('./mm.js');
   const md = metadataPerPage();
   console.log(`metadata per touched page (frame + pte + mapping): measured ${md.measuredBytesPerPage.toFixed(1)} B, computed ${md.computedBytesPerPage.toFixed(1)} B (target ≤ 64 B); ${JSON.stringify(md.breakdown)}`);
@@ -205,7 +205,9 @@ async function all(maxGiB: number): Promise<void> {
   }
 }
 
-const [cmd, arg] = process.argv.slice(2);
-if (cmd === 'host') hostChild(arg!);
-else if (cmd === 'scan') scanChild(Number(arg));
-else await all(Number(cmd === 'all' ? (arg ?? 64) : (cmd ?? 64)));
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const [cmd, arg] = process.argv.slice(2);
+  if (cmd === 'host') hostChild(arg!);
+  else if (cmd === 'scan') scanChild(Number(arg));
+  else await benchStore(Number(cmd === 'all' ? (arg ?? 64) : (cmd ?? 64)));
+}
