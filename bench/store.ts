@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Kernel, PAGE_SIZE } from '../src/index.js';
+import type { PageGenerator } from '../src/mm/contents.js';
 import { defaultGuestsDir, loadImageCatalog } from '../src/scenario/images.js';
 import { loadScenario } from '../src/scenario/load.js';
 import { estimateRun } from '../src/scenario/estimate.js';
@@ -76,29 +77,37 @@ function hostChild(file: string): void {
   );
 }
 
+/** Pages for scanChild: word 0 is k0, word 1 is k1, word 512 a constant, the rest zero. */
+const scanGenerator: PageGenerator = {
+  name: 'scan-bench',
+  generate(k0, k1, _k2, _k3, out, off) {
+    out.fill(0, off, off + 1024);
+    out[off] = k0;
+    out[off + 1] = k1;
+    out[off + 512] = 0x5a5a5a5a;
+  },
+};
+
 /**
  * One full scan of a host of `mib`: 3/4 of it written by 256 MiB processes with
- * generated-image-like pages (a quarter zero, half repeated across processes, a
- * quarter unique), then the time of a full scan once merged (the steady state: every
- * checksum memoized, every stable page found in the tree).
+ * generated pages, as guests write them (a quarter never written, half repeated across
+ * processes, a quarter unique), then the time of a full scan once merged (the steady
+ * state: every checksum memoized, every stable page found in the tree).
  */
 function scanChild(mib: number): void {
   const k = new Kernel({ memoryMiB: mib, blockMiB: Math.min(128, mib), seed: 1 });
   const perProc = Math.min(256, (mib * 3) / 4);
   const procs = Math.max(1, Math.floor((mib * 3) / 4 / perProc));
   const pages = (perProc * MiB) / PAGE_SIZE;
-  const page = Buffer.alloc(PAGE_SIZE);
+  const g = k.mem.store.registerGenerator(scanGenerator);
   for (let i = 0; i < procs; i++) {
     const p = k.spawn(`p${i}`);
     const a = p.mmap(perProc * MiB);
     p.madvise(a, perProc * MiB, 'MADV_MERGEABLE');
     for (let j = 0; j < pages; j++) {
       const kind = j & 3;
-      if (kind === 0) continue; // zero: never written, merged with... nothing (2.6.33 leaves the zero page alone)
-      page.writeUInt32LE(kind === 3 ? i : 0xffff, 0);
-      page.writeUInt32LE(j, 4);
-      page.writeUInt32LE(0x5a5a5a5a, 2048);
-      p.write(a + j * PAGE_SIZE, page);
+      if (kind === 0) continue; // never written: no frame
+      p.writeGeneratedPage(a + j * PAGE_SIZE, g, kind === 3 ? i : 0xffff, j, 0, 0);
     }
     guardRss(`scan ${mib} MiB`);
   }
@@ -115,7 +124,14 @@ function scanChild(mib: number): void {
 }
 
 function child(args: string[]): Record<string, number | string> {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+  let out: string;
+  try {
+    out = execFileSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+  } catch (e) {
+    // A child that stopped itself past RSS_LIMIT exits 3 with its reason on stdout.
+    out = String((e as { stdout?: string }).stdout ?? '');
+    if (out.trim() === '') return { aborted: `child ${args.join(' ')} failed: ${(e as Error).message}` };
+  }
   return JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, number | string>;
 }
 
