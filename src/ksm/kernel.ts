@@ -4,15 +4,15 @@ import { checkKsmInvariants } from './check.js';
 import { Ksm } from './ksm.js';
 import { Ksmd } from './ksmd.js';
 import { DEFAULT_KERNEL_VERSION, kernelProfile, type KernelVersion } from './profile.js';
-import type { KsmProcessStats, KsmStats } from './stats.js';
+import { formatKsmStat, type KsmProcessStats, type KsmStats } from './stats.js';
 import { registerKsmSysfs } from './sysfs.js';
 
 /** The options of a kernel with KSM: the mm's, and which kernel version KSM behaves as. */
 export interface KsmKernelOptions extends KernelOptions {
   /**
-   * The kernel version whose KSM this is (src/ksm/profile.ts): '2.6.33', the
-   * default and, so far, the only one; anything else is EINVAL. Chosen here, on the
-   * KSM side: the mm underneath is the same for every version.
+   * The kernel version whose KSM this is (src/ksm/profile.ts): '2.6.33' (the
+   * default) or '6.18'; anything else is EINVAL. Chosen here, on the KSM side: the
+   * mm underneath is the same for every version.
    */
   version?: string;
 }
@@ -23,7 +23,7 @@ export interface KsmKernelOptions extends KernelOptions {
  * thread, its memory-hotplug callback and its invariant checker.
  */
 export class Kernel extends HostKernel {
-  /** The kernel version KSM behaves as: '2.6.33'. */
+  /** The kernel version KSM behaves as: '2.6.33' or '6.18'. */
   readonly version: KernelVersion;
   /** The KSM engine (mm/ksm.c state): trees, mm_slots, cursor, counters, knobs. */
   readonly ksmEngine: Ksm;
@@ -61,6 +61,16 @@ export class Kernel extends HostKernel {
       }
     }, 100);
     this.registerInvariantChecker('ksm', () => checkKsmInvariants(ksm));
+    if (profile.features.procKsmStat) {
+      // proc_pid_ksm_stat(), proc_pid_ksm_merging_pages(): files of every live process.
+      this.sysfs.registerPattern(/^\/proc\/([1-9][0-9]*)\/(ksm_stat|ksm_merging_pages)$/, (m) => {
+        const p = this.processes.get(Number(m[1]));
+        if (p === undefined) return null;
+        return m[2] === 'ksm_stat'
+          ? { show: () => formatKsmStat(ksm.processStats(p.mm)) }
+          : { show: () => `${ksm.processStats(p.mm).ksmMergingPages}\n` };
+      });
+    }
   }
 
   /** Every KSM statistic now: the record /sys/kernel/mm/ksm shows a part of (src/ksm/stats.ts). */
@@ -69,9 +79,9 @@ export class Kernel extends HostKernel {
   }
 
   /**
-   * KSM's view of the process with this pid (the kernel's /proc/<pid>/ksm_stat, in
-   * the fields 2.6.33 keeps: its rmap_items and its merging pages). ESRCH for a pid
-   * that is not a live process.
+   * KSM's view of the process with this pid: the kernel's /proc/<pid>/ksm_stat (in
+   * 2.6.33, the fields its engine keeps: its rmap_items and its merging pages).
+   * ESRCH for a pid that is not a live process.
    */
   ksmStat(pid: number): KsmProcessStats {
     return this.ksmEngine.processStats(this.liveProcess(pid).mm);

@@ -25,7 +25,7 @@ import { Process } from '../mm/process.js';
 import { ULONG_MAX, UINT_MAX } from '../mm/sysfs.js';
 import { AnonVma, ShmemFile, Vma } from '../mm/vma.js';
 import { Kernel } from './kernel.js';
-import { MmSlot, StableNode, newRmapItem, type RmapItem } from './structs.js';
+import { MmSlot, NODE_TREE, StableNode, newRmapItem, type RmapItem } from './structs.js';
 
 /*
  * Snapshots of the whole simulated kernel: saveKernel() turns a Kernel into a
@@ -1740,6 +1740,8 @@ function build(d: Decoded): Kernel {
   const nodes: StableNode[] = new Array<StableNode>(d.nodeKpfn.length);
   for (let i = 0, h = 0; i < nodes.length; i++) {
     const node = new StableNode(d.nodeKpfn[i]!);
+    node.rmapHlistLen = d.nodeHlistLength[i]!;
+    node.linked = NODE_TREE;
     let prev: RmapItem | null = null;
     for (let j = d.nodeHlistLength[i]!; j > 0; j--, h++) {
       const it = items[d.nodeHlist[h]!]!;

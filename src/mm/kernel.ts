@@ -29,6 +29,8 @@ export interface KernelOptions {
   blockMiB?: number;
   /** Seed of the kernel's PRNG. */
   seed?: number;
+  /** NUMA nodes, each a run of whole memory blocks (physmem.ts); default 1. */
+  nodes?: number;
 }
 
 /**
@@ -89,8 +91,9 @@ export class HostKernel {
     if (!Number.isInteger(swapMiB) || swapMiB < 0) {
       throw new KernelError('EINVAL', `swapMiB must be a non-negative integer, got ${swapMiB}`);
     }
-    this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed ?? 1 };
-    this.mem = new PhysMem({ memoryMiB, blockMiB });
+    const nodes = opts.nodes ?? 1;
+    this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed ?? 1, nodes };
+    this.mem = new PhysMem({ memoryMiB, blockMiB, nodes });
     this.swap = swapMiB > 0 ? new SwapDevice(swapMiB) : null;
     this.sysfs = new Sysfs();
     this.prng = new Prng(opts.seed ?? 1);

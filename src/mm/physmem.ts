@@ -68,6 +68,8 @@ export class MemoryBlock {
   readonly index: number;
   readonly startPfn: number;
   readonly nrPages: number;
+  /** The NUMA node the block belongs to (see PhysMem: nodes). */
+  readonly node: number;
   /** Page contents, or null while the block is offline. */
   data: Buffer | null;
   words: Uint32Array | null;
@@ -82,10 +84,11 @@ export class MemoryBlock {
   freeHead: number;
   nrFree: number;
 
-  constructor(index: number, startPfn: number, nrPages: number) {
+  constructor(index: number, startPfn: number, nrPages: number, node: number) {
     this.index = index;
     this.startPfn = startPfn;
     this.nrPages = nrPages;
+    this.node = node;
     this.data = null;
     this.words = null;
     this.online = false;
@@ -112,13 +115,33 @@ const COMPARE_PREFIX_WORDS = 16;
 export interface PhysMemOptions {
   memoryMiB: number;
   blockMiB: number;
+  /** NUMA nodes (default 1). */
+  nodes?: number;
 }
+
+/*
+ * NUMA nodes, the model's way. A node is a run of whole memory blocks: memory is cut
+ * into `nodes` contiguous parts as equal as the blocks allow (block b belongs to node
+ * floor(b * nodes / blocks)), as firmware lays out each node's memory as one physical
+ * range. There are no CPUs, so no "local" node: an allocation names the node it
+ * prefers (the faulting process's, Process.node, like a task's MPOL_PREFERRED
+ * policy; 0 unless set), is served from that node's blocks first, lowest block first,
+ * and falls back to the next nodes in turn (node+1, node+2, ... wrapping), as the
+ * zonelist falls back when the preferred node is full. With one node this is the
+ * plain lowest-block-first order the model always had.
+ *
+ * The road not taken: zones and distances. KSM only asks which node a page is on
+ * (pfn_to_nid(), for merge_across_nodes 0); nothing in the model weighs distance.
+ */
 
 export class PhysMem {
   readonly nrFrames: number;
   readonly blockPages: number;
   readonly blockShift: number;
   readonly blocks: MemoryBlock[];
+  readonly nrNodes: number;
+  /** The first block of each node (nodeFirstBlock[nrNodes] is blocks.length). */
+  readonly nodeFirstBlock: Int32Array;
 
   readonly flags: Uint32Array;
   readonly count: Int32Array;
@@ -149,6 +172,7 @@ export class PhysMem {
 
   constructor(opts: PhysMemOptions) {
     const { memoryMiB, blockMiB } = opts;
+    const nodes = opts.nodes ?? 1;
     if (!Number.isInteger(blockMiB) || blockMiB <= 0 || (blockMiB & (blockMiB - 1)) !== 0) {
       throw new KernelError('EINVAL', `blockMiB must be a power of two, got ${blockMiB}`);
     }
@@ -164,6 +188,13 @@ export class PhysMem {
     if (this.nrFrames > 1 << 26) {
       throw new KernelError('EINVAL', `memoryMiB ${memoryMiB} exceeds the 256 GiB a pte can address`);
     }
+    const nrBlocks = Math.ceil(this.nrFrames / this.blockPages);
+    if (!Number.isInteger(nodes) || nodes < 1 || nodes > nrBlocks) {
+      throw new KernelError('EINVAL', `nodes must be an integer from 1 to the number of memory blocks (${nrBlocks}), got ${nodes}`);
+    }
+    this.nrNodes = nodes;
+    this.nodeFirstBlock = new Int32Array(nodes + 1);
+    for (let nid = 0; nid <= nodes; nid++) this.nodeFirstBlock[nid] = Math.ceil((nid * nrBlocks) / nodes);
     const n = this.nrFrames;
     this.flags = new Uint32Array(n);
     this.count = new Int32Array(n);
@@ -183,7 +214,7 @@ export class PhysMem {
     this.blocks = [];
     this.nrFreeOnline = 0;
     for (let b = 0; b * this.blockPages < n; b++) {
-      const block = new MemoryBlock(b, b * this.blockPages, this.blockPages);
+      const block = new MemoryBlock(b, b * this.blockPages, this.blockPages, Math.floor((b * nodes) / nrBlocks));
       this.blocks.push(block);
       this.onlineBlock(block);
     }
@@ -194,6 +225,11 @@ export class PhysMem {
 
   blockOf(pfn: number): MemoryBlock {
     return this.blocks[pfn >>> this.blockShift]!;
+  }
+
+  /** pfn_to_nid() */
+  nodeOf(pfn: number): number {
+    return this.blocks[pfn >>> this.blockShift]!.node;
   }
 
   /** Byte offset of pfn's contents inside its block's buffer. */
@@ -226,10 +262,14 @@ export class PhysMem {
   /**
    * alloc_page(): a frame with count 1, flags 0, zeroed contents when `zero`.
    * Returns -1 when no online block has a free frame (the caller decides between
-   * reclaim and ENOMEM). Lowest block first, so that tests see stable numbers.
+   * reclaim and ENOMEM). From node `nid` first, then the next nodes (see NUMA
+   * above); lowest block first within, so that tests see stable numbers.
    */
-  allocFrame(zero: boolean): number {
-    for (let b = 0; b < this.blocks.length; b++) {
+  allocFrame(zero: boolean, nid = 0): number {
+    const nb = this.blocks.length;
+    const first = this.nodeFirstBlock[nid]!;
+    for (let i = 0; i < nb; i++) {
+      const b = first + i < nb ? first + i : first + i - nb;
       const block = this.blocks[b]!;
       if (block.nrFree === 0 || !block.online || block.isolated) continue;
       const pfn = block.freeHead;

@@ -1,5 +1,6 @@
 import { KernelError, assertNever, bug } from '../lib/errors.js';
 import {
+  MMF_INIT_MASK,
   MMF_VM_MERGEABLE,
   PAGE_SIZE,
   PTE_DIRTY,
@@ -384,6 +385,9 @@ export class Process {
     this.live('fork');
     const k = this.kernel;
     const mm = new MmStruct(name);
+    // dup_mm(): the child's mm starts as a copy of ours, of which the flags in
+    // MMF_INIT_MASK survive mm_init() (a 6.x whole-process merge is inherited).
+    mm.flags = this.mm.flags & MMF_INIT_MASK;
     // dup_mmap() calls ksm_fork() before copying any area.
     if ((this.mm.flags & MMF_VM_MERGEABLE) !== 0 && k.ksm !== null) k.ksm.fork(mm, this.mm);
     for (const vma of this.mm.vmas) {

@@ -29,8 +29,10 @@ export const RUN_FORMAT_VERSION = 1;
 
 // ---- the shapes ------------------------------------------------------------------------------
 
-type Kind = NumberKind | StringKind | BooleanKind | StringOrNullKind | EnumKind | ListKind | ObjectKind;
+type Kind = NumberKind | OptionalNumberKind | StringKind | BooleanKind | StringOrNullKind | EnumKind | ListKind | ObjectKind;
 interface NumberKind { type: 'number' }
+/** A number a record may leave out (a KSM statistic the run's kernel does not have). */
+interface OptionalNumberKind { type: 'number?' }
 interface StringKind { type: 'string' }
 interface BooleanKind { type: 'boolean' }
 interface StringOrNullKind { type: 'string|null' }
@@ -47,6 +49,8 @@ type Shape = Readonly<Record<string, Kind>>;
 type ShapeOf<T> = { readonly [K in keyof T]-?: KindFor<T[K]> };
 type KindFor<V> = [V] extends [number]
   ? NumberKind
+  : [V] extends [number | undefined]
+    ? OptionalNumberKind
   : [V] extends [boolean]
     ? BooleanKind
     : [V] extends [string]
@@ -60,6 +64,7 @@ type KindFor<V> = [V] extends [number]
           : ObjectKind & { shape: ShapeOf<V> };
 
 const num: NumberKind = { type: 'number' };
+const optNum: OptionalNumberKind = { type: 'number?' };
 const str: StringKind = { type: 'string' };
 const bool: BooleanKind = { type: 'boolean' };
 const strOrNull: StringOrNullKind = { type: 'string|null' };
@@ -80,8 +85,11 @@ const GUEST_SAMPLE: ShapeOf<GuestSample> = {
   swapBytes: num,
 };
 
-/** Every KSM statistic, in KSM_STATS order: the record a sample and a summary carry. */
-const KSM_STATS_SHAPE = Object.fromEntries(KSM_STATS.map((s) => [s.name, num])) as ShapeOf<KsmStats>;
+/**
+ * Every KSM statistic, in KSM_STATS order: the record a sample and a summary carry.
+ * Those a later kernel brought are left out of a run whose kernel lacks them.
+ */
+const KSM_STATS_SHAPE = Object.fromEntries(KSM_STATS.map((s) => [s.name, s.feature === null ? num : optNum])) as unknown as ShapeOf<KsmStats>;
 
 const HOST_SAMPLE: ShapeOf<HostSample> = {
   t: num,
@@ -198,7 +206,9 @@ function conform(value: unknown, shape: Shape, path: string): Record<string, unk
   const out: Record<string, unknown> = {};
   for (const [key, kind] of Object.entries(shape)) {
     const where = `${path}.${key}`;
-    if (!Object.hasOwn(value, key) || value[key] === undefined) throw new Error(`${where}: missing`);
+    const absent = !Object.hasOwn(value, key) || value[key] === undefined;
+    if (absent && kind.type === 'number?') continue;
+    if (absent) throw new Error(`${where}: missing`);
     out[key] = conformKind(value[key], kind, where);
   }
   return out;
@@ -207,6 +217,7 @@ function conform(value: unknown, shape: Shape, path: string): Record<string, unk
 function conformKind(v: unknown, kind: Kind, where: string): unknown {
   switch (kind.type) {
     case 'number':
+    case 'number?':
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${where}: expected a finite number, got ${describe(v)}`);
       return v;
     case 'string':

@@ -1,4 +1,4 @@
-import { KSM_STATS } from '../ksm/stats.js';
+import { statsIn } from '../ksm/stats.js';
 import type { GuestSummary, RunResult } from '../scenario/types.js';
 import { formatDuration, formatSize } from '../vmm/config.js';
 
@@ -70,7 +70,7 @@ function formatResult(r: RunResult): string {
   out.push(guestTable(r));
   out.push('');
   const h = r.host;
-  out.push(`ksm: ${KSM_STATS.map((s) => `${s.label} ${h[s.name]}`).join(', ')}`);
+  out.push(`ksm: ${statsIn(h).map((s) => `${s.label} ${h[s.name]}`).join(', ')}`);
   out.push(`peak saved ${formatSize(h.peakSavedBytes)} at ${formatDuration(h.peakSavedAt)}; ${overcommit(h.guestRamBytes, h.ramBytes)}`);
   const errors = r.events.filter((e) => e.error !== null);
   if (errors.length > 0) {

@@ -68,7 +68,7 @@ describe('round trip: saving a restored kernel gives the same image', () => {
     const k = newKernel();
     for (let i = 0; i < 5; i++) k.prng.nextU32();
     const r = roundTrip(k);
-    expect(r.options).toEqual({ memoryMiB: 32, swapMiB: 8, blockMiB: 4, seed: 7 });
+    expect(r.options).toEqual({ memoryMiB: 32, swapMiB: 8, blockMiB: 4, seed: 7, nodes: 1 });
     expect(r.meminfo()).toEqual(k.meminfo());
     expect(r.prng.nextU32()).toBe(k.prng.nextU32());
   });
