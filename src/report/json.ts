@@ -25,7 +25,8 @@ import type { GuestSample, GuestState, HostSample } from '../vmm/types.js';
  */
 
 export const RUN_FORMAT = 'samepage-run';
-export const RUN_FORMAT_VERSION = 1;
+/** 2: runs say which kernel they ran (kernel), and carry a later kernel's statistics when it has them. */
+export const RUN_FORMAT_VERSION = 2;
 
 // ---- the shapes ------------------------------------------------------------------------------
 
@@ -138,6 +139,7 @@ const RUN_RESULT: ShapeOf<RunResult> = {
   scenario: str,
   variant: strOrNull,
   policy: str,
+  kernel: str,
   seed: num,
   durationMs: num,
   samples: { type: 'list', of: HOST_SAMPLE },

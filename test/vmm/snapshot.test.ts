@@ -139,7 +139,7 @@ events:
   }
 
   it('a snapshot of a resumed run resumes too (save, resume, save again, resume)', () => {
-    const run = ScenarioRun.start(scenario, null, scenario.ksm, images, scenario.seed);
+    const run = ScenarioRun.start(scenario, scenario.variants[0]!, images, scenario.seed);
     run.runTo(5000);
     const second = ScenarioRun.resume(run.save(), images);
     second.runTo(11_000);
@@ -148,7 +148,7 @@ events:
   });
 
   it('runTo refuses a time before the run or after its end', () => {
-    const run = ScenarioRun.start(scenario, null, scenario.ksm, images, scenario.seed);
+    const run = ScenarioRun.start(scenario, scenario.variants[0]!, images, scenario.seed);
     run.runTo(3000);
     expect(() => run.runTo(2000)).toThrow(/EINVAL: a run can stop between its current time \(3000 ms\) and its end \(20000 ms\), not at 2000/);
     expect(() => run.runTo(20_001)).toThrow(/EINVAL/);
