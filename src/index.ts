@@ -10,6 +10,8 @@
 export { Kernel } from './ksm/kernel.js';
 export type { KsmKernelOptions as KernelOptions } from './ksm/kernel.js';
 export type { KernelVersion } from './ksm/profile.js';
+export { KSM_API_VERSION, KSM_CONTROL_FLAGS_RUN } from './ksm/devksm.js';
+export type { DevKsm, SharedMemoryArea, KsmMemoryRegion, KsmKthreadInfo, DevKsmIoctl, SmaIoctl } from './ksm/devksm.js';
 export type { KsmStats, KsmProcessStats } from './ksm/stats.js';
 export type { VmStat } from './mm/kernel.js';
 export type { Process, Pin, Prot, Advice, MmapOptions, MapSpecial } from './mm/process.js';
@@ -41,7 +43,7 @@ export type { ConfigProblem } from './vmm/config.js';
 
 export { loadImageCatalog, defaultGuestsDir } from './scenario/images.js';
 export { parseScenario } from './scenario/schema.js';
-export type { Scenario, ScenarioGuest, ScenarioEvent, ScenarioAction, ParseScenarioOptions } from './scenario/schema.js';
+export type { Scenario, ScenarioGuest, ScenarioEvent, ScenarioAction, ScenarioVariant, ParseScenarioOptions } from './scenario/schema.js';
 export { importLibvirtDomain } from './scenario/import-libvirt.js';
 export { importQemuCommandLine, qemuArgsFromArgv, qemuArgsFromFile } from './scenario/import-qemu.js';
 export { formatImport } from './scenario/import.js';

@@ -1,4 +1,7 @@
+import { KernelError } from '../lib/errors.js';
 import { MEM_CANCEL_OFFLINE, MEM_GOING_OFFLINE, MEM_OFFLINE } from '../mm/hotplug.js';
+import type { Process } from '../mm/process.js';
+import { DevKsm, type DevKsmState } from './devksm.js';
 import { HostKernel, type KernelOptions } from '../mm/kernel.js';
 import { checkKsmInvariants } from './check.js';
 import { Ksm } from './ksm.js';
@@ -28,6 +31,8 @@ export class Kernel extends HostKernel {
   /** The KSM engine (mm/ksm.c state): trees, mm_slots, cursor, counters, knobs. */
   readonly ksmEngine: Ksm;
   readonly ksmd: Ksmd;
+  /** /dev/ksm's own setting (max_pages_to_merge, which 2.6.33 has no knob for). */
+  private readonly devKsmState: DevKsmState;
 
   constructor(opts: KsmKernelOptions = {}) {
     // Refuse an unknown version before any memory is set up.
@@ -39,6 +44,7 @@ export class Kernel extends HostKernel {
     this.registerKsm(ksm);
     registerKsmSysfs(this.sysfs, ksm);
     this.ksmd = new Ksmd(this, ksm);
+    this.devKsmState = { maxPagesToMerge: 0 };
     this.registerThread(this.ksmd);
     // ksm_memory_callback(), at high priority since it takes ksm_thread_mutex.
     this.registerMemoryNotifier((action, mn) => {
@@ -71,6 +77,17 @@ export class Kernel extends HostKernel {
           : { show: () => `${ksm.processStats(p.mm).ksmMergingPages}\n` };
       });
     }
+  }
+
+  /**
+   * open("/dev/ksm") by process `p`: the 2009 ioctl interface (seed 003) as a
+   * compatibility device over the 2.6.33 engine (src/ksm/devksm.ts). A later kernel
+   * has no /dev/ksm: ENOENT.
+   */
+  openDevKsm(p: Process): DevKsm {
+    if (this.version !== '2.6.33') throw new KernelError('ENOENT', `/dev/ksm: Linux ${this.version} has no such device (it is the 2009 driver's interface, kept over the 2.6.33 profile)`);
+    if (!p.alive || this.processes.get(p.pid) !== p) throw new KernelError('ESRCH', `/dev/ksm: process ${p.name} (pid ${p.pid}) is not alive`);
+    return new DevKsm(this.ksmEngine, this.devKsmState, p);
   }
 
   /** Every KSM statistic now: the record /sys/kernel/mm/ksm shows a part of (src/ksm/stats.ts). */
