@@ -25,12 +25,13 @@ export interface HostSnapshotFigures {
 
 export function benchHostSnapshot(guestMiB = 512): HostSnapshotFigures {
   const t0 = performance.now();
+  const images = loadImageCatalog();
   const host = new Host({
     memoryMiB: 4096,
     swapMiB: 1024,
     blockMiB: 128,
     seed: 11,
-    images: loadImageCatalog(),
+    images,
     ksm: { policy: 'fixed', run: 1, pagesToScan: 20000, sleepMillisecs: 20, maxKernelPages: 0 },
   });
   const fleet: [string, string][] = [['fedora', '13'], ['fedora', '12'], ['ubuntu', '10.04'], ['windows', '2008']];
@@ -52,7 +53,7 @@ export function benchHostSnapshot(guestMiB = 512): HostSnapshotFigures {
   const saveMs = performance.now() - s0;
   globalThis.gc?.();
   const r0 = performance.now();
-  const restored = Host.restore(bytes);
+  const restored = Host.restore(bytes, images);
   const restoreMs = performance.now() - r0;
   const same = JSON.stringify(restored.sample()) === JSON.stringify(before);
   host.advance(1000);

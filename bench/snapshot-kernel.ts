@@ -13,7 +13,8 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { Packr, pack, unpack } from 'msgpackr';
 import { Kernel, PAGE_SIZE } from '../src/index.js';
-import { checkKernelImage, restoreKernel, saveKernel, type KernelImage } from '../src/ksm/snapshot.js';
+import { checkKernelImage, restoreKernel, saveKernel } from '../src/ksm/kernel.js';
+import type { KernelImage } from '../src/mm/snapshot.js';
 import { byteFields } from '../src/vmm/snapshot.js';
 
 export interface SnapshotFigures {
@@ -102,7 +103,7 @@ export function snapshotKernel(mibPerProcess: number): SnapshotFigures {
   let t = performance.now();
   let img: KernelImage | null = saveKernel(k);
   const saveMs = performance.now() - t;
-  const figures = { framesInUse: img.mem.nrUsed, distinctContents: img.contents.pages };
+  const figures = { framesInUse: img.mem.flags.byteLength / 4, distinctContents: img.contents.pages };
   t = performance.now();
   let bytes: Buffer = pack(img);
   const packMs = performance.now() - t;

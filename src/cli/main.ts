@@ -82,7 +82,8 @@ scenario to its end, printing the same summary the uninterrupted run prints.
 options:
   --json FILE      write the full timeline as JSON
   --svg FILE       write the chart
-  --images DIR     image catalog for guests created later (the snapshot carries its own)
+  --images DIR     the image catalog the run used (default: the package's guests/):
+                   the snapshot names each guest's image and restoring needs it
   --check          run the kernel's deep invariant check at every sample (slow)
   --quiet          no progress bar
   -h, --help       this text
@@ -283,7 +284,7 @@ function resumeCommand(argv: string[]): number {
   } catch (e) {
     throw new Error(`samepage: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  const images = values.images === undefined ? null : loadImages(values.images as string);
+  const images = loadImages(values.images as string | undefined);
   const run = ScenarioRun.resume(bytes, images);
   process.stderr.write(`resuming ${run.scenario.name}${run.variant === null ? '' : ` [${run.variant}]`} at ${formatDuration(run.host.now)} of ${formatDuration(run.scenario.durationMs)}\n`);
   const bar = values.quiet === true ? null : new ProgressBar(process.stderr);

@@ -3,11 +3,13 @@ import { MEM_CANCEL_OFFLINE, MEM_GOING_OFFLINE, MEM_OFFLINE } from '../mm/hotplu
 import type { Process } from '../mm/process.js';
 import { DevKsm, type DevKsmState } from './devksm.js';
 import { HostKernel, type KernelOptions } from '../mm/kernel.js';
+import { decodeKernelImage, restoreKernelImage, saveKernelImage, type KernelImage } from '../mm/snapshot.js';
 import { checkKsmInvariants } from './check.js';
 import { Ksm } from './ksm.js';
 import { Ksmd } from './ksmd.js';
 import { DEFAULT_KERNEL_VERSION, kernelProfile, type KernelVersion } from './profile.js';
 import { formatKsmStat, type KsmProcessStats, type KsmStats } from './stats.js';
+import { KSM_IMAGE_CHECKER, ksmImagePart } from './snapshot.js';
 import { registerKsmSysfs } from './sysfs.js';
 
 /** The options of a kernel with KSM: the mm's, and which kernel version KSM behaves as. */
@@ -23,7 +25,8 @@ export interface KsmKernelOptions extends KernelOptions {
 /**
  * The host kernel with KSM built in (CONFIG_KSM=y): what `samepage` exports as
  * `Kernel`. ksm_init(): the engine registers with the mm, its sysfs group, the ksmd
- * thread, its memory-hotplug callback and its invariant checker.
+ * thread, its memory-hotplug callback, its invariant checker and its part of the
+ * kernel's image.
  */
 export class Kernel extends HostKernel {
   /** The kernel version KSM behaves as: '2.6.33' or '6.18'. */
@@ -67,6 +70,7 @@ export class Kernel extends HostKernel {
       }
     }, 100);
     this.registerInvariantChecker('ksm', () => checkKsmInvariants(ksm));
+    this.registerImagePart(ksmImagePart(ksm, this.ksmd));
     if (profile.features.procKsmStat) {
       // proc_pid_ksm_stat(), proc_pid_ksm_merging_pages(): files of every live process.
       this.sysfs.registerPattern(/^\/proc\/([1-9][0-9]*)\/(ksm_stat|ksm_merging_pages)$/, (m) => {
@@ -103,4 +107,54 @@ export class Kernel extends HostKernel {
   ksmStat(pid: number): KsmProcessStats {
     return this.ksmEngine.processStats(this.liveProcess(pid).mm);
   }
+}
+
+// ---- snapshots of the whole kernel --------------------------------------------------------
+
+/** The image parts a Kernel registers, to check an image before any kernel is built. */
+const KERNEL_IMAGE_PARTS = [KSM_IMAGE_CHECKER];
+
+/**
+ * The whole kernel as a KernelImage of plain data: the mm's state (src/mm/snapshot.ts
+ * has the format) with KSM's part (src/ksm/snapshot.ts). Reads the kernel only.
+ * Throws KernelError EBUSY while any get_user_pages pin is held.
+ */
+export function saveKernel(k: Kernel): KernelImage {
+  return saveKernelImage(k);
+}
+
+/**
+ * null when `img` (say, just decoded from a file) can be restored; otherwise what is
+ * wrong with it, naming the field: missing, of the wrong type, out of range, or
+ * referring to something that is not there.
+ */
+export function checkKernelImage(img: unknown): string | null {
+  const d = decodeKernelImage(img, KERNEL_IMAGE_PARTS);
+  return typeof d === 'string' ? d : null;
+}
+
+/**
+ * A new Kernel, built with the image's options, in exactly the saved state: it
+ * continues as the saved kernel would have. The image is checked in full first
+ * (checkKernelImage), and a bad one throws KernelError EINVAL naming the problem
+ * before anything is built. The kernel never shares memory with the image.
+ */
+export function restoreKernel(img: KernelImage): Kernel {
+  const k = restoreUntrustedKernel(img);
+  if (typeof k === 'string') throw new KernelError('EINVAL', `bad kernel image: ${k}`);
+  return k;
+}
+
+/**
+ * restoreKernel() for an image not yet checked (say, just decoded from a file): the
+ * kernel, or what checkKernelImage() would say is wrong with the image. The image is
+ * decoded once; checkKernelImage() then restoreKernel() would check it twice, which
+ * for a host of GiBs is about half a second.
+ */
+export function restoreUntrustedKernel(img: unknown): Kernel | string {
+  const d = decodeKernelImage(img, KERNEL_IMAGE_PARTS);
+  if (typeof d === 'string') return d;
+  const k = new Kernel(d.options);
+  restoreKernelImage(k, d);
+  return k;
 }

@@ -2,6 +2,12 @@ import { KernelError } from '../lib/errors.js';
 import type { HostKernel, KThread } from '../mm/kernel.js';
 import type { Ksm } from './ksm.js';
 
+/** What a kernel image keeps of ksmd. */
+export interface KsmdState {
+  wakeAt: number | null;
+  batches: number;
+}
+
 /**
  * ksmd on simulated time (mm/ksm.c ksm_scan_thread()).
  *
@@ -15,8 +21,8 @@ export class Ksmd implements KThread {
   readonly name = 'ksmd';
   private readonly kernel: HostKernel;
   private readonly ksm: Ksm;
-  /** When the next batch is due; null while waiting to be woken. Set directly only by snapshot.ts. */
-  wakeAt: number | null;
+  /** When the next batch is due; null while waiting to be woken. */
+  private wakeAt: number | null;
   /** Batches run since boot. */
   batches: number;
 
@@ -34,6 +40,17 @@ export class Ksmd implements KThread {
       // between batches: its next batch is now.
       if (this.wakeAt !== null && this.wakeAt > this.kernel.now) this.wakeAt = this.kernel.now;
     };
+  }
+
+  /** ksmd's state for the kernel image (src/ksm/snapshot.ts). */
+  saveState(): KsmdState {
+    return { wakeAt: this.wakeAt, batches: this.batches };
+  }
+
+  /** Set what saveState() gave (checked by src/ksm/snapshot.ts), on a ksmd being restored. */
+  restoreState(s: KsmdState): void {
+    this.wakeAt = s.wakeAt;
+    this.batches = s.batches;
   }
 
   nextWake(): number | null {

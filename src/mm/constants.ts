@@ -186,5 +186,7 @@ export function hexAddr(addr: number): string {
 
 /** Where mmap() starts looking, top down (like mm->mmap_base on x86-64). */
 export const MMAP_BASE = 0x7f0000000000;
+/** The top of the user address space: 2^47 on x86-64 (arch/x86/include/asm/processor.h TASK_SIZE_MAX). */
+export const TASK_SIZE = 0x800000000000;
 /** Lowest address mmap() hands out (mmap_min_addr). */
 export const MMAP_MIN_ADDR = 0x10000;

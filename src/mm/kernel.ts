@@ -10,6 +10,7 @@ import {
   PG_SWAPCACHE,
 } from './constants.js';
 import type { KsmOps } from './ksm-ops.js';
+import type { KernelImagePart } from './snapshot.js';
 import type { MmStruct } from './mm.js';
 import { checkMmInvariants } from './check.js';
 import { PhysMem } from './physmem.js';
@@ -55,6 +56,29 @@ export interface VmStat {
   cow_faults: number;
 }
 
+/** Every field of VmStat, so that a field added there must be added here. */
+const VMSTAT_FIELDS: Record<keyof VmStat, true> = {
+  pswpin: true,
+  pswpout: true,
+  pgmigrate_success: true,
+  pgmigrate_fail: true,
+  ksm_swpin_copy: true,
+  pgfault: true,
+  pgmajfault: true,
+  cow_faults: true,
+};
+export const VMSTAT_KEYS = Object.keys(VMSTAT_FIELDS) as (keyof VmStat)[];
+
+/** The kernel-wide scalars a kernel image keeps (saveState/restoreState). */
+export interface KernelState {
+  /** Simulated time, ms since boot. */
+  now: number;
+  nextPid: number;
+  /** Prng.getState(). */
+  prng: number[];
+  vmstat: VmStat;
+}
+
 /**
  * The simulated host kernel: physical memory, swap, processes and their address
  * spaces, sysfs/procfs files, and simulated time with its kernel threads.
@@ -80,9 +104,11 @@ export class HostKernel {
   readonly pins: Map<number, number>;
   readonly memoryNotifiers: { prio: number; fn: MemoryNotifier }[];
   readonly invariantCheckers: { name: string; check: () => void }[];
+  /** What the layers above keep in the kernel's image (src/mm/snapshot.ts), in registration order. */
+  readonly imageParts: KernelImagePart<unknown>[];
   readonly vmstat: VmStat;
-  /** The pid the next process gets. Public for src/ksm/snapshot.ts only. */
-  nextPid: number;
+  /** The pid the next process gets. */
+  private nextPid: number;
 
   constructor(opts: KernelOptions = {}) {
     const memoryMiB = opts.memoryMiB ?? 512;
@@ -104,6 +130,7 @@ export class HostKernel {
     this.pins = new Map();
     this.memoryNotifiers = [];
     this.invariantCheckers = [];
+    this.imageParts = [];
     this.vmstat = {
       pswpin: 0,
       pswpout: 0,
@@ -198,6 +225,29 @@ export class HostKernel {
   /** Add a deep check run by checkInvariants() (KSM adds its trees and counters). */
   registerInvariantChecker(name: string, check: () => void): void {
     this.invariantCheckers.push({ name, check });
+  }
+
+  /**
+   * Add a layer's part of the kernel's image: what it saves beside the mm's state,
+   * how an untrusted copy is checked, and its restore step (KSM adds its mm_slots,
+   * rmap_items, trees and ksmd). src/mm/snapshot.ts has the contract.
+   */
+  registerImagePart<D>(part: KernelImagePart<D>): void {
+    if (this.imageParts.some((p) => p.name === part.name)) throw new KernelError('EBUSY', `an image part named ${part.name} is already registered`);
+    this.imageParts.push(part);
+  }
+
+  /** The kernel-wide scalars of the image (src/mm/snapshot.ts): time, the pid counter, the PRNG, vmstat. */
+  saveState(): KernelState {
+    return { now: this.now, nextPid: this.nextPid, prng: this.prng.getState(), vmstat: { ...this.vmstat } };
+  }
+
+  /** Set what saveState() gave (checked by src/mm/snapshot.ts), on a kernel being restored. */
+  restoreState(s: KernelState): void {
+    this.now = s.now;
+    this.nextPid = s.nextPid;
+    this.prng.setState(s.prng);
+    for (const key of VMSTAT_KEYS) this.vmstat[key] = s.vmstat[key];
   }
 
   // ---- time ------------------------------------------------------------------------------

@@ -3,7 +3,8 @@ import type { Vma } from './vma.js';
 
 /** Pages per page table (one pmd entry's worth: 2 MiB of address space). */
 export const PTRS_PER_PTE = 512;
-const PMD_SIZE = PTRS_PER_PTE * PAGE_SIZE;
+/** Address space one page table maps (2 MiB). */
+export const PMD_SIZE = PTRS_PER_PTE * PAGE_SIZE;
 
 let nextMmId = 1;
 

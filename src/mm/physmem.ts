@@ -64,6 +64,11 @@ export const LRU_INACTIVE_ANON = 0;
 export const LRU_ACTIVE_ANON = 1;
 export const LRU_UNEVICTABLE = 2;
 
+/** The LRU list a page with flags `f` belongs on while PG_LRU is set: PG_UNEVICTABLE first, then PG_ACTIVE. */
+export function lruListOfFlags(f: number): number {
+  return (f & PG_UNEVICTABLE) !== 0 ? LRU_UNEVICTABLE : (f & PG_ACTIVE) !== 0 ? LRU_ACTIVE_ANON : LRU_INACTIVE_ANON;
+}
+
 export class MemoryBlock {
   readonly index: number;
   readonly startPfn: number;
@@ -418,8 +423,7 @@ export class PhysMem {
 
   /** Which list a page on the LRU is on, from its flags. */
   lruListOf(pfn: number): number {
-    const f = this.flags[pfn]!;
-    return (f & PG_UNEVICTABLE) !== 0 ? LRU_UNEVICTABLE : (f & PG_ACTIVE) !== 0 ? LRU_ACTIVE_ANON : LRU_INACTIVE_ANON;
+    return lruListOfFlags(this.flags[pfn]!);
   }
 
   /** add_page_to_lru_list(): at the head (most recently used end). */

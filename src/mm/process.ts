@@ -9,6 +9,7 @@ import {
   PTE_SPECIAL,
   PTE_WRITE,
   PTE_YOUNG,
+  TASK_SIZE,
   VM_DONTCOPY,
   VM_DONTEXPAND,
   VM_EXEC,
@@ -65,8 +66,6 @@ export interface Pin {
   readonly pfn: number;
   release(): void;
 }
-
-const TASK_SIZE = 0x800000000000; // 2^47, x86-64 user address space
 
 const SPECIAL_FLAGS: Record<MapSpecial, number> = {
   hugetlb: VM_HUGETLB,

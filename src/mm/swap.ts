@@ -1,5 +1,30 @@
 import { assert, bug } from '../lib/errors.js';
+import { bytesOf } from '../lib/snapshot.js';
 import { PAGE_SIZE, mkSwapPte } from './constants.js';
+import type { ContentChunks, ContentTable, PagesToIntern } from './snapshot-contents.js';
+
+/** The swap device in a kernel image (src/mm/snapshot.ts): its slots in use. */
+export interface SwapImage {
+  /** The slot allocator's cursor (cluster_next). */
+  next: number;
+  /** u32 offsets of the slots in use, ascending. */
+  slots: Uint8Array;
+  /** Per slot in use: i32 swap_map count. */
+  refs: Uint8Array;
+  /** i32 swap-cache frame, or -1. */
+  cache: Uint8Array;
+  /** i32 content index, or -1 for a slot whose swap-cache page is dirty (stale bytes). */
+  content: Uint8Array;
+}
+
+/** A SwapImage checked against the kernel it is restored into (src/mm/snapshot.ts). */
+export interface DecodedSwap {
+  next: number;
+  slots: Uint32Array;
+  refs: Int32Array;
+  cache: Int32Array;
+  content: Int32Array;
+}
 
 /**
  * One swap device (mm/swapfile.c, much simplified): `nrSlots` page slots holding
@@ -15,16 +40,13 @@ import { PAGE_SIZE, mkSwapPte } from './constants.js';
  */
 export class SwapDevice {
   readonly nrSlots: number;
-  /** Slot contents: slot `off` is bytes [(off-1)*4096, off*4096). Read directly only by src/ksm/snapshot.ts. */
-  readonly data: Buffer;
+  /** Slot contents: slot `off` is bytes [(off-1)*4096, off*4096). */
+  private readonly data: Buffer;
   readonly refs: Int32Array;
   readonly cache: Int32Array;
   nrFree: number;
-  /**
-   * Where the next search for a free slot starts (scan_swap_map's cluster_next).
-   * Public for src/ksm/snapshot.ts only.
-   */
-  next: number;
+  /** Where the next search for a free slot starts (scan_swap_map's cluster_next). */
+  private next: number;
 
   constructor(swapMiB: number) {
     this.nrSlots = (swapMiB * 1024 * 1024) / PAGE_SIZE;
@@ -101,5 +123,56 @@ export class SwapDevice {
 
   get usedSlots(): number {
     return this.nrSlots - this.nrFree;
+  }
+
+  // ---- the kernel image (src/mm/snapshot.ts) ----------------------------------------------
+
+  /**
+   * The slots in use, in offset order, their bytes interned in `table`, and the
+   * allocator's cursor. A slot whose swap-cache page is dirty (`dirty(pfn)`) keeps no
+   * bytes: they are stale, and are never read before being written (the page is
+   * written out before it leaves the swap cache while a swap pte still needs the
+   * slot). Reads the device only.
+   */
+  saveImage(table: ContentTable, dirty: (pfn: number) => boolean): SwapImage {
+    let ns = 0;
+    for (let off = 1; off <= this.nrSlots; off++) if (this.inUse(off)) ns++;
+    const slots = new Uint32Array(ns);
+    const refs = new Int32Array(ns);
+    const cache = new Int32Array(ns);
+    for (let off = 1, i = 0; off <= this.nrSlots; off++) {
+      if (!this.inUse(off)) continue;
+      slots[i] = off;
+      refs[i] = this.refs[off]!;
+      cache[i] = this.cache[off]!;
+      i++;
+    }
+    const data = this.data;
+    const words = data.byteOffset % 4 === 0 ? new Uint32Array(data.buffer, data.byteOffset, data.length >>> 2) : null;
+    const pages: PagesToIntern = {
+      n: ns,
+      data: (i) => (cache[i] !== -1 && dirty(cache[i]!) ? null : data),
+      words: () => words,
+      offset: (i) => (slots[i]! - 1) * PAGE_SIZE,
+      knownHash: () => -1,
+    };
+    const content = new Int32Array(ns);
+    table.internAll(pages, content);
+    return { next: this.next, slots: bytesOf(slots), refs: bytesOf(refs), cache: bytesOf(cache), content: bytesOf(content) };
+  }
+
+  /** Restore a device fresh from the constructor to a saved state (checked by src/mm/snapshot.ts). */
+  restoreImage(s: DecodedSwap, contents: ContentChunks): void {
+    this.refs.fill(0);
+    this.cache.fill(-1);
+    for (let i = 0; i < s.slots.length; i++) {
+      const off = s.slots[i]!;
+      this.refs[off] = s.refs[i]!;
+      this.cache[off] = s.cache[i]!;
+      const c = s.content[i]!;
+      if (c >= 0) contents.copy(c, this.data, (off - 1) * PAGE_SIZE);
+    }
+    this.nrFree = this.nrSlots - s.slots.length;
+    this.next = s.next;
   }
 }

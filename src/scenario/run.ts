@@ -120,8 +120,11 @@ export class ScenarioRun {
     return run;
   }
 
-  /** Resume a run saved with save(); throws SnapshotError for a file that cannot be used. */
-  static resume(bytes: Uint8Array, images: ImageCatalog | null = null): ScenarioRun {
+  /**
+   * Resume a run saved with save(), with the image catalog the run used (its guests'
+   * page sources are resolved in it); throws SnapshotError for a file that cannot be used.
+   */
+  static resume(bytes: Uint8Array, images: ImageCatalog | null): ScenarioRun {
     const { host, extra } = restoreHost(bytes, images);
     const problem = checkPosition(extra);
     if (problem !== null) throw new SnapshotError('invalid', `snapshot run position: ${problem}`);

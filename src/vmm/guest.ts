@@ -4,7 +4,7 @@ import { PAGE_SIZE } from '../mm/constants.js';
 import type { HostKernel } from '../mm/kernel.js';
 import type { Process } from '../mm/process.js';
 import { newMemSizeStats } from '../mm/task-mmu.js';
-import { dirtyPage, dirtyTarget, guestPage, layoutGuest, type GuestImage, type GuestLayout } from './image.js';
+import type { PageSource, PageSourceRef, SourceLayout } from './page-source.js';
 import type { GuestSample, GuestState } from './types.js';
 import { IDLE_WORKLOAD, checkWorkload, startBurst, type ActiveBurst, type WorkloadSpec } from './workload.js';
 
@@ -16,12 +16,16 @@ const scratchBytes = Buffer.from(scratchPage.buffer);
 const BELOW_4G_MAX = 3 * 1024 * 1024 * 1024;
 const ABOVE_4G_BASE = 4 * 1024 * 1024 * 1024;
 
-/** A guest's whole state as plain data, for snapshots (src/vmm/snapshot.ts). */
+/**
+ * A guest's whole state as plain data, for snapshots (src/vmm/snapshot.ts): what
+ * cannot be derived from its page source, which it names (the layout and every page
+ * it writes come from the source again on restore).
+ */
 export interface GuestSnapshot {
   id: string;
   name: string;
-  /** The image by name and version; the snapshot carries the image itself too. */
-  image: { name: string; version: string };
+  /** Where its memory comes from (page-source.ts): resolved through a catalog on restore. */
+  source: PageSourceRef;
   ramBytes: number;
   memMerge: boolean;
   workload: WorkloadSpec;
@@ -47,7 +51,8 @@ export interface GuestSnapshot {
 
 export interface GuestOptions {
   name: string;
-  image: GuestImage;
+  /** Where its memory comes from: a synthetic image (ImageCatalog.source()), or later a capture. */
+  source: PageSource;
   /** Guest RAM (`-m`), a multiple of 4 KiB. */
   ramBytes: number;
   /** QEMU `-machine mem-merge=on` (the default); false is libvirt's `<nosharepages/>`. */
@@ -85,10 +90,11 @@ export interface MemSlot {
 export class Guest {
   readonly id: string;
   readonly name: string;
-  readonly image: GuestImage;
+  readonly source: PageSource;
   readonly ramBytes: number;
   readonly memMerge: boolean;
-  readonly layout: GuestLayout;
+  /** The source laid out in this guest's RAM: what each page is, what boot writes there. */
+  readonly layout: SourceLayout;
   readonly slots: readonly MemSlot[];
   state: GuestState;
   /** The QEMU process while the guest has one (booting, running, paused). */
@@ -121,15 +127,15 @@ export class Guest {
     if (!Number.isSafeInteger(opts.ramBytes) || opts.ramBytes <= 0 || opts.ramBytes % PAGE_SIZE !== 0) {
       throw new KernelError('EINVAL', `guest ${opts.name}: RAM must be a positive multiple of 4 KiB, got ${opts.ramBytes} bytes`);
     }
-    let layout: GuestLayout;
+    let layout: SourceLayout;
     try {
-      layout = layoutGuest(opts.image, opts.ramBytes);
+      layout = opts.source.layout(opts.ramBytes);
     } catch (e) {
       throw new KernelError('EINVAL', `guest ${opts.name}: ${(e as Error).message}`);
     }
     this.id = id;
     this.name = opts.name;
-    this.image = opts.image;
+    this.source = opts.source;
     this.ramBytes = opts.ramBytes;
     this.memMerge = opts.memMerge ?? true;
     this.layout = layout;
@@ -176,9 +182,9 @@ export class Guest {
     else if (old === null || old.everyMs !== b.everyMs || old.pages !== b.pages || old.overMs !== b.overMs) this.nextBurstAt = this.runningMs + b.everyMs;
   }
 
-  /** "fedora 13". */
+  /** "fedora 13": its source's label. */
   get imageName(): string {
-    return `${this.image.name} ${this.image.version}`;
+    return this.source.label;
   }
 
   get ramPages(): number {
@@ -187,7 +193,7 @@ export class Guest {
 
   /** Dirty rate in pages per simulated second. */
   get dirtyRate(): number {
-    return this.workload.dirtyRate ?? this.image.workload.dirtyRate;
+    return this.workload.dirtyRate ?? this.source.dirtyRate;
   }
 
   private expect(what: string, ...states: GuestState[]): void {
@@ -317,11 +323,11 @@ export class Guest {
 
   private bootWork(): boolean {
     const total = this.ramPages;
-    const bootMs = this.image.bootMs;
+    const bootMs = this.source.bootMs;
     const target = bootMs <= 0 || this.bootElapsed >= bootMs ? total : Math.floor((total * this.bootElapsed) / bootMs);
     while (this.bootCursor < target) {
       const page = this.bootCursor;
-      const kind = guestPage(this.image, this.layout, page, this.bootSeed, scratchPage);
+      const kind = this.layout.bootPage(page, this.bootSeed, scratchPage);
       if (kind !== 'untouched') this.writeRamPage(page);
       this.bootCursor = page + 1;
     }
@@ -333,8 +339,8 @@ export class Guest {
 
   /** Dirty one page the workload picks, with fresh contents. */
   private dirtyOne(): void {
-    const page = dirtyTarget(this.image, this.layout, this.prng.nextU32(), this.prng.nextU32());
-    dirtyPage(this.bootSeed, this.dirtyCounter, scratchPage);
+    const page = this.layout.dirtyTarget(this.prng.nextU32(), this.prng.nextU32());
+    this.layout.dirtyPage(this.bootSeed, this.dirtyCounter, scratchPage);
     this.writeRamPage(page);
     this.dirtyCounter++;
   }
@@ -398,7 +404,7 @@ export class Guest {
     return {
       id: this.id,
       name: this.name,
-      image: { name: this.image.name, version: this.image.version },
+      source: { ...this.source.ref },
       ramBytes: this.ramBytes,
       memMerge: this.memMerge,
       workload: { dirtyRate: this.workload.dirtyRate, burst: this.workload.burst === null ? null : { ...this.workload.burst } },
@@ -423,10 +429,11 @@ export class Guest {
 
   /**
    * Rebuild a guest from its snapshot, on a kernel restored from the same snapshot
-   * (its QEMU process is looked up by pid). Throws an Error naming what does not fit.
+   * (its QEMU process is looked up by pid), with the source its ref resolved to.
+   * Throws an Error naming what does not fit.
    */
-  static fromSnapshot(kernel: HostKernel, snap: GuestSnapshot, image: GuestImage): Guest {
-    const g = new Guest(kernel, new Prng(0), snap.id, { name: snap.name, image, ramBytes: snap.ramBytes, memMerge: snap.memMerge, workload: snap.workload });
+  static fromSnapshot(kernel: HostKernel, snap: GuestSnapshot, source: PageSource): Guest {
+    const g = new Guest(kernel, new Prng(0), snap.id, { name: snap.name, source, ramBytes: snap.ramBytes, memMerge: snap.memMerge, workload: snap.workload });
     if (snap.slotHvas.length !== g.slots.length) throw new Error(`guest ${snap.name}: ${snap.slotHvas.length} memory slots saved, ${g.slots.length} expected`);
     snap.slotHvas.forEach((hva, i) => {
       (g.slots[i] as MemSlot).hva = hva;

@@ -8,7 +8,8 @@ import type { Process } from '../mm/process.js';
 import { formatSize } from './config.js';
 import { Guest, type GuestSnapshot } from './guest.js';
 import { restoreHost, saveHost } from './snapshot.js';
-import type { GuestImage, ImageCatalog } from './image.js';
+import { SyntheticSource, type GuestImage, type ImageCatalog } from './image.js';
+import type { PageSource } from './page-source.js';
 import { checkGovernorSnapshot, restoreGovernor, startGovernor, type GovernedPolicy, type GovernorPort, type GovernorSnapshot, type KsmGovernor } from './governor.js';
 import { KSMTUNED_DEFAULTS } from './ksmtuned.js';
 import { KUBEVIRT_DEFAULTS } from './kubevirt.js';
@@ -59,8 +60,8 @@ export interface HostOptions {
 
 export interface CreateGuestOptions {
   name: string;
-  /** An image, or its name in the host's catalog. */
-  image: GuestImage | string;
+  /** Its name in the host's catalog, an image descriptor, or any page source (page-source.ts). */
+  image: string | GuestImage | PageSource;
   /** With an image name: its version (default: the newest). */
   version?: string;
   memoryMiB: number;
@@ -82,8 +83,7 @@ export interface HostSnapshot {
   guestsCreated: number;
   hogs: { pid: number; bytes: number }[];
   log: HostEvent[];
-  /** Every image a guest uses, whole: a snapshot does not depend on guests/ staying the same. */
-  images: GuestImage[];
+  /** Each names its page source (a ref, resolved through a catalog on restore), not the source itself. */
   guests: GuestSnapshot[];
 }
 
@@ -299,19 +299,21 @@ export class Host {
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(opts.name)) {
       throw new KernelError('EINVAL', `guest name ${JSON.stringify(opts.name)}: use letters, digits, '.', '_' and '-'`);
     }
-    let image: GuestImage;
+    let source: PageSource;
     if (typeof opts.image === 'string') {
       if (this.images === null) throw new KernelError('EINVAL', `guest ${opts.name}: image ${opts.image} named, but the host has no image catalog`);
       try {
-        image = this.images.get(opts.image, opts.version);
+        source = this.images.source(opts.image, opts.version);
       } catch (e) {
         throw new KernelError('ENOENT', `guest ${opts.name}: ${(e as Error).message}`);
       }
+    } else if ('layout' in opts.image) {
+      source = opts.image;
     } else {
-      image = opts.image;
+      source = new SyntheticSource(opts.image);
     }
     const ramBytes = opts.memoryMiB * 1024 * 1024;
-    const init = { name: opts.name, image, ramBytes, ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }), ...(opts.workload === undefined ? {} : { workload: opts.workload }) };
+    const init = { name: opts.name, source, ramBytes, ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }), ...(opts.workload === undefined ? {} : { workload: opts.workload }) };
     // A guest the constructor refuses (RAM too small for its image) must not have
     // drawn an id: the ids of the guests created after it would shift.
     const idState = this.idPrng.getState();
@@ -573,15 +575,17 @@ export class Host {
     return saveHost(this, extra);
   }
 
-  /** A host from save()'s bytes, continuing exactly where it was. Throws SnapshotError. */
-  static restore(bytes: Uint8Array, images: ImageCatalog | null = null): Host {
+  /**
+   * A host from save()'s bytes, continuing exactly where it was. `images` must have
+   * the page source of every guest (the snapshot names them: src/vmm/snapshot.ts), and
+   * is the catalog later createGuest() calls name. Throws SnapshotError.
+   */
+  static restore(bytes: Uint8Array, images: ImageCatalog | null): Host {
     return restoreHost(bytes, images).host;
   }
 
   /** The host's own state as plain data (the kernel is saved separately). */
   toSnapshot(): HostSnapshot {
-    const images = new Map<string, GuestImage>();
-    for (const g of this.guests) images.set(`${g.image.name} ${g.image.version}`, g.image);
     return {
       memoryMiB: this.memoryMiB,
       swapMiB: this.swapMiB,
@@ -595,16 +599,17 @@ export class Host {
       guestsCreated: this.guestsCreated,
       hogs: this.hogs.map((h) => ({ pid: h.proc.pid, bytes: h.bytes })),
       log: this.log.map((e) => ({ ...e })),
-      images: [...images.values()],
       guests: this.guests.map((g) => g.toSnapshot()),
     };
   }
 
   /**
-   * Rebuild a host around a kernel restored from the same snapshot. Throws an Error
-   * naming what does not fit; nothing outside the new objects is touched.
+   * Rebuild a host around a kernel restored from the same snapshot, `sources[i]`
+   * being what guest i's ref resolved to (src/vmm/snapshot.ts resolves them before the
+   * kernel is built). Throws an Error naming what does not fit; nothing outside the
+   * new objects is touched.
    */
-  static fromSnapshot(snap: HostSnapshot, kernel: Kernel, catalog: ImageCatalog | null): Host {
+  static fromSnapshot(snap: HostSnapshot, kernel: Kernel, catalog: ImageCatalog | null, sources: readonly PageSource[]): Host {
     const host = new Host({ memoryMiB: snap.memoryMiB, swapMiB: snap.swapMiB, blockMiB: snap.blockMiB, tickMs: snap.tickMs, ksm: snap.policy, images: catalog }, kernel);
     if (snap.governor !== null) {
       const problem = checkGovernorSnapshot(snap.governor);
@@ -621,12 +626,8 @@ export class Host {
       host.hogs.push({ proc, bytes: h.bytes });
     }
     for (const e of snap.log) host.log.push({ t: e.t, what: e.what, error: e.error });
-    const images = new Map(snap.images.map((i) => [`${i.name} ${i.version}`, i]));
-    for (const gs of snap.guests) {
-      const image = images.get(`${gs.image.name} ${gs.image.version}`);
-      if (image === undefined) throw new Error(`guest ${gs.name}: image ${gs.image.name} ${gs.image.version} is not in the snapshot`);
-      host.guests.push(Guest.fromSnapshot(kernel, gs, image));
-    }
+    if (sources.length !== snap.guests.length) throw new Error(`${snap.guests.length} guests, ${sources.length} page sources`);
+    snap.guests.forEach((gs, i) => host.guests.push(Guest.fromSnapshot(kernel, gs, sources[i]!)));
     return host;
   }
 

@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { PAGE_SIZE } from '../mm/constants.js';
 import { assertNever } from '../lib/errors.js';
 import { ConfigDocument, ConfigError, describe, formatSize, parseSize, zDuration, zFraction, zSize, type ConfigProblem } from './config.js';
+import { describeRef, type PageFill, type PageSource, type PageSourceCatalog, type PageSourceRef, type SourceLayout } from './page-source.js';
 
 /**
  * Guest images: what the RAM of a freshly booted guest holds, and how its idle
@@ -36,8 +38,7 @@ import { ConfigDocument, ConfigError, describe, formatSize, parseSize, zDuration
  *    Uint32Array; the string hashes are computed once, when the image is built.
  */
 
-/** What one guest page holds after boot. */
-export type PageFill = 'zero' | 'version' | 'image' | 'unique' | 'untouched';
+export type { PageFill } from './page-source.js';
 
 /** Every kind, in the order the kind hash is cut into (see the invariants above). */
 export const PAGE_FILLS: readonly PageFill[] = ['image', 'zero', 'version', 'unique', 'untouched'];
@@ -415,11 +416,101 @@ function cumulativeCuts(fractions: readonly number[]): number[] {
   });
 }
 
+// ---- the page source ------------------------------------------------------------------------------
+
+/**
+ * sha-256 (hex) of everything in an image that decides what its guests write and
+ * when: name, version, OS, boot time, minimum RAM, the regions (size, mix and the
+ * seeds and kind bounds derived from them) and the workload. Not the description or
+ * the file it was read from: rewording or moving a descriptor changes no page.
+ */
+export function imageDigest(image: GuestImage): string {
+  const canonical = {
+    name: image.name,
+    version: image.version,
+    os: image.os,
+    bootMs: image.bootMs,
+    minRamBytes: image.minRamBytes,
+    regions: image.regions.map((r) => ({
+      name: r.name,
+      size: r.size.unit === 'bytes' ? { unit: 'bytes', bytes: r.size.bytes } : r.size.unit === 'percent' ? { unit: 'percent', percent: r.size.percent } : { unit: 'rest' },
+      mix: PAGE_FILLS.map((k) => r.mix[k]),
+      seeds: [r.kindSeed, r.imageSeed, r.versionSeed, r.uniqueSeed],
+      cuts: r.cuts,
+    })),
+    workload: {
+      dirtyRate: image.workload.dirtyRate,
+      targets: image.workload.targets.map((t) => ({ region: t.region, regionIndex: t.regionIndex, weight: t.weight, cut: t.cut })),
+    },
+  };
+  return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
+}
+
+/**
+ * A synthetic image as a page source: the generator of this file behind the seam
+ * (page-source.ts). Its ref is the image's name, version and imageDigest().
+ */
+export class SyntheticSource implements PageSource {
+  readonly image: GuestImage;
+  readonly ref: PageSourceRef;
+  readonly label: string;
+  readonly bootMs: number;
+  readonly minRamBytes: number;
+  readonly dirtyRate: number;
+
+  constructor(image: GuestImage) {
+    this.image = image;
+    this.ref = { type: 'synthetic', name: image.name, version: image.version, digest: imageDigest(image) };
+    this.label = `${image.name} ${image.version}`;
+    this.bootMs = image.bootMs;
+    this.minRamBytes = image.minRamBytes;
+    this.dirtyRate = image.workload.dirtyRate;
+  }
+
+  layout(ramBytes: number): SourceLayout {
+    return new SyntheticLayout(this.image, layoutGuest(this.image, ramBytes));
+  }
+}
+
+/** A synthetic image laid out in one guest's RAM: guestPage(), pageKind(), dirtyTarget() and dirtyPage() bound to it. */
+class SyntheticLayout implements SourceLayout {
+  readonly ramPages: number;
+  private readonly image: GuestImage;
+  private readonly layout: GuestLayout;
+
+  constructor(image: GuestImage, layout: GuestLayout) {
+    this.ramPages = layout.ramPages;
+    this.image = image;
+    this.layout = layout;
+  }
+
+  kindOf(gfn: number): PageFill {
+    return pageKind(this.image, this.layout, gfn);
+  }
+
+  bootPage(gfn: number, bootSeed: number, out: Uint32Array): PageFill {
+    return guestPage(this.image, this.layout, gfn, bootSeed, out);
+  }
+
+  dirtyTarget(r1: number, r2: number): number {
+    return dirtyTarget(this.image, this.layout, r1, r2);
+  }
+
+  dirtyPage(bootSeed: number, counter: number, out: Uint32Array): void {
+    dirtyPage(bootSeed, counter, out);
+  }
+}
+
 // ---- the catalog ----------------------------------------------------------------------------------
 
-/** The images a host can boot, by name and version. */
-export class ImageCatalog {
+/**
+ * The images a host can boot, by name and version, and the page sources a snapshot's
+ * guests name (resolve()).
+ */
+export class ImageCatalog implements PageSourceCatalog {
   private readonly images: readonly GuestImage[];
+  /** The source of each image, made when first asked for (its digest hashes the image once). */
+  private readonly sources: Map<GuestImage, SyntheticSource>;
 
   constructor(images: readonly GuestImage[]) {
     const sorted = [...images].sort((a, b) => (a.name === b.name ? compareVersions(a.version, b.version) : a.name < b.name ? -1 : 1));
@@ -431,6 +522,34 @@ export class ImageCatalog {
       }
     }
     this.images = sorted;
+    this.sources = new Map();
+  }
+
+  /** The image `name` at `version` (or its newest version) as a page source. */
+  source(name: string, version?: string): SyntheticSource {
+    return this.sourceOf(this.get(name, version));
+  }
+
+  private sourceOf(image: GuestImage): SyntheticSource {
+    let s = this.sources.get(image);
+    if (s === undefined) {
+      s = new SyntheticSource(image);
+      this.sources.set(image, s);
+    }
+    return s;
+  }
+
+  resolve(ref: PageSourceRef): PageSource | string {
+    const image = this.images.find((im) => im.name === ref.name && im.version === ref.version);
+    if (image === undefined) {
+      const known = this.images.length === 0 ? 'none' : this.images.map((im) => `${im.name} ${im.version}`).join(', ');
+      return `${describeRef(ref)} is not in the image catalog (it has ${known})`;
+    }
+    const source = this.sourceOf(image);
+    if (source.ref.digest !== ref.digest) {
+      return `${describeRef(ref)} has changed since the snapshot: ${image.file} now describes other pages (sha256 ${source.ref.digest.slice(0, 12)}…)`;
+    }
+    return source;
   }
 
   /** The image `name` at `version`, or its newest version. */

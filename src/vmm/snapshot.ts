@@ -1,16 +1,24 @@
 import { crc32 } from 'node:zlib';
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
-import { restoreUntrustedKernel, saveKernel, type KernelImage } from '../ksm/snapshot.js';
-import { PAGE_SIZE } from '../mm/constants.js';
+import { restoreUntrustedKernel, saveKernel } from '../ksm/kernel.js';
+import { KERNEL_IMAGE_VERSION, type KernelImage } from '../mm/snapshot.js';
 import { Host, type HostSnapshot } from './host.js';
 import { checkGovernorSnapshot } from './governor.js';
 import type { ImageCatalog } from './image.js';
+import { describeRef, type PageSource } from './page-source.js';
 
 /**
  * Snapshot files: a whole simulated host — the kernel (frames in use and their
  * metadata, page tables, swap, anon_vmas, KSM's mm_slots, rmap_items, both trees, the
  * cursor, statistics, knobs, ksmd, time, PRNG state), the guests and their workloads,
  * the governor — saved mid-run and resumed bit for bit.
+ *
+ * A guest's page source (page-source.ts) is kept as a reference: its name and a hash
+ * of what decides its pages. Restoring resolves each reference in the catalog it is
+ * given, before the kernel is built; a source missing from it, or changed since,
+ * throws SnapshotError `source` naming it. Everything a guest did is in the kernel's
+ * frames and the guest's own state; only what it will still write comes from the
+ * source.
  *
  * Layout, all integers little-endian:
  *
@@ -27,10 +35,19 @@ import type { ImageCatalog } from './image.js';
  */
 
 export const SNAPSHOT_MAGIC = 'SAMEPAGE';
-export const SNAPSHOT_VERSION = 2;
+/**
+ * 3: the kernel image in per-layer parts (KERNEL_IMAGE_VERSION 2), guests naming their
+ * page source instead of carrying their images. 2 carried the governors' state as
+ * data; 1 was the first. Files of older versions are refused with problem `version`.
+ */
+export const SNAPSHOT_VERSION = 3;
 const HEADER_BYTES = 20;
 
-export type SnapshotProblem = 'foreign' | 'version' | 'truncated' | 'corrupt' | 'invalid';
+/**
+ * `source`: the file is sound, but a guest's page source cannot be found as it was
+ * saved (not in the catalog given, or its descriptor changed since).
+ */
+export type SnapshotProblem = 'foreign' | 'version' | 'truncated' | 'corrupt' | 'invalid' | 'source';
 
 /** A snapshot that cannot be used; `problem` says which way, the message what exactly. */
 export class SnapshotError extends Error {
@@ -143,7 +160,7 @@ export function checkHostSnapshot(h: unknown): string | null {
     if (!isInt(o[k])) return `host.${k}: expected a whole number, found ${JSON.stringify(o[k])}`;
   }
   for (const k of ['prng', 'idPrng']) if (!isPrngState(o[k])) return `host.${k}: expected 4 PRNG state words`;
-  for (const k of ['hogs', 'log', 'images', 'guests']) if (!Array.isArray(o[k])) return `host.${k}: expected a list`;
+  for (const k of ['hogs', 'log', 'guests']) if (!Array.isArray(o[k])) return `host.${k}: expected a list`;
   const policy = o.policy;
   if (!isRecord(policy) || !['fixed', 'ksmtuned', 'mom', 'kubevirt'].includes(policy.policy as string)) return 'host.policy: expected a fixed, ksmtuned, mom or kubevirt policy';
   if (policy.policy === 'fixed') {
@@ -159,10 +176,6 @@ export function checkHostSnapshot(h: unknown): string | null {
   }
   for (const [i, e] of (o.log as unknown[]).entries()) {
     if (!isRecord(e) || !isNum(e.t) || typeof e.what !== 'string' || (e.error !== null && typeof e.error !== 'string')) return `host.log[${i}]: expected t, what and error (a string or null)`;
-  }
-  for (const [i, im] of (o.images as unknown[]).entries()) {
-    const problem = checkImage(im);
-    if (problem !== null) return `host.images[${i}]${problem}`;
   }
   for (const [i, g] of (o.guests as unknown[]).entries()) {
     if (!isRecord(g)) return `host.guests[${i}]: not a record`;
@@ -192,8 +205,10 @@ export function checkHostSnapshot(h: unknown): string | null {
       // rate and debt are Infinity for a burst over 0 ms.
       if (!isRecord(x) || !isCount(x.pages) || !isNonNegative(x.rate) || !isNonNegative(x.debt)) return `host.guests[${i}].bursts[${j}]: expected pages, rate and debt`;
     }
-    const img = gs.image;
-    if (!isRecord(img) || typeof img.name !== 'string' || typeof img.version !== 'string') return `host.guests[${i}].image: expected a name and version`;
+    const src = gs.source;
+    if (!isRecord(src) || src.type !== 'synthetic' || typeof src.name !== 'string' || typeof src.version !== 'string' || typeof src.digest !== 'string' || !/^[0-9a-f]{64}$/.test(src.digest)) {
+      return `host.guests[${i}].source: expected a page source: type 'synthetic', an image name and version, and a sha-256 digest (64 hex digits)`;
+    }
   }
   return null;
 }
@@ -204,43 +219,23 @@ function isNonNegative(v: unknown): boolean {
 }
 
 /**
- * Where a GuestImage carried in a snapshot cannot be booted from, as a path and a
- * message (": ..."), or null. Only what the guests read is checked: what layoutGuest,
- * guestPage and dirtyTarget index or hash with, where a bad value would throw a
- * TypeError or silently change every page.
- */
-function checkImage(im: unknown): string | null {
-  if (!isRecord(im) || typeof im.name !== 'string' || typeof im.version !== 'string') return ': expected an image with a name and version';
-  if (!isNum(im.bootMs) || !isCount(im.minRamBytes)) return ': expected bootMs and minRamBytes';
-  if (!Array.isArray(im.regions) || im.regions.length === 0) return '.regions: expected a list of regions';
-  for (const [j, r] of im.regions.entries()) {
-    const s = isRecord(r) ? r.size : null;
-    const sized = isRecord(s) && (s.unit === 'rest' || (s.unit === 'percent' && isNum(s.percent) && s.percent >= 0) || (s.unit === 'bytes' && isCount(s.bytes) && s.bytes % PAGE_SIZE === 0));
-    if (!isRecord(r) || typeof r.name !== 'string' || !sized) return `.regions[${j}]: expected a name and a size`;
-    if (![r.kindSeed, r.imageSeed, r.versionSeed, r.uniqueSeed].every(isU32)) return `.regions[${j}]: expected four u32 seeds`;
-    if (!Array.isArray(r.cuts) || r.cuts.length !== 5 || !r.cuts.every(isNum)) return `.regions[${j}].cuts: expected 5 bounds`;
-  }
-  const w = im.workload;
-  if (!isRecord(w) || !(isNum(w.dirtyRate) && w.dirtyRate >= 0) || !Array.isArray(w.targets)) return '.workload: expected a dirtyRate and targets';
-  const nRegions = im.regions.length;
-  for (const [j, t] of w.targets.entries()) {
-    if (!isRecord(t) || typeof t.region !== 'string' || !isCount(t.regionIndex) || t.regionIndex >= nRegions || !isNum(t.cut)) {
-      return `.workload.targets[${j}]: expected a region, its index (< ${nRegions}) and a cut`;
-    }
-  }
-  return null;
-}
-
-/**
- * Restore a host saved by saveHost(). `catalog` is what later createGuest() calls may
- * name (the guests already there carry their own images). Throws SnapshotError naming
- * what is wrong; on any error nothing is returned and nothing outside is changed.
+ * Restore a host saved by saveHost(). `catalog` has the page sources the guests name
+ * (a snapshot keeps their refs, not the sources), and is what later createGuest()
+ * calls may name. Throws SnapshotError naming what is wrong: `source` for a guest
+ * whose source the catalog does not have, or has changed; on any error nothing is
+ * returned and nothing outside is changed.
  */
 export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = null): { host: Host; extra: unknown } {
   const body = decode(bytes);
-  // The host first: it is small, and checked before the kernel's GiBs are built.
+  const kernelVersion = (body.kernel as unknown as Record<string, unknown>).imageVersion;
+  if (kernelVersion !== KERNEL_IMAGE_VERSION) {
+    throw new SnapshotError('version', `snapshot kernel image version ${JSON.stringify(kernelVersion)}, but this Samepage reads version ${KERNEL_IMAGE_VERSION}`);
+  }
+  // The host first: it is small, and checked before the kernel's GiBs are built; so
+  // are the guests' page sources.
   const hproblem = checkHostSnapshot(body.host);
   if (hproblem !== null) throw new SnapshotError('invalid', `snapshot ${hproblem}`);
+  const sources = resolveSources(body.host, catalog);
   const options = (body.kernel as unknown as Record<string, unknown>).options;
   for (const k of ['memoryMiB', 'swapMiB', 'blockMiB'] as const) {
     // A kernel image without options is refused below, naming the field.
@@ -249,10 +244,28 @@ export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = nu
   try {
     const kernel = restoreUntrustedKernel(body.kernel);
     if (typeof kernel === 'string') throw new SnapshotError('invalid', `snapshot kernel image: ${kernel}`);
-    const host = Host.fromSnapshot(body.host, kernel, catalog);
+    const host = Host.fromSnapshot(body.host, kernel, catalog, sources);
     return { host, extra: body.extra ?? null };
   } catch (e) {
     if (e instanceof SnapshotError) throw e;
     throw new SnapshotError('invalid', `snapshot does not restore: ${(e as Error).message}`);
   }
+}
+
+/** The page source each guest names, resolved in `catalog` (each distinct ref once); SnapshotError `source` for one it cannot give. */
+function resolveSources(h: HostSnapshot, catalog: ImageCatalog | null): PageSource[] {
+  const found = new Map<string, PageSource>();
+  return h.guests.map((g) => {
+    const ref = g.source;
+    const key = `${ref.name}\0${ref.version}\0${ref.digest}`;
+    let source = found.get(key);
+    if (source === undefined) {
+      if (catalog === null) throw new SnapshotError('source', `snapshot guest ${g.name} boots from ${describeRef(ref)}: restoring it needs the image catalog that has it`);
+      const r = catalog.resolve(ref);
+      if (typeof r === 'string') throw new SnapshotError('source', `snapshot guest ${g.name}: ${r}`);
+      source = r;
+      found.set(key, source);
+    }
+    return source;
+  });
 }

@@ -3,11 +3,14 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, it } from 'vitest';
 import { DEMO_USAGE } from '../../src/cli/demo.js';
 import { parseRunJson } from '../../src/report/json.js';
 import { renderChart } from '../../src/report/svg.js';
+import { loadImageCatalog } from '../../src/scenario/images.js';
 import { formatSize } from '../../src/vmm/config.js';
+import { SNAPSHOT_VERSION } from '../../src/vmm/snapshot.js';
 
 /**
  * The `samepage` command, run as a child process (node --import tsx src/cli/main.ts)
@@ -326,17 +329,30 @@ describe.concurrent('samepage run --save-at, samepage resume', () => {
     ]);
     expect([saved.code, saved.stderr]).toEqual([0, `snapshot at 5s written to ${snap} (${formatSize(statSync(snap).size)})\n`]);
     expect(summary(saved)).toEqual(summary(whole));
-    const resumed = await samepage(['resume', snap, '--quiet', '--json', join(tmp, 'resumed.json')]);
+    const [resumed, elsewhere] = await Promise.all([
+      samepage(['resume', snap, ...IMAGES, '--quiet', '--json', join(tmp, 'resumed.json')]),
+      // The snapshot names the tiny test image; the default catalog (guests/) has no such image.
+      samepage(['resume', snap, '--quiet']),
+    ]);
     expect([resumed.code, resumed.stderr]).toEqual([0, 'resuming tiny at 5s of 10s\n']);
     expect(summary(resumed)).toEqual(summary(whole));
     const runs = (f: string): unknown => parseRunJson(readFileSync(join(tmp, f), 'utf8')).runs;
     expect(runs('resumed.json')).toEqual(runs('whole.json'));
+    const digest = loadImageCatalog(join(ROOT, 'test/vmm/fixtures')).source('tiny', '1').ref.digest;
+    expect(elsewhere).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `samepage: snapshot guest a-1: tiny 1 (sha256 ${digest.slice(0, 12)}…) is not in the image catalog (it has debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008)\n`,
+    });
   });
 
   it('resume of a file that is not a snapshot, or is cut short: exit 1 naming what is wrong', async ({ expect }) => {
-    const [foreign, missing] = await Promise.all([samepage(['resume', TINY]), samepage(['resume', join(tmp, 'nothing.snap')])]);
+    const old = join(tmp, 'run-v1.snap');
+    writeFileSync(old, gunzipSync(readFileSync(join(ROOT, 'test/fixtures/snapshot-v1/run-v1.snap.gz'))));
+    const [foreign, missing, v1] = await Promise.all([samepage(['resume', TINY]), samepage(['resume', join(tmp, 'nothing.snap')]), samepage(['resume', old, ...IMAGES])]);
     expect(foreign).toEqual({ code: 1, stdout: '', stderr: 'samepage: not a Samepage snapshot: the file does not start with "SAMEPAGE"\n' });
     expect([missing.code, missing.stderr]).toEqual([1, `samepage: cannot read ${join(tmp, 'nothing.snap')} (ENOENT)\n`]);
+    expect(v1).toEqual({ code: 1, stdout: '', stderr: `samepage: snapshot format version 1, but this Samepage reads version ${SNAPSHOT_VERSION}\n` });
   });
 
   it('--save-at needs --save, a time within the run, and one variant', async ({ expect }) => {

@@ -14,12 +14,16 @@
  * contents, pagemap, meminfo and vmstat, and at the end the same image.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { pack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { Kernel, KernelError, PAGE_SIZE, type Process } from '../../src/index.js';
 import { Prng } from '../../src/lib/prng.js';
 import { PG_DIRTY, PG_KSM, PG_MLOCKED, PG_SHMEM, PG_SWAPCACHE } from '../../src/mm/constants.js';
-import { checkKernelImage, restoreKernel, saveKernel, type KernelImage } from '../../src/ksm/snapshot.js';
+import { checkKernelImage, restoreKernel, saveKernel } from '../../src/ksm/kernel.js';
+import type { KernelImage } from '../../src/mm/snapshot.js';
+import type { KsmImage } from '../../src/ksm/snapshot.js';
 import { RUN, PAGES_TO_SCAN, SLEEP_MILLISECS, stats } from './helpers.js';
 
 const P = PAGE_SIZE;
@@ -479,7 +483,7 @@ describe('contents are stored once each', () => {
     const base = a.mmap(1000 * P);
     a.memset(base, 0x61, 1000 * P);
     const img = saveKernel(k);
-    expect(img.mem.nrUsed).toBe(1001); // the zero page and the 1000
+    expect(img.mem.flags.byteLength / 4).toBe(1001); // frames in use: the zero page and the 1000
     expect(img.contents.pages).toBe(2); // zeros, and the page of 0x61
     expect(img.contents.chunks.reduce((n, c) => n + c.byteLength, 0)).toBe(2 * P);
   });
@@ -572,10 +576,11 @@ describe('bad images are refused, naming what is wrong', () => {
 
   it("a stable node's frame past the end of memory", () => {
     const img = image();
-    const kpfn = new Uint32Array(img.ksm.nodeKpfn.slice().buffer);
+    const ksm = img.parts.ksm as KsmImage;
+    const kpfn = new Uint32Array(ksm.nodeKpfn.slice().buffer);
     kpfn[0] = 1 << 20;
-    img.ksm.nodeKpfn = new Uint8Array(kpfn.buffer);
-    refused(img, 'ksm.nodeKpfn[0]: pfn 1048576 is beyond memory (8192 frames)');
+    ksm.nodeKpfn = new Uint8Array(kpfn.buffer);
+    refused(img, 'parts.ksm.nodeKpfn[0]: pfn 1048576 is beyond memory (8192 frames)');
   });
 
   it('a content index past the content table', () => {
@@ -588,8 +593,8 @@ describe('bad images are refused, naming what is wrong', () => {
 
   it('a field of the wrong type', () => {
     const img = image();
-    (img.ksm as unknown as Record<string, unknown>).pagesToScan = '100';
-    refused(img, 'ksm.pagesToScan: expected an integer in [0, 4294967295], found the string "100"');
+    (img.parts.ksm as Record<string, unknown>).pagesToScan = '100';
+    refused(img, 'parts.ksm.pagesToScan: expected an integer in [0, 4294967295], found the string "100"');
   });
 
   it('binary data of the wrong type', () => {
@@ -606,8 +611,8 @@ describe('bad images are refused, naming what is wrong', () => {
 
   it('a missing field', () => {
     const img = image();
-    delete (img as unknown as Record<string, unknown>).ksmd;
-    refused(img, 'ksmd: expected an object, found nothing (the field is missing)');
+    delete (img.parts.ksm as Record<string, unknown>).ksmd;
+    refused(img, 'parts.ksm.ksmd: expected an object, found nothing (the field is missing)');
   });
 
   it('a pte naming a swap slot that is not in use', () => {
@@ -622,6 +627,68 @@ describe('bad images are refused, naming what is wrong', () => {
 
   it('not an image at all', () => {
     refused(null, 'image: expected an object, found null');
-    refused({ imageVersion: 99 }, 'imageVersion: expected 1, found number 99');
+    refused({ imageVersion: 99 }, 'imageVersion: expected 2, found number 99');
+  });
+
+  it('an image of format 1 (the whole kernel saved from src/ksm, before per-layer parts): refused by its version', () => {
+    const old = unpack(gunzipSync(readFileSync(new URL('../fixtures/snapshot-v1/kernel-v1.msgpack.gz', import.meta.url)))) as Record<string, unknown>;
+    expect([old.imageVersion, Object.keys(old).includes('ksm'), Object.keys(old).includes('parts')]).toEqual([1, true, false]);
+    refused(old, 'imageVersion: expected 2, found number 1');
+  });
+
+  it('a part no layer of this kernel restores', () => {
+    const img = image();
+    img.parts.thp = {};
+    refused(img, 'parts.thp: no layer of this kernel restores it (it has ksm)');
+  });
+
+  it("KSM's part missing", () => {
+    const img = image();
+    delete img.parts.ksm;
+    refused(img, 'parts.ksm: expected an object, found nothing (the field is missing)');
+  });
+
+  it('an mm_struct that no process has and no mm_slot holds', () => {
+    const img = image();
+    img.mms.push({ ...img.mms[0]!, vmas: [], pmds: new Uint8Array(0), ptes: new Uint8Array(0) });
+    refused(img, 'mms[2]: belongs to no process, and no image part (an mm_slot) holds it');
+  });
+
+  it('a KSM page whose stable node is not in the image', () => {
+    const img = image();
+    const ksm = img.parts.ksm as KsmImage;
+    const nodes = ksm.nodeKpfn.byteLength / 4;
+    const mapping = new Uint32Array(img.mem.mapping.slice().buffer);
+    const u = mapping.findIndex((code) => (code & 3) === 2);
+    mapping[u] = nodes * 4 + 2;
+    img.mem.mapping = new Uint8Array(mapping.buffer);
+    // image() merges pages 1, 2 and 3 of both processes: three KSM pages, three stable
+    // nodes; the first KSM page is the fifth frame in use, pfn 7.
+    expect([nodes, u]).toEqual([3, 4]);
+    refused(img, 'mem.mapping[4]: pfn 7 maps the objects of the image parts (stable nodes)[3], past the 3 there are');
+  });
+
+  it('mm_slots listing more rmap_items than the image holds', () => {
+    const img = image();
+    const ksm = img.parts.ksm as KsmImage;
+    ksm.slots[1]!.items++;
+    // 6 pages in each of two processes: 12 rmap_items, now 13.
+    refused(img, 'parts.ksm.itemAddress: expected 13 f64 values (104 bytes), found 12 (96 bytes)');
+  });
+
+  it('a per-frame array one frame short of the frames the free lists leave in use', () => {
+    const img = image();
+    img.mem.flags = img.mem.flags.subarray(0, img.mem.flags.byteLength - 4);
+    refused(img, 'mem.flags: expected 10 u32 values (40 bytes), found 9 (36 bytes)');
+  });
+
+  it('a swap slot past the device the options describe', () => {
+    const img = image();
+    // 8 MiB of swap: slots 1..2048.
+    img.swap!.slots = new Uint8Array(new Uint32Array([2049]).buffer);
+    img.swap!.refs = new Uint8Array(new Int32Array([1]).buffer);
+    img.swap!.cache = new Uint8Array(new Int32Array([-1]).buffer);
+    img.swap!.content = new Uint8Array(new Int32Array([0]).buffer);
+    refused(img, 'swap.slots[0]: slot 2049 is not on the device (1..2048)');
   });
 });

@@ -8,7 +8,6 @@ import { buildHost, runScenario, type RunOptions } from '../../src/scenario/run.
 import { parseScenario, type Scenario } from '../../src/scenario/schema.js';
 import type { RunResult } from '../../src/scenario/types.js';
 import type { Host } from '../../src/vmm/host.js';
-import { pageKind } from '../../src/vmm/image.js';
 import { naiveKsm } from '../vmm/helpers.js';
 
 /**
@@ -247,7 +246,7 @@ describe('runScenario: seeds and variants', () => {
     const one = booted(1).guest('a');
     const two = booted(2).guest('a');
     const first = (kind: string): number => {
-      for (let gfn = 0; gfn < one.ramPages; gfn++) if (pageKind(one.image, one.layout, gfn) === kind) return gfn;
+      for (let gfn = 0; gfn < one.ramPages; gfn++) if (one.layout.kindOf(gfn) === kind) return gfn;
       throw new Error(`no ${kind} page`);
     };
     const page = (g: typeof one, gfn: number): Buffer => Buffer.from(g.readPhys(gfn * PAGE_SIZE, PAGE_SIZE));

@@ -1,7 +1,9 @@
 import { Packr } from 'msgpackr';
-import { crc32 } from 'node:zlib';
+import { readFileSync } from 'node:fs';
+import { crc32, gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { Host, PAGE_SIZE, loadImageCatalog, type HostOptions } from '../../src/index.js';
+import { Host, ImageCatalog, PAGE_SIZE, loadImageCatalog, type HostOptions } from '../../src/index.js';
+import { imageDigest } from '../../src/vmm/image.js';
 import { ScenarioRun, runScenario } from '../../src/scenario/run.js';
 import { parseScenario } from '../../src/scenario/schema.js';
 import { SNAPSHOT_VERSION, SnapshotError, restoreHost } from '../../src/vmm/snapshot.js';
@@ -97,13 +99,65 @@ describe('host snapshots: save and resume exactly', () => {
     expect(next[1]).toBe(next[0]);
   });
 
-  it('a snapshot carries its guests’ images: it restores without any catalog', () => {
-    const a = newHost();
-    a.advance(3000);
-    const b = Host.restore(a.save(), null);
+});
+
+describe('page sources: a snapshot names each guest’s source, and restoring finds it again', () => {
+  const tiny1 = images.get('tiny', '1');
+  const tiny2 = images.get('tiny', '2');
+  const digest = images.source('tiny', '1').ref.digest;
+  const short = `tiny 1 (sha256 ${digest.slice(0, 12)}…)`;
+  const a = newHost();
+  a.advance(3000);
+  const bytes = a.save();
+
+  const sourceProblem = (catalog: ImageCatalog | null): SnapshotError => {
+    try {
+      Host.restore(bytes, catalog);
+    } catch (e) {
+      expect(e).toBeInstanceOf(SnapshotError);
+      return e as SnapshotError;
+    }
+    throw new Error('restore succeeded');
+  };
+
+  it('the file holds a reference (name, version, sha-256 of the descriptor), not the image', () => {
+    const body = new Packr({ useRecords: true, moreTypes: true, mapsAsObjects: true }).unpack(Buffer.from(bytes).subarray(20)) as Record<string, any>;
+    expect(body.host.guests.map((g: Record<string, unknown>) => g.source)).toEqual([0, 1, 2].map(() => ({ type: 'synthetic', name: 'tiny', version: '1', digest })));
+    expect(digest).toBe(imageDigest(tiny1));
+    expect(digest).toMatch(/^[0-9a-f]{64}$/);
+    expect('images' in body.host).toBe(false);
+    expect(JSON.stringify(body.host)).not.toContain('regions');
+  });
+
+  it('restored with the catalog that has the source, it continues exactly', () => {
+    const b = Host.restore(bytes, images);
+    expect(b.guests.map((g) => g.source)).toEqual([0, 1, 2].map(() => images.source('tiny', '1')));
     a.advance(2000);
     b.advance(2000);
     expect(observe(b)).toEqual(observe(a));
+  });
+
+  it('without a catalog: SnapshotError source, naming the guest and its source', () => {
+    const e = sourceProblem(null);
+    expect([e.problem, e.message]).toEqual(['source', `snapshot guest a boots from ${short}: restoring it needs the image catalog that has it`]);
+  });
+
+  it('a catalog without the source: SnapshotError source, listing what the catalog has', () => {
+    const e = sourceProblem(new ImageCatalog([tiny2]));
+    expect([e.problem, e.message]).toEqual(['source', `snapshot guest a: ${short} is not in the image catalog (it has tiny 2)`]);
+  });
+
+  it('a catalog whose descriptor of the source has changed since (another boot time): SnapshotError source', () => {
+    const changed = new ImageCatalog([{ ...tiny1, bootMs: 3000 }, tiny2]);
+    const now = changed.source('tiny', '1').ref.digest;
+    expect(now).not.toBe(digest);
+    const e = sourceProblem(changed);
+    expect([e.problem, e.message]).toEqual(['source', `snapshot guest a: ${short} has changed since the snapshot: ${tiny1.file} now describes other pages (sha256 ${now.slice(0, 12)}…)`]);
+  });
+
+  it('a descriptor reworded or moved (description, file) is the same source', () => {
+    const b = Host.restore(bytes, new ImageCatalog([{ ...tiny1, description: 'reworded', file: 'elsewhere/tiny-1.yaml' }, tiny2]));
+    expect(b.guests[0]!.source.ref.digest).toBe(digest);
   });
 });
 
@@ -207,6 +261,14 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
     expect([e.problem, e.message]).toEqual(['version', `snapshot format version ${SNAPSHOT_VERSION + 1}, but this Samepage reads version ${SNAPSHOT_VERSION}`]);
   });
 
+  it('a file of format 1 (saved before per-layer kernel images and page-source references) is refused by its version', () => {
+    const old = gunzipSync(readFileSync(new URL('../fixtures/snapshot-v1/run-v1.snap.gz', import.meta.url)));
+    expect([old.toString('latin1', 0, 8), old.readUInt32LE(8)]).toEqual(['SAMEPAGE', 1]);
+    const e = problem(old);
+    expect([e.problem, e.message]).toEqual(['version', `snapshot format version 1, but this Samepage reads version ${SNAPSHOT_VERSION}`]);
+    expect(() => ScenarioRun.resume(old, images)).toThrow(new SnapshotError('version', `snapshot format version 1, but this Samepage reads version ${SNAPSHOT_VERSION}`));
+  });
+
   /** Re-pack a changed body with a valid header and CRC: only the contents are wrong. */
   const repack = (change: (body: Record<string, any>) => void): Buffer => {
     const packr = new Packr({ useRecords: true, moreTypes: true, mapsAsObjects: true });
@@ -240,8 +302,8 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
     ['a fixed policy with a knob missing', (b) => delete b.host.policy.pagesToScan, 'snapshot host.policy.pagesToScan: expected a whole number, found undefined'],
     ['a governor that is not a record', (b) => (b.host.governor = 'ksmtuned'), 'snapshot host.governor: expected a governor record'],
     ['a pressure process with no pid', (b) => (b.host.hogs = [{ bytes: 4096 }]), 'snapshot host.hogs[0]: expected a pid and bytes'],
-    ['an image whose workload targets a region it does not have', (b) => (b.host.images[0].workload.targets[0].regionIndex = 99), 'snapshot host.images[0].workload.targets[0]: expected a region, its index (< 4) and a cut'],
-    ['an image region without its kind bounds', (b) => delete b.host.images[0].regions[1].cuts, 'snapshot host.images[0].regions[1].cuts: expected 5 bounds'],
+    ['a guest whose page source has no digest', (b) => delete b.host.guests[1].source.digest, "snapshot host.guests[1].source: expected a page source: type 'synthetic', an image name and version, and a sha-256 digest (64 hex digits)"],
+    ['a guest whose page source is of an unknown type', (b) => (b.host.guests[0].source.type = 'tape'), "snapshot host.guests[0].source: expected a page source: type 'synthetic', an image name and version, and a sha-256 digest (64 hex digits)"],
     ['a host whose RAM is not its kernel’s', (b) => (b.host.memoryMiB = 128), 'snapshot host.memoryMiB: 128, but the kernel has 64'],
   ];
   for (const [what, change, message] of malformed) {
@@ -254,6 +316,11 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
   it('a guest whose process is not in the kernel', () => {
     const e = problem(repack((b) => (b.host.guests[0].pid = 9999)));
     expect(e.message).toBe('snapshot does not restore: guest a: its process 9999 is not in the kernel');
+  });
+
+  it('a kernel image of another version in a file of this one', () => {
+    const e = problem(repack((b) => (b.kernel.imageVersion = 1)));
+    expect([e.problem, e.message]).toEqual(['version', 'snapshot kernel image version 1, but this Samepage reads version 2']);
   });
 
   it('a kernel image with a field missing', () => {

@@ -1,0 +1,90 @@
+/**
+ * The page-source seam: where a guest's memory comes from.
+ *
+ * A Guest (guest.ts) knows nothing of how its bytes are made. It lays its source out
+ * in its RAM once (`layout(ramBytes)`), then, page by page, asks the layout what kind
+ * a page is and has it fill the page it writes at boot (`bootPage`), and picks and
+ * fills the pages its workload dirties (`dirtyTarget`, `dirtyPage`). A source is
+ * immutable, and two sources with the same `ref` give the same pages: a host snapshot
+ * keeps each guest's `ref` (a name and a content hash), never the source itself, and
+ * restoring resolves the ref again through a catalog (PageSourceCatalog).
+ *
+ * Snapshots used to carry each guest's image whole, which made a file restorable
+ * anywhere; but a captured guest's source is its whole memory, tens of MB, and the
+ * kernel's frames already hold everything a guest has written. So a snapshot needs
+ * the catalog (or capture) it was made with, and says so when it is missing or
+ * has changed, rather than carrying a second copy of every guest.
+ *
+ * Implementations:
+ * - SyntheticSource (image.ts): pages generated from an image descriptor (guests/),
+ *   its ref the descriptor's name, version and a hash of what decides the pages.
+ * - Next (issue 12): a captured real guest, pages read from a capture file. A page
+ *   the capture found not present is 'untouched' (never written, so the host never
+ *   allocates it); a zero-page mapping is 'zero'; THP facts per page will be a
+ *   question the layout answers beside kindOf(). Its ref names the capture and hashes
+ *   its contents.
+ */
+
+/**
+ * What one guest page holds after boot: 'untouched' (never written: the host never
+ * allocates it), 'zero', or contents: for a synthetic image 'version' (identical in
+ * every guest of an image and version), 'image' (identical across versions) or
+ * 'unique' (per guest and boot).
+ */
+export type PageFill = 'zero' | 'version' | 'image' | 'unique' | 'untouched';
+
+/**
+ * How a snapshot names a source. `digest` is a sha-256 (64 hex digits) of everything
+ * that decides the source's pages and timing, so a source whose pages would differ
+ * never passes for the one saved.
+ */
+export interface PageSourceRef {
+  /** 'synthetic': generated from an image descriptor in the catalog. */
+  readonly type: 'synthetic';
+  /** The image's name and version: 'fedora', '13'. */
+  readonly name: string;
+  readonly version: string;
+  readonly digest: string;
+}
+
+export interface PageSource {
+  readonly ref: PageSourceRef;
+  /** How reports name it: 'fedora 13'. */
+  readonly label: string;
+  /** Simulated time a boot takes; the guest writes its boot pages progressively over it. */
+  readonly bootMs: number;
+  /** The smallest guest RAM it fits. */
+  readonly minRamBytes: number;
+  /** Pages per simulated second the idle workload dirties. */
+  readonly dirtyRate: number;
+  /** The source laid out in a guest of `ramBytes`; throws an Error saying why when it does not fit. */
+  layout(ramBytes: number): SourceLayout;
+}
+
+/**
+ * A source laid out in one guest's RAM, pages numbered 0..ramPages-1 in RAM order
+ * (gfn). Nothing here allocates per page: contents go into the caller's 1024-word
+ * page.
+ */
+export interface SourceLayout {
+  readonly ramPages: number;
+  /** The kind of page `gfn` after boot, without filling it. */
+  kindOf(gfn: number): PageFill;
+  /** Fill `out` with page `gfn` of a boot with `bootSeed` and return its kind; 'untouched' leaves `out` alone. */
+  bootPage(gfn: number, bootSeed: number, out: Uint32Array): PageFill;
+  /** The gfn the workload dirties next, from two uniform u32 draws. */
+  dirtyTarget(r1: number, r2: number): number;
+  /** Fill `out` with the workload's `counter`-th dirtied page of the boot with `bootSeed`: never equal to any other page. */
+  dirtyPage(bootSeed: number, counter: number, out: Uint32Array): void;
+}
+
+/** What finds a source again from a snapshot's ref: the image catalog (later, captures too). */
+export interface PageSourceCatalog {
+  /** The source `ref` names, or why there is none: missing, or changed since the ref was taken. */
+  resolve(ref: PageSourceRef): PageSource | string;
+}
+
+/** 'fedora 13 (sha256 1a2b3c4d…)': a ref in messages. */
+export function describeRef(ref: PageSourceRef): string {
+  return `${ref.name} ${ref.version} (sha256 ${ref.digest.slice(0, 12)}…)`;
+}
