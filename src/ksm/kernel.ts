@@ -9,7 +9,7 @@ import { Ksm } from './ksm.js';
 import { Ksmd } from './ksmd.js';
 import { DEFAULT_KERNEL_VERSION, kernelProfile, type KernelVersion } from './profile.js';
 import { formatKsmStat, type KsmProcessStats, type KsmStats } from './stats.js';
-import { KSM_IMAGE_CHECKER, ksmImagePart } from './snapshot.js';
+import { KSM_IMAGE_CHECKER, decodedKsmVersion, ksmImagePart } from './snapshot.js';
 import { registerKsmSysfs } from './sysfs.js';
 
 /** The options of a kernel with KSM: the mm's, and which kernel version KSM behaves as. */
@@ -134,7 +134,7 @@ export function checkKernelImage(img: unknown): string | null {
 }
 
 /**
- * A new Kernel, built with the image's options, in exactly the saved state: it
+ * A new Kernel, built with the image's options and kernel version, in exactly the saved state: it
  * continues as the saved kernel would have. The image is checked in full first
  * (checkKernelImage), and a bad one throws KernelError EINVAL naming the problem
  * before anything is built. The kernel never shares memory with the image.
@@ -154,7 +154,9 @@ export function restoreKernel(img: KernelImage): Kernel {
 export function restoreUntrustedKernel(img: unknown): Kernel | string {
   const d = decodeKernelImage(img, KERNEL_IMAGE_PARTS);
   if (typeof d === 'string') return d;
-  const k = new Kernel(d.options);
+  // The kernel is built as the version KSM's part names (checked: one there is a profile for).
+  const ksmPart = d.parts.find((p) => p.name === 'ksm')!;
+  const k = new Kernel({ ...d.options, version: decodedKsmVersion(ksmPart.decoded) });
   restoreKernelImage(k, d);
   return k;
 }

@@ -8,7 +8,7 @@ import type { RmapWalkControl } from '../mm/rmap.js';
 import type { Vma } from '../mm/vma.js';
 import { ksmExit, ksmFork, ksmMadvise, ksmMightUnmapZeroPage, ksmPrctl, ksmVmaFlags } from './madvise.js';
 import { MEMCMP_MEMO_SLOTS, calcChecksum } from './pages.js';
-import { unimplementedFeatures, type KernelProfile, type KsmKnobField } from './profile.js';
+import { unimplementedFeatures, type KernelProfile, type KsmKnobField, type KsmKnobValues } from './profile.js';
 import { ksmMightNeedToCopy, ksmMigratePage, rmapWalkKsm } from './rmap-walk.js';
 import { ksmDoScan } from './scan.js';
 import { pruneStableNodes } from './stable-tree.js';
@@ -212,20 +212,20 @@ export class Ksm implements KsmOps {
     this.ksmdCpuTime = 0;
     // ksm_init(): every knob of the profile starts at its initial value; one the
     // kernel does not have keeps the value that makes it do nothing.
-    this.maxKernelPages = 0n;
-    this.pagesToScan = 0;
-    this.sleepMillisecs = 0;
-    this.run = KSM_RUN_STOP;
-    this.maxPageSharing = 0;
-    this.stableNodeChainsPruneMillisecs = 0;
-    this.useZeroPages = 0;
-    this.mergeAcrossNodes = 1;
-    this.smartScan = 0;
-    this.advisorMode = 0;
-    this.advisorMaxCpu = 0;
-    this.advisorMinPagesToScan = 0n;
-    this.advisorMaxPagesToScan = 0n;
-    this.advisorTargetScanTime = 0n;
+    this.maxKernelPages = INERT_KNOBS.maxKernelPages;
+    this.pagesToScan = INERT_KNOBS.pagesToScan;
+    this.sleepMillisecs = INERT_KNOBS.sleepMillisecs;
+    this.run = INERT_KNOBS.run;
+    this.maxPageSharing = INERT_KNOBS.maxPageSharing;
+    this.stableNodeChainsPruneMillisecs = INERT_KNOBS.stableNodeChainsPruneMillisecs;
+    this.useZeroPages = INERT_KNOBS.useZeroPages;
+    this.mergeAcrossNodes = INERT_KNOBS.mergeAcrossNodes;
+    this.smartScan = INERT_KNOBS.smartScan;
+    this.advisorMode = INERT_KNOBS.advisorMode;
+    this.advisorMaxCpu = INERT_KNOBS.advisorMaxCpu;
+    this.advisorMinPagesToScan = INERT_KNOBS.advisorMinPagesToScan;
+    this.advisorMaxPagesToScan = INERT_KNOBS.advisorMaxPagesToScan;
+    this.advisorTargetScanTime = INERT_KNOBS.advisorTargetScanTime;
     for (const knob of profile.knobs) {
       const v = knob.initial === 'totalram_pages/4' ? Math.floor(kernel.mem.nrFrames / 4) : knob.initial;
       setKnobField(this, knob.field, BigInt(v));
@@ -236,6 +236,9 @@ export class Ksm implements KsmOps {
     this.memcmpSign = new Int8Array(MEMCMP_MEMO_SLOTS);
     this.memcmpEpoch = new Float64Array(MEMCMP_MEMO_SLOTS).fill(-1);
     this.checksumBatch = profile.checksum.newBatch();
+    // The frames' checksum memo holds the profile's checksum (what else reads the
+    // memo, the snapshot's content table, uses it only if it is jhash2).
+    kernel.mem.checksumName = profile.checksum.name;
     this.memoCheckCursor = 0;
   }
 
@@ -366,6 +369,29 @@ export class Ksm implements KsmOps {
     return `mm=${item.mm.owner} addr=0x${item.address.toString(16)} (flags=${decodeRmapFlags(item.flags)})`;
   }
 }
+
+/**
+ * What a knob the profile does not have holds: the value that makes the engine do
+ * nothing with it (2.6.33 has no chains, so max_page_sharing 0 never caps; no zero
+ * pages, smart scan or advisor; merge_across_nodes 1: one tree). A kernel image keeps
+ * every knob field, and one the profile lacks must hold this (src/ksm/snapshot.ts).
+ */
+export const INERT_KNOBS: Readonly<KsmKnobValues> = {
+  run: KSM_RUN_STOP,
+  pagesToScan: 0,
+  sleepMillisecs: 0,
+  maxKernelPages: 0n,
+  maxPageSharing: 0,
+  stableNodeChainsPruneMillisecs: 0,
+  useZeroPages: 0,
+  mergeAcrossNodes: 1,
+  smartScan: 0,
+  advisorMode: 0,
+  advisorMaxCpu: 0,
+  advisorMinPagesToScan: 0n,
+  advisorMaxPagesToScan: 0n,
+  advisorTargetScanTime: 0n,
+};
 
 /** The fields that hold an unsigned long, as bigints (the rest are numbers). */
 const BIGINT_KNOBS: ReadonlySet<KsmKnobField> = new Set<KsmKnobField>(['maxKernelPages', 'advisorMinPagesToScan', 'advisorMaxPagesToScan', 'advisorTargetScanTime']);

@@ -43,8 +43,9 @@ import {
  *   contentsEpoch      bumped by every write to any frame's bytes. Anything
  *                      computed from frame contents stays true while it holds
  *                      (KSM's memcmp memo relies on it).
- *   checksumMemo[pfn]  the frame's KSM checksum (jhash2 of its 4096 bytes), valid
- *   checksumValid[pfn] while this is 1. A pure function of the bytes, so using it
+ *   checksumMemo[pfn]  the frame's KSM checksum (of its 4096 bytes, by the
+ *   checksumValid[pfn] function checksumName names: jhash2, or 6.x's xxhash), valid
+ *                      while this is 1. A pure function of the bytes, so using it
  *                      cannot change what KSM decides.
  *   neverUsed[pfn]     1 while the frame has not been handed out since its block
  *                      came online: its bytes are still the zeros of the fresh
@@ -157,6 +158,8 @@ export class PhysMem {
   readonly lruPrev: Int32Array;
   readonly lruNext: Int32Array;
   readonly checksumMemo: Uint32Array;
+  /** The checksum checksumMemo holds ('jhash2' unless KSM says otherwise: src/ksm/ksm.ts). */
+  checksumName: string;
   readonly checksumValid: Uint8Array;
   readonly neverUsed: Uint8Array;
   contentsEpoch: number;
@@ -210,6 +213,7 @@ export class PhysMem {
     this.lruPrev = new Int32Array(n).fill(-1);
     this.lruNext = new Int32Array(n).fill(-1);
     this.checksumMemo = new Uint32Array(n);
+    this.checksumName = 'jhash2';
     this.checksumValid = new Uint8Array(n);
     this.neverUsed = new Uint8Array(n);
     this.contentsEpoch = 0;
