@@ -13,17 +13,15 @@ import type { Ksm } from './ksm.js';
  *   advance it.
  * - ksmd's CPU time over the scan: task_sched_runtime(current). The model's ksmd
  *   takes no time to scan, so it is charged KSMD_NS_PER_PAGE per page it scans
- *   (Ksm.ksmdCpuTime), the real ksmd's cost per page measured on the development
- *   machine (bench/README: 6.18, pages of unique contents, smart scan on). Real CPU
- *   time depends on the pages (a long memcmp costs more than a short one), the
- *   machine and what else runs; the model's is a fixed rate. That is the one place
- *   the advisor can differ from a real kernel's, and the README says so.
+ *   (Ksm.ksmdCpuTime): a fixed rate of the order of the real ksmd's (on the
+ *   development machine the real ksmd's best-case ksmpages, npm run bench, spends
+ *   about 1.5 µs a page visited). Real CPU time depends on the pages (a long memcmp
+ *   costs more than a short one), the machine and what else runs; the model's is a
+ *   fixed rate. That is the one place the advisor can differ from a real kernel's,
+ *   and the README says so (Differences from Linux).
  */
 
-/**
- * ns of CPU the real ksmd spends per page it scans, as measured on the development
- * machine (Linux 6.18, 2 cores): see the comment above.
- */
+/** ns of CPU the model charges ksmd per page it scans: see the comment above. */
 export const KSMD_NS_PER_PAGE = 1000n;
 
 /** KSM_ADVISOR_MIN_CPU: the least CPU share (%) the advisor keeps ksmd at. */
