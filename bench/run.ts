@@ -42,6 +42,11 @@ async function main(): Promise<void> {
     console.log(`  ${mode.padEnd(6)} Samepage ${s.seconds.toFixed(2)} s (${s.fullScans} full scans, shared ${s.pagesShared}, sharing ${s.pagesSharing}, ~${s.ksmBytesPerPage.toFixed(0)} B KSM metadata per page)   ${real}`);
   }
   await ksmpages618();
+  // ksmd's CPU cost model, calibrated on the real ksmd (src/ksm/cost.ts ships the figures).
+  console.log('\nksmd CPU cost calibration (bench/calibrate-ksmd.ts)');
+  const { calibrateKsmd, describeCalibration } = await import('./calibrate-ksmd.js');
+  const cal = await calibrateKsmd((line) => console.log(line));
+  console.log('skipped' in cal ? `  skipped (${cal.skipped})` : describeCalibration(cal));
   // Snapshots: a host with 4 GiB of guest RAM (8 guests × mib/2), saved and restored.
   const { benchHostSnapshot } = await import('./snapshot-host.js');
   const f = benchHostSnapshot(Math.max(128, mib / 2));

@@ -4,9 +4,11 @@
  * list the guest images, or show KSM on the bare kernel.
  *
  * Exit codes: 0 success, 1 a scenario or image file that cannot be used (or a run
- * that failed), 2 a usage error.
+ * that failed, or an output that cannot be written), 2 a usage error, 3 (run and
+ * resume with --fail-on-oom) a guest was OOM-killed or refused at start; plan has its
+ * own (see PLAN_USAGE).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -15,6 +17,7 @@ import { ProgressBar } from '../report/progress.js';
 import { renderChart } from '../report/svg.js';
 import { formatSummary } from '../report/table.js';
 import { toJson } from '../report/json.js';
+import { toCsv } from '../report/csv.js';
 import { defaultGuestsDir, loadImageCatalog } from '../scenario/images.js';
 import { ScenarioRun, runScenario } from '../scenario/run.js';
 import type { Scenario } from '../scenario/schema.js';
@@ -30,6 +33,9 @@ import { importQemuCommandLine, qemuArgsFromArgv, qemuArgsFromFile } from '../sc
 import { KSMTUNED_CONF_VARIABLES, parseKsmtunedConf } from '../vmm/ksmtuned-conf.js';
 import type { KsmPolicy } from '../vmm/host.js';
 import { DEMO_USAGE, demoCommand } from './demo.js';
+import { UsageError } from './usage.js';
+import { PLAN_USAGE, planCommand } from './plan.js';
+import { checkOutputs, guestCasualties, loadKsmdCosts, readText, writeOutput } from './outputs.js';
 import { CAPTURE_USAGE, CaptureUsageError, captureCommand, describeCapture, loadCapture } from './capture.js';
 import { CaptureFormatError } from '../vmm/capture-file.js';
 
@@ -42,6 +48,7 @@ Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
 commands:
   run <scenario>   run a scenario file (YAML or JSON) and print its summary
   resume <file>    finish a run saved with 'run --save-at T --save FILE'
+  plan <scenario>  how many copies of a guest fit on the scenario's host
   import <format>  libvirt domain XML, a QEMU command line or a ksmtuned.conf as scenario YAML
   images [FILE]    list the guest images, or describe a capture file
   capture          record what KSM would see of running processes or QEMU guests
@@ -57,7 +64,15 @@ Runs the scenario on simulated time and prints a summary table per variant.
 
 options:
   --json FILE      write the full timeline (every sample, every event) as JSON
+  --csv FILE       write the samples as CSV, one row per sample per variant
   --svg FILE       write a chart of memory saved and free memory over time
+                   (FILE '-' is standard output, for one of the three; the
+                   summary then goes to standard error)
+  --fail-on-oom    exit with status 3 when a guest was OOM-killed or refused at
+                   start (the summary says which and when)
+  --ksmd-costs FILE  ns per ksmd operation for the CPU estimate, as
+                   bench/calibrate-ksmd.ts writes them (default: measured on the
+                   development machine; see the README, "ksmd's CPU cost")
   --seed N         override the scenario's seed
   --variant NAME   run only this variant
   --images DIR     guest image descriptors (default: the package's guests/)
@@ -71,6 +86,12 @@ options:
   --quiet          no progress bar
   -h, --help       this text
 
+Every output path is checked before the run starts: one that cannot be written
+fails at once (exit 1), with nothing run.
+
+Exit status: 0 done, 1 a file that cannot be used or written, 2 a usage error,
+3 with --fail-on-oom, a guest OOM-killed or refused at start.
+
 Scenario format: see the README, section "Scenario files".
 `;
 
@@ -81,7 +102,10 @@ scenario to its end, printing the same summary the uninterrupted run prints.
 
 options:
   --json FILE      write the full timeline as JSON
-  --svg FILE       write the chart
+  --csv FILE       write the samples as CSV
+  --svg FILE       write the chart ('-' for standard output, as with run)
+  --fail-on-oom    exit with status 3 when a guest was OOM-killed or refused at start
+  --ksmd-costs FILE  ns per ksmd operation for the CPU estimate
   --images DIR     the image catalog the run used (default: the package's guests/):
                    the snapshot names each guest's image and restoring needs it
   --check          run the kernel's deep invariant check at every sample (slow)
@@ -131,19 +155,11 @@ const COMMAND_USAGE: ReadonlyMap<string, string> = new Map([
   ['run', RUN_USAGE],
   ['images', IMAGES_USAGE],
   ['resume', RESUME_USAGE],
+  ['plan', PLAN_USAGE],
   ['import', IMPORT_USAGE],
   ['demo', DEMO_USAGE],
   ['capture', CAPTURE_USAGE],
 ]);
-
-/** A mistake on the command line: exit 2 with the command's usage. */
-class UsageError extends Error {
-  readonly usage: string;
-  constructor(message: string, usage: string) {
-    super(message);
-    this.usage = usage;
-  }
-}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string };
@@ -168,20 +184,13 @@ function nonNegativeInt(name: string, v: string | undefined, usage: string): num
   return Number(v);
 }
 
-/** Write an output file; a path that cannot be written is the user's to fix, not a crash with a stack trace. */
-function writeOutput(path: string, text: string | Uint8Array): void {
-  try {
-    writeFileSync(path, text);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`samepage: cannot write ${path} (${code ?? (e as Error).message})`);
-  }
-}
-
 function runCommand(argv: string[]): number {
   const { values, positionals } = parse(argv, RUN_USAGE, {
     json: { type: 'string' },
+    csv: { type: 'string' },
     svg: { type: 'string' },
+    'fail-on-oom': { type: 'boolean' },
+    'ksmd-costs': { type: 'string' },
     seed: { type: 'string' },
     variant: { type: 'string' },
     images: { type: 'string' },
@@ -215,6 +224,16 @@ function runCommand(argv: string[]): number {
   if (saveAt !== undefined && values.variant === undefined && scenario.variants.length > 1) {
     throw new UsageError(`${scenario.file} has ${scenario.variants.length} variants: say which to save with --variant`, RUN_USAGE);
   }
+  checkOutputs(
+    [
+      { option: '--json', path: values.json as string | undefined, dashOk: true },
+      { option: '--csv', path: values.csv as string | undefined, dashOk: true },
+      { option: '--svg', path: values.svg as string | undefined, dashOk: true },
+      { option: '--save', path: savePath, dashOk: false },
+    ],
+    RUN_USAGE,
+  );
+  const ksmdCosts = loadKsmdCosts(values['ksmd-costs'] as string | undefined);
   const bar = values.quiet === true ? null : new ProgressBar(process.stderr);
   const started = Date.now();
   const results = runScenario(scenario, {
@@ -222,6 +241,7 @@ function runCommand(argv: string[]): number {
     ...(seed === undefined ? {} : { seed }),
     ...(values.variant === undefined ? {} : { variant: values.variant as string }),
     checkInvariants: values.check === true,
+    ksmdCosts,
     onProgress: progress(bar, scenario.name),
     ...(saveAt === undefined
       ? {}
@@ -236,25 +256,34 @@ function runCommand(argv: string[]): number {
   });
   bar?.done();
   report(results, scenario, values, started);
-  return 0;
+  return values['fail-on-oom'] === true && guestCasualties(results) > 0 ? 3 : 0;
 }
 
 function progress(bar: ProgressBar | null, name: string): (variant: string | null, t: number, total: number) => void {
   return (variant, t, total) => bar?.update(t / total, `${formatDuration(t)} / ${formatDuration(total)}  ${name}${variant === null ? '' : ` [${variant}]`}`);
 }
 
-/** The summary on stdout, then the --json and --svg files. */
+/**
+ * The summary, then the --json, --csv and --svg outputs. The summary goes to standard
+ * output, or to standard error when one of the outputs does ('-'), so that standard
+ * output holds nothing but that output.
+ */
 function report(results: RunResult[], scenario: Scenario, values: Record<string, unknown>, started: number): void {
   const wall = (Date.now() - started) / 1000;
-  process.stdout.write(formatSummary(results));
-  process.stdout.write(`\n(simulated ${results.length > 1 ? `${results.length} × ` : ''}${scenario.durationMs / 1000}s in ${wall.toFixed(1)}s)\n`);
-  if (values.json !== undefined) {
-    writeOutput(values.json as string, toJson(results, { file: scenario.file, samepageVersion: version() }));
-    process.stdout.write(`timeline written to ${String(values.json)}\n`);
-  }
-  if (values.svg !== undefined) {
-    writeOutput(values.svg as string, renderChart(results, { title: scenario.name }));
-    process.stdout.write(`chart written to ${String(values.svg)}\n`);
+  const outputs: [option: string, what: string, make: () => string][] = [
+    ['json', 'timeline', () => toJson(results, { file: scenario.file, samepageVersion: version() })],
+    ['csv', 'samples', () => toCsv(results)],
+    ['svg', 'chart', () => renderChart(results, { title: scenario.name })],
+  ];
+  const toStdout = outputs.some(([o]) => values[o] === '-');
+  const say = (text: string): void => void (toStdout ? process.stderr : process.stdout).write(text);
+  say(formatSummary(results));
+  say(`\n(simulated ${results.length > 1 ? `${results.length} × ` : ''}${scenario.durationMs / 1000}s in ${wall.toFixed(1)}s)\n`);
+  for (const [option, what, make] of outputs) {
+    const path = values[option] as string | undefined;
+    if (path === undefined) continue;
+    writeOutput(path, make());
+    if (path !== '-') say(`${what} written to ${path}\n`);
   }
 }
 
@@ -267,7 +296,10 @@ function parseTime(name: string, v: string, usage: string): number {
 function resumeCommand(argv: string[]): number {
   const { values, positionals } = parse(argv, RESUME_USAGE, {
     json: { type: 'string' },
+    csv: { type: 'string' },
     svg: { type: 'string' },
+    'fail-on-oom': { type: 'boolean' },
+    'ksmd-costs': { type: 'string' },
     images: { type: 'string' },
     check: { type: 'boolean' },
     quiet: { type: 'boolean' },
@@ -278,6 +310,15 @@ function resumeCommand(argv: string[]): number {
   }
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'resume needs a snapshot file' : `resume takes one snapshot file, got ${positionals.length}`, RESUME_USAGE);
   const path = positionals[0]!;
+  checkOutputs(
+    [
+      { option: '--json', path: values.json as string | undefined, dashOk: true },
+      { option: '--csv', path: values.csv as string | undefined, dashOk: true },
+      { option: '--svg', path: values.svg as string | undefined, dashOk: true },
+    ],
+    RESUME_USAGE,
+  );
+  const ksmdCosts = loadKsmdCosts(values['ksmd-costs'] as string | undefined);
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
@@ -289,19 +330,10 @@ function resumeCommand(argv: string[]): number {
   process.stderr.write(`resuming ${run.scenario.name}${run.variant === null ? '' : ` [${run.variant}]`} at ${formatDuration(run.host.now)} of ${formatDuration(run.scenario.durationMs)}\n`);
   const bar = values.quiet === true ? null : new ProgressBar(process.stderr);
   const started = Date.now();
-  const result = run.finish({ checkInvariants: values.check === true, onProgress: progress(bar, run.scenario.name) });
+  const result = run.finish({ checkInvariants: values.check === true, ksmdCosts, onProgress: progress(bar, run.scenario.name) });
   bar?.done();
   report([result], run.scenario, values, started);
-  return 0;
-}
-
-/** A file's text; one that cannot be read is the user's to fix. */
-function readText(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new Error(`samepage: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
+  return values['fail-on-oom'] === true && guestCasualties([result]) > 0 ? 3 : 0;
 }
 
 /** Several files that cannot be used: each one's problems, then exit 1. */
@@ -462,6 +494,8 @@ async function main(argv: string[]): Promise<number> {
         return imagesCommand(rest);
       case 'resume':
         return resumeCommand(rest);
+      case 'plan':
+        return await planCommand(rest, version());
       case 'import':
         return importCommand(rest);
       case 'demo':

@@ -1,7 +1,7 @@
 import { InvariantError } from '../lib/errors.js';
 import { PAGE_CHECKSUM_BATCH } from '../lib/checksum.js';
 import { rbCheck, rbCount, rbFirst, rbNext } from '../lib/rbtree.js';
-import { MMF_VM_MERGEABLE, MMF_VM_MERGE_ANY } from '../mm/constants.js';
+import { MMF_VM_MERGEABLE, MMF_VM_MERGE_ANY, PAGE_SIZE } from '../mm/constants.js';
 import type { MmStruct } from '../mm/mm.js';
 import type { AnonVma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
@@ -239,6 +239,14 @@ export function checkKsmInvariants(ksm: Ksm): void {
   const start = ksm.memoCheckCursor < mem.nrFrames ? ksm.memoCheckCursor : 0;
   let pfn = start;
   do {
+    const z = mem.zeroWords[pfn]!;
+    if (z >= 0) {
+      const w = mem.wordsOf(pfn);
+      const i0 = mem.offsetOf(pfn) >>> 2;
+      let actual = 0;
+      while (actual < PAGE_SIZE / 4 && w[i0 + actual] === 0) actual++;
+      if (actual !== z) fail(`memoized zero words of ${mem.describe(pfn)}: ${z}, its bytes have ${actual}: a write skipped contentsChanged()`);
+    }
     if (mem.checksumValid[pfn] !== 0) {
       pfns[batch.n] = pfn;
       batch.add(mem.dataOf(pfn), mem.wordsOf(pfn), mem.offsetOf(pfn));
@@ -255,5 +263,8 @@ export function checkKsmInvariants(ksm: Ksm): void {
     const hi = ksm.memcmpHi[s]!;
     const sign = Math.sign(mem.comparePages(lo, hi));
     if (sign !== ksm.memcmpSign[s]) fail(`memcmp memo says ${ksm.memcmpSign[s]} for pfns ${lo} and ${hi}, memcmp says ${sign}: a write skipped contentsChanged()`);
+    const at = mem.firstDifference(lo, hi);
+    const bytes = at === PAGE_SIZE ? PAGE_SIZE : at + 1;
+    if (bytes !== ksm.memcmpBytes[s]) fail(`memcmp memo says ${ksm.memcmpBytes[s]} bytes read for pfns ${lo} and ${hi}, memcmp reads ${bytes}: a write skipped contentsChanged()`);
   }
 }

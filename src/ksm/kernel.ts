@@ -11,6 +11,7 @@ import { DEFAULT_KERNEL_VERSION, kernelProfile, type KernelVersion } from './pro
 import { formatKsmStat, type KsmProcessStats, type KsmStats } from './stats.js';
 import { KSM_IMAGE_CHECKER, decodedKsmVersion, ksmImagePart } from './snapshot.js';
 import { registerKsmSysfs } from './sysfs.js';
+import { readKsmWork, type KsmWorkCounts } from './work.js';
 
 /** The options of a kernel with KSM: the mm's, and which kernel version KSM behaves as. */
 export interface KsmKernelOptions extends KernelOptions {
@@ -97,6 +98,15 @@ export class Kernel extends HostKernel {
   /** Every KSM statistic now: the record /sys/kernel/mm/ksm shows a part of (src/ksm/stats.ts). */
   ksmStats(): KsmStats {
     return this.ksmEngine.stats();
+  }
+
+  /**
+   * ksmd's work so far, counted as the kernel does it (src/ksm/work.ts): pages scanned,
+   * checksums, tree comparisons and the bytes they read, merges, unmerges, rmap_items
+   * made and freed. Not a file of Linux's; src/ksm/cost.ts turns it into CPU time.
+   */
+  ksmWork(): KsmWorkCounts {
+    return readKsmWork(this.ksmEngine);
   }
 
   /**

@@ -15,6 +15,7 @@ import { pruneStableNodes } from './stable-tree.js';
 import { readKsmProcessStats, readKsmStats, type KsmProcessStats, type KsmStats } from './stats.js';
 import { KSM_RUN_MERGE, KSM_RUN_STOP, KSM_RUN_UNMERGE, MmSlot, decodeRmapFlags, type RmapItem, type RmapLink, type StableNode } from './structs.js';
 import { unmergeAndRemoveAllRmapItems } from './unmerge.js';
+import { KsmWork } from './work.js';
 
 /*
  * A few notes about the KSM scanning process (after mm/ksm.c):
@@ -66,8 +67,8 @@ import { unmergeAndRemoveAllRmapItems } from './unmerge.js';
  * sysfs files, memory notifier, invariant checker and the ksmd thread.
  *
  * The state, all of it here (a snapshot saves and restores exactly these fields):
- * the trees and the mm_slot list, the scan cursor, the counters, the knobs and the
- * offline lock. What follows them (the memos, the checksum batch) is derived from
+ * the trees and the mm_slot list, the scan cursor, the counters (work ones too), the
+ * knobs and the offline lock. What follows them (the memos, the checksum batch) is derived from
  * page contents and is dropped and rebuilt freely.
  */
 export class Ksm implements KsmOps {
@@ -130,6 +131,8 @@ export class Ksm implements KsmOps {
   advisorCpuTime: number;
   /** ksmd's CPU time in ns, as the model charges it (advisor.ts: task_sched_runtime()). */
   ksmdCpuTime: number;
+  /** What ksmd's work consisted of, counted (work.ts; not in Linux), for its CPU cost. */
+  readonly work: KsmWork;
 
   // ---- knobs (profile.ts knobs name the files; a knob the profile lacks stays inert) ----
   /** An unsigned long, as the sysfs file takes it: a bigint so that every value reads back exactly. 0: no cap. */
@@ -160,6 +163,8 @@ export class Ksm implements KsmOps {
   readonly memcmpLo: Int32Array;
   readonly memcmpHi: Int32Array;
   readonly memcmpSign: Int8Array;
+  /** The bytes that memcmp read, to the first difference (1..PAGE_SIZE), for ksm.work. */
+  readonly memcmpBytes: Int16Array;
   readonly memcmpEpoch: Float64Array;
   /** scanChecksum()'s batch, of the profile's checksum. */
   readonly checksumBatch: PageChecksumBatchLike;
@@ -210,6 +215,7 @@ export class Ksm implements KsmOps {
     this.advisorChange = 0;
     this.advisorCpuTime = 0;
     this.ksmdCpuTime = 0;
+    this.work = new KsmWork();
     // ksm_init(): every knob of the profile starts at its initial value; one the
     // kernel does not have keeps the value that makes it do nothing.
     this.maxKernelPages = INERT_KNOBS.maxKernelPages;
@@ -234,6 +240,7 @@ export class Ksm implements KsmOps {
     this.memcmpLo = new Int32Array(MEMCMP_MEMO_SLOTS);
     this.memcmpHi = new Int32Array(MEMCMP_MEMO_SLOTS);
     this.memcmpSign = new Int8Array(MEMCMP_MEMO_SLOTS);
+    this.memcmpBytes = new Int16Array(MEMCMP_MEMO_SLOTS);
     this.memcmpEpoch = new Float64Array(MEMCMP_MEMO_SLOTS).fill(-1);
     this.checksumBatch = profile.checksum.newBatch();
     // The frames' checksum memo holds the profile's checksum (what else reads the

@@ -96,10 +96,12 @@ function tryToMergeOnePage(ksm: Ksm, vma: Vma, pfn: number, kpfn: number): numbe
       // PageKsm+NULL stable_node: stable_tree_insert() will set the node.
       setPageStableNode(ksm, pfn, null);
       err = 0;
-    } else if (memcmpPages(ksm, pfn, kpfn) === 0) {
-      err = replacePage(ksm, vma, pfn, kpfn, origPte);
+    } else {
+      ksm.work.mergeCompares++;
+      if (memcmpPages(ksm, pfn, kpfn) === 0) err = replacePage(ksm, vma, pfn, kpfn, origPte);
     }
   }
+  if (err === 0) ksm.work.merges++;
   // The zero page is never mlocked: it is not on any LRU list.
   if ((vma.flags & VM_LOCKED) !== 0 && kpfn >= 0 && kpfn !== mem.zeroPfn && err === 0) {
     munlockVmaPage(k, pfn, vma);

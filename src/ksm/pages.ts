@@ -149,6 +149,9 @@ export function scanChecksum(ksm: Ksm, pfn: number, item: RmapItem): number {
  * replacing a pte and freeing the old page leave every byte alone). The kernel
  * compares again because another CPU may have written the page meanwhile; here a
  * write would have moved the epoch, and the memo would miss.
+ *
+ * Each call, remembered or not, counts in ksm.work.bytesCompared the bytes the
+ * kernel's memcmp would have read (the memo keeps them beside the sign).
  */
 export function memcmpPages(ksm: Ksm, a: number, b: number): number {
   const mem = ksm.kernel.mem;
@@ -160,11 +163,16 @@ export function memcmpPages(ksm: Ksm, a: number, b: number): number {
   if (ksm.memcmpEpoch[slot] === epoch && ksm.memcmpLo[slot] === lo && ksm.memcmpHi[slot] === hi) {
     sign = ksm.memcmpSign[slot]!;
   } else {
-    sign = Math.sign(mem.comparePages(lo, hi));
+    const at = mem.firstDifference(lo, hi);
+    if (at === PAGE_SIZE) sign = 0;
+    else sign = mem.dataOf(lo)[mem.offsetOf(lo) + at]! < mem.dataOf(hi)[mem.offsetOf(hi) + at]! ? -1 : 1;
     ksm.memcmpLo[slot] = lo;
     ksm.memcmpHi[slot] = hi;
     ksm.memcmpSign[slot] = sign;
+    // The kernel's memcmp reads up to and including the first byte that differs.
+    ksm.memcmpBytes[slot] = at === PAGE_SIZE ? PAGE_SIZE : at + 1;
     ksm.memcmpEpoch[slot] = epoch;
   }
+  ksm.work.bytesCompared += ksm.memcmpBytes[slot]!;
   return a === lo ? sign : 0 - sign;
 }

@@ -18,12 +18,14 @@ import { STABLE_FLAG, UNSTABLE_FLAG, newRmapItem, type MmSlot, type RmapItem, ty
 /** alloc_rmap_item() */
 export function allocRmapItem(ksm: Ksm, mm: MmStruct, address: number): RmapItem {
   ksm.rmapItems++;
+  ksm.work.rmapItemsAllocated++;
   return newRmapItem(mm, address);
 }
 
 /** free_rmap_item() */
 export function freeRmapItem(ksm: Ksm, item: RmapItem): void {
   ksm.rmapItems--;
+  ksm.work.rmapItemsFreed++;
   item.rmapList = null;
 }
 

@@ -59,6 +59,7 @@ export function cmpAndMergePage(ksm: Ksm, pfn: number, item: RmapItem): void {
 
   // A page whose checksum changed since the last scan is changing often: keep it
   // out of the unstable tree, and don't waste time searching it either.
+  ksm.work.checksums++;
   const checksum = scanChecksum(ksm, pfn, item);
   if (item.oldchecksum !== checksum) {
     item.oldchecksum = checksum;
@@ -114,6 +115,7 @@ export function cmpAndMergePageV6(ksm: Ksm, pfn: number, item: RmapItem): void {
     removeRmapItemFromTree(ksm, item);
     // A page whose checksum changed since the last scan is changing often: keep it
     // out of the unstable tree, and don't waste time searching for it either.
+    ksm.work.checksums++;
     const checksum = scanChecksum(ksm, pfn, item);
     if (item.oldchecksum !== checksum) {
       item.oldchecksum = checksum;

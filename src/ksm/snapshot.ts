@@ -34,6 +34,7 @@ import { INERT_KNOBS, setKnobField, type Ksm } from './ksm.js';
 import type { Ksmd } from './ksmd.js';
 import { KERNEL_VERSIONS, findKnob, kernelProfile, type KernelProfile, type KernelVersion, type KnobSpec, type KsmKnobField } from './profile.js';
 import { MmSlot, NODE_DUP, NODE_MIGRATE, NODE_TREE, NODE_UNLINKED, STABLE_NODE_CHAIN, StableNode, isStableNodeChain, newRmapItem, type RmapItem } from './structs.js';
+import { KSM_WORK_COUNTERS } from './work.js';
 
 /*
  * KSM's part of the kernel image (src/ksm/kernel.ts composes the whole kernel's).
@@ -86,6 +87,8 @@ export interface KsmImage {
   pagesSharing: number;
   pagesUnshared: number;
   pagesScanned: number;
+  /** ksmd's work counters (work.ts), in KSM_WORK_COUNTERS order. */
+  work: number[];
   seqnr: number;
   /** 6.x counters (0 in 2.6.33): ksm_pages_skipped, ksm_zero_pages, stable_node_chains, stable_node_dups. */
   pagesSkipped: number;
@@ -345,6 +348,7 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
     pagesSharing: ksm.pagesSharing,
     pagesUnshared: ksm.pagesUnshared,
     pagesScanned: ksm.pagesScanned,
+    work: KSM_WORK_COUNTERS.map((c) => ksm.work[c]),
     seqnr: ksm.seqnr,
     pagesSkipped: ksm.pagesSkipped,
     ksmZeroPages: ksm.ksmZeroPages,
@@ -457,6 +461,8 @@ function checkKsmImage(x: unknown, ctx: ImageCheckContext): ImagePartChecked<Dec
   for (const key of ['pagesShared', 'pagesSharing', 'pagesUnshared', 'seqnr', 'pagesScanned', 'pagesSkipped', 'ksmZeroPages', 'stableNodeChains', 'stableNodeDups'] as const) {
     int(k[key], `${p}.${key}`, 0, Number.MAX_SAFE_INTEGER);
   }
+  if (!Array.isArray(k.work) || k.work.length !== KSM_WORK_COUNTERS.length) fail(`${p}.work`, `expected ${KSM_WORK_COUNTERS.length} counters (${KSM_WORK_COUNTERS.join(', ')}), found ${found(k.work)}`);
+  KSM_WORK_COUNTERS.forEach((c, i) => int((k.work as unknown[])[i], `${p}.work[${i}] (${c})`, 0, Number.MAX_SAFE_INTEGER));
   const knobs = checkKnobs(k.knobs, `${p}.knobs`, profile);
   bool(k.offlineLock, `${p}.offlineLock`);
   const nodes = ctx.nodes;
@@ -762,6 +768,7 @@ function restoreKsm(ksm: Ksm, ksmd: Ksmd, d: DecodedKsm, ctx: ImageRestoreContex
   ksm.stableNodeChains = ki.stableNodeChains;
   ksm.stableNodeDups = ki.stableNodeDups;
   for (const z of ki.zeroPages) ksm.mmZeroPages.set(ctx.mms[z.mm]!, z.pages);
+  KSM_WORK_COUNTERS.forEach((c, i) => (ksm.work[c] = ki.work[i]!));
   for (const f of KNOB_FIELDS) setKnobField(ksm, f, d.knobs[f]);
   ksm.offlineLock = ki.offlineLock;
   ksm.advisorStartScan = ki.advisor.startScan;

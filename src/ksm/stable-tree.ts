@@ -237,6 +237,7 @@ export function stableTreeSearch(ksm: Ksm, pfn: number): number {
         if (ksm.profile.features.restartStableTreeSearch) continue again;
         return -1;
       }
+      ksm.work.stableTreeCompares++;
       const ret = memcmpPages(ksm, pfn, treePfn);
       if (ret < 0) {
         mem.putPage(treePfn);
@@ -267,6 +268,7 @@ export function stableTreeInsert(ksm: Ksm, kpfn: number): StableNode | null {
         if (ksm.profile.features.restartStableTreeSearch) continue again;
         return null;
       }
+      ksm.work.stableTreeCompares++;
       const ret = memcmpPages(ksm, kpfn, treePfn);
       mem.putPage(treePfn);
       parent = cur;
@@ -452,6 +454,7 @@ export function stableTreeSearchV6(ksm: Ksm, pfn: number): number {
       }
       node = look.node;
       dup = look.dup!;
+      ksm.work.stableTreeCompares++;
       const ret = memcmpPages(ksm, pfn, treePfn);
       mem.putPage(treePfn);
       parent = node;
@@ -564,6 +567,7 @@ export function stableTreeInsertV6(ksm: Ksm, kpfn: number): StableNode {
       const treePfn = stableNodeChain(ksm, look, root, false);
       if (treePfn < 0) continue search;
       const node = look.node;
+      ksm.work.stableTreeCompares++;
       const ret = memcmpPages(ksm, kpfn, treePfn);
       mem.putPage(treePfn);
       parent = node;

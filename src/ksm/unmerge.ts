@@ -28,16 +28,17 @@ export function breakKsm(ksm: Ksm, vma: Vma, addr: number): number {
   let ret: number;
   do {
     const pfn = followPage(ksm, vma, addr);
-    if (pfn < 0) {
-      // 6.x: a KSM zero page is KSM's too (folio_walk_start(FW_ZEROPAGE) finds it),
-      // and is broken like a KSM page: the write gets a fresh zeroed page.
-      if (!isKsmZeroPte(ksm, vma.mm.getPte(addr))) break;
+    // 6.x: a KSM zero page is KSM's too (folio_walk_start(FW_ZEROPAGE) finds it),
+    // and is broken like a KSM page: the write gets a fresh zeroed page.
+    const ksmPage = pfn < 0 ? isKsmZeroPte(ksm, vma.mm.getPte(addr)) : mem.isKsm(pfn);
+    if (pfn < 0 && !ksmPage) break;
+    if (ksmPage) {
       ret = handleMmFault(ksm.kernel, vma, addr, true);
+      if ((ret & VM_FAULT_WRITE) !== 0) ksm.work.unmerges++;
     } else {
-      if (mem.isKsm(pfn)) ret = handleMmFault(ksm.kernel, vma, addr, true);
-      else ret = VM_FAULT_WRITE;
-      mem.putPage(pfn);
+      ret = VM_FAULT_WRITE;
     }
+    if (pfn >= 0) mem.putPage(pfn);
     if ((ret & VM_FAULT_OOM) !== 0) return ENOMEM;
   } while ((ret & (VM_FAULT_WRITE | VM_FAULT_SIGBUS | VM_FAULT_OOM)) === 0);
   return 0;

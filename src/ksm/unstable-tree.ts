@@ -39,6 +39,7 @@ export function unstableTreeSearchInsert(ksm: Ksm, item: RmapItem, pfn: number, 
       mem.putPage(treePfn);
       return null;
     }
+    ksm.work.unstableTreeCompares++;
     const ret = memcmpPages(ksm, pfn, treePfn);
     parent = cur;
     if (ret < 0) {

@@ -997,6 +997,7 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     mem.lruPrev.fill(-1, start, end);
     mem.lruNext.fill(-1, start, end);
     mem.checksumValid.fill(0, start, end);
+    mem.zeroWords.fill(-1, start, end);
     const list = d.freeLists[b]!;
     linkList(mem, list);
     block.freeHead = list.length > 0 ? list[0]! : -1;

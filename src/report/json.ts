@@ -1,7 +1,8 @@
 import { KSM_STATS, type KsmStats } from '../ksm/stats.js';
+import { KSM_WORK_FIELDS, type KsmWorkCounts } from '../ksm/work.js';
 import { assertNever } from '../lib/errors.js';
 import type { GuestSummary, HostSummary, RunEvent, RunResult } from '../scenario/types.js';
-import type { GuestSample, GuestState, HostSample } from '../vmm/types.js';
+import { GUEST_STATES, HOST_EVENT_KINDS, type GuestSample, type HostSample } from '../vmm/types.js';
 
 /**
  * The run file `samepage run --json` writes, and its reader:
@@ -20,20 +21,25 @@ import type { GuestSample, GuestState, HostSample } from '../vmm/types.js';
  * types make the compiler insist that it names every field: a field added to RunResult
  * and forgotten here is a type error, not a silently missing key.
  *
- * `version` changes when a field is renamed, removed or changes meaning; readers refuse
- * versions they do not know rather than misread them.
+ * `version` changes when a field is renamed, removed or changes meaning, or is added
+ * (this reader refuses unknown fields, so an older one would refuse the file anyway);
+ * readers refuse versions they do not know rather than misread them. Version 2 added
+ * the guest states oom-killed and refused, each event's kind and guest, ksmd's work
+ * and CPU in samples and summaries, and the convergence figures. Version 3: each run
+ * says which kernel it ran (`kernel`), and samples and summaries carry a later
+ * kernel's statistics (pages_skipped, ksm_zero_pages, ...) when it has them.
  */
 
 export const RUN_FORMAT = 'samepage-run';
-/** 2: runs say which kernel they ran (kernel), and carry a later kernel's statistics when it has them. */
-export const RUN_FORMAT_VERSION = 2;
+export const RUN_FORMAT_VERSION = 3;
 
 // ---- the shapes ------------------------------------------------------------------------------
 
-type Kind = NumberKind | OptionalNumberKind | StringKind | BooleanKind | StringOrNullKind | EnumKind | ListKind | ObjectKind;
+type Kind = NumberKind | OptionalNumberKind | NumberOrNullKind | StringKind | BooleanKind | StringOrNullKind | EnumKind | ListKind | ObjectKind;
 interface NumberKind { type: 'number' }
 /** A number a record may leave out (a KSM statistic the run's kernel does not have). */
 interface OptionalNumberKind { type: 'number?' }
+interface NumberOrNullKind { type: 'number|null' }
 interface StringKind { type: 'string' }
 interface BooleanKind { type: 'boolean' }
 interface StringOrNullKind { type: 'string|null' }
@@ -52,6 +58,8 @@ type KindFor<V> = [V] extends [number]
   ? NumberKind
   : [V] extends [number | undefined]
     ? OptionalNumberKind
+  : [V] extends [number | null]
+    ? NumberOrNullKind
   : [V] extends [boolean]
     ? BooleanKind
     : [V] extends [string]
@@ -66,14 +74,13 @@ type KindFor<V> = [V] extends [number]
 
 const num: NumberKind = { type: 'number' };
 const optNum: OptionalNumberKind = { type: 'number?' };
+const numOrNull: NumberOrNullKind = { type: 'number|null' };
 const str: StringKind = { type: 'string' };
 const bool: BooleanKind = { type: 'boolean' };
 const strOrNull: StringOrNullKind = { type: 'string|null' };
 
-const GUEST_STATES = ['created', 'booting', 'running', 'paused', 'stopped', 'destroyed'] as const satisfies readonly GuestState[];
-// Every GuestState is listed: this fails to compile when the union grows.
-const everyGuestState: [Exclude<GuestState, (typeof GUEST_STATES)[number]>] extends [never] ? true : false = true;
-const guestState: EnumKind = { type: 'enum', values: everyGuestState ? GUEST_STATES : [] };
+const guestState: EnumKind = { type: 'enum', values: GUEST_STATES };
+const eventKind: EnumKind = { type: 'enum', values: HOST_EVENT_KINDS };
 
 const GUEST_SAMPLE: ShapeOf<GuestSample> = {
   name: str,
@@ -92,6 +99,9 @@ const GUEST_SAMPLE: ShapeOf<GuestSample> = {
  */
 const KSM_STATS_SHAPE = Object.fromEntries(KSM_STATS.map((s) => [s.name, s.feature === null ? num : optNum])) as unknown as ShapeOf<KsmStats>;
 
+/** ksmd's work counters, in KSM_WORK_FIELDS order. */
+const KSM_WORK_SHAPE = Object.fromEntries(KSM_WORK_FIELDS.map((f) => [f, num])) as ShapeOf<KsmWorkCounts>;
+
 const HOST_SAMPLE: ShapeOf<HostSample> = {
   t: num,
   ...KSM_STATS_SHAPE,
@@ -102,11 +112,16 @@ const HOST_SAMPLE: ShapeOf<HostSample> = {
   run: num,
   pagesToScan: num,
   sleepMillisecs: num,
+  work: { type: 'object', shape: KSM_WORK_SHAPE },
+  ksmdCpuMs: num,
+  ksmdCpu: num,
   guests: { type: 'list', of: GUEST_SAMPLE },
 };
 
 const RUN_EVENT: ShapeOf<RunEvent> = {
   t: num,
+  kind: eventKind,
+  guest: strOrNull,
   what: str,
   error: strOrNull,
 };
@@ -132,7 +147,15 @@ const HOST_SUMMARY: ShapeOf<HostSummary> = {
   savedBytes: num,
   peakSavedBytes: num,
   peakSavedAt: num,
+  saved90At: numOrNull,
+  minFreeBytes: num,
+  minFreeAt: num,
   ...KSM_STATS_SHAPE,
+  work: { type: 'object', shape: KSM_WORK_SHAPE },
+  ksmdCpuMs: num,
+  ksmdCpuAvg: num,
+  ksmdCpuPeak: num,
+  ksmdCpuPeakAt: num,
 };
 
 const RUN_RESULT: ShapeOf<RunResult> = {
@@ -221,6 +244,9 @@ function conformKind(v: unknown, kind: Kind, where: string): unknown {
     case 'number':
     case 'number?':
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${where}: expected a finite number, got ${describe(v)}`);
+      return v;
+    case 'number|null':
+      if (v !== null && (typeof v !== 'number' || !Number.isFinite(v))) throw new Error(`${where}: expected a finite number or null, got ${describe(v)}`);
       return v;
     case 'string':
       if (typeof v !== 'string') throw new Error(`${where}: expected a string, got ${describe(v)}`);

@@ -1,13 +1,21 @@
 import { assertNever } from '../lib/errors.js';
-import type { RunResult } from '../scenario/types.js';
+import { PAGE_SIZE } from '../mm/constants.js';
+import type { RunEvent, RunResult } from '../scenario/types.js';
 import type { HostSample } from '../vmm/types.js';
 import { formatDuration } from '../vmm/config.js';
 
 /**
  * A chart of a run as a standalone SVG 1.1 document: over simulated time, for each
- * variant, the memory KSM saves (solid), the host's free memory (dashed) and, for a
- * variant that ever swapped, the swap in use (dotted); one colour per variant. Failed
- * events are small red ticks under the time axis, with the failure as a tooltip.
+ * variant, the memory KSM saves (solid), the host's free memory (dashed), the memory
+ * in pages_volatile (pages ksmd sees changing: fine dots) and, for a variant that ever
+ * swapped, the swap in use (dotted); one colour per variant; and the host's RAM (thin
+ * grey, one line when every run has the same). Failed events are small red ticks
+ * under the time axis, with the failure as a tooltip.
+ *
+ * Markers over the plot, each with its tooltip (entries at one instant share one):
+ * the scenario's actions (a grey tick down from the top edge), a governor's decisions
+ * that changed a knob (a small triangle at the top, in the variant's colour), and OOM
+ * kills and refused starts (a red dashed line across the plot).
  *
  * The output is a pure function of the results and options, and golden tests snapshot
  * it, so: every coordinate is rounded to 0.1 px and printed without trailing zeros,
@@ -57,12 +65,16 @@ const LEGEND_GAP = 18;
  */
 const PALETTE = ['#0072b2', '#009e73', '#cc79a7', '#e69f00', '#56b4e9', '#000000', '#d55e00'];
 const ERROR_COLOUR = '#d00000';
+const RAM_COLOUR = '#888888';
+const EVENT_COLOUR = '#666666';
 
 /** How each kind of series is drawn; the colour comes from its variant. */
 const SERIES_KINDS = [
   { key: 'saved', label: 'memory saved', dash: null, width: 2 },
   { key: 'free', label: 'free memory', dash: '6 4', width: 1.5 },
+  { key: 'volatile', label: 'pages_volatile', dash: '1 2', width: 1 },
   { key: 'swap', label: 'swap used', dash: '2 3', width: 1.5 },
+  { key: 'ram', label: 'host RAM', dash: null, width: 1 },
 ] as const;
 
 type SeriesKind = (typeof SERIES_KINDS)[number];
@@ -82,6 +94,10 @@ function valueOf(kind: SeriesKind, s: HostSample): number {
       return s.freeBytes;
     case 'swap':
       return s.swapUsedBytes;
+    case 'volatile':
+      return s.pagesVolatile * PAGE_SIZE;
+    case 'ram':
+      return s.totalBytes;
     default:
       return assertNever(kind, 'series kind');
   }
@@ -112,7 +128,7 @@ export function renderChart(results: readonly RunResult[], opts: ChartOptions = 
   // Layout: the legend's rows decide how much room the plot keeps.
   const yLabelWidth = Math.max(...yAxis.ticks.map((t) => t.label.length)) * CHAR_WIDTH;
   const left = 24 + yLabelWidth + 10;
-  const legend = layoutLegend(series, width - left - RIGHT);
+  const legend = layoutLegend(series, width - left - RIGHT, markerKindsIn(results));
   const bottom = X_AXIS_SPACE + 10 + legend.rows * LEGEND_ROW;
   const plot = { x0: left, x1: width - RIGHT, y0: TOP, y1: Math.max(TOP + 40, height - bottom) };
   const px = (t: number): number => plot.x0 + (t / xAxis.max) * (plot.x1 - plot.x0);
@@ -152,6 +168,33 @@ export function renderChart(results: readonly RunResult[], opts: ChartOptions = 
   }
   out.push('</g>');
 
+  // Markers: actions, governor changes, OOM kills and refused starts.
+  const markers = collectMarkers(results);
+  const markerX = (t: number): string => n(px(Math.min(Math.max(t, 0), xAxis.max)));
+  if (markers.length > 0) {
+    out.push('<g class="markers">');
+    for (const m of markers) {
+      const x = markerX(m.t);
+      const tip = `<title>${esc(m.tip)}</title>`;
+      switch (m.kind) {
+        case 'action':
+          out.push(`<line class="action" x1="${x}" y1="${n(plot.y0)}" x2="${x}" y2="${n(plot.y0 + 8)}" stroke="${EVENT_COLOUR}" stroke-width="1.5">${tip}</line>`);
+          break;
+        case 'governor': {
+          const cx = px(Math.min(Math.max(m.t, 0), xAxis.max));
+          out.push(`<path class="governor" d="M${n(cx - 4)} ${n(plot.y0 - 7)} L${n(cx + 4)} ${n(plot.y0 - 7)} L${n(cx)} ${n(plot.y0 - 1)} Z" fill="${m.colour}">${tip}</path>`);
+          break;
+        }
+        case 'oom':
+          out.push(`<line class="oom" x1="${x}" y1="${n(plot.y0)}" x2="${x}" y2="${n(plot.y1)}" stroke="${ERROR_COLOUR}" stroke-width="1.5" stroke-dasharray="4 3">${tip}</line>`);
+          break;
+        default:
+          assertNever(m.kind, 'marker kind');
+      }
+    }
+    out.push('</g>');
+  }
+
   // Failed events: a red tick just under the time axis.
   const errors: string[] = [];
   for (const r of results) {
@@ -181,6 +224,24 @@ export function renderChart(results: readonly RunResult[], opts: ChartOptions = 
     out.push(`<line x1="${n(x + 10)}" y1="${n(y - 5)}" x2="${n(x + 10)}" y2="${n(y + 5)}" stroke="${ERROR_COLOUR}" stroke-width="2"/>`);
     out.push(`<text x="${n(x + LEGEND_SWATCH + 2)}" y="${n(y + 4)}">failed step</text>`);
   }
+  for (const item of legend.markers) {
+    const x = plot.x0 + item.x;
+    const y = legendTop + item.row * LEGEND_ROW;
+    switch (item.kind) {
+      case 'action':
+        out.push(`<line x1="${n(x + 10)}" y1="${n(y - 5)}" x2="${n(x + 10)}" y2="${n(y + 3)}" stroke="${EVENT_COLOUR}" stroke-width="1.5"/>`);
+        break;
+      case 'governor':
+        out.push(`<path d="M${n(x + 6)} ${n(y - 4)} L${n(x + 14)} ${n(y - 4)} L${n(x + 10)} ${n(y + 2)} Z" fill="${EVENT_COLOUR}"/>`);
+        break;
+      case 'oom':
+        out.push(`<line x1="${n(x + 10)}" y1="${n(y - 6)}" x2="${n(x + 10)}" y2="${n(y + 6)}" stroke="${ERROR_COLOUR}" stroke-width="1.5" stroke-dasharray="4 3"/>`);
+        break;
+      default:
+        assertNever(item.kind, 'marker kind');
+    }
+    out.push(`<text x="${n(x + LEGEND_SWATCH + 2)}" y="${n(y + 4)}">${MARKER_LABELS[item.kind]}</text>`);
+  }
   out.push('</g>');
   if (series.length === 0) {
     out.push(`<text x="${n((plot.x0 + plot.x1) / 2)}" y="${n(yMid)}" text-anchor="middle" fill="#666666">no samples</text>`);
@@ -204,9 +265,16 @@ function variantName(r: RunResult): string {
   return r.variant ?? r.scenario;
 }
 
-/** Saved and free for every run with samples, and swap for a run that ever had swap in use. */
+/**
+ * Saved, free and pages_volatile for every run with samples, swap for a run that ever
+ * had swap in use, and the host's RAM: once, in grey, when every run's RAM over time
+ * is the same (variants of one scenario), else per run.
+ */
 function collectSeries(results: readonly RunResult[]): Series[] {
   const out: Series[] = [];
+  const ramOf = (r: RunResult): string => r.samples.map((s) => `${s.t}:${s.totalBytes}`).join(',');
+  const withSamples = results.filter((r) => r.samples.length > 0);
+  const oneRam = withSamples.every((r) => ramOf(r) === ramOf(withSamples[0]!));
   results.forEach((r, i) => {
     if (r.samples.length === 0) return;
     const colour = PALETTE[i % PALETTE.length]!;
@@ -214,7 +282,78 @@ function collectSeries(results: readonly RunResult[]): Series[] {
     const swapped = r.samples.some((s) => s.swapUsedBytes > 0);
     for (const kind of SERIES_KINDS) {
       if (kind.key === 'swap' && !swapped) continue;
+      if (kind.key === 'ram') {
+        if (oneRam && r !== withSamples[0]) continue;
+        out.push({ kind, colour: oneRam ? RAM_COLOUR : colour, label: oneRam ? kind.label : prefix + kind.label, samples: r.samples });
+        continue;
+      }
       out.push({ kind, colour, label: prefix + kind.label, samples: r.samples });
+    }
+  });
+  return out;
+}
+
+type MarkerKind = 'action' | 'governor' | 'oom';
+
+const MARKER_LABELS: Readonly<Record<MarkerKind, string>> = {
+  action: 'event',
+  governor: 'governor change',
+  oom: 'OOM kill / refused start',
+};
+
+interface Marker {
+  kind: MarkerKind;
+  t: number;
+  colour: string;
+  tip: string;
+}
+
+/** Which marker, if any, a run event gets. */
+function markerKind(e: RunEvent): MarkerKind | null {
+  switch (e.kind) {
+    case 'action':
+      return 'action';
+    case 'governor':
+      return 'governor';
+    case 'oom-kill':
+    case 'refused':
+      return 'oom';
+    case 'guest':
+    case 'governor-idle':
+      return null;
+    default:
+      return assertNever(e.kind, 'event kind');
+  }
+}
+
+function markerKindsIn(results: readonly RunResult[]): MarkerKind[] {
+  const kinds = new Set<MarkerKind>();
+  for (const r of results) for (const e of r.events) {
+    const k = markerKind(e);
+    if (k !== null) kinds.add(k);
+  }
+  return (['action', 'governor', 'oom'] as const).filter((k) => kinds.has(k));
+}
+
+/** One marker per run, kind and instant, its tooltip every entry there, in order. */
+function collectMarkers(results: readonly RunResult[]): Marker[] {
+  const out: Marker[] = [];
+  results.forEach((r, i) => {
+    const colour = PALETTE[i % PALETTE.length]!;
+    const who = results.length > 1 ? `${variantName(r)}: ` : '';
+    const at = new Map<string, Marker>();
+    for (const e of r.events) {
+      const kind = markerKind(e);
+      if (kind === null) continue;
+      const line = `${e.what}${e.error === null ? '' : `: ${e.error}`}`;
+      const key = `${kind} ${e.t}`;
+      const m = at.get(key);
+      if (m !== undefined) m.tip += `\n${line}`;
+      else {
+        const fresh: Marker = { kind, t: e.t, colour, tip: `${who}${formatDuration(e.t)}: ${line}` };
+        at.set(key, fresh);
+        out.push(fresh);
+      }
     }
   });
   return out;
@@ -333,6 +472,8 @@ function bytesAxis(vMax: number): Axis {
 
 interface LegendLayout {
   items: { series: Series; x: number; row: number }[];
+  /** The marker kinds the chart shows, after the series. */
+  markers: { kind: MarkerKind; x: number; row: number }[];
   rows: number;
   /** Where the "failed step" entry goes (always reserved: the layout does not depend on whether there are errors). */
   errorX: number;
@@ -343,7 +484,7 @@ interface LegendLayout {
  * Entries left to right, a new row when the next would pass `maxWidth`; each variant
  * starts a new row when there are several, so a variant's lines read together.
  */
-function layoutLegend(series: readonly Series[], maxWidth: number): LegendLayout {
+function layoutLegend(series: readonly Series[], maxWidth: number, markerKinds: readonly MarkerKind[]): LegendLayout {
   const items: LegendLayout['items'] = [];
   let x = 0;
   let row = 0;
@@ -367,7 +508,9 @@ function layoutLegend(series: readonly Series[], maxWidth: number): LegendLayout
     items.push({ series: s, ...place(s.label.length) });
   }
   const err = place('failed step'.length);
-  return { items, rows: err.row + 1, errorX: err.x, errorRow: err.row };
+  const markers = markerKinds.map((kind) => ({ kind, ...place(MARKER_LABELS[kind].length) }));
+  const lastRow = markers.length > 0 ? markers[markers.length - 1]!.row : err.row;
+  return { items, markers, rows: lastRow + 1, errorX: err.x, errorRow: err.row };
 }
 
 // ---- text ------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 import { DEFAULT_KERNEL_VERSION } from '../ksm/profile.js';
 import { statsIn } from '../ksm/stats.js';
-import type { GuestSummary, RunResult } from '../scenario/types.js';
+import type { GuestSummary, RunEvent, RunResult } from '../scenario/types.js';
 import { formatDuration, formatSize } from '../vmm/config.js';
 
 /**
  * The text `samepage run` prints: per variant, a title line, a table of the guests and
- * the host at the end of the run, the KSM statistics, the peak saving and the
- * overcommit ratio, and the errors the run met; with several variants, a table that
+ * the host at the end of the run, the KSM statistics, ksmd's estimated CPU, the peak
+ * saving and the overcommit ratio, convergence (when the saving reached 90% of its
+ * final value, the lowest free memory), the guests the OOM killer killed and those
+ * refused at start, and the errors the run met; with several variants, a table that
  * compares them.
  *
  * Everything here is a pure function of the results: same results, same bytes. No
@@ -75,7 +77,16 @@ function formatResult(r: RunResult, showKernel: boolean): string {
   out.push('');
   const h = r.host;
   out.push(`ksm: ${statsIn(h).map((s) => `${s.label} ${h[s.name]}`).join(', ')}`);
+  out.push(
+    `ksmd: ${percent(h.ksmdCpuAvg)} of a core on average, peak ${percent(h.ksmdCpuPeak)} at ${formatDuration(h.ksmdCpuPeakAt)}; ` +
+      `${seconds(h.ksmdCpuMs)} of CPU (estimated from its work: ${h.work.checksums} checksums, ${h.work.stableTreeCompares + h.work.unstableTreeCompares} tree comparisons, ${h.work.merges} merges)`,
+  );
+  // ksmd is one thread: more than a core means the real one would fall behind these knobs.
+  if (h.ksmdCpuPeak > 1) out.push(`  more than one core: the real ksmd could not keep up with these knobs, and would merge more slowly than this run`);
   out.push(`peak saved ${formatSize(h.peakSavedBytes)} at ${formatDuration(h.peakSavedAt)}; ${overcommit(h.guestRamBytes, h.ramBytes)}`);
+  const converged = h.saved90At === null ? 'nothing saved at the end' : `90% of the final saving at ${formatDuration(h.saved90At)}`;
+  out.push(`converged: ${converged}; lowest free memory ${formatSize(h.minFreeBytes)} at ${formatDuration(h.minFreeAt)}`);
+  out.push(...casualtyLines(r.events));
   const errors = r.events.filter((e) => e.error !== null);
   if (errors.length > 0) {
     out.push('');
@@ -83,6 +94,37 @@ function formatResult(r: RunResult, showKernel: boolean): string {
     for (const e of errors) out.push(`! ${formatDuration(e.t)}: ${e.what}: ${e.error!}`);
   }
   return out.join('\n');
+}
+
+/** "12.3%": a share of one core. */
+function percent(share: number): string {
+  return `${(100 * share).toFixed(1)}%`;
+}
+
+/** "7.4 s", "0.31 s", "120 s". */
+function seconds(ms: number): string {
+  const s = ms / 1000;
+  return `${s >= 100 ? s.toFixed(0) : s >= 1 ? s.toFixed(1) : s.toFixed(2)} s`;
+}
+
+/**
+ * "3 guests OOM-killed: web-3 at 1min 12s, …", the same for host processes the OOM
+ * killer chose, and "1 guest refused at start: win at 30s (ENOMEM: …)". Nothing when
+ * there were none.
+ */
+export function casualtyLines(events: readonly RunEvent[]): string[] {
+  const out: string[] = [];
+  const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
+  const guestKills = events.filter((e) => e.kind === 'oom-kill' && e.guest !== null);
+  if (guestKills.length > 0) out.push(`${plural(guestKills.length, 'guest', 'guests')} OOM-killed: ${guestKills.map((e) => `${e.guest!} at ${formatDuration(e.t)}`).join(', ')}`);
+  const hostKills = events.filter((e) => e.kind === 'oom-kill' && e.guest === null);
+  if (hostKills.length > 0) {
+    const names = hostKills.map((e) => `${/killed (\S+)/.exec(e.what)?.[1] ?? e.what} at ${formatDuration(e.t)}`);
+    out.push(`${plural(hostKills.length, 'host process', 'host processes')} OOM-killed: ${names.join(', ')}`);
+  }
+  const refused = events.filter((e) => e.kind === 'refused');
+  if (refused.length > 0) out.push(`${plural(refused.length, 'guest', 'guests')} refused at start: ${refused.map((e) => `${e.guest!} at ${formatDuration(e.t)} (${e.error ?? 'failed'})`).join(', ')}`);
+  return out;
 }
 
 /** "web-fleet (variant ksmtuned): 5min simulated, seed 42, policy ksmtuned". The policy is free text, so it goes last. */
@@ -131,11 +173,13 @@ function formatComparison(results: readonly RunResult[], showKernel: boolean): s
       String(h.fullScans),
       formatSize(h.swapUsedBytes),
       formatSize(h.freeBytes),
+      percent(h.ksmdCpuAvg),
+      h.saved90At === null ? '-' : formatDuration(h.saved90At),
     ];
   });
   const table = showKernel
-    ? formatTable(['variant', 'kernel', 'saved', 'peak saved', 'pages scanned', 'full scans', 'swap used', 'free'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r'])
-    : formatTable(['variant', 'saved', 'peak saved', 'pages scanned', 'full scans', 'swap used', 'free'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r']);
+    ? formatTable(['variant', 'kernel', 'saved', 'peak saved', 'pages scanned', 'full scans', 'swap used', 'free', 'ksmd CPU', '90% saved at'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'])
+    : formatTable(['variant', 'saved', 'peak saved', 'pages scanned', 'full scans', 'swap used', 'free', 'ksmd CPU', '90% saved at'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
   return `${results.length} variants at the end of the run:\n\n${table}`;
 }
 

@@ -4,6 +4,7 @@ import { KernelError, assertNever } from '../lib/errors.js';
 import { Host, describePolicy, type KsmPolicy } from '../vmm/host.js';
 import { formatSize } from '../vmm/config.js';
 import type { ImageCatalog } from '../vmm/image.js';
+import { DEFAULT_KSMD_COSTS, type KsmdCosts } from '../ksm/cost.js';
 import { SnapshotError, restoreHost, saveHost } from '../vmm/snapshot.js';
 import type { HostSample } from '../vmm/types.js';
 import type { Scenario, ScenarioAction, ScenarioVariant } from './schema.js';
@@ -19,6 +20,8 @@ export interface RunOptions {
   onProgress?: (variant: string | null, t: number, durationMs: number) => void;
   /** Run the kernel's deep invariant check after every sample (slow; tests use it). */
   checkInvariants?: boolean;
+  /** ns per ksmd operation, for the CPU estimate (default: src/ksm/cost.ts's, measured on the development machine). */
+  ksmdCosts?: KsmdCosts;
   /** Stop each run at this simulated time, hand its snapshot to onSave, then go on. */
   saveAt?: number;
   onSave?: (snapshot: Uint8Array, variant: string | null) => void;
@@ -78,7 +81,7 @@ export interface RunPosition {
   finished: boolean;
 }
 
-type RunHooks = Pick<RunOptions, 'onProgress' | 'checkInvariants'>;
+type RunHooks = Pick<RunOptions, 'onProgress' | 'checkInvariants' | 'ksmdCosts'>;
 
 /**
  * One run of one variant, step by step. The timeline is a list of points: the
@@ -154,7 +157,8 @@ export class ScenarioRun {
 
   private take(hooks: RunHooks): void {
     if (hooks.checkInvariants === true) this.host.checkInvariants();
-    this.samples.push(this.host.sample());
+    const prev = this.samples.length === 0 ? null : this.samples[this.samples.length - 1]!;
+    this.samples.push(this.host.sample(prev, hooks.ksmdCosts ?? DEFAULT_KSMD_COSTS));
     hooks.onProgress?.(this.variant, this.host.now, this.scenario.durationMs);
   }
 
@@ -232,16 +236,16 @@ function apply(host: Host, a: ScenarioAction): void {
         host.destroyGuest(a.guest);
         break;
       case 'pause':
-        logged(host, describeAction(a), () => host.guest(a.guest).pause());
+        logged(host, a, () => host.guest(a.guest).pause());
         break;
       case 'resume':
-        logged(host, describeAction(a), () => host.guest(a.guest).resume());
+        logged(host, a, () => host.guest(a.guest).resume());
         break;
       case 'burst':
-        logged(host, describeAction(a), () => host.guest(a.guest).burst(a.pages, a.overMs));
+        logged(host, a, () => host.guest(a.guest).burst(a.pages, a.overMs));
         break;
       case 'workload':
-        logged(host, describeAction(a), () => {
+        logged(host, a, () => {
           const g = host.guest(a.guest);
           g.setWorkload({
             dirtyRate: a.dirtyRate === undefined ? g.workload.dirtyRate : a.dirtyRate,
@@ -272,11 +276,11 @@ function apply(host: Host, a: ScenarioAction): void {
         break;
       case 'knobs': {
         const { kind: _kind, ...knobs } = a;
-        logged(host, describeAction(a), () => host.setKnobs(knobs));
+        logged(host, a, () => host.setKnobs(knobs));
         break;
       }
       case 'ksm':
-        logged(host, describeAction(a), () => host.setPolicy(a.policy));
+        logged(host, a, () => host.setPolicy(a.policy));
         break;
       default:
         assertNever(a, 'scenario action');
@@ -287,7 +291,7 @@ function apply(host: Host, a: ScenarioAction): void {
     // no longer exists, a pressure size it refuses, a stopped guest to migrate) would
     // otherwise vanish from the log: a failed action must always show in the report.
     if (!(e instanceof KernelError)) throw e;
-    if (!host.log.slice(before).some((x) => x.error !== null)) host.log.push({ t: host.now, what: describeAction(a), error: e.message });
+    if (!host.log.slice(before).some((x) => x.error !== null)) host.log.push({ t: host.now, kind: 'action', guest: actionGuest(a), what: describeAction(a), error: e.message });
   }
 }
 
@@ -341,14 +345,21 @@ function describeAction(a: ScenarioAction): string {
 }
 
 
-function logged(host: Host, what: string, fn: () => void): void {
+/** The guest an action names, or null. */
+function actionGuest(a: ScenarioAction): string | null {
+  return 'guest' in a ? a.guest : null;
+}
+
+function logged(host: Host, a: ScenarioAction, fn: () => void): void {
+  const what = describeAction(a);
+  const guest = actionGuest(a);
   try {
     fn();
   } catch (e) {
-    host.log.push({ t: host.now, what, error: e instanceof Error ? e.message : String(e) });
+    host.log.push({ t: host.now, kind: 'action', guest, what, error: e instanceof Error ? e.message : String(e) });
     throw e;
   }
-  host.log.push({ t: host.now, what, error: null });
+  host.log.push({ t: host.now, kind: 'action', guest, what, error: null });
 }
 
 function summarize(s: Scenario, variant: string | null, ksm: KsmPolicy, seed: number, host: Host, samples: HostSample[]): RunResult {
@@ -369,6 +380,12 @@ function summarize(s: Scenario, variant: string | null, ksm: KsmPolicy, seed: nu
   });
   let peak = samples[0]!;
   for (const x of samples) if (x.savedBytes > peak.savedBytes) peak = x;
+  let minFree = samples[0]!;
+  for (const x of samples) if (x.freeBytes < minFree.freeBytes) minFree = x;
+  let cpuPeak = samples[0]!;
+  for (const x of samples) if (x.ksmdCpu > cpuPeak.ksmdCpu) cpuPeak = x;
+  const saved90 = last.savedBytes > 0 ? samples.find((x) => x.savedBytes >= 0.9 * last.savedBytes)! : null;
+  const span = last.t - samples[0]!.t;
   const hostSummary: HostSummary = {
     ramBytes: s.memoryMiB * 1024 * 1024,
     swapBytes: s.swapMiB * 1024 * 1024,
@@ -378,7 +395,15 @@ function summarize(s: Scenario, variant: string | null, ksm: KsmPolicy, seed: nu
     savedBytes: last.savedBytes,
     peakSavedBytes: peak.savedBytes,
     peakSavedAt: peak.t,
+    saved90At: saved90 === null ? null : saved90.t,
+    minFreeBytes: minFree.freeBytes,
+    minFreeAt: minFree.t,
     ...pickKsmStats(last),
+    work: last.work,
+    ksmdCpuMs: last.ksmdCpuMs - samples[0]!.ksmdCpuMs,
+    ksmdCpuAvg: span > 0 ? (last.ksmdCpuMs - samples[0]!.ksmdCpuMs) / span : 0,
+    ksmdCpuPeak: cpuPeak.ksmdCpu,
+    ksmdCpuPeakAt: cpuPeak.t,
   };
   return {
     scenario: s.name,
@@ -388,7 +413,7 @@ function summarize(s: Scenario, variant: string | null, ksm: KsmPolicy, seed: nu
     seed,
     durationMs: s.durationMs,
     samples,
-    events: host.log.map((e) => ({ t: e.t, what: e.what, error: e.error })),
+    events: host.log.map((e) => ({ t: e.t, kind: e.kind, guest: e.guest, what: e.what, error: e.error })),
     guests,
     host: hostSummary,
   };

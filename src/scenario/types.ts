@@ -1,9 +1,14 @@
 import type { KsmStats } from '../ksm/stats.js';
-import type { GuestState, HostSample } from '../vmm/types.js';
+import type { KsmWorkCounts } from '../ksm/work.js';
+import type { GuestState, HostEventKind, HostSample } from '../vmm/types.js';
 
 /** Something that happened during a run, at simulated time `t` (ms). */
 export interface RunEvent {
   t: number;
+  /** What kind of entry (an action, an OOM kill, a refused guest, a governor's decision…). */
+  kind: HostEventKind;
+  /** The guest it concerns, or null. */
+  guest: string | null;
   /** What the scenario asked for or the host did, e.g. "start web-3 (fedora 13)". */
   what: string;
   /** Set when the action failed (the run goes on): "ENOMEM: out of memory ...". */
@@ -35,6 +40,18 @@ export interface HostSummary extends KsmStats {
   /** The most KSM saved at any sample, and when. */
   peakSavedBytes: number;
   peakSavedAt: number;
+  /** Convergence: the first sample at which the saving reached 90% of the final one (null when the final saving is 0). */
+  saved90At: number | null;
+  /** The lowest free memory at any sample, and when (the first such sample). */
+  minFreeBytes: number;
+  minFreeAt: number;
+  /** ksmd's work over the run (src/ksm/work.ts), as the last sample had it. */
+  work: KsmWorkCounts;
+  /** ksmd's estimated CPU time over the run (ms), its average share of one core over the run, and the highest share over one sample interval, ending when. */
+  ksmdCpuMs: number;
+  ksmdCpuAvg: number;
+  ksmdCpuPeak: number;
+  ksmdCpuPeakAt: number;
 }
 
 /** One run of a scenario (one variant of it). */

@@ -210,7 +210,7 @@ export class Guest {
    * image's pages over its boot time.
    */
   boot(): void {
-    this.expect('boot', 'created', 'stopped');
+    this.expect('boot', 'created', 'stopped', 'oom-killed', 'refused');
     const proc = this.kernel.spawn(`qemu:${this.name}`);
     try {
       for (const s of this.slots) {
@@ -249,10 +249,26 @@ export class Guest {
   /** Power off: the QEMU process exits and its RAM goes back to the host. */
   stop(): void {
     this.expect('stop', 'booting', 'running', 'paused');
+    this.end('stopped');
+  }
+
+  /** The OOM killer chose the QEMU process: it dies as on stop(), in its own state. */
+  oomKill(): void {
+    this.expect('kill', 'booting', 'running', 'paused');
+    this.end('oom-killed');
+  }
+
+  /** A start that failed (boot() threw): the guest, which has no process, is refused. */
+  refuse(): void {
+    this.expect('refuse', 'created', 'stopped', 'oom-killed', 'refused');
+    this.state = 'refused';
+  }
+
+  private end(state: 'stopped' | 'oom-killed'): void {
     this.process!.exit();
     this.process = null;
     for (const s of this.slots) s.hva = 0;
-    this.state = 'stopped';
+    this.state = state;
     this.bursts.length = 0;
     this.pendingDirty = 0;
   }

@@ -14,7 +14,8 @@ import { checkGovernorSnapshot, restoreGovernor, startGovernor, type GovernedPol
 import { KSMTUNED_DEFAULTS } from './ksmtuned.js';
 import { KUBEVIRT_DEFAULTS } from './kubevirt.js';
 import { MOM_DEFAULTS } from './mom.js';
-import type { GuestSample, HostSample } from './types.js';
+import { DEFAULT_KSMD_COSTS, ksmdCpuNs, type KsmdCosts } from '../ksm/cost.js';
+import type { GuestSample, HostEventKind, HostSample } from './types.js';
 import type { WorkloadSpec } from './workload.js';
 
 /**
@@ -90,6 +91,9 @@ export interface HostSnapshot {
 /** Something the host did or was asked to do, at simulated time `t`. */
 export interface HostEvent {
   t: number;
+  kind: HostEventKind;
+  /** The guest it concerns, or null (a host process, the governor, memory). */
+  guest: string | null;
   what: string;
   error: string | null;
 }
@@ -216,8 +220,8 @@ export class Host {
     return this.kernel.now;
   }
 
-  private note(what: string, error: string | null = null): void {
-    this.log.push({ t: this.now, what, error });
+  private note(kind: HostEventKind, guest: string | null, what: string, error: string | null = null): void {
+    this.log.push({ t: this.now, kind, guest, what, error });
   }
 
   // ---- KSM policy ----------------------------------------------------------------------------
@@ -326,7 +330,7 @@ export class Host {
     }
     this.guestsCreated++;
     this.guests.push(guest);
-    this.note(`create ${guest.name} (${guest.imageName}, ${opts.memoryMiB} MiB${guest.memMerge ? '' : ', mem-merge off'})`);
+    this.note('guest', guest.name, `create ${guest.name} (${guest.imageName}, ${opts.memoryMiB} MiB${guest.memMerge ? '' : ', mem-merge off'})`);
     return guest;
   }
 
@@ -337,33 +341,48 @@ export class Host {
     return g;
   }
 
-  /** Boot a guest, logged. A failure (ENOMEM mapping its RAM) is logged and rethrown. */
+  /**
+   * Boot a guest, logged. A failure is logged and rethrown; a guest that had no
+   * process (created, stopped, OOM-killed, refused before) and could not get one
+   * (ENOMEM mapping its RAM, or any other failure of boot) is `refused`, and the
+   * entry says so. Asking to start a guest that is already up fails too, but the
+   * guest runs on: that is a failed action, not a refused guest.
+   */
   startGuest(name: string): Guest {
     const g = this.guest(name);
-    this.try(`start ${name}`, () => g.boot());
+    const down = g.process === null && g.state !== 'destroyed';
+    try {
+      g.boot();
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      if (down) g.refuse();
+      this.note(down ? 'refused' : 'action', name, `start ${name}`, error);
+      throw e;
+    }
+    this.note('action', name, `start ${name}`);
     return g;
   }
 
   stopGuest(name: string): void {
     const g = this.guest(name);
-    this.try(`stop ${name}`, () => g.stop());
+    this.try(name, `stop ${name}`, () => g.stop());
   }
 
   destroyGuest(name: string): void {
     const g = this.guest(name);
-    this.try(`destroy ${name}`, () => g.destroy());
+    this.try(name, `destroy ${name}`, () => g.destroy());
     this.guests.splice(this.guests.indexOf(g), 1);
   }
 
-  /** Run `fn`, logging `what` and any KernelError (which is rethrown). */
-  private try(what: string, fn: () => void): void {
+  /** Run `fn`, logging `what` as an action and any KernelError (which is rethrown). */
+  private try(guest: string | null, what: string, fn: () => void): void {
     try {
       fn();
     } catch (e) {
-      this.note(what, e instanceof Error ? e.message : String(e));
+      this.note('action', guest, what, e instanceof Error ? e.message : String(e));
       throw e;
     }
-    this.note(what);
+    this.note('action', guest, what);
   }
 
   // ---- time ------------------------------------------------------------------------------------
@@ -380,7 +399,10 @@ export class Host {
       if (next >= end) break;
       if (next > k.now) k.advance(next - k.now);
       if (g !== null && g.nextAt === next) {
-        for (const n of g.wake(this.port, next)) this.note(n.what, n.error);
+        const before = this.knobsNow();
+        const notes = g.wake(this.port, next);
+        const kind = this.knobsNow() === before ? 'governor-idle' : 'governor';
+        for (const n of notes) this.note(kind, null, n.what, n.error);
       }
       if (this.nextTickAt === next) {
         this.tickGuests();
@@ -390,12 +412,18 @@ export class Host {
     if (end > k.now) k.advance(end - k.now);
   }
 
+  /** The knob files a governor writes, as one string: equal strings, equal knobs. */
+  private knobsNow(): string {
+    const ksm = this.kernel.ksmEngine;
+    return `${ksm.run} ${ksm.pagesToScan} ${ksm.sleepMillisecs} ${ksm.maxKernelPages}`;
+  }
+
   private tickGuests(): void {
     for (const g of this.guests) {
       g.tick(this.tickMs);
       for (let attempt = 0; ; attempt++) {
         try {
-          if (g.work()) this.note(`${g.name} booted`);
+          if (g.work()) this.note('guest', g.name, `${g.name} booted`);
           break;
         } catch (e) {
           if (!(e instanceof KernelError) || e.code !== 'ENOMEM' || attempt > this.guests.length + this.hogs.length) throw e;
@@ -447,13 +475,13 @@ export class Host {
     if (best === null) return null;
     const score = `${formatSize(bestScore * PAGE_SIZE)} resident+swap`;
     if (bestGuest !== null) {
-      bestGuest.stop();
-      this.note(`Out of memory: killed ${best.name} (guest ${bestGuest.name}, ${score})`);
+      bestGuest.oomKill();
+      this.note('oom-kill', bestGuest.name, `Out of memory: killed ${best.name} (guest ${bestGuest.name}, ${score})`);
     } else {
       const i = this.hogs.findIndex((h) => h.proc === best);
       this.hogs.splice(i, 1);
       best.exit();
-      this.note(`Out of memory: killed ${best.name} (${score})`);
+      this.note('oom-kill', null, `Out of memory: killed ${best.name} (${score})`);
     }
     return best;
   }
@@ -486,12 +514,12 @@ export class Host {
         if (!(e instanceof KernelError) || e.code !== 'ENOMEM') throw e;
         const victim = this.oomKill();
         if (victim === null || victim === proc) {
-          this.note(`pressure ${formatSize(bytes)}`, `ENOMEM: the OOM killer chose the pressure process after ${formatSize(off)}`);
+          this.note('action', null, `pressure ${formatSize(bytes)}`, `ENOMEM: the OOM killer chose the pressure process after ${formatSize(off)}`);
           return victim === proc ? 0 : off;
         }
       }
     }
-    this.note(`pressure ${formatSize(bytes)}`);
+    this.note('action', null, `pressure ${formatSize(bytes)}`);
     return bytes;
   }
 
@@ -503,7 +531,7 @@ export class Host {
       freed += h.bytes;
     }
     this.hogs.length = 0;
-    this.note(`release pressure (${formatSize(freed)})`);
+    this.note('action', null, `release pressure (${formatSize(freed)})`);
     return freed;
   }
 
@@ -512,7 +540,7 @@ export class Host {
   /** compact_memory: returns the pages moved. */
   compact(): number {
     const moved = this.kernel.compactMemory();
-    this.note(`compact memory: ${moved} pages moved`);
+    this.note('action', null, `compact memory: ${moved} pages moved`);
     return moved;
   }
 
@@ -544,23 +572,23 @@ export class Host {
         failed++;
       }
     }
-    this.note(`migrate ${name}: ${moved} pages moved, ${failed} failed`);
+    this.note('action', name, `migrate ${name}: ${moved} pages moved, ${failed} failed`);
     return { moved, failed };
   }
 
   /** Take memory block `n` offline (EBUSY and a clean cancel when a page cannot leave). */
   offlineBlock(n: number): void {
-    this.try(`offline memory${n}`, () => this.kernel.sysfs.write(`/sys/devices/system/memory/memory${n}/state`, 'offline'));
+    this.try(null, `offline memory${n}`, () => this.kernel.sysfs.write(`/sys/devices/system/memory/memory${n}/state`, 'offline'));
   }
 
   onlineBlock(n: number): void {
-    this.try(`online memory${n}`, () => this.kernel.sysfs.write(`/sys/devices/system/memory/memory${n}/state`, 'online'));
+    this.try(null, `online memory${n}`, () => this.kernel.sysfs.write(`/sys/devices/system/memory/memory${n}/state`, 'online'));
   }
 
   /** Swap out up to `pages` pages now (like memory.reclaim); returns the pages freed. */
   reclaim(pages: number): number {
     const freed = this.kernel.reclaim(pages);
-    this.note(`reclaim ${pages} pages: ${freed} freed`);
+    this.note('action', null, `reclaim ${pages} pages: ${freed} freed`);
     return freed;
   }
 
@@ -625,7 +653,7 @@ export class Host {
       if (proc === undefined) throw new Error(`pressure process ${h.pid} is not in the kernel`);
       host.hogs.push({ proc, bytes: h.bytes });
     }
-    for (const e of snap.log) host.log.push({ t: e.t, what: e.what, error: e.error });
+    for (const e of snap.log) host.log.push({ t: e.t, kind: e.kind, guest: e.guest, what: e.what, error: e.error });
     if (sources.length !== snap.guests.length) throw new Error(`${snap.guests.length} guests, ${sources.length} page sources`);
     snap.guests.forEach((gs, i) => host.guests.push(Guest.fromSnapshot(kernel, gs, sources[i]!)));
     return host;
@@ -633,12 +661,19 @@ export class Host {
 
   // ---- figures ---------------------------------------------------------------------------------
 
-  sample(): HostSample {
+  /**
+   * The host now. `since`, an earlier sample of this host, is what ksmdCpu is measured
+   * from (0 without one); `costs` turn ksmd's counted work into CPU time.
+   */
+  sample(since: HostSample | null = null, costs: KsmdCosts = DEFAULT_KSMD_COSTS): HostSample {
     const k = this.kernel;
     const ksm = k.ksmEngine;
     const guests: GuestSample[] = this.guests.map((g) => g.sample());
     const swap = k.swap;
     const stats = k.ksmStats();
+    const work = k.ksmWork();
+    const ksmdCpuMs = ksmdCpuNs(work, costs) / 1e6;
+    const dt = since === null ? 0 : k.now - since.t;
     return {
       t: k.now,
       ...stats,
@@ -650,6 +685,9 @@ export class Host {
       run: ksm.run,
       pagesToScan: ksm.pagesToScan,
       sleepMillisecs: ksm.sleepMillisecs,
+      work,
+      ksmdCpuMs,
+      ksmdCpu: dt > 0 ? (ksmdCpuMs - since!.ksmdCpuMs) / dt : 0,
       guests,
     };
   }

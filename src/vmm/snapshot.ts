@@ -7,6 +7,7 @@ import { Host, type HostSnapshot } from './host.js';
 import { checkGovernorSnapshot } from './governor.js';
 import type { ImageCatalog } from './image.js';
 import { describeRef, type PageSource } from './page-source.js';
+import { GUEST_STATES as GUEST_STATE_LIST, HOST_EVENT_KINDS } from './types.js';
 
 /**
  * Snapshot files: a whole simulated host — the kernel (frames in use and their
@@ -144,7 +145,7 @@ function decode(bytes: Uint8Array): SnapshotBody {
   return d as unknown as SnapshotBody;
 }
 
-const GUEST_STATES = ['created', 'booting', 'running', 'paused', 'stopped', 'destroyed'];
+const GUEST_STATES: readonly string[] = GUEST_STATE_LIST;
 /** The states in which a guest has its QEMU process. */
 const WITH_PROCESS = ['booting', 'running', 'paused'];
 
@@ -178,7 +179,9 @@ export function checkHostSnapshot(h: unknown): string | null {
     if (!isRecord(x) || !isInt(x.pid) || !isCount(x.bytes)) return `host.hogs[${i}]: expected a pid and bytes`;
   }
   for (const [i, e] of (o.log as unknown[]).entries()) {
-    if (!isRecord(e) || !isNum(e.t) || typeof e.what !== 'string' || (e.error !== null && typeof e.error !== 'string')) return `host.log[${i}]: expected t, what and error (a string or null)`;
+    if (!isRecord(e) || !isNum(e.t) || !(HOST_EVENT_KINDS as readonly unknown[]).includes(e.kind) || (e.guest !== null && typeof e.guest !== 'string') || typeof e.what !== 'string' || (e.error !== null && typeof e.error !== 'string')) {
+      return `host.log[${i}]: expected t, kind (${HOST_EVENT_KINDS.join(', ')}), guest (a string or null), what and error (a string or null)`;
+    }
   }
   for (const [i, g] of (o.guests as unknown[]).entries()) {
     if (!isRecord(g)) return `host.guests[${i}]: not a record`;

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, it } from 'vitest';
 import { DEMO_USAGE } from '../../src/cli/demo.js';
+import { PLAN_USAGE } from '../../src/cli/plan.js';
 import { parseRunJson } from '../../src/report/json.js';
 import { renderChart } from '../../src/report/svg.js';
 import { loadImageCatalog } from '../../src/scenario/images.js';
@@ -56,6 +57,7 @@ Samepage models Linux KSM (2.6.33 mm/ksm.c) inside a simulated KVM host.
 commands:
   run <scenario>   run a scenario file (YAML or JSON) and print its summary
   resume <file>    finish a run saved with 'run --save-at T --save FILE'
+  plan <scenario>  how many copies of a guest fit on the scenario's host
   import <format>  libvirt domain XML, a QEMU command line or a ksmtuned.conf as scenario YAML
   images [FILE]    list the guest images, or describe a capture file
   capture          record what KSM would see of running processes or QEMU guests
@@ -71,7 +73,15 @@ Runs the scenario on simulated time and prints a summary table per variant.
 
 options:
   --json FILE      write the full timeline (every sample, every event) as JSON
+  --csv FILE       write the samples as CSV, one row per sample per variant
   --svg FILE       write a chart of memory saved and free memory over time
+                   (FILE '-' is standard output, for one of the three; the
+                   summary then goes to standard error)
+  --fail-on-oom    exit with status 3 when a guest was OOM-killed or refused at
+                   start (the summary says which and when)
+  --ksmd-costs FILE  ns per ksmd operation for the CPU estimate, as
+                   bench/calibrate-ksmd.ts writes them (default: measured on the
+                   development machine; see the README, "ksmd's CPU cost")
   --seed N         override the scenario's seed
   --variant NAME   run only this variant
   --images DIR     guest image descriptors (default: the package's guests/)
@@ -85,12 +95,24 @@ options:
   --quiet          no progress bar
   -h, --help       this text
 
+Every output path is checked before the run starts: one that cannot be written
+fails at once (exit 1), with nothing run.
+
+Exit status: 0 done, 1 a file that cannot be used or written, 2 a usage error,
+3 with --fail-on-oom, a guest OOM-killed or refused at start.
+
 Scenario format: see the README, section "Scenario files".
 `;
 
 describe.concurrent('samepage: help, version, usage errors', () => {
   it('--help prints the usage on stdout and exits 0', async ({ expect }) => {
     expect(await samepage(['--help'])).toEqual({ code: 0, stdout: USAGE, stderr: '' });
+  });
+
+  it("'help plan' and 'plan --help' print the plan command's usage", async ({ expect }) => {
+    const [a, b] = await Promise.all([samepage(['help', 'plan']), samepage(['plan', '--help'])]);
+    expect(a).toEqual({ code: 0, stdout: PLAN_USAGE, stderr: '' });
+    expect(b).toEqual(a);
   });
 
   it("'help run' and 'run --help' print the run command's usage", async ({ expect }) => {
@@ -219,7 +241,9 @@ describe.concurrent('samepage run', () => {
         'host   promised 32 MiB           64 MiB  16.4 MiB           8.4 MiB   0 B',
         '',
         'ksm: pages_shared 1627, pages_sharing 2163, pages_unshared 2572, pages_volatile 0, full_scans 10, pages scanned 49661',
+        'ksmd: 1.6% of a core on average, peak 1.7% at 5s; 0.16 s of CPU (estimated from its work: 25611 checksums, 540623 tree comparisons, 3790 merges)',
         'peak saved 8.4 MiB at 5s; overcommit 0.50 (32 MiB promised / 64 MiB RAM)',
+        'converged: 90% of the final saving at 5s; lowest free memory 47.6 MiB at 5s',
         '',
         '(simulated 10s in Ns)',
         `timeline written to ${json}`,
@@ -246,7 +270,9 @@ describe.concurrent('samepage run', () => {
       'host   promised 16 MiB           64 MiB  12.4 MiB            0 B   0 B',
       '',
       'ksm: pages_shared 0, pages_sharing 0, pages_unshared 0, pages_volatile 0, full_scans 0, pages scanned 0',
+      'ksmd: 0.0% of a core on average, peak 0.0% at 0s; 0.00 s of CPU (estimated from its work: 0 checksums, 0 tree comparisons, 0 merges)',
       'peak saved 0 B at 0s; overcommit 0.25 (16 MiB promised / 64 MiB RAM)',
+      'converged: nothing saved at the end; lowest free memory 51.6 MiB at 5s',
       '',
     ];
     expect(wall(all)).toEqual({
@@ -260,15 +286,17 @@ describe.concurrent('samepage run', () => {
         'host   promised 16 MiB           64 MiB  11.4 MiB           1.0 MiB   0 B',
         '',
         'ksm: pages_shared 1, pages_sharing 268, pages_unshared 2912, pages_volatile 0, full_scans 11, pages scanned 24513',
+        'ksmd: 2.1% of a core on average, peak 2.1% at 5s; 0.10 s of CPU (estimated from its work: 22519 checksums, 245814 tree comparisons, 269 merges)',
         'peak saved 1.0 MiB at 5s; overcommit 0.25 (16 MiB promised / 64 MiB RAM)',
+        'converged: 90% of the final saving at 5s; lowest free memory 52.6 MiB at 5s',
         '',
         ...off,
         '2 variants at the end of the run:',
         '',
-        'variant    saved     peak saved  pages scanned  full scans  swap used      free',
-        '-------  -------  -------------  -------------  ----------  ---------  --------',
-        'merge    1.0 MiB  1.0 MiB at 5s          24513          11        0 B  52.6 MiB',
-        'off          0 B      0 B at 0s              0           0        0 B  51.6 MiB',
+        'variant    saved     peak saved  pages scanned  full scans  swap used      free  ksmd CPU  90% saved at',
+        '-------  -------  -------------  -------------  ----------  ---------  --------  --------  ------------',
+        'merge    1.0 MiB  1.0 MiB at 5s          24513          11        0 B  52.6 MiB      2.1%            5s',
+        'off          0 B      0 B at 0s              0           0        0 B  51.6 MiB      0.0%             -',
         '',
         '(simulated 2 × 5s in Ns)',
         '',
@@ -278,14 +306,75 @@ describe.concurrent('samepage run', () => {
     expect(wall(one)).toEqual({ code: 0, stdout: [...off, '(simulated 5s in Ns)', ''].join('\n'), stderr: '' });
   });
 
-  it('a --json file it cannot write: exit 1 naming it, after the summary', async ({ expect }) => {
+  it('an output it cannot write: exit 1 at once, naming it, with nothing run', async ({ expect }) => {
     const json = join(tmp, 'no-such-dir', 'out.json');
-    const r = await samepage(['run', VARIANTS, ...IMAGES, '--variant', 'off', '--json', json, '--quiet']);
-    expect([r.code, r.stdout.split('\n')[0], r.stderr]).toEqual([
-      1,
-      'tiny-variants (variant off): 5s simulated, seed 1, policy fixed: run 0, pages_to_scan 100, sleep_millisecs 20',
-      `samepage: cannot write ${json} (ENOENT)\n`,
+    const readOnly = join(tmp, 'read-only.csv');
+    writeFileSync(readOnly, 'keep me\n', { mode: 0o444 });
+    const [missingDir, aDirectory, notWritable] = await Promise.all([
+      samepage(['run', VARIANTS, ...IMAGES, '--variant', 'off', '--json', json, '--quiet']),
+      samepage(['run', VARIANTS, ...IMAGES, '--svg', tmp, '--quiet']),
+      // Root may write a mode-0444 file anyway: then the check rightly lets it through.
+      process.getuid?.() === 0 ? Promise.resolve(null) : samepage(['run', VARIANTS, ...IMAGES, '--csv', readOnly, '--quiet']),
     ]);
+    expect(missingDir).toEqual({ code: 1, stdout: '', stderr: `samepage: cannot write ${json} (ENOENT for ${join(tmp, 'no-such-dir')}), given to --json: nothing was run\n` });
+    expect(aDirectory).toEqual({ code: 1, stdout: '', stderr: `samepage: cannot write ${tmp} (EISDIR), given to --svg: nothing was run\n` });
+    if (notWritable !== null) expect(notWritable).toEqual({ code: 1, stdout: '', stderr: `samepage: cannot write ${readOnly} (EACCES), given to --csv: nothing was run\n` });
+    expect(readFileSync(readOnly, 'utf8')).toBe('keep me\n');
+  });
+
+  it("--json - writes the run file on stdout and the summary on stderr; --csv - the samples", async ({ expect }) => {
+    const [json, csv] = await Promise.all([
+      samepage(['run', VARIANTS, ...IMAGES, '--variant', 'off', '--json', '-', '--quiet']),
+      samepage(['run', VARIANTS, ...IMAGES, '--variant', 'merge', '--csv', '-', '--quiet']),
+    ]);
+    expect(json.code).toBe(0);
+    const { runs } = parseRunJson(json.stdout);
+    expect(runs.map((x) => [x.variant, x.samples.length, x.host.pagesSharing])).toEqual([['off', 2, 0]]);
+    expect(json.stderr.split('\n')[0]).toBe('tiny-variants (variant off): 5s simulated, seed 1, policy fixed: run 0, pages_to_scan 100, sleep_millisecs 20');
+    expect(json.stderr).not.toContain('written to');
+    expect(csv.code).toBe(0);
+    const rows = csv.stdout.split('\r\n');
+    // The header, samples at 0 and 5 s, and the empty string after the last CRLF.
+    expect(rows.length).toBe(4);
+    expect(rows[0]!.startsWith('scenario,variant,t_ms,pages_shared,pages_sharing,')).toBe(true);
+    expect(rows[2]!.startsWith('tiny-variants,merge,5000,1,268,2912,0,11,24513,')).toBe(true);
+    expect(csv.stderr.split('\n')[0]).toBe('tiny-variants (variant merge): 5s simulated, seed 1, policy fixed: run 1, pages_to_scan 100, sleep_millisecs 20');
+  });
+
+  it('a guest the OOM killer killed: its own state, a line saying when, and with --fail-on-oom exit 3', async ({ expect }) => {
+    const OOM = 'test/cli/fixtures/oom.yaml';
+    const [plain, failing] = await Promise.all([samepage(['run', OOM, ...IMAGES, '--quiet']), samepage(['run', OOM, ...IMAGES, '--quiet', '--fail-on-oom'])]);
+    const summary = [
+      'oom: 3s simulated, seed 1, policy fixed: run 0, pages_to_scan 100, sleep_millisecs 20',
+      '',
+      'guest  image            state          RAM  resident  merged  saved  swap',
+      '-----  ---------------  ----------  ------  --------  ------  -----  ----',
+      'a-1    tiny 1           oom-killed  16 MiB       0 B     0 B    0 B   0 B',
+      'a-2    tiny 1           running     16 MiB  12.4 MiB     0 B    0 B   0 B',
+      'a-3    tiny 1           running     16 MiB  12.4 MiB     0 B    0 B   0 B',
+      'host   promised 48 MiB              32 MiB  24.9 MiB            0 B   0 B',
+      '',
+      'ksm: pages_shared 0, pages_sharing 0, pages_unshared 0, pages_volatile 0, full_scans 0, pages scanned 0',
+      'ksmd: 0.0% of a core on average, peak 0.0% at 0s; 0.00 s of CPU (estimated from its work: 0 checksums, 0 tree comparisons, 0 merges)',
+      'peak saved 0 B at 0s; overcommit 1.50 (48 MiB promised / 32 MiB RAM)',
+      'converged: nothing saved at the end; lowest free memory 7.1 MiB at 2s',
+      '1 guest OOM-killed: a-1 at 1.3s',
+      '',
+      '(simulated 3s in Ns)',
+      '',
+    ].join('\n');
+    const wall = (o: Outcome): Outcome => ({ ...o, stdout: o.stdout.replace(/ in \d+\.\ds\)/, ' in Ns)') });
+    expect(wall(plain)).toEqual({ code: 0, stdout: summary, stderr: '' });
+    expect(wall(failing)).toEqual({ code: 3, stdout: summary, stderr: '' });
+  });
+
+  it('two outputs on stdout, or a snapshot there: exit 2', async ({ expect }) => {
+    const [two, save] = await Promise.all([
+      samepage(['run', VARIANTS, ...IMAGES, '--json', '-', '--csv', '-']),
+      samepage(['run', VARIANTS, ...IMAGES, '--variant', 'off', '--save-at', '1s', '--save', '-']),
+    ]);
+    expect([two.code, two.stdout, two.stderr.split('\n')[0]]).toEqual([2, '', 'samepage: only one output can go to standard output, got --json - and --csv -']);
+    expect([save.code, save.stdout, save.stderr.split('\n')[0]]).toEqual([2, '', 'samepage: --save needs a file: its output is binary, not for standard output']);
   });
 
   it('--variant the scenario does not have: exit 1, listing those it has', async ({ expect }) => {
@@ -533,5 +622,84 @@ describe.concurrent('samepage run --ksmtuned-conf', () => {
       stdout: '',
       stderr: `samepage: ${bad} cannot be used:\n${bad}:1: KSM_NPAGES_MAXX: unknown variable (ksmtuned reads KSM_MONITOR_INTERVAL, KSM_NPAGES_BOOST, KSM_NPAGES_DECAY, KSM_NPAGES_MIN, KSM_NPAGES_MAX, KSM_SLEEP_MSEC, KSM_THRES_COEF, KSM_THRES_CONST, LOGFILE, DEBUG and PIDFILE)\n`,
     });
+  });
+});
+
+describe.concurrent('samepage plan', () => {
+  const PLAN = 'test/cli/fixtures/plan.yaml';
+  const wall = (text: string): string => text.replace(/ in \d+\.\d s\n/, ' in N s\n');
+
+  it('finds how many copies fit with KSM (once per swept value) and without, with the margin, the saving and ksmd’s cost; --json FILE', async ({ expect }) => {
+    // test/scenario/plan.test.ts checks 7 and 8 at sleep_millisecs 10 without the planner.
+    const json = join(tmp, 'plan.json');
+    const r = await samepage(['plan', PLAN, '--guest', 'web', ...IMAGES, '--sweep', 'sleep_millisecs=10,100', '--quiet', '--jobs', '2', '--json', json]);
+    expect({ ...r, stdout: wall(r.stdout) }).toEqual({
+      code: 0,
+      stderr: '',
+      stdout: [
+        "plan: how many web guests (tiny 1, 16 MiB each) fit on plan-tiny's host (48 MiB RAM, 0 B swap)",
+        'fit: no OOM kill, no guest refused at start, swap used at most 0 B and free memory at least 2.4 MiB at every sample',
+        '',
+        'with KSM, sleep_millisecs 10 (fixed: run 1, pages_to_scan 300, sleep_millisecs 10): 7 guests fit',
+        '  at 7: lowest free memory 6.3 MiB at 5s (limit 2.4 MiB), swap used at most 0 B (limit 0 B)',
+        '  at 8: does not fit: OOM kill: web-1 at 4.9s',
+        '  saved at 7: 45.5 MiB at the end (peak 45.5 MiB at 6s, 90% of it by 4s)',
+        '  ksmd at 7: 8.8% of a core on average, peak 9.9% at 1s (0.66 s of CPU in 7.5s)',
+        'with KSM, sleep_millisecs 100 (fixed: run 1, pages_to_scan 300, sleep_millisecs 100): 3 guests fit',
+        '  at 3: lowest free memory 12.9 MiB at 3s (limit 2.4 MiB), swap used at most 0 B (limit 0 B)',
+        '  at 4: does not fit: free memory 928 KiB at 3s (limit 2.4 MiB)',
+        '  saved at 3: 3.1 MiB at the end (peak 3.1 MiB at 5s, 90% of it by 4s)',
+        '  ksmd at 3: 0.8% of a core on average, peak 1.5% at 5.5s (0.05 s of CPU in 5.5s)',
+        'without KSM (run 0): 3 guests fit',
+        '  at 3: lowest free memory 10.7 MiB at 3s (limit 2.4 MiB), swap used at most 0 B (limit 0 B)',
+        '  at 4: does not fit: OOM kill: web-1 at 2.8s',
+        '',
+        'sleep_millisecs  fit  saved at fit  ksmd avg  ksmd peak  one more: first limit broken',
+        '---------------  ---  ------------  --------  ---------  -----------------------------------------',
+        '10                 7      45.5 MiB      8.8%       9.9%  OOM kill: web-1 at 4.9s',
+        '100                3       3.1 MiB      0.8%       1.5%  free memory 928 KiB at 3s (limit 2.4 MiB)',
+        '',
+        '14 trials (10 with KSM, 4 without), up to 256 guests, 2 at a time, in N s',
+        `answers written to ${json}`,
+        '',
+      ].join('\n'),
+    });
+    const doc = JSON.parse(readFileSync(json, 'utf8')) as { format: string; version: number; withKsm: { sweep: { value: string }; answer: { count: number; next: { count: number } } }[]; withoutKsm: { answer: { count: number } }[] };
+    expect([doc.format, doc.version]).toEqual(['samepage-plan', 1]);
+    expect(doc.withKsm.map((p) => [p.sweep.value, p.answer.count, p.answer.next.count])).toEqual([
+      ['10', 7, 8],
+      ['100', 3, 4],
+    ]);
+    expect(doc.withoutKsm.map((p) => p.answer.count)).toEqual([3]);
+  });
+
+  it('when not even one guest fits: exit 1, saying what broke at 1; --json - puts the answers on stdout, the text on stderr', async ({ expect }) => {
+    const r = await samepage(['plan', PLAN, '--guest', 'web', ...IMAGES, '--min-free', '40MiB', '--json', '-']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.split('\n').slice(3, 7)).toEqual([
+      'with KSM (fixed: run 1, pages_to_scan 300, sleep_millisecs 10): not even 1 guest fits',
+      '  at 1: does not fit: free memory 36.6 MiB at 2s (limit 40 MiB)',
+      'without KSM (run 0): not even 1 guest fits',
+      '  at 1: does not fit: free memory 35.6 MiB at 2s (limit 40 MiB)',
+    ]);
+    const doc = JSON.parse(r.stdout) as { withKsm: { answer: { count: number; fit: null } }[] };
+    expect(doc.withKsm.map((p) => [p.answer.count, p.answer.fit])).toEqual([[0, null]]);
+  });
+
+  it('usage errors: exit 2 with the message', async ({ expect }) => {
+    const rs = await Promise.all([
+      samepage(['plan', PLAN, ...IMAGES]),
+      samepage(['plan', PLAN, '--guest', 'db', ...IMAGES]),
+      samepage(['plan', PLAN, '--guest', 'web', '--sweep', 'max_page_sharing=256', ...IMAGES]),
+      samepage(['plan', VARIANTS, '--guest', 'a', ...IMAGES]),
+      samepage(['plan', PLAN, '--guest', 'web', '--jobs', '0', ...IMAGES]),
+    ]);
+    expect(rs.map((r) => [r.code, r.stdout, r.stderr.split('\n')[0]])).toEqual([
+      [2, '', 'samepage: plan needs --guest NAME: the guests: entry to copy'],
+      [2, '', 'samepage: --guest db: the scenario has no guests: entry named "db" (entries: web)'],
+      [2, '', 'samepage: --sweep max_page_sharing: not a KSM knob of Linux 2.6.33 (knobs: max_kernel_pages, pages_to_scan, sleep_millisecs, run; or kernel)'],
+      [2, '', 'samepage: test/cli/fixtures/variants.yaml has 2 variants (merge, off): say whose KSM policy to plan with, --variant NAME'],
+      [2, '', 'samepage: --jobs needs a whole number of at least 1, got "0"'],
+    ]);
   });
 });

@@ -327,6 +327,51 @@ describe('contents', () => {
     expect(mem.comparePages(a, b)).toBe(0);
   });
 
+  it('firstDifference is where memcmp stops: the first differing byte, or PAGE_SIZE, for every kind of page pair', () => {
+    const mem = mem1();
+    const a = mem.allocFrame(true);
+    const b = mem.allocFrame(true);
+    const naive = (): number => {
+      const x = pageBytes(mem, a);
+      const y = pageBytes(mem, b);
+      for (let i = 0; i < PAGE_SIZE; i++) if (x[i] !== y[i]) return i;
+      return PAGE_SIZE;
+    };
+    const set = (pfn: number, at: number, v: number): void => {
+      mem.dataOf(pfn)[mem.offsetOf(pfn) + at] = v;
+      mem.contentsChanged(pfn);
+    };
+    expect(mem.firstDifference(a, b)).toBe(PAGE_SIZE); // both zero
+    // One byte apart at every offset class: in the first 64 bytes, in the zero runs
+    // (either page's run the shorter), both runs equal and a difference after them,
+    // and a common non-zero prefix with the difference deep in the page.
+    for (const at of [0, 1, 3, 63, 64, 65, 100, 2047, 4092, 4095]) {
+      set(a, at, 7);
+      expect(mem.firstDifference(a, b)).toBe(at);
+      expect(mem.firstDifference(b, a)).toBe(at);
+      set(b, at, 7);
+      expect(mem.firstDifference(a, b)).toBe(PAGE_SIZE);
+      set(b, at, 0);
+      set(a, at, 0);
+    }
+    // Same leading zero run (both non-zero at byte 200), differing later.
+    set(a, 200, 1);
+    set(b, 200, 1);
+    for (const at of [201, 1000, 4095]) {
+      set(b, at, 9);
+      expect(mem.firstDifference(a, b)).toBe(naive());
+      expect(naive()).toBe(at);
+      set(b, at, 0);
+    }
+    // Non-zero from byte 0 in both, differing at byte 3000.
+    fillPage(mem, a, 0x5a);
+    fillPage(mem, b, 0x5a);
+    mem.contentsChanged(a);
+    mem.contentsChanged(b);
+    set(b, 3000, 0x5b);
+    expect(mem.firstDifference(a, b)).toBe(3000);
+  });
+
   it('copyPage copies all 4096 bytes, across blocks, and nothing else', () => {
     const mem = new PhysMem({ memoryMiB: 2, blockMiB: 1 });
     const src = 7;

@@ -1,5 +1,8 @@
+import { DEFAULT_KSMD_COSTS, ksmdCpuNs } from '../../src/ksm/cost.js';
 import { KSM_STATS, pickKsmStats, type KsmStats } from '../../src/ksm/stats.js';
-import type { RunResult } from '../../src/scenario/types.js';
+import type { KsmWorkCounts } from '../../src/ksm/work.js';
+import type { RunEvent, RunResult } from '../../src/scenario/types.js';
+import type { HostEventKind } from '../../src/vmm/types.js';
 import type { GuestSample, HostSample } from '../../src/vmm/types.js';
 
 /**
@@ -14,8 +17,30 @@ import type { GuestSample, HostSample } from '../../src/vmm/types.js';
  *
  * The figures are consistent where the report relies on it (saved = pages_sharing ×
  * 4 KiB, the summaries are the last sample, the peak is the first sample with the most
- * saved), not a simulation.
+ * saved; ksmd's work is its pages scanned, half of them checksummed, and its CPU what
+ * the default costs make of that), not a simulation.
  */
+
+/** A run event; an action concerning no guest unless said otherwise. */
+export function ev(t: number, what: string, error: string | null = null, kind: HostEventKind = 'action', guest: string | null = null): RunEvent {
+  return { t, kind, guest, what, error };
+}
+
+/** ksmd's work in the fixtures: the pages scanned, every other one checksummed. */
+export function fixtureWork(pagesScanned: number): KsmWorkCounts {
+  return {
+    pagesScanned,
+    checksums: pagesScanned / 2,
+    stableTreeCompares: 0,
+    unstableTreeCompares: 0,
+    mergeCompares: 0,
+    bytesCompared: 0,
+    merges: 0,
+    unmerges: 0,
+    rmapItemsAllocated: 0,
+    rmapItemsFreed: 0,
+  };
+}
 
 const MiB = 1024 * 1024;
 const PAGE = 4096;
@@ -60,8 +85,10 @@ function ksmStats(set: Partial<KsmStats>): KsmStats {
   return Object.fromEntries(KSM_STATS.filter((s) => s.feature === null).map((s) => [s.name, set[s.name] ?? 0])) as KsmStats;
 }
 
-function sample(p: Point, pagesToScan: number, sleepMillisecs: number): HostSample {
+function sample(p: Point, pagesToScan: number, sleepMillisecs: number, prev: HostSample | null): HostSample {
   const used = 2 * p.resident + p.other - p.saved;
+  const work = fixtureWork(p.pagesScanned);
+  const ksmdCpuMs = ksmdCpuNs(work, DEFAULT_KSMD_COSTS) / 1e6;
   return {
     t: p.t,
     ...ksmStats({
@@ -79,15 +106,23 @@ function sample(p: Point, pagesToScan: number, sleepMillisecs: number): HostSamp
     run: 1,
     pagesToScan,
     sleepMillisecs,
+    work,
+    ksmdCpuMs,
+    ksmdCpu: prev === null ? 0 : (ksmdCpuMs - prev.ksmdCpuMs) / (p.t - prev.t),
     guests: [guest('web-1', 'g-V1StGXR8', p), guest('web-2', 'g-Z_0IyP4w', p)],
   };
 }
 
 function run(variant: string | null, policy: string, points: Point[], events: RunResult['events'], knobs: [number, number]): RunResult {
-  const samples = points.map((p) => sample(p, knobs[0], knobs[1]));
+  const samples: HostSample[] = [];
+  for (const p of points) samples.push(sample(p, knobs[0], knobs[1], samples.at(-1) ?? null));
   const last = samples[samples.length - 1]!;
   let peak = samples[0]!;
   for (const s of samples) if (s.savedBytes > peak.savedBytes) peak = s;
+  let minFree = samples[0]!;
+  for (const s of samples) if (s.freeBytes < minFree.freeBytes) minFree = s;
+  let cpuPeak = samples[0]!;
+  for (const s of samples) if (s.ksmdCpu > cpuPeak.ksmdCpu) cpuPeak = s;
   return {
     scenario: 'web-pair',
     variant,
@@ -117,14 +152,22 @@ function run(variant: string | null, policy: string, points: Point[], events: Ru
       savedBytes: last.savedBytes,
       peakSavedBytes: peak.savedBytes,
       peakSavedAt: peak.t,
+      saved90At: samples.find((s) => s.savedBytes >= 0.9 * last.savedBytes)!.t,
+      minFreeBytes: minFree.freeBytes,
+      minFreeAt: minFree.t,
       ...pickKsmStats(last),
+      work: last.work,
+      ksmdCpuMs: last.ksmdCpuMs,
+      ksmdCpuAvg: last.ksmdCpuMs / last.t,
+      ksmdCpuPeak: cpuPeak.ksmdCpu,
+      ksmdCpuPeakAt: cpuPeak.t,
     },
   };
 }
 
 const START_EVENTS: RunResult['events'] = [
-  { t: 0, what: 'start web-1 (fedora 13)', error: null },
-  { t: 0, what: 'start web-2 (fedora 13)', error: null },
+  ev(0, 'start web-1 (fedora 13)', null, 'action', 'web-1'),
+  ev(0, 'start web-2 (fedora 13)', null, 'action', 'web-2'),
 ];
 
 // t (s), resident, saved, shared, unshared, volatile, full scans, scanned (k pages), swap, other
@@ -168,8 +211,8 @@ export const FIXED: RunResult = run(
   FIXED_POINTS,
   [
     ...START_EVENTS,
-    { t: 90_000, what: 'pressure 512 MiB', error: 'ENOMEM: out of memory: wanted 131072 pages, 98304 free and 0 reclaimable' },
-    { t: 120_000, what: 'release pressure', error: null },
+    ev(90_000, 'pressure 512 MiB', 'ENOMEM: out of memory: wanted 131072 pages, 98304 free and 0 reclaimable'),
+    ev(120_000, 'release pressure'),
   ],
   [1250, 20],
 );
@@ -179,7 +222,7 @@ export const TUNED: RunResult = run(
   'ksmtuned',
   'ksmtuned',
   TUNED_POINTS,
-  [...START_EVENTS, { t: 90_000, what: 'pressure 512 MiB', error: null }, { t: 150_000, what: 'release pressure', error: null }],
+  [...START_EVENTS, ev(90_000, 'pressure 512 MiB'), ev(150_000, 'release pressure')],
   [64, 80],
 );
 

@@ -23,12 +23,12 @@ function edited(edit: (doc: { [k: string]: unknown; runs: Record<string, unknown
 describe('toJson', () => {
   it('opens with format, version, samepage and file, pretty-printed with two spaces, and ends with a newline', () => {
     const text = toJson([SINGLE], META);
-    expect(text.startsWith('{\n  "format": "samepage-run",\n  "version": 2,\n  "samepage": "0.1.0",\n  "file": "examples/web-pair.yaml",\n  "runs": [\n    {\n      "scenario": "web-pair",\n      "variant": null,\n')).toBe(true);
+    expect(text.startsWith('{\n  "format": "samepage-run",\n  "version": 3,\n  "samepage": "0.1.0",\n  "file": "examples/web-pair.yaml",\n  "runs": [\n    {\n      "scenario": "web-pair",\n      "variant": null,\n')).toBe(true);
     expect(text.endsWith('\n  ]\n}\n')).toBe(true);
   });
 
   it('writes file: null for a scenario that came from no file', () => {
-    expect(toJson([], { file: null, samepageVersion: '1.2.3' })).toBe('{\n  "format": "samepage-run",\n  "version": 2,\n  "samepage": "1.2.3",\n  "file": null,\n  "runs": []\n}\n');
+    expect(toJson([], { file: null, samepageVersion: '1.2.3' })).toBe('{\n  "format": "samepage-run",\n  "version": 3,\n  "samepage": "1.2.3",\n  "file": null,\n  "runs": []\n}\n');
   });
 
   it('writes keys in the order the types declare them, whatever order the objects have', () => {
@@ -39,9 +39,16 @@ describe('toJson', () => {
     // A 2.6.33 run's samples have the statistics every kernel has, and no later kernel's.
     expect(Object.keys((run.samples as object[])[0]!)).toEqual([
       't', ...KSM_STATS.filter((x) => x.feature === null).map((x) => x.name),
-      'savedBytes', 'totalBytes', 'freeBytes', 'swapUsedBytes', 'run', 'pagesToScan', 'sleepMillisecs', 'guests',
+      'savedBytes', 'totalBytes', 'freeBytes', 'swapUsedBytes', 'run', 'pagesToScan', 'sleepMillisecs', 'work', 'ksmdCpuMs', 'ksmdCpu', 'guests',
     ]);
-    expect(Object.keys((run.events as object[])[0]!)).toEqual(['t', 'what', 'error']);
+    expect(Object.keys((run.samples as { work: object }[])[0]!.work)).toEqual([
+      'pagesScanned', 'checksums', 'stableTreeCompares', 'unstableTreeCompares', 'mergeCompares', 'bytesCompared', 'merges', 'unmerges', 'rmapItemsAllocated', 'rmapItemsFreed',
+    ]);
+    expect(Object.keys((run.events as object[])[0]!)).toEqual(['t', 'kind', 'guest', 'what', 'error']);
+    expect(Object.keys(run.host as object)).toEqual([
+      'ramBytes', 'swapBytes', 'guestRamBytes', 'freeBytes', 'swapUsedBytes', 'savedBytes', 'peakSavedBytes', 'peakSavedAt', 'saved90At', 'minFreeBytes', 'minFreeAt',
+      ...KSM_STATS.filter((x) => x.feature === null).map((x) => x.name), 'work', 'ksmdCpuMs', 'ksmdCpuAvg', 'ksmdCpuPeak', 'ksmdCpuPeakAt',
+    ]);
   });
 
   it('refuses a result that could not be read back, naming the field', () => {
@@ -69,9 +76,10 @@ describe('parseRunJson', () => {
   });
 
   it('rejects a version it does not know', () => {
-    // Version 1 files predate the run's `kernel`.
-    expect(() => parseRunJson(edited((d) => (d.version = 1)))).toThrow('samepage run file version 1 is not supported: this reader knows version 2');
-    expect(() => parseRunJson(edited((d) => (d.version = '2')))).toThrow('samepage run file version "2" is not supported');
+    // Version 1 files predate ksmd's work and event kinds; version 2 files, the run's `kernel`.
+    expect(() => parseRunJson(edited((d) => (d.version = 1)))).toThrow('samepage run file version 1 is not supported: this reader knows version 3');
+    expect(() => parseRunJson(edited((d) => (d.version = 2)))).toThrow('samepage run file version 2 is not supported: this reader knows version 3');
+    expect(() => parseRunJson(edited((d) => (d.version = '3')))).toThrow('samepage run file version "3" is not supported');
   });
 
   it('names a missing, mistyped or unknown field by its path', () => {
@@ -80,8 +88,12 @@ describe('parseRunJson', () => {
       'runs[0].samples[3].freeBytes: expected a finite number, got "x"',
     );
     expect(() => parseRunJson(edited((d) => ((d.runs[0]!.guests as Record<string, unknown>[])[1]!.state = 'sleeping')))).toThrow(
-      'runs[0].guests[1].state: expected one of created, booting, running, paused, stopped, destroyed, got "sleeping"',
+      'runs[0].guests[1].state: expected one of created, booting, running, paused, stopped, oom-killed, refused, destroyed, got "sleeping"',
     );
+    expect(() => parseRunJson(edited((d) => ((d.runs[0]!.events as Record<string, unknown>[])[0]!.kind = 'rumour')))).toThrow(
+      'runs[0].events[0].kind: expected one of action, guest, oom-kill, refused, governor, governor-idle, got "rumour"',
+    );
+    expect(() => parseRunJson(edited((d) => ((d.runs[0]!.host as Record<string, unknown>).saved90At = 'soon')))).toThrow('runs[0].host.saved90At: expected a finite number or null, got "soon"');
     expect(() => parseRunJson(edited((d) => ((d.runs[0]!.events as Record<string, unknown>[])[0]!.error = 5)))).toThrow('runs[0].events[0].error: expected a string or null, got 5');
     expect(() => parseRunJson(edited((d) => (d.runs[0]!.samples = {})))).toThrow('runs[0].samples: expected a list, got an object');
     expect(() => parseRunJson(edited((d) => (d.runs[0]!.extra = 1)))).toThrow('runs[0].extra: unknown field');

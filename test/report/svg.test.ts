@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { renderChart } from '../../src/report/svg.js';
 import type { RunResult } from '../../src/scenario/types.js';
 import type { HostSample } from '../../src/vmm/types.js';
-import { FIXED, SINGLE, TUNED } from './fixtures.js';
+import { FIXED, SINGLE, TUNED, ev } from './fixtures.js';
 
 interface Element {
   name: string;
@@ -82,7 +82,8 @@ function tickLabels(svg: Element): { x: string[]; y: string[] } {
 function ramp(durationMs: number, free: number, n = 5): RunResult {
   const samples: HostSample[] = [];
   for (let i = 0; i < n; i++) {
-    samples.push({ ...SINGLE.samples[0]!, t: (durationMs * i) / (n - 1), freeBytes: free - (free * i) / (n - 1), savedBytes: 0, swapUsedBytes: 0 });
+    // A host whose RAM is all free at first: the RAM line never sets the scale above free's.
+    samples.push({ ...SINGLE.samples[0]!, t: (durationMs * i) / (n - 1), totalBytes: free, freeBytes: free - (free * i) / (n - 1), savedBytes: 0, swapUsedBytes: 0 });
   }
   return { ...SINGLE, durationMs, samples, events: [] };
 }
@@ -139,30 +140,37 @@ describe('renderChart: the document', () => {
 });
 
 describe('renderChart: the series', () => {
-  it('draws saved (solid) and free (dashed) for a run that never swapped: two paths', () => {
+  it('draws saved (solid), free (dashed), pages_volatile (fine dots) and the host RAM (grey) for a run that never swapped', () => {
     const svg = parseXml(renderChart([SINGLE]));
-    const paths = all(svg, (e) => e.name === 'path');
-    expect(paths.map((p) => p.children[0]!.text)).toEqual(['memory saved', 'free memory']);
-    expect(paths[0]!.attrs['stroke-dasharray']).toBeUndefined();
-    expect(paths[1]!.attrs['stroke-dasharray']).toBe('6 4');
+    const paths = all(group(svg, 'series')!, (e) => e.name === 'path');
+    expect(paths.map((p) => p.children[0]!.text)).toEqual(['memory saved', 'free memory', 'pages_volatile', 'host RAM']);
+    expect(paths.map((p) => p.attrs['stroke-dasharray'])).toEqual([undefined, '6 4', '1 2', undefined]);
+    expect(paths[3]!.attrs.stroke).toBe('#888888');
+    // pages_volatile is 450 pages at the end (1.8 MiB), host RAM 2 GiB throughout: a flat line at the top of the 0..2 GiB axis.
+    const axisTop = group(svg, 'axes')!.children[1]!.attrs.y1;
+    expect(paths[3]!.attrs.d).toMatch(new RegExp(`^M[\\d.]+ ${axisTop} L[\\d.]+ ${axisTop}$`));
   });
 
   it('draws one path per series: saved and free for each variant, swap for the one that swapped', () => {
     const svg = parseXml(renderChart([FIXED, TUNED]));
-    const paths = all(svg, (e) => e.name === 'path');
+    const paths = all(group(svg, 'series')!, (e) => e.name === 'path');
+    // Both variants ran on the same 2 GiB: one RAM line.
     expect(paths.map((p) => p.children[0]!.text)).toEqual([
       'fixed: memory saved',
       'fixed: free memory',
+      'fixed: pages_volatile',
+      'host RAM',
       'ksmtuned: memory saved',
       'ksmtuned: free memory',
+      'ksmtuned: pages_volatile',
       'ksmtuned: swap used',
     ]);
     // One colour per variant.
-    expect(new Set(paths.slice(0, 2).map((p) => p.attrs.stroke)).size).toBe(1);
-    expect(paths[0]!.attrs.stroke).not.toBe(paths[2]!.attrs.stroke);
-    // And a legend entry per series, plus the failed-step key.
+    expect(new Set(paths.slice(0, 3).map((p) => p.attrs.stroke)).size).toBe(1);
+    expect(paths[0]!.attrs.stroke).not.toBe(paths[4]!.attrs.stroke);
+    // And a legend entry per series, plus the failed-step key and the markers there are (both runs have actions).
     const legend = group(svg, 'legend')!.children.filter((e) => e.name === 'text').map((e) => e.text);
-    expect(legend).toEqual([...paths.map((p) => p.children[0]!.text), 'failed step']);
+    expect(legend).toEqual([...paths.map((p) => p.children[0]!.text), 'failed step', 'event']);
   });
 
   it('puts the first sample on the left edge at 0 and the last on the right edge', () => {
@@ -181,11 +189,11 @@ describe('renderChart: the series', () => {
 });
 
 describe('renderChart: axes', () => {
-  it('labels a 5 min run in whole minutes and 1.9 GiB of memory in 500 MiB steps', () => {
+  it('labels a 5 min run in whole minutes and a 2 GiB host in 0.5 GiB steps', () => {
     const svg = parseXml(renderChart([FIXED, TUNED]));
-    expect(tickLabels(svg)).toEqual({ x: ['0', '1', '2', '3', '4', '5'], y: ['0', '500', '1000', '1500', '2000'] });
+    expect(tickLabels(svg)).toEqual({ x: ['0', '1', '2', '3', '4', '5'], y: ['0', '0.5', '1', '1.5', '2'] });
     const titles = all(svg, (e) => e.attrs.class === 'axis-title').map((e) => e.text);
-    expect(titles).toEqual(['simulated time (min)', 'memory (MiB)']);
+    expect(titles).toEqual(['simulated time (min)', 'memory (GiB)']);
   });
 
   it('uses seconds for a 90 s run, hours for a 3 h one, GiB from 2 GiB up', () => {
@@ -220,7 +228,7 @@ describe('renderChart: text and errors', () => {
     const weird: RunResult = {
       ...FIXED,
       variant: 'a<b>&c',
-      events: [{ t: 1000, what: 'pressure <huge>', error: 'ENOMEM: "x" & \'y\'' }],
+      events: [ev(1000, 'pressure <huge>', 'ENOMEM: "x" & \'y\'')],
     };
     const text = renderChart([weird, TUNED], { title: 'KSM <on> & off' });
     const svg = parseXml(text);
@@ -260,5 +268,43 @@ describe('renderChart: text and errors', () => {
 
   it('titles the chart after the scenario by default', () => {
     expect(parseXml(renderChart([FIXED, TUNED])).children[0]!.text).toBe('web-pair: memory saved and free');
+  });
+});
+
+describe('renderChart: markers', () => {
+  it('marks actions at the top, governor changes with a triangle, OOM kills and refused starts with a red line across the plot', () => {
+    const r: RunResult = {
+      ...SINGLE,
+      events: [
+        ev(0, 'start web-1', null, 'action', 'web-1'),
+        ev(0, 'start web-2', null, 'action', 'web-2'),
+        ev(0, 'web-1 booted', null, 'guest', 'web-1'),
+        ev(60_000, 'ksmtuned: boost, pages_to_scan 300, sleep_millisecs 160', null, 'governor'),
+        ev(90_000, 'ksmtuned: stop ksmd', null, 'governor-idle'),
+        ev(120_000, 'Out of memory: killed qemu:web-2 (guest web-2, 1 GiB resident+swap)', null, 'oom-kill', 'web-2'),
+        ev(150_000, 'start web-2', 'ENOMEM: no room', 'refused', 'web-2'),
+      ],
+    };
+    const svg = parseXml(renderChart([r]));
+    const marks = group(svg, 'markers')!.children;
+    // One action marker for the two starts at 0 (one tooltip, both lines); no marker for
+    // a guest's own progress or a governor that changed nothing.
+    expect(marks.map((m) => [m.name, m.attrs.class, unescape(m.children[0]!.text)])).toEqual([
+      ['line', 'action', '0s: start web-1\nstart web-2'],
+      ['path', 'governor', '1min: ksmtuned: boost, pages_to_scan 300, sleep_millisecs 160'],
+      ['line', 'oom', '2min: Out of memory: killed qemu:web-2 (guest web-2, 1 GiB resident+swap)'],
+      ['line', 'oom', '2min 30s: start web-2: ENOMEM: no room'],
+    ]);
+    // The OOM line spans the plot at its time: 2 min of 5 along the time axis.
+    const axis = group(svg, 'axes')!.children[0]!.attrs;
+    const oom = marks[2]!.attrs;
+    expect(Number(oom.x1)).toBeCloseTo(Number(axis.x1) + ((Number(axis.x2) - Number(axis.x1)) * 2) / 5, 0);
+    expect([oom.y1, oom.y2]).toEqual([group(svg, 'axes')!.children[1]!.attrs.y1, axis.y1]);
+    const legend = group(svg, 'legend')!.children.filter((e) => e.name === 'text').map((e) => e.text);
+    expect(legend.slice(-4)).toEqual(['failed step', 'event', 'governor change', 'OOM kill / refused start']);
+  });
+
+  it('has no marker group when nothing happened', () => {
+    expect(group(parseXml(renderChart([{ ...SINGLE, events: [] }])), 'markers')).toBeUndefined();
   });
 });

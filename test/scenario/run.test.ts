@@ -7,6 +7,8 @@ import { loadImageCatalog } from '../../src/scenario/images.js';
 import { buildHost, runScenario, type RunOptions } from '../../src/scenario/run.js';
 import { parseScenario, type Scenario } from '../../src/scenario/schema.js';
 import type { RunResult } from '../../src/scenario/types.js';
+import { DEFAULT_KSMD_COSTS, ksmdCpuNs } from '../../src/ksm/cost.js';
+import type { KsmWorkCounts } from '../../src/ksm/work.js';
 import type { Host } from '../../src/vmm/host.js';
 import { naiveKsm } from '../vmm/helpers.js';
 
@@ -173,6 +175,34 @@ guests:
   - { name: b, image: tiny, version: "2", memory: 16MiB, start: 2s, workload: { dirty_rate: 0 } }
 `);
   const result = once(() => run(converge, { checkInvariants: true })[0]!);
+  // ksmd's work at 10 s and at the end. Checked against the statistics below: every
+  // resident page got one rmap_item (3 × 3181); each KSM page took one merge to become
+  // one and each sharer one more (1627 + 2628), after one pages_identical each (2628);
+  // nothing was unmerged or freed.
+  const WORK_AT_10S: KsmWorkCounts = {
+    pagesScanned: 49_311,
+    checksums: 35_097,
+    stableTreeCompares: 333_382,
+    unstableTreeCompares: 297_247,
+    mergeCompares: 2628,
+    bytesCompared: 24_612_927,
+    merges: 4255,
+    unmerges: 0,
+    rmapItemsAllocated: 9543,
+    rmapItemsFreed: 0,
+  };
+  const WORK: KsmWorkCounts = {
+    pagesScanned: 99_026,
+    checksums: 62_272,
+    stableTreeCompares: 706_682,
+    unstableTreeCompares: 621_891,
+    mergeCompares: 2628,
+    bytesCompared: 27_665_582,
+    merges: 4255,
+    unmerges: 0,
+    rmapItemsAllocated: 9543,
+    rmapItemsFreed: 0,
+  };
 
   it('are exactly these, for this seed', () => {
     const r = result();
@@ -191,6 +221,14 @@ guests:
       pagesVolatile: 0,
       fullScans: 16,
       pagesScanned: 99_026,
+      saved90At: 10_000,
+      minFreeBytes: 38_780_928,
+      minFreeAt: 10_000,
+      work: WORK,
+      ksmdCpuMs: ksmdCpuNs(WORK, DEFAULT_KSMD_COSTS) / 1e6,
+      ksmdCpuAvg: ksmdCpuNs(WORK, DEFAULT_KSMD_COSTS) / 1e6 / 20_000,
+      ksmdCpuPeak: ksmdCpuNs(WORK_AT_10S, DEFAULT_KSMD_COSTS) / 1e6 / 10_000,
+      ksmdCpuPeakAt: 10_000,
     });
     expect(r.guests.map((g) => [g.name, g.residentBytes / PAGE_SIZE, g.mergedBytes / PAGE_SIZE, g.savedBytes, g.swapBytes])).toEqual([
       ['a-1', 3181, 1895, 4_564_309, 0],
@@ -202,6 +240,13 @@ guests:
       [10_000, 1627, 2628, 5288, 0],
       [20_000, 1627, 2628, 5288, 0],
     ]);
+    expect(WORK.rmapItemsAllocated).toBe(3 * 3181);
+    expect(WORK.merges).toBe(r.host.pagesShared + r.host.pagesSharing);
+    expect(WORK.mergeCompares).toBe(r.host.pagesSharing);
+    expect(r.samples.map((x) => x.work)).toEqual([{ ...WORK, pagesScanned: 0, checksums: 0, stableTreeCompares: 0, unstableTreeCompares: 0, mergeCompares: 0, bytesCompared: 0, merges: 0, rmapItemsAllocated: 0 }, WORK_AT_10S, WORK]);
+    // Each sample's share of a core is its interval's CPU over the interval's length.
+    const cpu = (w: KsmWorkCounts): number => ksmdCpuNs(w, DEFAULT_KSMD_COSTS) / 1e6;
+    expect(r.samples.map((x) => x.ksmdCpu)).toEqual([0, cpu(WORK_AT_10S) / 10_000, (cpu(WORK) - cpu(WORK_AT_10S)) / 10_000]);
   });
 
   it('match a naive count of identical pages in the guests’ RAM, read back through buildHost', () => {
@@ -213,7 +258,7 @@ guests:
     host.advance(1000);
     host.startGuest('b');
     host.advance(18_000);
-    expect(host.sample()).toEqual(result().samples.at(-1));
+    expect(host.sample(result().samples.at(-2)!)).toEqual(result().samples.at(-1));
 
     // Every resident page (not the zero page), grouped by its contents.
     const { shared, sharing, unshared } = naiveKsm(host.guests);

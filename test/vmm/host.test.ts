@@ -357,7 +357,7 @@ describe('Host: guest life and errors', () => {
       ['EINVAL', 'EINVAL: guest x: image tiny 1 needs at least 16 MiB of RAM, the guest has 8 MiB'],
       ['EINVAL', `EINVAL: guest name "bad name": use letters, digits, '.', '_' and '-'`],
       ['EINVAL', 'EINVAL: guest a: cannot resume a guest that is running (needs paused)'],
-      ['EINVAL', 'EINVAL: guest a: cannot boot a guest that is running (needs created or stopped)'],
+      ['EINVAL', 'EINVAL: guest a: cannot boot a guest that is running (needs created or stopped or oom-killed or refused)'],
       ['EFAULT', 'EFAULT: guest a: guest-physical 0x1000000 is not RAM'],
       ['EFAULT', 'EFAULT: guest a: guest-physical 0x1000000 is not RAM'],
       ['EINVAL', 'EINVAL: advance() takes a non-negative number of ms, got -1'],
@@ -448,17 +448,42 @@ describe('Host: memory pressure, swap and the OOM killer', () => {
     // 4096 (none untouched before 3072): after the tick at 1200 they hold 2662 each
     // (7986 frames); at 1300 a reaches 2867 and takes the last frame, b's next write
     // finds none, and the biggest, a, is killed. b and c then fit: 2 × 3181 pages.
-    expect(host.log.filter((e) => e.t > 0).map((e) => `${e.t} ${e.what}`)).toEqual([
-      '1300 Out of memory: killed qemu:a (guest a, 11.2 MiB resident+swap)',
-      '1900 b booted',
-      '1900 c booted',
+    expect(host.log.filter((e) => e.t > 0).map((e) => `${e.t} ${e.kind} ${e.guest} ${e.what}`)).toEqual([
+      '1300 oom-kill a Out of memory: killed qemu:a (guest a, 11.2 MiB resident+swap)',
+      '1900 guest b b booted',
+      '1900 guest c c booted',
     ]);
+    // Killed, not stopped: its own state, which a sample shows too.
     expect(host.guests.map((g) => [g.name, g.state, g.pagesWritten])).toEqual([
-      ['a', 'stopped', 2867],
+      ['a', 'oom-killed', 2867],
       ['b', 'running', 3181],
       ['c', 'running', 3181],
     ]);
     expect(host.sample().freeBytes).toBe((8191 - 2 * 3181) * PAGE_SIZE);
+    expect(host.sample().guests.map((g) => g.state)).toEqual(['oom-killed', 'running', 'running']);
+    host.checkInvariants();
+    // An OOM-killed guest can be started again, like a stopped one.
+    host.startGuest('a');
+    expect(host.guest('a').state).toBe('booting');
+    host.checkInvariants();
+  });
+
+  it('a guest whose QEMU cannot map its RAM is refused at start, logged so, and can be tried again', () => {
+    const host = newHost();
+    // 129 TiB of RAM: more than the 128 TiB of a process's address space.
+    host.createGuest({ name: 'huge', image: 'tiny', version: '1', memoryMiB: 129 * 1024 * 1024, workload: STILL });
+    expect(() => host.startGuest('huge')).toThrow(KernelError);
+    const refusal = "ENOMEM: mmap: no room for 141833778757632 bytes in qemu:huge's address space";
+    expect(host.log.at(-1)).toEqual({ t: 0, kind: 'refused', guest: 'huge', what: 'start huge', error: refusal });
+    expect(host.guest('huge').state).toBe('refused');
+    expect(host.guest('huge').process).toBeNull();
+    expect(() => host.startGuest('huge')).toThrow(KernelError);
+    expect(host.guest('huge').state).toBe('refused');
+    // Starting a guest that is already up fails as an action: it is not refused, it runs on.
+    bootStill(host, ['a']);
+    expect(() => host.startGuest('a')).toThrow(KernelError);
+    expect(host.log.at(-1)!.kind).toBe('action');
+    expect(host.guest('a').state).toBe('running');
     host.checkInvariants();
   });
 
@@ -471,8 +496,8 @@ describe('Host: memory pressure, swap and the OOM killer', () => {
     expect(host.sample().freeBytes).toBe(5010 * PAGE_SIZE);
     expect(host.pressure(64 * MiB)).toBe(0);
     expect(host.log.slice(-2)).toEqual([
-      { t: 2000, what: 'Out of memory: killed stress-1 (19.6 MiB resident+swap)', error: null },
-      { t: 2000, what: 'pressure 64 MiB', error: 'ENOMEM: the OOM killer chose the pressure process after 19 MiB' },
+      { t: 2000, kind: 'oom-kill', guest: null, what: 'Out of memory: killed stress-1 (19.6 MiB resident+swap)', error: null },
+      { t: 2000, kind: 'action', guest: null, what: 'pressure 64 MiB', error: 'ENOMEM: the OOM killer chose the pressure process after 19 MiB' },
     ]);
     expect(host.sample().freeBytes).toBe(5010 * PAGE_SIZE);
     expect(host.guest('a').state).toBe('running');
@@ -555,7 +580,7 @@ describe('Host: a refused request changes nothing', () => {
   it('small pressure is logged in its own unit: 4 KiB', () => {
     const host = newHost();
     expect(host.pressure(4096)).toBe(4096);
-    expect(host.log.at(-1)).toEqual({ t: 0, what: 'pressure 4 KiB', error: null });
+    expect(host.log.at(-1)).toEqual({ t: 0, kind: 'action', guest: null, what: 'pressure 4 KiB', error: null });
   });
 });
 
