@@ -119,6 +119,7 @@ export function checkKsmInvariants(ksm: Ksm): void {
       if (!inList.has(it)) fail(`stable node kpfn=${node.kpfn} lists a freed rmap_item ${ksm.describeItem(it)}`);
       if ((it.flags & STABLE_FLAG) === 0) fail(`expected STABLE_FLAG on rmap_item ${ksm.describeItem(it)} listed by stable node kpfn=${node.kpfn}`);
       if (it.head !== node) fail(`rmap_item ${ksm.describeItem(it)} listed by kpfn=${node.kpfn} points at another node`);
+      if (it.mm.ksmMergeDomain !== node.domain) fail(`rmap_item ${ksm.describeItem(it)} of merge domain ${JSON.stringify(it.mm.ksmMergeDomain)} is listed by kpfn=${node.kpfn} of domain ${JSON.stringify(node.domain)}`);
       if (it.hlistNext !== null && it.hlistNext.hlistPrev !== it) fail(`hlist links broken at ${ksm.describeItem(it)}`);
       holds.set(it.anonVma!, (holds.get(it.anonVma!) ?? 0) + 1);
     }
@@ -139,8 +140,10 @@ export function checkKsmInvariants(ksm: Ksm): void {
   ksm.stableRoots.forEach((root, nid) => {
     rbCheck(root, undefined, `stable tree ${nid}`);
     if (nid >= ksm.nrNodeIds && root.node !== null) fail(`stable tree ${nid} is not empty, but only ${ksm.nrNodeIds} trees are in use`);
-    // Live pages in tree order, one per content: contents strictly increase.
+    // Live pages in tree order, one per content of a merge domain: (domain, contents)
+    // strictly increase (pages.ts comparePagesInDomains).
     let prevLive = -1;
+    let prevDomain = '';
     for (let n = rbFirst(root); n !== null; n = rbNext(n)) {
       const node = n as StableNode;
       if (node.linked !== NODE_TREE) fail(`stable tree ${nid} holds kpfn=${node.kpfn}, which is ${describeNodeLink(node)}`);
@@ -157,6 +160,7 @@ export function checkKsmInvariants(ksm: Ksm): void {
           if (d.linked !== NODE_DUP || d.chain !== node) fail(`dup kpfn=${d.kpfn} of a chain in tree ${nid} is ${describeNodeLink(d)}, or on another chain`);
           if (d.dupNext !== null && d.dupNext.dupPrev !== d) fail(`dup links broken at kpfn=${d.kpfn}`);
           if (d.nid !== nid) fail(`dup kpfn=${d.kpfn} says nid ${d.nid}, its chain is in tree ${nid}`);
+          if (d.domain !== node.domain) fail(`dup kpfn=${d.kpfn} is of merge domain ${JSON.stringify(d.domain)}, its chain of ${JSON.stringify(node.domain)}`);
           if (checkKsmNode(d, `dup in tree ${nid}`)) {
             // "all dup stable_nodes in the chain->hlist point to pages that are
             // write protected and have the exact same content"
@@ -168,8 +172,12 @@ export function checkKsmInvariants(ksm: Ksm): void {
         livePfn = node.kpfn;
       }
       if (livePfn < 0) continue;
-      if (prevLive >= 0 && mem.comparePages(prevLive, livePfn) >= 0) fail(`stable tree ${nid} out of content order at kpfn=${prevLive} → kpfn=${livePfn}`);
+      if (prevLive >= 0) {
+        const order = prevDomain !== node.domain ? (prevDomain < node.domain ? -1 : 1) : mem.comparePages(prevLive, livePfn);
+        if (order >= 0) fail(`stable tree ${nid} out of (merge domain, content) order at kpfn=${prevLive} → kpfn=${livePfn}`);
+      }
       prevLive = livePfn;
+      prevDomain = node.domain;
     }
   });
   for (let node = ksm.migrateNodes; node !== null; node = node.migrateNext) {

@@ -49,7 +49,7 @@ export function cmpAndMergePage(ksm: Ksm, pfn: number, item: RmapItem): void {
   removeRmapItemFromTree(ksm, item);
 
   // We first start with searching the page inside the stable tree.
-  let kpfn = stableTreeSearch(ksm, pfn);
+  let kpfn = stableTreeSearch(ksm, pfn, item.mm.ksmMergeDomain);
   if (kpfn >= 0) {
     const err = tryToMergeWithKsmPage(ksm, item, pfn, kpfn);
     if (err === 0) stableTreeAppend(ksm, item, pageStableNode(ksm, kpfn)!, false);
@@ -77,7 +77,7 @@ export function cmpAndMergePage(ksm: Ksm, pfn: number, item: RmapItem): void {
   // out of the unstable tree, and insert it instead as a new stable node.
   if (kpfn >= 0) {
     removeRmapItemFromTree(ksm, treeItem);
-    const node = stableTreeInsert(ksm, kpfn);
+    const node = stableTreeInsert(ksm, kpfn, item.mm.ksmMergeDomain);
     if (node !== null) {
       stableTreeAppend(ksm, treeItem, node, false);
       stableTreeAppend(ksm, item, node, false);
@@ -125,7 +125,7 @@ export function cmpAndMergePageV6(ksm: Ksm, pfn: number, item: RmapItem): void {
   }
 
   // Start by searching for the page in the stable tree.
-  const kpfn = stableTreeSearchV6(ksm, pfn);
+  const kpfn = stableTreeSearchV6(ksm, pfn, item.mm.ksmMergeDomain);
   if (kpfn === pfn && item.head === stableNode) {
     mem.putPage(kpfn);
     return;
@@ -152,7 +152,7 @@ export function cmpAndMergePageV6(ksm: Ksm, pfn: number, item: RmapItem): void {
   if (newKpfn >= 0) {
     // The pages were merged: insert a new node in the stable tree and add both
     // rmap_items. (6.x's insertion cannot fail but for lack of memory.)
-    const node = stableTreeInsertV6(ksm, newKpfn);
+    const node = stableTreeInsertV6(ksm, newKpfn, item.mm.ksmMergeDomain);
     stableTreeAppend(ksm, treeItem, node, false);
     stableTreeAppend(ksm, item, node, false);
   }

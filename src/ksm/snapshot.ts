@@ -29,6 +29,7 @@ import type {
   ImagePartSaved,
   KernelImagePart,
 } from '../mm/snapshot.js';
+import { mergeDomainProblem } from '../mm/kernel.js';
 import { ULONG_MAX, UINT_MAX } from '../mm/sysfs.js';
 import { INERT_KNOBS, setKnobField, type Ksm } from './ksm.js';
 import type { Ksmd } from './ksmd.js';
@@ -137,6 +138,12 @@ export interface KsmImage {
   nodeHlist: Uint8Array;
   nodeDupCount: Uint8Array;
   nodeDups: Uint8Array;
+  /**
+   * Merge domains (model-only, pages.ts comparePagesInDomains): the names in use,
+   * '' (the common domain) first, and per stable node the u32 index of its own.
+   */
+  domains: string[];
+  nodeDomain: Uint8Array;
   /** migrate_nodes: u32 node indices, head first. */
   migrateNodes: Uint8Array;
   /**
@@ -166,6 +173,8 @@ interface DecodedKsm {
   nodeKpfn: Int32Array;
   nodeLinked: Uint8Array;
   nodeNid: Uint32Array;
+  domains: string[];
+  nodeDomain: Uint32Array;
   nodePruneTime: Float64Array;
   nodeHlistLength: Uint32Array;
   nodeHlist: Uint32Array;
@@ -290,6 +299,8 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
   const nodeKpfn = new Int32Array(nNodes);
   const nodeLinked = new Uint8Array(nNodes);
   const nodeNid = new Uint32Array(nNodes);
+  const nodeDomain = new Uint32Array(nNodes);
+  const domains = new Map<string, number>([['', 0]]);
   const nodePruneTime = new Float64Array(nNodes);
   const nodeDupCounts = new Uint32Array(nNodes);
   nodeDupCounts.set(nodeDupCount);
@@ -314,6 +325,9 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
     nodeKpfn[i] = node.kpfn;
     nodeLinked[i] = node.linked;
     nodeNid[i] = node.nid;
+    let domain = domains.get(node.domain);
+    if (domain === undefined) domains.set(node.domain, (domain = domains.size));
+    nodeDomain[i] = domain;
     nodePruneTime[i] = node.chainPruneTime;
     inHlists += len;
   }
@@ -379,6 +393,8 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
     nodeKpfn: bytesOf(nodeKpfn),
     nodeLinked,
     nodeNid: bytesOf(nodeNid),
+    domains: [...domains.keys()],
+    nodeDomain: bytesOf(nodeDomain),
     nodePruneTime: bytesOf(nodePruneTime),
     nodeHlistLength: bytesOf(nodeLengths),
     nodeHlist: nodeHlist.done(),
@@ -530,6 +546,15 @@ function checkKsmImage(x: unknown, ctx: ImageCheckContext): ImagePartChecked<Dec
   const nodeLinked = bytes(k.nodeLinked, `${p}.nodeLinked`);
   if (nodeLinked.length !== nNodes) fail(`${p}.nodeLinked`, `expected ${nNodes} bytes, found ${nodeLinked.length}`);
   const nodeNid = u32s(k.nodeNid, `${p}.nodeNid`, nNodes);
+  const domainsImg = array(k.domains, `${p}.domains`);
+  const domains = domainsImg.map((x, i) => {
+    const problem = mergeDomainProblem(x);
+    if (problem !== null) fail(`${p}.domains[${i}]`, problem);
+    return x as string;
+  });
+  if (domains[0] !== '' || new Set(domains).size !== domains.length) fail(`${p}.domains`, `expected distinct names, '' first, found ${found(domains)}`);
+  const nodeDomain = u32s(k.nodeDomain, `${p}.nodeDomain`, nNodes);
+  for (let i = 0; i < nNodes; i++) if (nodeDomain[i]! >= domains.length) fail(`${p}.nodeDomain[${i}]`, `domain ${nodeDomain[i]} is past the ${domains.length} named`);
   const nodePruneTime = f64s(k.nodePruneTime, `${p}.nodePruneTime`, nNodes);
   const nodeHlistLength = u32s(k.nodeHlistLength, `${p}.nodeHlistLength`, nNodes);
   const stableTreesImg = array(k.stableTrees, `${p}.stableTrees`, nodes);
@@ -590,6 +615,7 @@ function checkKsmImage(x: unknown, ctx: ImageCheckContext): ImagePartChecked<Dec
       const dup = nodeDups[d]!;
       if (dup >= nNodes || nodeLinked[dup] !== NODE_DUP || listed[dup] !== 0) fail(`${p}.nodeDups[${d}]`, `stable node ${dup} is past the ${nNodes} there are, not linked as a dup, or on two chains`);
       if (nodeNid[dup] !== nodeNid[i]) fail(`${p}.nodeDups[${d}]`, `dup ${dup} says node ${nodeNid[dup]}, its chain is in tree ${nodeNid[i]}`);
+      if (nodeDomain[dup] !== nodeDomain[i]) fail(`${p}.nodeDups[${d}]`, `dup ${dup} is of merge domain ${found(domains[nodeDomain[dup]!])}, its chain of ${found(domains[nodeDomain[i]!])}`);
       listed[dup] = 1;
     }
   }
@@ -651,6 +677,8 @@ function checkKsmImage(x: unknown, ctx: ImageCheckContext): ImagePartChecked<Dec
       nodeKpfn,
       nodeLinked,
       nodeNid,
+      domains,
+      nodeDomain,
       nodePruneTime,
       nodeHlistLength,
       nodeHlist,
@@ -710,6 +738,7 @@ function restoreKsm(ksm: Ksm, ksmd: Ksmd, d: DecodedKsm, ctx: ImageRestoreContex
     node.rmapHlistLen = node.kpfn === -1 ? STABLE_NODE_CHAIN : len;
     node.linked = d.nodeLinked[i]!;
     node.nid = d.nodeNid[i]!;
+    node.domain = d.domains[d.nodeDomain[i]!]!;
     node.chainPruneTime = d.nodePruneTime[i]!;
     let prev: RmapItem | null = null;
     for (let j = len; j > 0; j--, h++) {

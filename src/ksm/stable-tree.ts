@@ -3,7 +3,7 @@ import { rbErase, rbFirst, rbInsertColor, rbLinkNode, rbNext, rbReplaceNode, typ
 import { PG_LOCKED } from '../mm/constants.js';
 import type { AnonVma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
-import { memcmpPages, pageStableNode, setPageStableNode } from './pages.js';
+import { comparePagesInDomains, pageStableNode, setPageStableNode } from './pages.js';
 import {
   EBUSY,
   NODE_DUP,
@@ -143,6 +143,7 @@ function allocStableNodeChain(ksm: Ksm, dup: StableNode, root: RbRoot): StableNo
   chain.rmapHlistLen = STABLE_NODE_CHAIN;
   chain.chainPruneTime = ksm.kernel.now;
   chain.nid = dup.nid;
+  chain.domain = dup.domain;
   ksm.stableNodeChains++;
   rbReplaceNode(dup, chain, root);
   chain.linked = NODE_TREE;
@@ -219,8 +220,9 @@ function getKsmPageTrylock(ksm: Ksm, node: StableNode): number {
 /**
  * stable_tree_search() (2.6.33): the KSM page with the same contents as `pfn`, with
  * a reference held, or -1. A page that is already KSM (forked) is its own answer.
+ * `domain`: the merge domain of the mm scanned (pages.ts comparePagesInDomains).
  */
-export function stableTreeSearch(ksm: Ksm, pfn: number): number {
+export function stableTreeSearch(ksm: Ksm, pfn: number, domain: string): number {
   const mem = ksm.kernel.mem;
   if (pageStableNode(ksm, pfn) !== null) {
     mem.getPage(pfn);
@@ -238,7 +240,7 @@ export function stableTreeSearch(ksm: Ksm, pfn: number): number {
         return -1;
       }
       ksm.work.stableTreeCompares++;
-      const ret = memcmpPages(ksm, pfn, treePfn);
+      const ret = comparePagesInDomains(ksm, pfn, domain, treePfn, node.domain);
       if (ret < 0) {
         mem.putPage(treePfn);
         node = node.rbLeft as StableNode | null;
@@ -253,8 +255,8 @@ export function stableTreeSearch(ksm: Ksm, pfn: number): number {
   }
 }
 
-/** stable_tree_insert() (2.6.33): a new stable node for KSM page kpfn, or null. */
-export function stableTreeInsert(ksm: Ksm, kpfn: number): StableNode | null {
+/** stable_tree_insert() (2.6.33): a new stable node for KSM page kpfn (of merge domain `domain`), or null. */
+export function stableTreeInsert(ksm: Ksm, kpfn: number, domain: string): StableNode | null {
   const mem = ksm.kernel.mem;
   again: for (;;) {
     let parent: RbNode | null = null;
@@ -269,7 +271,7 @@ export function stableTreeInsert(ksm: Ksm, kpfn: number): StableNode | null {
         return null;
       }
       ksm.work.stableTreeCompares++;
-      const ret = memcmpPages(ksm, kpfn, treePfn);
+      const ret = comparePagesInDomains(ksm, kpfn, domain, treePfn, cur.domain);
       mem.putPage(treePfn);
       parent = cur;
       if (ret < 0) {
@@ -285,6 +287,7 @@ export function stableTreeInsert(ksm: Ksm, kpfn: number): StableNode | null {
       }
     }
     const node = new StableNode(kpfn);
+    node.domain = domain;
     rbLinkNode(node, parent, left, ksm.rootStableTree);
     rbInsertColor(node, ksm.rootStableTree);
     node.linked = NODE_TREE;
@@ -425,7 +428,7 @@ function stableNodeChain(ksm: Ksm, look: ChainLookup, root: RbRoot, prune: boole
  * locked). A page that is already KSM (forked) is its own answer, unless it waits
  * on migrate_nodes: then this search also places it in its node's tree.
  */
-export function stableTreeSearchV6(ksm: Ksm, pfn: number): number {
+export function stableTreeSearchV6(ksm: Ksm, pfn: number, domain: string): number {
   const mem = ksm.kernel.mem;
   const pageNode = pageStableNode(ksm, pfn);
   if (pageNode !== null && pageNode.linked !== NODE_MIGRATE) {
@@ -455,7 +458,7 @@ export function stableTreeSearchV6(ksm: Ksm, pfn: number): number {
       node = look.node;
       dup = look.dup!;
       ksm.work.stableTreeCompares++;
-      const ret = memcmpPages(ksm, pfn, treePfn);
+      const ret = comparePagesInDomains(ksm, pfn, domain, treePfn, node.domain);
       mem.putPage(treePfn);
       parent = node;
       if (ret < 0) {
@@ -549,7 +552,7 @@ function chainAppend(ksm: Ksm, pfn: number, pageNode: StableNode, node: StableNo
  * the same contents exists (its dups were all full when this page searched), the
  * new node becomes another dup of its chain, made now if it was a plain node.
  */
-export function stableTreeInsertV6(ksm: Ksm, kpfn: number): StableNode {
+export function stableTreeInsertV6(ksm: Ksm, kpfn: number, domain: string): StableNode {
   const mem = ksm.kernel.mem;
   const nid = getKpfnNid(ksm, kpfn);
   const root = ksm.stableRoots[nid]!;
@@ -568,7 +571,7 @@ export function stableTreeInsertV6(ksm: Ksm, kpfn: number): StableNode {
       if (treePfn < 0) continue search;
       const node = look.node;
       ksm.work.stableTreeCompares++;
-      const ret = memcmpPages(ksm, kpfn, treePfn);
+      const ret = comparePagesInDomains(ksm, kpfn, domain, treePfn, node.domain);
       mem.putPage(treePfn);
       parent = node;
       if (ret < 0) {
@@ -586,6 +589,7 @@ export function stableTreeInsertV6(ksm: Ksm, kpfn: number): StableNode {
   }
   const dup = new StableNode(kpfn);
   dup.nid = nid;
+  dup.domain = domain;
   if (same === null) {
     rbLinkNode(dup, parent, left, root);
     rbInsertColor(dup, root);

@@ -161,6 +161,8 @@ export class StableNode implements RbNode {
   rmapHlistLen: number;
   linked: number;
   nid: number;
+  /** The merge domain of the mms mapping its page (model-only: pages.ts comparePagesInDomains). */
+  domain: string;
   chainPruneTime: number;
   dupHead: StableNode | null;
   chain: StableNode | null;
@@ -179,6 +181,7 @@ export class StableNode implements RbNode {
     this.rmapHlistLen = 0;
     this.linked = NODE_UNLINKED;
     this.nid = 0;
+    this.domain = '';
     this.chainPruneTime = 0;
     this.dupHead = null;
     this.chain = null;

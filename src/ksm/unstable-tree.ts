@@ -1,6 +1,6 @@
 import { rbInsertColor, rbLinkNode, type RbNode } from '../lib/rbtree.js';
 import type { Ksm } from './ksm.js';
-import { getMergeablePage, memcmpPages } from './pages.js';
+import { comparePagesInDomains, getMergeablePage } from './pages.js';
 import { getKpfnNid } from './stable-tree.js';
 import { SEQNR_MASK, UNSTABLE_FLAG, type RmapItem } from './structs.js';
 
@@ -40,7 +40,7 @@ export function unstableTreeSearchInsert(ksm: Ksm, item: RmapItem, pfn: number, 
       return null;
     }
     ksm.work.unstableTreeCompares++;
-    const ret = memcmpPages(ksm, pfn, treePfn);
+    const ret = comparePagesInDomains(ksm, pfn, item.mm.ksmMergeDomain, treePfn, cur.mm.ksmMergeDomain);
     parent = cur;
     if (ret < 0) {
       mem.putPage(treePfn);

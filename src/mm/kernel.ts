@@ -87,6 +87,16 @@ export interface KernelState {
  * time, in due-time order (ties in registration order). Nothing reads a clock or
  * Math.random; `prng` is the one source of randomness.
  */
+/** Longest KSM merge domain name (model-only: mm.ts ksmMergeDomain). */
+export const MERGE_DOMAIN_MAX = 64;
+
+/** Why `d` cannot name a KSM merge domain, or null: '' or 1–64 of [A-Za-z0-9._-]. */
+export function mergeDomainProblem(d: unknown): string | null {
+  if (typeof d !== 'string') return `must be a string, got ${typeof d}`;
+  if (d.length > MERGE_DOMAIN_MAX || !/^[A-Za-z0-9._-]*$/.test(d)) return `must be at most ${MERGE_DOMAIN_MAX} of the characters A-Z a-z 0-9 . _ -, got ${JSON.stringify(d)}`;
+  return null;
+}
+
 export class HostKernel {
   /** The options it was built with, defaults filled in (a snapshot rebuilds from them). */
   readonly options: Readonly<Required<KernelOptions>>;
@@ -178,15 +188,20 @@ export class HostKernel {
   /**
    * A new process with an empty address space (think: exec of a fresh program).
    * `node`: the NUMA node its memory comes from first (physmem.ts; default 0), as
-   * with `numactl --preferred=node`.
+   * with `numactl --preferred=node`. `mergeDomain`: the KSM merge domain of its
+   * mm (mm.ts ksmMergeDomain; default '', the common one), inherited over fork.
    */
-  spawn(name: string, opts: { node?: number } = {}): Process {
+  spawn(name: string, opts: { node?: number; mergeDomain?: string } = {}): Process {
     const node = opts.node ?? 0;
     if (!Number.isInteger(node) || node < 0 || node >= this.mem.nrNodes) {
       throw new KernelError('EINVAL', `spawn: node must be an integer from 0 to ${this.mem.nrNodes - 1}, got ${String(node)}`);
     }
+    const domain = opts.mergeDomain ?? '';
+    const problem = mergeDomainProblem(domain);
+    if (problem !== null) throw new KernelError('EINVAL', `spawn: mergeDomain ${problem}`);
     const p = new Process(this, this.nextPid++, name, null);
     p.mm.node = node;
+    p.mm.ksmMergeDomain = domain;
     this.processes.set(p.pid, p);
     return p;
   }

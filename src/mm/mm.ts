@@ -37,6 +37,13 @@ export class MmStruct {
    * policy (MPOL_PREFERRED), kept on the mm since a model process is one task.
    */
   node: number;
+  /**
+   * The KSM merge domain of this address space ('' the common one): KSM merges a
+   * page only with pages of mms in the same domain. Not in Linux (see ksm/pages.ts
+   * comparePagesInDomains): a model of VMware's page-sharing salt, set at spawn and
+   * inherited over fork, like the mm's other KSM state.
+   */
+  ksmMergeDomain: string;
   /** A one-entry cache of the last page table looked up (a TLB for the simulator). */
   private cachedPmd: number;
   private cachedTable: Uint32Array | null;
@@ -51,6 +58,7 @@ export class MmStruct {
     this.flags = 0;
     this.mmapBase = MMAP_BASE;
     this.node = 0;
+    this.ksmMergeDomain = '';
     this.cachedPmd = -1;
     this.cachedTable = null;
   }

@@ -389,6 +389,8 @@ export class Process {
     mm.flags = this.mm.flags & MMF_INIT_MASK;
     // The child's memory policy is its parent's.
     mm.node = this.mm.node;
+    // So is its KSM merge domain (model-only, mm.ts).
+    mm.ksmMergeDomain = this.mm.ksmMergeDomain;
     // dup_mmap() calls ksm_fork() before copying any area.
     if ((this.mm.flags & MMF_VM_MERGEABLE) !== 0 && k.ksm !== null) k.ksm.fork(mm, this.mm);
     for (const vma of this.mm.vmas) {
@@ -583,6 +585,11 @@ export class Process {
   /** The NUMA node this process's pages come from first (spawn's `node`, inherited over fork). */
   get node(): number {
     return this.mm.node;
+  }
+
+  /** The KSM merge domain of this process's mm (spawn's `mergeDomain`, inherited over fork). */
+  get mergeDomain(): string {
+    return this.mm.ksmMergeDomain;
   }
 
   /** Like /proc/pid/pagemap: the frame mapped at addr, or null (none, or swapped out). */

@@ -39,7 +39,7 @@ import {
   hexAddr,
   ptePayload,
 } from './constants.js';
-import { VMSTAT_KEYS, type HostKernel, type KernelOptions, type VmStat } from './kernel.js';
+import { VMSTAT_KEYS, mergeDomainProblem, type HostKernel, type KernelOptions, type VmStat } from './kernel.js';
 import { MmStruct, PMD_SIZE, PTRS_PER_PTE } from './mm.js';
 import { lruListOfFlags, type MemoryBlock, type PhysMem } from './physmem.js';
 import { Process } from './process.js';
@@ -189,6 +189,8 @@ export interface MmImage {
   flags: number;
   /** The NUMA node its pages come from first (MmStruct.node). */
   node: number;
+  /** Its KSM merge domain (MmStruct.ksmMergeDomain; '' the common one). */
+  mergeDomain: string;
   vmas: VmaImage[];
   /** f64 pmd numbers (address / 2 MiB) of the page tables, in the Map's order. */
   pmds: Uint8Array;
@@ -372,7 +374,7 @@ export function saveKernelImage(k: HostKernel): KernelImage {
       ptes.set(table, i * PTRS_PER_PTE);
       i++;
     }
-    mmImages.push({ owner: mm.owner, mmUsers: mm.mmUsers, mmCount: mm.mmCount, flags: mm.flags, node: mm.node, vmas, pmds: bytesOf(pmds), ptes: bytesOf(ptes) });
+    mmImages.push({ owner: mm.owner, mmUsers: mm.mmUsers, mmCount: mm.mmCount, flags: mm.flags, node: mm.node, mergeDomain: mm.ksmMergeDomain, vmas, pmds: bytesOf(pmds), ptes: bytesOf(ptes) });
   }
 
   // What each frame in use maps, now that everything is numbered.
@@ -815,6 +817,8 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     int(mi.mmCount, `${path}.mmCount`, 0, 0x7fffffff);
     int(mi.flags, `${path}.flags`, 0, 0x7fffffff);
     int(mi.node, `${path}.node`, 0, nodes - 1);
+    const domainProblem = mergeDomainProblem(mi.mergeDomain);
+    if (domainProblem !== null) fail(`${path}.mergeDomain`, domainProblem);
     const vmasImg = array(mi.vmas, `${path}.vmas`);
     const starts: number[] = [];
     const ends: number[] = [];
@@ -1065,6 +1069,7 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     mm.mmCount = mi.mmCount;
     mm.flags = mi.flags;
     mm.node = mi.node;
+    mm.ksmMergeDomain = mi.mergeDomain;
     for (const vi of mi.vmas) {
       const vma = new Vma(mm, vi.start, vi.end, vi.flags, vi.pgoff);
       vma.anonVma = vi.anonVma < 0 ? null : anonVmas[vi.anonVma]!;
