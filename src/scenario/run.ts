@@ -43,8 +43,12 @@ export function runScenario(s: Scenario, opts: RunOptions): RunResult[] {
   });
 }
 
-/** Build the scenario's host, on the given kernel, with its guests defined (none booted yet). */
-export function buildHost(s: Scenario, ksm: KsmPolicy, images: ImageCatalog, seed: number, kernel: string = s.kernel): Host {
+/**
+ * Build the scenario's host, on the given kernel, with its guests defined (none booted
+ * yet), each in its merge domain unless `mergeDomains` is false (a variant's
+ * merge_domains: off).
+ */
+export function buildHost(s: Scenario, ksm: KsmPolicy, images: ImageCatalog, seed: number, kernel: string = s.kernel, mergeDomains = true): Host {
   const host = new Host({ memoryMiB: s.memoryMiB, swapMiB: s.swapMiB, blockMiB: s.blockMiB, seed, ksm, images, tickMs: s.tickMs, version: kernel });
   for (const g of s.guests) {
     host.createGuest({
@@ -53,6 +57,7 @@ export function buildHost(s: Scenario, ksm: KsmPolicy, images: ImageCatalog, see
       ...(g.version === null ? {} : { version: g.version }),
       memoryMiB: g.memoryMiB,
       memMerge: g.memMerge,
+      ...(mergeDomains && g.mergeDomain !== '' ? { mergeDomain: g.mergeDomain } : {}),
       workload: g.workload,
     });
   }
@@ -118,7 +123,7 @@ export class ScenarioRun {
 
   /** Build the host for one variant (its policy and kernel) and take the first sample, at time 0. */
   static start(s: Scenario, v: ScenarioVariant, images: ImageCatalog, seed: number, hooks: RunHooks = {}): ScenarioRun {
-    const run = new ScenarioRun(buildHost(s, v.ksm, images, seed, v.kernel), { scenario: s, variant: v.name, ksm: v.ksm, seed, eventIndex: 0, nextSample: s.sampleEveryMs, samples: [], finished: false });
+    const run = new ScenarioRun(buildHost(s, v.ksm, images, seed, v.kernel, v.mergeDomains), { scenario: s, variant: v.name, ksm: v.ksm, seed, eventIndex: 0, nextSample: s.sampleEveryMs, samples: [], finished: false });
     run.take(hooks);
     return run;
   }

@@ -210,6 +210,10 @@ const zGuest = z.strictObject({
   version: z.union([z.string(), z.number().transform(String)]).optional(),
   memory: zSizeMiB,
   mem_merge: zMemMerge.default(true),
+  merge_domain: z
+    .string({ error: (i) => `expected a merge domain name, got ${describe(i.input)}` })
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: (i) => `expected a merge domain name of 1 to 64 letters, digits, '.', '_' and '-', got ${describe(i.input)}` })
+    .optional(),
   workload: zWorkload.default('idle'),
   start: z.union([z.literal('never', { error: (i) => `expected a time like '30s', or 'never', got ${describe(i.input)}` }), zDuration]).default(0),
   stagger: zDuration.optional(),
@@ -261,8 +265,18 @@ function partial<T extends Record<string, z.ZodType>>(shape: T): { [K in keyof T
   return out as { [K in keyof T]: z.ZodOptional<T[K]> };
 }
 
-/** A variant: its own KSM policy, its own kernel, or both (the scenario's where left out). */
-const zVariant = z.strictObject({ name: z.string().min(1), ksm: zKsm.optional(), kernel: zKernel.optional() });
+const MERGE_DOMAINS_EXPECTED = (i: { input?: unknown }): string => `expected on (the guests' merge_domain apply) or off (every guest in the common domain), got ${describe(i.input)}`;
+/**
+ * A variant: its own KSM policy, its own kernel, whether the guests' merge domains
+ * apply (merge_domains: off puts every guest in the common domain, to see what the
+ * domains cost), or any of these (the scenario's where left out).
+ */
+const zVariant = z.strictObject({
+  name: z.string().min(1),
+  ksm: zKsm.optional(),
+  kernel: zKernel.optional(),
+  merge_domains: z.union([z.boolean({ error: MERGE_DOMAINS_EXPECTED }), z.enum(['on', 'off'], { error: MERGE_DOMAINS_EXPECTED }).transform((v) => v === 'on')], { error: MERGE_DOMAINS_EXPECTED }).optional(),
+});
 
 const zHost = z.strictObject({
   memory: zSizeMiB,
@@ -301,6 +315,8 @@ export interface ScenarioGuest {
   version: string | null;
   memoryMiB: number;
   memMerge: boolean;
+  /** Its KSM merge domain ('' the common one: merge_domain left out). */
+  mergeDomain: string;
   workload: WorkloadSpec;
   /** When it boots, or null: only when an event starts it. */
   startAt: number | null;
@@ -351,6 +367,8 @@ export interface ScenarioVariant {
   name: string | null;
   ksm: KsmPolicy;
   kernel: KernelVersion;
+  /** Whether the guests' merge domains apply (false: every guest in the common domain). */
+  mergeDomains: boolean;
 }
 
 /** Options for parseScenario. */
@@ -681,6 +699,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
         version: image?.version ?? g.version ?? null,
         memoryMiB: g.memory / MiB,
         memMerge: g.mem_merge,
+        mergeDomain: g.merge_domain ?? '',
         workload: toWorkload(g.workload),
         startAt: g.start === 'never' ? null : g.start + j * (g.stagger ?? 0),
       });
@@ -737,10 +756,10 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     const own = raw !== null && typeof raw === 'object' && (raw as Record<string, unknown>).ksm !== undefined;
     const kernel = variantKernel(i);
     const p = own ? policyAt(['variants', i, 'ksm'], known([kernel])) : (ksm ?? toPolicy({ policy: 'fixed', run: 1 }));
-    if (raw !== null && typeof raw === 'object' && !own && (raw as Record<string, unknown>).kernel === undefined) {
-      at(['variants', i], 'expected ksm, kernel or both: a variant that changes nothing runs the scenario again');
+    if (raw !== null && typeof raw === 'object' && !own && (raw as Record<string, unknown>).kernel === undefined && (raw as Record<string, unknown>).merge_domains === undefined) {
+      at(['variants', i], 'expected ksm, kernel, merge_domains or several: a variant that changes nothing runs the scenario again');
     }
-    if (v !== null && v.name !== undefined && p !== null && kernel !== null) variants.push({ name: v.name, ksm: p, kernel });
+    if (v !== null && v.name !== undefined && p !== null && kernel !== null) variants.push({ name: v.name, ksm: p, kernel, mergeDomains: v.merge_domains ?? true });
   });
   const names2 = new Map<string, number>();
   rawVariants.forEach((_, i) => {
@@ -770,7 +789,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     tickMs: top.tick!,
     guests,
     events,
-    variants: top.variants === undefined ? [{ name: null, ksm: policy, kernel: hostKernel! }] : variants,
+    variants: top.variants === undefined ? [{ name: null, ksm: policy, kernel: hostKernel!, mergeDomains: true }] : variants,
   };
 }
 

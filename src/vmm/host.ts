@@ -67,6 +67,8 @@ export interface CreateGuestOptions {
   version?: string;
   memoryMiB: number;
   memMerge?: boolean;
+  /** Its KSM merge domain (guest.ts GuestOptions.mergeDomain; default '', the common one). */
+  mergeDomain?: string;
   workload?: WorkloadSpec;
 }
 
@@ -317,7 +319,7 @@ export class Host {
       source = new SyntheticSource(opts.image);
     }
     const ramBytes = opts.memoryMiB * 1024 * 1024;
-    const init = { name: opts.name, source, ramBytes, ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }), ...(opts.workload === undefined ? {} : { workload: opts.workload }) };
+    const init = { name: opts.name, source, ramBytes, ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }), ...(opts.mergeDomain === undefined ? {} : { mergeDomain: opts.mergeDomain }), ...(opts.workload === undefined ? {} : { workload: opts.workload }) };
     // A guest the constructor refuses (RAM too small for its image) must not have
     // drawn an id: the ids of the guests created after it would shift.
     const idState = this.idPrng.getState();
@@ -330,7 +332,7 @@ export class Host {
     }
     this.guestsCreated++;
     this.guests.push(guest);
-    this.note('guest', guest.name, `create ${guest.name} (${guest.imageName}, ${opts.memoryMiB} MiB${guest.memMerge ? '' : ', mem-merge off'})`);
+    this.note('guest', guest.name, `create ${guest.name} (${guest.imageName}, ${opts.memoryMiB} MiB${guest.memMerge ? '' : ', mem-merge off'}${guest.mergeDomain === '' ? '' : `, merge domain ${guest.mergeDomain}`})`);
     return guest;
   }
 

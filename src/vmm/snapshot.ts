@@ -2,6 +2,7 @@ import { crc32 } from 'node:zlib';
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { restoreUntrustedKernel, saveKernel } from '../ksm/kernel.js';
 import { KERNEL_VERSIONS } from '../ksm/profile.js';
+import { mergeDomainProblem } from '../mm/kernel.js';
 import { KERNEL_IMAGE_VERSION, type KernelImage } from '../mm/snapshot.js';
 import { Host, type HostSnapshot } from './host.js';
 import { checkGovernorSnapshot } from './governor.js';
@@ -192,6 +193,8 @@ export function checkHostSnapshot(h: unknown): string | null {
     }
     for (const k of ['bootElapsed', 'runningMs', 'dirtyDebt']) if (!isNum(gs[k])) return `host.guests[${i}].${k}: expected a number`;
     if (typeof gs.memMerge !== 'boolean') return `host.guests[${i}].memMerge: expected true or false`;
+    const domainProblem = mergeDomainProblem(gs.mergeDomain);
+    if (domainProblem !== null) return `host.guests[${i}].mergeDomain: ${domainProblem}`;
     if (typeof gs.state !== 'string' || !GUEST_STATES.includes(gs.state)) return `host.guests[${i}].state: expected one of ${GUEST_STATES.join(', ')}, found ${JSON.stringify(gs.state)}`;
     if (gs.pausedFrom !== 'booting' && gs.pausedFrom !== 'running') return `host.guests[${i}].pausedFrom: expected booting or running, found ${JSON.stringify(gs.pausedFrom)}`;
     if (gs.pid !== null && !isInt(gs.pid)) return `host.guests[${i}].pid: expected a pid or null`;

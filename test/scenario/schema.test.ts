@@ -146,9 +146,9 @@ describe('parseScenario: a valid scenario', () => {
       durationMs: 60_000,
       sampleEveryMs: 10_000,
       tickMs: 100,
-      guests: [{ name: 'a', image: 'tiny', version: '2', memoryMiB: 16, memMerge: true, workload: IDLE, startAt: 0 }],
+      guests: [{ name: 'a', image: 'tiny', version: '2', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: IDLE, startAt: 0 }],
       events: [],
-      variants: [{ name: null, ksm: BOOT_TIME_KNOBS, kernel: '2.6.33' }],
+      variants: [{ name: null, ksm: BOOT_TIME_KNOBS, kernel: '2.6.33', mergeDomains: true }],
     } satisfies Scenario);
   });
 
@@ -687,6 +687,23 @@ describe('parseScenario: operators’ spellings', () => {
     expect([merge('on'), merge('off'), merge('true'), merge('false')]).toEqual([true, false, true, false]);
     expect(error(base('{ name: a, image: tiny, memory: 16MiB, mem_merge: maybe }')).message).toBe(
       'bad.yaml:5: guests[0].mem_merge: expected on or off (QEMU\'s mem-merge), or true or false, got "maybe"',
+    );
+  });
+
+  it('merge_domain names a guest\'s KSM merge domain; a variant\'s merge_domains: off puts every guest in the common one', () => {
+    const s = parseScenario(
+      base('{ name: a, image: tiny, memory: 16MiB, merge_domain: tenant-a }', '') + '  - { name: b, image: tiny, memory: 16MiB }\nvariants:\n  - { name: apart, merge_domains: on }\n  - { name: together, merge_domains: off }\n',
+      'q.yaml',
+      images,
+    );
+    expect(s.guests.map((g) => g.mergeDomain)).toEqual(['tenant-a', '']);
+    expect(s.variants.map((v) => [v.name, v.mergeDomains])).toEqual([['apart', true], ['together', false]]);
+    expect(parseScenario(base('{ name: a, image: tiny, memory: 16MiB }'), 'q.yaml', images).variants[0]!.mergeDomains).toBe(true);
+    expect(error(base('{ name: a, image: tiny, memory: 16MiB, merge_domain: "has space" }')).message).toBe(
+      'bad.yaml:5: guests[0].merge_domain: expected a merge domain name of 1 to 64 letters, digits, \'.\', \'_\' and \'-\', got "has space"',
+    );
+    expect(error(base('{ name: a, image: tiny, memory: 16MiB }') + 'variants:\n  - { name: v, merge_domains: maybe }\n').message).toBe(
+      'bad.yaml:7: variants[0].merge_domains: expected on (the guests\' merge_domain apply) or off (every guest in the common domain), got "maybe"',
     );
   });
 
