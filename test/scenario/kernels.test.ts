@@ -100,7 +100,7 @@ describe('choosing the kernel', () => {
         'bad.yaml:10: variants[0].ksm.max_page_sharing: Linux 2.6.33 has no max_page_sharing (its knobs: max_kernel_pages, pages_to_scan, sleep_millisecs, run)',
         'bad.yaml:11: variants[1].ksm.max_kernel_pages: Linux 6.18 has no max_kernel_pages (its knobs: sleep_millisecs, pages_to_scan, merge_across_nodes, max_page_sharing, stable_node_chains_prune_millisecs, use_zero_pages, smart_scan, advisor_mode, advisor_max_cpu, advisor_min_pages_to_scan, advisor_max_pages_to_scan, advisor_target_scan_time, run)',
         "bad.yaml:11: variants[1].ksm.shm_merge_across_nodes: libvirt's name for merge_across_nodes, which is set too (line 11): set one",
-        'bad.yaml:12: variants[2]: expected ksm, kernel or both: a variant that changes nothing runs the scenario again',
+        'bad.yaml:12: variants[2]: expected ksm, kernel, merge_domains or several: a variant that changes nothing runs the scenario again',
       ].join('\n'),
     );
   });

@@ -64,13 +64,13 @@ describe('parseScenario: a valid scenario', () => {
   });
 
   it('expands count into name-1..name-N, each starting a stagger later, and pins the newest version when none is named', () => {
-    const web = { image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, workload: { dirtyRate: 40, burst: { everyMs: 30_000, pages: 500, overMs: 2000 } } };
+    const web = { image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: { dirtyRate: 40, burst: { everyMs: 30_000, pages: 500, overMs: 2000 } } };
     expect(full.guests).toEqual([
       { name: 'web-1', ...web, startAt: 10_000 },
       { name: 'web-2', ...web, startAt: 15_000 },
       { name: 'web-3', ...web, startAt: 20_000 },
-      { name: 'db', image: 'tiny', version: '2', memoryMiB: 32, memMerge: false, workload: IDLE, startAt: 0 },
-      { name: 'spare', image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, workload: IDLE, startAt: null },
+      { name: 'db', image: 'tiny', version: '2', memoryMiB: 32, memMerge: false, mergeDomain: '', workload: IDLE, startAt: 0 },
+      { name: 'spare', image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: IDLE, startAt: null },
     ]);
   });
 
@@ -110,8 +110,8 @@ describe('parseScenario: a valid scenario', () => {
 
   it('gives one run per variant, fixed knobs defaulting to the boot-time ones and ksmtuned to its script defaults', () => {
     expect(full.variants).toEqual([
-      { name: 'boot-time', ksm: BOOT_TIME_KNOBS, kernel: '2.6.33' },
-      { name: 'tuned', ksm: { policy: 'ksmtuned', config: {}, maxKernelPages: null }, kernel: '2.6.33' },
+      { name: 'boot-time', ksm: BOOT_TIME_KNOBS, kernel: '2.6.33', mergeDomains: true },
+      { name: 'tuned', ksm: { policy: 'ksmtuned', config: {}, maxKernelPages: null }, kernel: '2.6.33', mergeDomains: true },
     ]);
   });
 
