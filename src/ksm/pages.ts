@@ -148,6 +148,24 @@ export function scanChecksum(ksm: Ksm, pfn: number, item: RmapItem): number {
 }
 
 /**
+ * Merge domains (not in Linux): memcmp_pages() as the trees see it when pages
+ * belong to mms of different merge domains (mm.ts ksmMergeDomain). A page of one
+ * domain never compares equal to a page of another; ordering by domain first, then
+ * by bytes, keeps every tree a total order, so each tree holds one sorted run per
+ * domain and a search only ever meets equal contents within its own domain. This
+ * is VMware's page-sharing salt (a page's hash is salted per VM group) moved to the
+ * comparison: every scan, checksum and decision within a domain is the kernel's.
+ * The road not taken, one pair of trees per domain (like 6.x's per-node trees),
+ * would cost a root per domain in every search path and in the snapshot.
+ *
+ * With every mm in the common domain ('') this is memcmpPages itself.
+ */
+export function comparePagesInDomains(ksm: Ksm, a: number, domainA: string, b: number, domainB: string): number {
+  if (domainA !== domainB) return domainA < domainB ? -1 : 1;
+  return memcmpPages(ksm, a, b);
+}
+
+/**
  * memcmp_pages(), memoized. Not the kernel's way, but its answers: a comparison is
  * a function of the two frames' bytes, and while mem.contentsEpoch stands no byte
  * of any frame has changed, so a remembered sign is the sign memcmp would give.

@@ -27,9 +27,16 @@ import { PAGE_SIZE, WORDS_PER_PAGE } from './constants.js';
  * Facts kept per content, each a pure function of its bytes and so safe to reuse
  * while the content is not written (a STORED content written in place drops them):
  *
- *   sum[id], sumValid[id]  KSM's checksum (the profile's calc_checksum()): computed
- *                          once per content, not per frame, so the same page in 24
- *                          guests is hashed once.
+ *   sum[id], sumValid[id]  KSM's checksum (the profile's calc_checksum(), of the
+ *                          function sumName names: 'jhash2', or 6.x's 'xxhash'):
+ *                          computed once per content, not per frame, so the same
+ *                          page in 24 guests is hashed once. One kind at a time: a
+ *                          kernel has one KSM, whose profile names it
+ *                          (useChecksum()); a reader wanting another kind (the
+ *                          snapshot's content table wants jhash2) uses the memo
+ *                          only when sumName says it holds that kind. The road not
+ *                          taken, an array per kind, would cost 5 B per content for
+ *                          a memo only a snapshot of a 6.x kernel would read.
  *   zeroWords[id]          its run of leading zero words, or -1 (firstDifference()).
  *
  * Always true: kind[id] is FILL exactly for id < 256; a live SOURCE or STORED content
@@ -87,6 +94,8 @@ export class ContentStore {
   keys: Uint32Array;
   sum: Uint32Array;
   sumValid: Uint8Array;
+  /** The checksum sum[] holds ('jhash2' unless KSM says otherwise: src/ksm/ksm.ts). */
+  sumName: string;
   /** How many 32-bit words from the content's start are 0 (0..1024), or -1 when not known. */
   zeroWords: Int16Array;
   /** The materialization cache slot holding this content, or -1. */
@@ -151,6 +160,7 @@ export class ContentStore {
     this.keys = new Uint32Array(this.capacity * 4);
     this.sum = new Uint32Array(this.capacity);
     this.sumValid = new Uint8Array(this.capacity);
+    this.sumName = 'jhash2';
     this.zeroWords = new Int16Array(this.capacity).fill(-1);
     this.zeroWords[0] = WORDS_PER_PAGE;
     for (let b = 1; b < FILL_CONTENTS; b++) this.zeroWords[b] = 0;
@@ -184,6 +194,16 @@ export class ContentStore {
     this.nrStored = 0;
     this.nrSourceLive = 0;
     this.epoch = 0;
+  }
+
+  /**
+   * The checksum the memo holds from now on (KSM's profile's, when the engine is made):
+   * a different one forgets every memoized sum.
+   */
+  useChecksum(name: string): void {
+    if (name === this.sumName) return;
+    this.sumName = name;
+    this.sumValid.fill(0);
   }
 
   // ---- ids ---------------------------------------------------------------------------

@@ -31,6 +31,8 @@ export interface KernelOptions {
   blockMiB?: number;
   /** Seed of the kernel's PRNG. */
   seed?: number;
+  /** NUMA nodes, each a run of whole memory blocks (physmem.ts); default 1. */
+  nodes?: number;
 }
 
 /**
@@ -86,6 +88,16 @@ export interface KernelState {
  * time, in due-time order (ties in registration order). Nothing reads a clock or
  * Math.random; `prng` is the one source of randomness.
  */
+/** Longest KSM merge domain name (model-only: mm.ts ksmMergeDomain). */
+export const MERGE_DOMAIN_MAX = 64;
+
+/** Why `d` cannot name a KSM merge domain, or null: '' or 1–64 of [A-Za-z0-9._-]. */
+export function mergeDomainProblem(d: unknown): string | null {
+  if (typeof d !== 'string') return `must be a string, got ${typeof d}`;
+  if (d.length > MERGE_DOMAIN_MAX || !/^[A-Za-z0-9._-]*$/.test(d)) return `must be at most ${MERGE_DOMAIN_MAX} of the characters A-Z a-z 0-9 . _ -, got ${JSON.stringify(d)}`;
+  return null;
+}
+
 export class HostKernel {
   /** The options it was built with, defaults filled in (a snapshot rebuilds from them). */
   readonly options: Readonly<Required<KernelOptions>>;
@@ -119,8 +131,9 @@ export class HostKernel {
     if (swapMiB > MAX_MEMORY_MIB) {
       throw new KernelError('EINVAL', `swapMiB ${swapMiB} exceeds the ${MAX_MEMORY_MIB} MiB (4 TiB) of slots a swap pte can address`);
     }
-    this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed ?? 1 };
-    this.mem = new PhysMem({ memoryMiB, blockMiB });
+    const nodes = opts.nodes ?? 1;
+    this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed ?? 1, nodes };
+    this.mem = new PhysMem({ memoryMiB, blockMiB, nodes });
     this.swap = swapMiB > 0 ? new SwapDevice(swapMiB, this.mem.store) : null;
     this.sysfs = new Sysfs();
     this.prng = new Prng(opts.seed ?? 1);
@@ -158,9 +171,15 @@ export class HostKernel {
     return shrinkPages(this, pages);
   }
 
-  /** Migrate one anonymous or KSM page to a new frame; returns the new frame. */
-  migratePage(pfn: number): number {
-    return migratePage(this, pfn);
+  /**
+   * Migrate one anonymous or KSM page to a new frame; returns the new frame. `node`:
+   * the NUMA node to move it to (move_pages()); by default its own.
+   */
+  migratePage(pfn: number, node?: number): number {
+    if (node !== undefined && (!Number.isInteger(node) || node < 0 || node >= this.mem.nrNodes)) {
+      throw new KernelError('EINVAL', `migratePage: node must be an integer from 0 to ${this.mem.nrNodes - 1}, got ${node}`);
+    }
+    return migratePage(this, pfn, -1, node ?? -1);
   }
 
   /** Compact every online memory block (writing /proc/sys/vm/compact_memory); returns pages moved. */
@@ -170,9 +189,23 @@ export class HostKernel {
 
   // ---- processes -------------------------------------------------------------------
 
-  /** A new process with an empty address space (think: exec of a fresh program). */
-  spawn(name: string): Process {
+  /**
+   * A new process with an empty address space (think: exec of a fresh program).
+   * `node`: the NUMA node its memory comes from first (physmem.ts; default 0), as
+   * with `numactl --preferred=node`. `mergeDomain`: the KSM merge domain of its
+   * mm (mm.ts ksmMergeDomain; default '', the common one), inherited over fork.
+   */
+  spawn(name: string, opts: { node?: number; mergeDomain?: string } = {}): Process {
+    const node = opts.node ?? 0;
+    if (!Number.isInteger(node) || node < 0 || node >= this.mem.nrNodes) {
+      throw new KernelError('EINVAL', `spawn: node must be an integer from 0 to ${this.mem.nrNodes - 1}, got ${String(node)}`);
+    }
+    const domain = opts.mergeDomain ?? '';
+    const problem = mergeDomainProblem(domain);
+    if (problem !== null) throw new KernelError('EINVAL', `spawn: mergeDomain ${problem}`);
     const p = new Process(this, this.nextPid++, name, null);
+    p.mm.node = node;
+    p.mm.ksmMergeDomain = domain;
     this.processes.set(p.pid, p);
     return p;
   }

@@ -33,6 +33,18 @@ export class MmStruct {
   flags: number;
   /** Highest address that mmap may use (mmap_base), searched top down. */
   readonly mmapBase: number;
+  /**
+   * The NUMA node this address space's pages come from first: its task's memory
+   * policy (MPOL_PREFERRED), kept on the mm since a model process is one task.
+   */
+  node: number;
+  /**
+   * The KSM merge domain of this address space ('' the common one): KSM merges a
+   * page only with pages of mms in the same domain. Not in Linux (see ksm/pages.ts
+   * comparePagesInDomains): a model of VMware's page-sharing salt, set at spawn and
+   * inherited over fork, like the mm's other KSM state.
+   */
+  ksmMergeDomain: string;
   /** A one-entry cache of the last page table looked up (a TLB for the simulator). */
   private cachedPmd: number;
   private cachedTable: Float64Array | null;
@@ -46,6 +58,8 @@ export class MmStruct {
     this.mmCount = 1;
     this.flags = 0;
     this.mmapBase = MMAP_BASE;
+    this.node = 0;
+    this.ksmMergeDomain = '';
     this.cachedPmd = -1;
     this.cachedTable = null;
   }

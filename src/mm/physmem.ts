@@ -82,6 +82,8 @@ export class MemoryBlock {
   readonly index: number;
   readonly startPfn: number;
   readonly nrPages: number;
+  /** The NUMA node the block belongs to (see PhysMem: nodes). */
+  readonly node: number;
   online: boolean;
   /** Isolated for offlining: the allocator skips it (MIGRATE_ISOLATE). */
   isolated: boolean;
@@ -95,10 +97,11 @@ export class MemoryBlock {
   freeHead: number;
   nrFree: number;
 
-  constructor(index: number, startPfn: number, nrPages: number) {
+  constructor(index: number, startPfn: number, nrPages: number, node: number) {
     this.index = index;
     this.startPfn = startPfn;
     this.nrPages = nrPages;
+    this.node = node;
     this.online = false;
     this.isolated = false;
     this.initialized = false;
@@ -111,13 +114,33 @@ export class MemoryBlock {
 export interface PhysMemOptions {
   memoryMiB: number;
   blockMiB: number;
+  /** NUMA nodes (default 1). */
+  nodes?: number;
 }
+
+/*
+ * NUMA nodes, the model's way. A node is a run of whole memory blocks: memory is cut
+ * into `nodes` contiguous parts as equal as the blocks allow (block b belongs to node
+ * floor(b * nodes / blocks)), as firmware lays out each node's memory as one physical
+ * range. There are no CPUs, so no "local" node: an allocation names the node it
+ * prefers (the faulting process's, Process.node, like a task's MPOL_PREFERRED
+ * policy; 0 unless set), is served from that node's blocks first, lowest block first,
+ * and falls back to the next nodes in turn (node+1, node+2, ... wrapping), as the
+ * zonelist falls back when the preferred node is full. With one node this is the
+ * plain lowest-block-first order the model always had.
+ *
+ * The road not taken: zones and distances. KSM only asks which node a page is on
+ * (pfn_to_nid(), for merge_across_nodes 0); nothing in the model weighs distance.
+ */
 
 export class PhysMem {
   readonly nrFrames: number;
   readonly blockPages: number;
   readonly blockShift: number;
   readonly blocks: MemoryBlock[];
+  readonly nrNodes: number;
+  /** The first block of each node (nodeFirstBlock[nrNodes] is blocks.length). */
+  readonly nodeFirstBlock: Int32Array;
 
   readonly flags: Uint32Array;
   readonly count: Int32Array;
@@ -148,6 +171,7 @@ export class PhysMem {
 
   constructor(opts: PhysMemOptions) {
     const { memoryMiB, blockMiB } = opts;
+    const nodes = opts.nodes ?? 1;
     if (!Number.isInteger(blockMiB) || blockMiB <= 0 || (blockMiB & (blockMiB - 1)) !== 0) {
       throw new KernelError('EINVAL', `blockMiB must be a power of two, got ${blockMiB}`);
     }
@@ -163,6 +187,13 @@ export class PhysMem {
     if (memoryMiB > MAX_MEMORY_MIB) {
       throw new KernelError('EINVAL', `memoryMiB ${memoryMiB} exceeds the ${MAX_MEMORY_MIB} MiB (4 TiB) a pte can address`);
     }
+    const nrBlocks = Math.ceil(this.nrFrames / this.blockPages);
+    if (!Number.isInteger(nodes) || nodes < 1 || nodes > nrBlocks) {
+      throw new KernelError('EINVAL', `nodes must be an integer from 1 to the number of memory blocks (${nrBlocks}), got ${nodes}`);
+    }
+    this.nrNodes = nodes;
+    this.nodeFirstBlock = new Int32Array(nodes + 1);
+    for (let nid = 0; nid <= nodes; nid++) this.nodeFirstBlock[nid] = Math.ceil((nid * nrBlocks) / nodes);
     const n = this.nrFrames;
     this.flags = new Uint32Array(n);
     this.count = new Int32Array(n);
@@ -181,7 +212,7 @@ export class PhysMem {
     this.blocks = [];
     this.nrFreeOnline = 0;
     for (let b = 0; b * this.blockPages < n; b++) {
-      const block = new MemoryBlock(b, b * this.blockPages, this.blockPages);
+      const block = new MemoryBlock(b, b * this.blockPages, this.blockPages, Math.floor((b * nodes) / nrBlocks));
       this.blocks.push(block);
       this.mappings.push(null);
       this.onlineBlock(block);
@@ -253,6 +284,11 @@ export class PhysMem {
     return this.blocks[pfn >>> this.blockShift]!;
   }
 
+  /** pfn_to_nid() */
+  nodeOf(pfn: number): number {
+    return this.blocks[pfn >>> this.blockShift]!.node;
+  }
+
   /**
    * Where pfn's bytes can be read (contents.ts view(): valid until a few more contents
    * are made; read, never keep, never write).
@@ -273,10 +309,14 @@ export class PhysMem {
    * alloc_page(): a frame with count 1, flags 0, and zeroed contents, asked for
    * (`_zero`, __GFP_ZERO) or not: a free frame holds CONTENT_ZERO.
    * Returns -1 when no online block has a free frame (the caller decides between
-   * reclaim and ENOMEM). Lowest block first, so that tests see stable numbers.
+   * reclaim and ENOMEM). From node `nid` first, then the next nodes (see NUMA
+   * above); lowest block first within, so that tests see stable numbers.
    */
-  allocFrame(_zero: boolean): number {
-    for (let b = 0; b < this.blocks.length; b++) {
+  allocFrame(_zero: boolean, nid = 0): number {
+    const nb = this.blocks.length;
+    const first = this.nodeFirstBlock[nid]!;
+    for (let i = 0; i < nb; i++) {
+      const b = first + i < nb ? first + i : first + i - nb;
       const block = this.blocks[b]!;
       if (block.nrFree === 0 || !block.online || block.isolated) continue;
       if (!block.initialized) this.initBlock(block);

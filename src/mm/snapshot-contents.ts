@@ -1,4 +1,4 @@
-import { PAGE_CHECKSUM_BATCH, PageChecksumBatch, pageChecksum } from '../lib/jhash.js';
+import { JHASH2_PAGE_CHECKSUM, PAGE_CHECKSUM_BATCH, PageChecksumBatch, pageChecksum } from '../lib/jhash.js';
 import { PAGE_SIZE } from './constants.js';
 import type { ContentStore } from './contents.js';
 
@@ -133,10 +133,13 @@ export class ContentTable {
   /**
    * out[i] = the content index of the store's content ids[i], interning the new ones,
    * or -1 where ids[i] is -1 (bytes not kept). Each distinct id is read and hashed
-   * once: 24 guests' copies of a page cost one lookup each after the first.
+   * once: 24 guests' copies of a page cost one lookup each after the first. The
+   * store's checksum memo is the table's own hash only while it holds jhash2 (a 6.x
+   * kernel's KSM memoizes xxhash: then each distinct content is hashed here).
    */
   internContents(store: ContentStore, ids: Int32Array | Uint32Array, out: Int32Array | Uint32Array): void {
     const seen = new Map<number, number>();
+    const memoIsJhash2 = store.sumName === JHASH2_PAGE_CHECKSUM.name;
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
       if (id < 0) {
@@ -146,7 +149,8 @@ export class ContentTable {
       let t = seen.get(id);
       if (t === undefined) {
         const v = store.view(id);
-        t = this.intern(v.buf, v.off, pageChecksum(v.words, v.wordOff));
+        const h = memoIsJhash2 && store.sumValid[id] !== 0 ? store.sum[id]! : pageChecksum(v.words, v.wordOff);
+        t = this.intern(v.buf, v.off, h);
         seen.set(id, t);
       }
       out[i] = t;

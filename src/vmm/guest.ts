@@ -1,7 +1,7 @@
 import { KernelError } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
 import { PAGE_SIZE } from '../mm/constants.js';
-import type { HostKernel } from '../mm/kernel.js';
+import { mergeDomainProblem, type HostKernel } from '../mm/kernel.js';
 import type { Process } from '../mm/process.js';
 import { newMemSizeStats } from '../mm/task-mmu.js';
 import type { PageSource, PageSourceRef, SourceLayout } from './page-source.js';
@@ -30,6 +30,8 @@ export interface GuestSnapshot {
   source: PageSourceRef;
   ramBytes: number;
   memMerge: boolean;
+  /** Its KSM merge domain ('' the common one). */
+  mergeDomain: string;
   workload: WorkloadSpec;
   state: GuestState;
   /** The QEMU process's pid, or null. */
@@ -59,6 +61,12 @@ export interface GuestOptions {
   ramBytes: number;
   /** QEMU `-machine mem-merge=on` (the default); false is libvirt's `<nosharepages/>`. */
   memMerge?: boolean;
+  /**
+   * Its KSM merge domain (default '', the common one): its QEMU process's pages merge
+   * only with those of guests in the same domain (model-only: src/ksm/pages.ts
+   * comparePagesInDomains), as with VMware's page-sharing salt.
+   */
+  mergeDomain?: string;
   workload?: WorkloadSpec;
 }
 
@@ -95,6 +103,7 @@ export class Guest {
   readonly source: PageSource;
   readonly ramBytes: number;
   readonly memMerge: boolean;
+  readonly mergeDomain: string;
   /** The source laid out in this guest's RAM: what each page is, what boot writes there. */
   readonly layout: SourceLayout;
   readonly slots: readonly MemSlot[];
@@ -142,6 +151,9 @@ export class Guest {
     this.source = opts.source;
     this.ramBytes = opts.ramBytes;
     this.memMerge = opts.memMerge ?? true;
+    this.mergeDomain = opts.mergeDomain ?? '';
+    const domainProblem = mergeDomainProblem(this.mergeDomain);
+    if (domainProblem !== null) throw new KernelError('EINVAL', `guest ${opts.name}: merge domain ${domainProblem}`);
     this.layout = layout;
     const below = Math.min(opts.ramBytes, BELOW_4G_MAX);
     const slots: MemSlot[] = [{ slot: 0, gpa: 0, size: below, firstPage: 0, hva: 0 }];
@@ -216,7 +228,7 @@ export class Guest {
    */
   boot(): void {
     this.expect('boot', 'created', 'stopped', 'oom-killed', 'refused');
-    const proc = this.kernel.spawn(`qemu:${this.name}`);
+    const proc = this.kernel.spawn(`qemu:${this.name}`, { mergeDomain: this.mergeDomain });
     try {
       for (const s of this.slots) {
         s.hva = proc.mmap(s.size, { prot: 'rw' });
@@ -440,6 +452,7 @@ export class Guest {
       source: { ...this.source.ref },
       ramBytes: this.ramBytes,
       memMerge: this.memMerge,
+      mergeDomain: this.mergeDomain,
       workload: { dirtyRate: this.workload.dirtyRate, burst: this.workload.burst === null ? null : { ...this.workload.burst } },
       state: this.state,
       pid: this.process === null ? null : this.process.pid,
@@ -466,7 +479,7 @@ export class Guest {
    * Throws an Error naming what does not fit.
    */
   static fromSnapshot(kernel: HostKernel, snap: GuestSnapshot, source: PageSource): Guest {
-    const g = new Guest(kernel, new Prng(0), snap.id, { name: snap.name, source, ramBytes: snap.ramBytes, memMerge: snap.memMerge, workload: snap.workload });
+    const g = new Guest(kernel, new Prng(0), snap.id, { name: snap.name, source, ramBytes: snap.ramBytes, memMerge: snap.memMerge, mergeDomain: snap.mergeDomain, workload: snap.workload });
     if (snap.slotHvas.length !== g.slots.length) throw new Error(`guest ${snap.name}: ${snap.slotHvas.length} memory slots saved, ${g.slots.length} expected`);
     snap.slotHvas.forEach((hva, i) => {
       (g.slots[i] as MemSlot).hva = hva;
@@ -506,8 +519,9 @@ export class Guest {
       state: this.state,
       ramBytes: this.ramBytes,
       residentBytes: mss.resident * PAGE_SIZE,
-      mergedBytes: mss.ksm * PAGE_SIZE,
-      savedBytes: Math.round(mss.ksmSaved * PAGE_SIZE),
+      // A page KSM put on the zero page (6.x use_zero_pages) is merged, and saved whole.
+      mergedBytes: (mss.ksm + mss.ksmZero) * PAGE_SIZE,
+      savedBytes: Math.round((mss.ksmSaved + mss.ksmZero) * PAGE_SIZE),
       swapBytes: mss.swap * PAGE_SIZE,
     };
   }

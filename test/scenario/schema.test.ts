@@ -52,6 +52,7 @@ describe('parseScenario: a valid scenario', () => {
       memoryMiB: 128,
       swapMiB: 64,
       blockMiB: 32,
+      kernel: '2.6.33',
       ksm: { policy: 'fixed', run: 1, pagesToScan: 250, sleepMillisecs: 50, maxKernelPages: 1000 },
       durationMs: 120_000,
       sampleEveryMs: 5000,
@@ -63,13 +64,13 @@ describe('parseScenario: a valid scenario', () => {
   });
 
   it('expands count into name-1..name-N, each starting a stagger later, and pins the newest version when none is named', () => {
-    const web = { image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, workload: { dirtyRate: 40, burst: { everyMs: 30_000, pages: 500, overMs: 2000 } } };
+    const web = { image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: { dirtyRate: 40, burst: { everyMs: 30_000, pages: 500, overMs: 2000 } } };
     expect(full.guests).toEqual([
       { name: 'web-1', ...web, startAt: 10_000 },
       { name: 'web-2', ...web, startAt: 15_000 },
       { name: 'web-3', ...web, startAt: 20_000 },
-      { name: 'db', image: 'tiny', version: '2', memoryMiB: 32, memMerge: false, workload: IDLE, startAt: 0 },
-      { name: 'spare', image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, workload: IDLE, startAt: null },
+      { name: 'db', image: 'tiny', version: '2', memoryMiB: 32, memMerge: false, mergeDomain: '', workload: IDLE, startAt: 0 },
+      { name: 'spare', image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: IDLE, startAt: null },
     ]);
   });
 
@@ -109,8 +110,8 @@ describe('parseScenario: a valid scenario', () => {
 
   it('gives one run per variant, fixed knobs defaulting to the boot-time ones and ksmtuned to its script defaults', () => {
     expect(full.variants).toEqual([
-      { name: 'boot-time', ksm: BOOT_TIME_KNOBS },
-      { name: 'tuned', ksm: { policy: 'ksmtuned', config: {}, maxKernelPages: null } },
+      { name: 'boot-time', ksm: BOOT_TIME_KNOBS, kernel: '2.6.33', mergeDomains: true },
+      { name: 'tuned', ksm: { policy: 'ksmtuned', config: {}, maxKernelPages: null }, kernel: '2.6.33', mergeDomains: true },
     ]);
   });
 
@@ -140,13 +141,14 @@ describe('parseScenario: a valid scenario', () => {
       memoryMiB: 256,
       swapMiB: 0,
       blockMiB: 128,
+      kernel: '2.6.33',
       ksm: BOOT_TIME_KNOBS,
       durationMs: 60_000,
       sampleEveryMs: 10_000,
       tickMs: 100,
-      guests: [{ name: 'a', image: 'tiny', version: '2', memoryMiB: 16, memMerge: true, workload: IDLE, startAt: 0 }],
+      guests: [{ name: 'a', image: 'tiny', version: '2', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: IDLE, startAt: 0 }],
       events: [],
-      variants: [{ name: null, ksm: BOOT_TIME_KNOBS }],
+      variants: [{ name: null, ksm: BOOT_TIME_KNOBS, kernel: '2.6.33', mergeDomains: true }],
     } satisfies Scenario);
   });
 
@@ -685,6 +687,23 @@ describe('parseScenario: operators’ spellings', () => {
     expect([merge('on'), merge('off'), merge('true'), merge('false')]).toEqual([true, false, true, false]);
     expect(error(base('{ name: a, image: tiny, memory: 16MiB, mem_merge: maybe }')).message).toBe(
       'bad.yaml:5: guests[0].mem_merge: expected on or off (QEMU\'s mem-merge), or true or false, got "maybe"',
+    );
+  });
+
+  it('merge_domain names a guest\'s KSM merge domain; a variant\'s merge_domains: off puts every guest in the common one', () => {
+    const s = parseScenario(
+      base('{ name: a, image: tiny, memory: 16MiB, merge_domain: tenant-a }', '') + '  - { name: b, image: tiny, memory: 16MiB }\nvariants:\n  - { name: apart, merge_domains: on }\n  - { name: together, merge_domains: off }\n',
+      'q.yaml',
+      images,
+    );
+    expect(s.guests.map((g) => g.mergeDomain)).toEqual(['tenant-a', '']);
+    expect(s.variants.map((v) => [v.name, v.mergeDomains])).toEqual([['apart', true], ['together', false]]);
+    expect(parseScenario(base('{ name: a, image: tiny, memory: 16MiB }'), 'q.yaml', images).variants[0]!.mergeDomains).toBe(true);
+    expect(error(base('{ name: a, image: tiny, memory: 16MiB, merge_domain: "has space" }')).message).toBe(
+      'bad.yaml:5: guests[0].merge_domain: expected a merge domain name of 1 to 64 letters, digits, \'.\', \'_\' and \'-\', got "has space"',
+    );
+    expect(error(base('{ name: a, image: tiny, memory: 16MiB }') + 'variants:\n  - { name: v, merge_domains: maybe }\n').message).toBe(
+      'bad.yaml:7: variants[0].merge_domains: expected on (the guests\' merge_domain apply) or off (every guest in the common domain), got "maybe"',
     );
   });
 
