@@ -642,6 +642,12 @@ describe('bad images are refused, naming what is wrong', () => {
     refused(old, 'imageVersion: expected 4, found number 2');
   });
 
+  it('an image of format 3 (a 6.18 kernel, frames indexing a content table, before the content store): refused by its version', () => {
+    const old = unpack(gunzipSync(readFileSync(new URL('../fixtures/snapshot-v3/kernel-v3.msgpack.gz', import.meta.url)))) as KernelImage;
+    expect([old.imageVersion, Object.keys(old.parts), (old.parts.ksm as { version: string }).version]).toEqual([3, ['ksm'], '6.18']);
+    refused(old, 'imageVersion: expected 4, found number 3');
+  });
+
   it('a part no layer of this kernel restores', () => {
     const img = image();
     img.parts.thp = {};

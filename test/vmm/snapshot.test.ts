@@ -277,6 +277,14 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
     expect(SNAPSHOT_VERSION).toBe(4);
   });
 
+  it('a file of format 4 holding a kernel image of version 3 (before the content store) is refused by the image version', () => {
+    const old = gunzipSync(readFileSync(new URL('../fixtures/snapshot-v3/run-v4.snap.gz', import.meta.url)));
+    expect([old.toString('latin1', 0, 8), old.readUInt32LE(8)]).toEqual(['SAMEPAGE', 4]);
+    const e = problem(old);
+    expect([e.problem, e.message]).toEqual(['version', 'snapshot kernel image version 3, but this Samepage reads version 4']);
+    expect(() => ScenarioRun.resume(old, images)).toThrow(new SnapshotError('version', 'snapshot kernel image version 3, but this Samepage reads version 4'));
+  });
+
   /** Re-pack a changed body with a valid header and CRC: only the contents are wrong. */
   const repack = (change: (body: Record<string, any>) => void): Buffer => {
     const packr = new Packr({ useRecords: true, moreTypes: true, mapsAsObjects: true });
