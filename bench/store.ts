@@ -80,6 +80,7 @@ function hostChild(file: string): void {
 /** Pages for scanChild: word 0 is k0, word 1 is k1, word 512 a constant, the rest zero. */
 const scanGenerator: PageGenerator = {
   name: 'scan-bench',
+  keyIsHead: false, // words 2 and 3 are 0, not k2 and k3
   generate(k0, k1, _k2, _k3, out, off) {
     out.fill(0, off, off + 1024);
     out[off] = k0;

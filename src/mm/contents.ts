@@ -64,6 +64,12 @@ export const CONTENT_ZERO = 0;
 export interface PageGenerator {
   /** For messages and snapshots: 'synthetic'. */
   readonly name: string;
+  /**
+   * True when every page it makes begins with its key, word for word (the synthetic
+   * images' pages do: their four header words are the key). Then the key is the
+   * page's first 16 bytes, and comparisons read it instead of making the page.
+   */
+  readonly keyIsHead: boolean;
   generate(k0: number, k1: number, k2: number, k3: number, out: Uint32Array, wordOffset: number): void;
 }
 
@@ -644,6 +650,17 @@ export class ContentStore {
   firstDifference(a: number, b: number): number {
     if (a === b) return PAGE_SIZE;
     if (a < FILL_CONTENTS && b < FILL_CONTENTS) return 0;
+    // The first KEY_WORDS words of a fill or of a keyed generator's page are known
+    // without making the page (headWord()): two different generated pages always part
+    // there (their keys differ), and so do most other pairs. A generated page that
+    // fell out of the cache is then not made again just to be told apart.
+    if (this.headKnown(a) && this.headKnown(b)) {
+      for (let i = 0; i < KEY_WORDS; i++) {
+        const x = this.headWord(a, i);
+        const y = this.headWord(b, i);
+        if (x !== y) return i * 4 + lowestByteSet(x ^ y);
+      }
+    }
     const va = this.view(a, scratchViewA);
     const vb = this.view(b, scratchViewB);
     const wa = va.words;
@@ -683,9 +700,30 @@ export class ContentStore {
     return z;
   }
 
+  /**
+   * Can headWord() tell content id's first KEY_WORDS words without reading its page?
+   * A fill's (its byte, repeated), a keyed generator's page's (its key), and a
+   * STORED content's (its slot, read in place): all but the pages of generators whose
+   * pages do not begin with their key.
+   */
+  private headKnown(id: number): boolean {
+    const kind = this.kind[id]!;
+    return kind !== CONTENT_SOURCE || this.generators[this.slot[id]!]!.keyIsHead;
+  }
+
+  /** Word i (< KEY_WORDS) of content id, whose head is known (headKnown()): never makes a page. */
+  private headWord(id: number, i: number): number {
+    if (id < FILL_CONTENTS) return Math.imul(id, 0x01010101) >>> 0;
+    if (this.kind[id] === CONTENT_SOURCE) return this.keys[id * 4 + i]!;
+    const s = this.slot[id]!;
+    return this.chunkWords[s >>> CHUNK_SHIFT]![((s & (CHUNK_PAGES - 1)) << 10) + i]!;
+  }
+
   /** Byte `off` of content `id`. */
   byteAt(id: number, off: number): number {
     if (id < FILL_CONTENTS) return id;
+    // memcmp's sign after firstDifference(): most differences are in the head.
+    if (off < KEY_WORDS * 4 && this.headKnown(id)) return (this.headWord(id, off >>> 2) >>> ((off & 3) << 3)) & 0xff;
     const v = this.view(id);
     return v.buf[v.off + off]!;
   }
@@ -775,6 +813,8 @@ export function kindName(k: number): string {
 
 /** Words compare() looks at itself before calling Buffer.compare for the rest. */
 const COMPARE_PREFIX_WORDS = 16;
+/** The words of a SOURCE key, which a keyed generator's page begins with. */
+const KEY_WORDS = 4;
 
 /** The offset of the lowest non-zero byte of a non-zero little-endian word: memcmp order is byte order. */
 function lowestByteSet(x: number): number {

@@ -185,6 +185,7 @@ function fillPage(out: Uint32Array, tag: number, a: number, b: number, c: number
  */
 export const SYNTHETIC_GENERATOR: PageGenerator = {
   name: 'synthetic',
+  keyIsHead: true, // fillPage() writes the key as the page's four header words
   generate(k0: number, k1: number, k2: number, k3: number, out: Uint32Array, wordOffset: number): void {
     fillPage(out, k0, k1, k2, k3, wordOffset);
   },

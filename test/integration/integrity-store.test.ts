@@ -29,6 +29,7 @@ const PAGES = 48;
 /** Word i of page (k0, k1, k2, k3) is a hash of the key and i: distinct keys, distinct pages. */
 const hashGenerator: PageGenerator = {
   name: 'hash',
+  keyIsHead: false,
   generate(k0, k1, k2, k3, out, off) {
     let x = (Math.imul(k0 ^ 0x9e3779b1, 0x85ebca6b) ^ Math.imul(k1, 0xc2b2ae35) ^ Math.imul(k2, 0x27d4eb2f) ^ k3) | 0;
     for (let i = 0; i < 1024; i++) {

@@ -101,7 +101,7 @@ class CountingSource implements PageSource {
   readonly minRamBytes = PAGE_SIZE;
   readonly dirtyRate = 10;
   /** Key word 0 is the word the page holds everywhere. */
-  readonly generator = { name: 'counting', generate: (k0: number, _k1: number, _k2: number, _k3: number, out: Uint32Array, off: number) => out.fill(k0, off, off + W) };
+  readonly generator = { name: 'counting', keyIsHead: false, generate: (k0: number, _k1: number, _k2: number, _k3: number, out: Uint32Array, off: number) => out.fill(k0, off, off + W) };
   layout(ramBytes: number): SourceLayout {
     return {
       ramPages: ramBytes / PAGE_SIZE,
