@@ -12,7 +12,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Kernel, PAGE_SIZE } from '../../src/index.js';
-import { pageChecksum } from '../../src/lib/jhash.js';
+import { JHASH2_PAGE_CHECKSUM, pageChecksum } from '../../src/lib/jhash.js';
+import { XXHASH_PAGE_CHECKSUM } from '../../src/lib/xxhash.js';
+import { saveKernel } from '../../src/ksm/kernel.js';
 import { PG_SWAPCACHE } from '../../src/mm/constants.js';
 import { CONTENT_SOURCE, CONTENT_STORED, CONTENT_ZERO, ContentStore, type PageGenerator } from '../../src/mm/contents.js';
 import { pattern } from './helpers.js';
@@ -244,6 +246,30 @@ describe('every write to a frame leaves it naming the right content, the epoch m
   });
 });
 
+describe("the checksum memo names its kind (a 6.18 kernel's KSM memoizes xxhash)", () => {
+  it("the memo holds the profile's checksum, and the snapshot's content table (jhash2) uses it only when it is jhash2", () => {
+    for (const [version, name, page] of [
+      ['2.6.33', 'jhash2', JHASH2_PAGE_CHECKSUM.page],
+      ['6.18', 'xxhash', XXHASH_PAGE_CHECKSUM.page],
+    ] as const) {
+      const k = new Kernel({ memoryMiB: 64, swapMiB: 16, blockMiB: 16, seed: 1, version });
+      const pfns: number[] = [];
+      for (const name of ['a', 'b']) {
+        const p = k.spawn(name);
+        const at = p.mmap(P);
+        p.write(at, pattern(7));
+        pfns.push(p.pfnOf(at)!);
+      }
+      expect(k.mem.content[pfns[0]!]).not.toBe(k.mem.content[pfns[1]!]); // equal bytes, two stored contents
+      const sum = k.ksmEngine.calcChecksum(pfns[0]!);
+      const v = k.mem.view(pfns[0]!);
+      expect([k.mem.store.sumName, sum]).toEqual([name, page(v.words, v.wordOff)]);
+      // Had the table taken the xxhash memo for jhash2, the two copies would be two pages.
+      expect(saveKernel(k).contents.pages).toBe(2); // the zero page and pattern(7)
+    }
+  });
+});
+
 describe('ContentStore', () => {
   it('SOURCE contents are interned by (generator, key): one content for every frame naming the page', () => {
     const s = new ContentStore();
@@ -392,7 +418,7 @@ describe('ContentStore', () => {
     // A stored copy that differs only past the head: the page is made, the answer exact.
     const original = bytes(keys[7]!);
     const copy = Buffer.from(original);
-    copy[2000] ^= 0xff;
+    copy[2000] = copy[2000]! ^ 0xff;
     const stored = s.fromBytes(copy, 0);
     made = 0;
     expect([s.firstDifference(stored, ids[7]!), s.byteAt(stored, 2000) ^ 0xff, s.byteAt(ids[7]!, 2000)]).toEqual([2000, original[2000], original[2000]]);
