@@ -92,8 +92,16 @@ options:
   --save-at T      at simulated time T (e.g. '90s'), save a snapshot of the host
   --save FILE      ... to FILE; the run then goes on ('samepage resume FILE' later
                    finishes it exactly as this run finishes)
+  --estimate       print the estimate of the run's real memory and wall time on
+                   this machine, and run nothing
+  --force          run even when the estimate says the run will not fit in the
+                   memory free on this machine
   --quiet          no progress bar
   -h, --help       this text
+
+Before running, the run's real memory is estimated (see the README, "Estimating a
+run"): when it exceeds the memory available now (MemAvailable), the run is refused
+(exit 1) unless --force.
 
 Every output path is checked before the run starts: one that cannot be written
 fails at once (exit 1), with nothing run.
