@@ -1,4 +1,5 @@
 import { customRandom, urlAlphabet } from 'nanoid';
+import type { QemuNic } from './qemu-blocks.js';
 import { Kernel } from '../ksm/kernel.js';
 import { KSM_SYSFS_DIR, knobFile, type KsmKnobField } from '../ksm/profile.js';
 import { KernelError, assertNever } from '../lib/errors.js';
@@ -62,6 +63,9 @@ export interface CreateGuestOptions {
   memoryMiB: number;
   memMerge?: boolean;
   workload?: WorkloadSpec;
+  /** Map QEMU's RAM blocks (GuestOptions.qemuBlocks; default: where the kernel has THP) and the NIC. */
+  qemuBlocks?: boolean;
+  nic?: QemuNic;
 }
 
 /** The host's own state as plain data (src/vmm/snapshot.ts packs it with the kernel's). */
@@ -294,7 +298,15 @@ export class Host {
       source = new SyntheticSource(opts.image);
     }
     const ramBytes = opts.memoryMiB * 1024 * 1024;
-    const init = { name: opts.name, source, ramBytes, ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }), ...(opts.workload === undefined ? {} : { workload: opts.workload }) };
+    const init = {
+      name: opts.name,
+      source,
+      ramBytes,
+      ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }),
+      ...(opts.workload === undefined ? {} : { workload: opts.workload }),
+      ...(opts.qemuBlocks === undefined ? {} : { qemuBlocks: opts.qemuBlocks }),
+      ...(opts.nic === undefined ? {} : { nic: opts.nic }),
+    };
     // A guest the constructor refuses (RAM too small for its image) must not have
     // drawn an id: the ids of the guests created after it would shift.
     const idState = this.idPrng.getState();

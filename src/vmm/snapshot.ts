@@ -195,6 +195,12 @@ export function checkHostSnapshot(h: unknown): string | null {
     if ((gs.pid !== null) !== WITH_PROCESS.includes(gs.state)) return `host.guests[${i}].pid: a ${gs.state} guest ${gs.pid === null ? 'has a process, found null' : `has no process, found ${gs.pid}`}`;
     if (!isPrngState(gs.prng)) return `host.guests[${i}].prng: expected 4 PRNG state words`;
     if (!Array.isArray(gs.slotHvas) || !gs.slotHvas.every(isInt)) return `host.guests[${i}].slotHvas: expected addresses`;
+    if (gs.qemu !== undefined) {
+      const q = gs.qemu;
+      if (!isRecord(q) || (q.nic !== 'none' && q.nic !== 'e1000') || !isInt(q.ramHva) || !Array.isArray(q.blockHvas) || !q.blockHvas.every(isInt)) {
+        return `host.guests[${i}].qemu: expected nic (none or e1000), ramHva and blockHvas (addresses)`;
+      }
+    }
     if (gs.nextBurstAt !== null && !isNum(gs.nextBurstAt)) return `host.guests[${i}].nextBurstAt: expected a number or null`;
     const w = gs.workload;
     if (!isRecord(w) || (w.dirtyRate !== null && !(isNum(w.dirtyRate) && w.dirtyRate >= 0))) return `host.guests[${i}].workload: expected a dirtyRate (pages/s, or null) and a burst`;
@@ -209,8 +215,8 @@ export function checkHostSnapshot(h: unknown): string | null {
       if (!isRecord(x) || !isCount(x.pages) || !isNonNegative(x.rate) || !isNonNegative(x.debt)) return `host.guests[${i}].bursts[${j}]: expected pages, rate and debt`;
     }
     const src = gs.source;
-    if (!isRecord(src) || src.type !== 'synthetic' || typeof src.name !== 'string' || typeof src.version !== 'string' || typeof src.digest !== 'string' || !/^[0-9a-f]{64}$/.test(src.digest)) {
-      return `host.guests[${i}].source: expected a page source: type 'synthetic', an image name and version, and a sha-256 digest (64 hex digits)`;
+    if (!isRecord(src) || (src.type !== 'synthetic' && src.type !== 'capture') || typeof src.name !== 'string' || typeof src.version !== 'string' || typeof src.digest !== 'string' || !/^[0-9a-f]{64}$/.test(src.digest)) {
+      return `host.guests[${i}].source: expected a page source: type 'synthetic' or 'capture', an image name and version (a capture file and guest), and a sha-256 digest (64 hex digits)`;
     }
   }
   return null;
