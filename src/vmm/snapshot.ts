@@ -5,7 +5,7 @@ import { KERNEL_IMAGE_VERSION, type KernelImage } from '../mm/snapshot.js';
 import { Host, type HostSnapshot } from './host.js';
 import { checkGovernorSnapshot } from './governor.js';
 import type { ImageCatalog } from './image.js';
-import { describeRef, type PageSource } from './page-source.js';
+import { describeRef, type PageSource, type PageSourceCatalog } from './page-source.js';
 import { GUEST_STATES as GUEST_STATE_LIST, HOST_EVENT_KINDS } from './types.js';
 
 /**
@@ -234,7 +234,7 @@ function isNonNegative(v: unknown): boolean {
  * whose source the catalog does not have, or has changed; on any error nothing is
  * returned and nothing outside is changed.
  */
-export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = null): { host: Host; extra: unknown } {
+export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = null, captures: PageSourceCatalog | null = null): { host: Host; extra: unknown } {
   const body = decode(bytes);
   const kernelVersion = (body.kernel as unknown as Record<string, unknown>).imageVersion;
   if (kernelVersion !== KERNEL_IMAGE_VERSION) {
@@ -244,7 +244,7 @@ export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = nu
   // are the guests' page sources.
   const hproblem = checkHostSnapshot(body.host);
   if (hproblem !== null) throw new SnapshotError('invalid', `snapshot ${hproblem}`);
-  const sources = resolveSources(body.host, catalog);
+  const sources = resolveSources(body.host, catalog, captures);
   const options = (body.kernel as unknown as Record<string, unknown>).options;
   for (const k of ['memoryMiB', 'swapMiB', 'blockMiB'] as const) {
     // A kernel image without options is refused below, naming the field.
@@ -262,14 +262,16 @@ export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = nu
 }
 
 /** The page source each guest names, resolved in `catalog` (each distinct ref once); SnapshotError `source` for one it cannot give. */
-function resolveSources(h: HostSnapshot, catalog: ImageCatalog | null): PageSource[] {
+function resolveSources(h: HostSnapshot, images: ImageCatalog | null, captures: PageSourceCatalog | null): PageSource[] {
   const found = new Map<string, PageSource>();
   return h.guests.map((g) => {
     const ref = g.source;
     const key = `${ref.name}\0${ref.version}\0${ref.digest}`;
     let source = found.get(key);
     if (source === undefined) {
-      if (catalog === null) throw new SnapshotError('source', `snapshot guest ${g.name} boots from ${describeRef(ref)}: restoring it needs the image catalog that has it`);
+      // A captured guest's ref names its capture file: the captures' catalog reads it.
+      const catalog = ref.type === 'capture' ? captures : images;
+      if (catalog === null) throw new SnapshotError('source', `snapshot guest ${g.name} boots from ${describeRef(ref)}: restoring it needs the ${ref.type === 'capture' ? 'capture file' : 'image catalog'} that has it`);
       const r = catalog.resolve(ref);
       if (typeof r === 'string') throw new SnapshotError('source', `snapshot guest ${g.name}: ${r}`);
       source = r;
