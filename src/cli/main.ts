@@ -213,7 +213,7 @@ function runCommand(argv: string[]): number {
   if (confPath !== undefined) {
     const conf = parseKsmtunedConf(readText(confPath), displayName(confPath));
     const ksm: KsmPolicy = { policy: 'ksmtuned', config: conf.config, maxKernelPages: null };
-    scenario = { ...scenario, ksm, variants: [{ name: null, ksm }] };
+    scenario = { ...scenario, ksm, variants: [{ name: null, ksm, kernel: scenario.kernel }] };
   }
   const saveAt = values['save-at'] === undefined ? undefined : parseTime('--save-at', values['save-at'] as string, RUN_USAGE);
   const savePath = values.save as string | undefined;

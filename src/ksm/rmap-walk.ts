@@ -75,7 +75,7 @@ export function ksmMightNeedToCopy(ksm: Ksm, pfn: number, vma: Vma, addr: number
   if (!mem.isAnon(pfn) || mem.isKsm(pfn)) return pfn;
   if (mem.mapping[pfn] === vma.anonVma && mem.index[pfn] === vma.linearIndex(addr)) return pfn;
   // mm/ksm.c ksm_does_need_to_copy()
-  const copy = allocPage(k, false);
+  const copy = allocPage(k, false, vma.mm.node);
   if (copy >= 0) {
     mem.copyPage(copy, pfn);
     mem.flags[copy]! |= PG_DIRTY | PG_UPTODATE | PG_SWAPBACKED;

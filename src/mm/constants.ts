@@ -143,6 +143,13 @@ export function decodeVmFlags(flags: number): string {
 // ---- mm->flags ------------------------------------------------------------------
 /** The mm has an mm_slot in KSM (include/linux/sched.h MMF_VM_MERGEABLE). */
 export const MMF_VM_MERGEABLE = 1 << 0;
+/**
+ * 6.x: prctl(PR_SET_MEMORY_MERGE) is on: every compatible area is VM_MERGEABLE,
+ * now and from birth (include/linux/mm_types.h MMF_VM_MERGE_ANY).
+ */
+export const MMF_VM_MERGE_ANY = 1 << 1;
+/** The mm flags fork copies to the child (include/linux/mm_types.h MMF_INIT_MASK, the part the model has). */
+export const MMF_INIT_MASK = MMF_VM_MERGE_ANY;
 
 // ---- PTEs -------------------------------------------------------------------------
 export const PTE_NONE = 0;

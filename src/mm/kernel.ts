@@ -31,6 +31,8 @@ export interface KernelOptions {
   blockMiB?: number;
   /** Seed of the kernel's PRNG. */
   seed?: number;
+  /** NUMA nodes, each a run of whole memory blocks (physmem.ts); default 1. */
+  nodes?: number;
   /**
    * Transparent huge pages (src/mm/huge-memory.ts), or null for a kernel without
    * them (2.6.33, the default). The KSM side sets it from the kernel profile.
@@ -125,8 +127,9 @@ export class HostKernel {
     if (!Number.isInteger(swapMiB) || swapMiB < 0) {
       throw new KernelError('EINVAL', `swapMiB must be a non-negative integer, got ${swapMiB}`);
     }
-    this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed ?? 1 };
-    this.mem = new PhysMem({ memoryMiB, blockMiB });
+    const nodes = opts.nodes ?? 1;
+    this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed ?? 1, nodes };
+    this.mem = new PhysMem({ memoryMiB, blockMiB, nodes });
     this.swap = swapMiB > 0 ? new SwapDevice(swapMiB) : null;
     this.sysfs = new Sysfs();
     this.prng = new Prng(opts.seed ?? 1);
@@ -166,9 +169,15 @@ export class HostKernel {
     return shrinkPages(this, pages);
   }
 
-  /** Migrate one anonymous or KSM page to a new frame; returns the new frame. */
-  migratePage(pfn: number): number {
-    return migratePage(this, pfn);
+  /**
+   * Migrate one anonymous or KSM page to a new frame; returns the new frame. `node`:
+   * the NUMA node to move it to (move_pages()); by default its own.
+   */
+  migratePage(pfn: number, node?: number): number {
+    if (node !== undefined && (!Number.isInteger(node) || node < 0 || node >= this.mem.nrNodes)) {
+      throw new KernelError('EINVAL', `migratePage: node must be an integer from 0 to ${this.mem.nrNodes - 1}, got ${node}`);
+    }
+    return migratePage(this, pfn, -1, node ?? -1);
   }
 
   /** Compact every online memory block (writing /proc/sys/vm/compact_memory); returns pages moved. */
@@ -178,9 +187,18 @@ export class HostKernel {
 
   // ---- processes -------------------------------------------------------------------
 
-  /** A new process with an empty address space (think: exec of a fresh program). */
-  spawn(name: string): Process {
+  /**
+   * A new process with an empty address space (think: exec of a fresh program).
+   * `node`: the NUMA node its memory comes from first (physmem.ts; default 0), as
+   * with `numactl --preferred=node`.
+   */
+  spawn(name: string, opts: { node?: number } = {}): Process {
+    const node = opts.node ?? 0;
+    if (!Number.isInteger(node) || node < 0 || node >= this.mem.nrNodes) {
+      throw new KernelError('EINVAL', `spawn: node must be an integer from 0 to ${this.mem.nrNodes - 1}, got ${String(node)}`);
+    }
     const p = new Process(this, this.nextPid++, name, null);
+    p.mm.node = node;
     this.processes.set(p.pid, p);
     return p;
   }

@@ -46,14 +46,15 @@ export const VM_FAULT_MAJOR = 0x0004;
 export const VM_FAULT_WRITE = 0x0008;
 
 /**
- * alloc_page_vma(): a frame, reclaiming (and so swapping) first when none is free.
- * Returns -1 when memory is exhausted: the caller reports VM_FAULT_OOM.
+ * alloc_page_vma(): a frame, from node `nid` first (the faulting mm's: physmem.ts),
+ * reclaiming (and so swapping) first when none is free. Returns -1 when memory is
+ * exhausted: the caller reports VM_FAULT_OOM.
  */
-export function allocPage(k: HostKernel, zero: boolean): number {
-  let pfn = k.mem.allocFrame(zero);
+export function allocPage(k: HostKernel, zero: boolean, nid = 0): number {
+  let pfn = k.mem.allocFrame(zero, nid);
   if (pfn < 0 && k.swap !== null) {
     shrinkPages(k, SWAP_CLUSTER_MAX);
-    pfn = k.mem.allocFrame(zero);
+    pfn = k.mem.allocFrame(zero, nid);
   }
   return pfn;
 }
@@ -164,7 +165,7 @@ function doAnonymousPage(k: HostKernel, vma: Vma, addr: number, write: boolean):
     if (r !== VM_FAULT_FALLBACK) return r;
   }
   anonVmaPrepare(vma);
-  const pfn = allocPage(k, true);
+  const pfn = allocPage(k, true, mm.node);
   if (pfn < 0) return VM_FAULT_OOM;
   const writable = (vma.flags & VM_WRITE) !== 0;
   mm.setPte(addr, mkPte(pfn, PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0)));
@@ -180,7 +181,7 @@ function doSharedFault(k: HostKernel, vma: Vma, addr: number, write: boolean): n
   const index = vma.linearIndex(addr);
   let pfn = file.pages.get(index) ?? -1;
   if (pfn < 0) {
-    pfn = allocPage(k, true);
+    pfn = allocPage(k, true, vma.mm.node);
     if (pfn < 0) return VM_FAULT_OOM;
     mem.flags[pfn]! |= PG_SHMEM | PG_DIRTY;
     mem.mapping[pfn] = file;
@@ -258,7 +259,7 @@ export function doWpPage(k: HostKernel, vma: Vma, addr: number, pte: number): nu
   anonVmaPrepare(vma);
   // Hold the old page across the allocation: reclaim may run inside it.
   if (!special) mem.getPage(old);
-  const pfn = allocPage(k, special);
+  const pfn = allocPage(k, special, mm.node);
   if (pfn < 0) {
     if (!special) mem.putPage(old);
     return VM_FAULT_OOM;

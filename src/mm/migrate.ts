@@ -63,10 +63,12 @@ export function migrationBlocker(k: HostKernel, pfn: number): { code: 'EINVAL' |
 
 /**
  * Migrate the page at `pfn` to `newPfn` (a frame already allocated for us, count 1),
- * or to a frame of the allocator's choice when newPfn is -1. Returns the new frame.
+ * or to a frame of the allocator's choice when newPfn is -1: on node `nid`, or on
+ * the page's own node when nid is -1, falling back as allocation does. Returns the
+ * new frame.
  * Throws KernelError (EINVAL, EBUSY, EAGAIN, ENOMEM) with nothing changed.
  */
-export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
+export function migratePage(k: HostKernel, pfn: number, newPfn = -1, nid = -1): number {
   const mem = k.mem;
   const blocker = migrationBlocker(k, pfn);
   // A THP moves as small pages (see src/mm/huge-memory.ts): split it once it is
@@ -82,7 +84,9 @@ export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
     throw new KernelError(blocker.code, `cannot migrate: ${blocker.why}`);
   }
   if (newPfn < 0) {
-    newPfn = mem.allocFrame(false);
+    // The page's own node unless told otherwise (move_pages()): migration for
+    // compaction stays on the node.
+    newPfn = mem.allocFrame(false, nid >= 0 ? nid : mem.nodeOf(pfn));
     if (newPfn < 0) {
       k.vmstat.pgmigrate_fail++;
       throw new KernelError('ENOMEM', `cannot migrate pfn ${pfn}: no free frame to move it to`);

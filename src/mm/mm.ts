@@ -32,6 +32,11 @@ export class MmStruct {
   flags: number;
   /** Highest address that mmap may use (mmap_base), searched top down. */
   readonly mmapBase: number;
+  /**
+   * The NUMA node this address space's pages come from first: its task's memory
+   * policy (MPOL_PREFERRED), kept on the mm since a model process is one task.
+   */
+  node: number;
   /** A one-entry cache of the last page table looked up (a TLB for the simulator). */
   private cachedPmd: number;
   private cachedTable: Uint32Array | null;
@@ -45,6 +50,7 @@ export class MmStruct {
     this.mmCount = 1;
     this.flags = 0;
     this.mmapBase = MMAP_BASE;
+    this.node = 0;
     this.cachedPmd = -1;
     this.cachedTable = null;
   }

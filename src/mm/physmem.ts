@@ -43,8 +43,9 @@ import {
  *   contentsEpoch      bumped by every write to any frame's bytes. Anything
  *                      computed from frame contents stays true while it holds
  *                      (KSM's memcmp memo relies on it).
- *   checksumMemo[pfn]  the frame's KSM checksum (jhash2 of its 4096 bytes), valid
- *   checksumValid[pfn] while this is 1. A pure function of the bytes, so using it
+ *   checksumMemo[pfn]  the frame's KSM checksum (of its 4096 bytes, by the
+ *   checksumValid[pfn] function checksumName names: jhash2, or 6.x's xxhash), valid
+ *                      while this is 1. A pure function of the bytes, so using it
  *                      cannot change what KSM decides.
  *   zeroWords[pfn]     how many of the frame's 32-bit words, from its start, are 0
  *                      (0..1024), or -1 when not known. firstDifference() uses it
@@ -77,6 +78,8 @@ export class MemoryBlock {
   readonly index: number;
   readonly startPfn: number;
   readonly nrPages: number;
+  /** The NUMA node the block belongs to (see PhysMem: nodes). */
+  readonly node: number;
   /** Page contents, or null while the block is offline. */
   data: Buffer | null;
   words: Uint32Array | null;
@@ -91,10 +94,11 @@ export class MemoryBlock {
   freeHead: number;
   nrFree: number;
 
-  constructor(index: number, startPfn: number, nrPages: number) {
+  constructor(index: number, startPfn: number, nrPages: number, node: number) {
     this.index = index;
     this.startPfn = startPfn;
     this.nrPages = nrPages;
+    this.node = node;
     this.data = null;
     this.words = null;
     this.online = false;
@@ -126,13 +130,33 @@ function lowestByteSet(x: number): number {
 export interface PhysMemOptions {
   memoryMiB: number;
   blockMiB: number;
+  /** NUMA nodes (default 1). */
+  nodes?: number;
 }
+
+/*
+ * NUMA nodes, the model's way. A node is a run of whole memory blocks: memory is cut
+ * into `nodes` contiguous parts as equal as the blocks allow (block b belongs to node
+ * floor(b * nodes / blocks)), as firmware lays out each node's memory as one physical
+ * range. There are no CPUs, so no "local" node: an allocation names the node it
+ * prefers (the faulting process's, Process.node, like a task's MPOL_PREFERRED
+ * policy; 0 unless set), is served from that node's blocks first, lowest block first,
+ * and falls back to the next nodes in turn (node+1, node+2, ... wrapping), as the
+ * zonelist falls back when the preferred node is full. With one node this is the
+ * plain lowest-block-first order the model always had.
+ *
+ * The road not taken: zones and distances. KSM only asks which node a page is on
+ * (pfn_to_nid(), for merge_across_nodes 0); nothing in the model weighs distance.
+ */
 
 export class PhysMem {
   readonly nrFrames: number;
   readonly blockPages: number;
   readonly blockShift: number;
   readonly blocks: MemoryBlock[];
+  readonly nrNodes: number;
+  /** The first block of each node (nodeFirstBlock[nrNodes] is blocks.length). */
+  readonly nodeFirstBlock: Int32Array;
 
   readonly flags: Uint32Array;
   readonly count: Int32Array;
@@ -143,6 +167,8 @@ export class PhysMem {
   readonly lruPrev: Int32Array;
   readonly lruNext: Int32Array;
   readonly checksumMemo: Uint32Array;
+  /** The checksum checksumMemo holds ('jhash2' unless KSM says otherwise: src/ksm/ksm.ts). */
+  checksumName: string;
   readonly checksumValid: Uint8Array;
   readonly zeroWords: Int16Array;
   readonly neverUsed: Uint8Array;
@@ -164,6 +190,7 @@ export class PhysMem {
 
   constructor(opts: PhysMemOptions) {
     const { memoryMiB, blockMiB } = opts;
+    const nodes = opts.nodes ?? 1;
     if (!Number.isInteger(blockMiB) || blockMiB <= 0 || (blockMiB & (blockMiB - 1)) !== 0) {
       throw new KernelError('EINVAL', `blockMiB must be a power of two, got ${blockMiB}`);
     }
@@ -179,6 +206,13 @@ export class PhysMem {
     if (this.nrFrames > 1 << 26) {
       throw new KernelError('EINVAL', `memoryMiB ${memoryMiB} exceeds the 256 GiB a pte can address`);
     }
+    const nrBlocks = Math.ceil(this.nrFrames / this.blockPages);
+    if (!Number.isInteger(nodes) || nodes < 1 || nodes > nrBlocks) {
+      throw new KernelError('EINVAL', `nodes must be an integer from 1 to the number of memory blocks (${nrBlocks}), got ${nodes}`);
+    }
+    this.nrNodes = nodes;
+    this.nodeFirstBlock = new Int32Array(nodes + 1);
+    for (let nid = 0; nid <= nodes; nid++) this.nodeFirstBlock[nid] = Math.ceil((nid * nrBlocks) / nodes);
     const n = this.nrFrames;
     this.flags = new Uint32Array(n);
     this.count = new Int32Array(n);
@@ -189,6 +223,7 @@ export class PhysMem {
     this.lruPrev = new Int32Array(n).fill(-1);
     this.lruNext = new Int32Array(n).fill(-1);
     this.checksumMemo = new Uint32Array(n);
+    this.checksumName = 'jhash2';
     this.checksumValid = new Uint8Array(n);
     this.zeroWords = new Int16Array(n).fill(-1);
     this.neverUsed = new Uint8Array(n);
@@ -199,7 +234,7 @@ export class PhysMem {
     this.blocks = [];
     this.nrFreeOnline = 0;
     for (let b = 0; b * this.blockPages < n; b++) {
-      const block = new MemoryBlock(b, b * this.blockPages, this.blockPages);
+      const block = new MemoryBlock(b, b * this.blockPages, this.blockPages, Math.floor((b * nodes) / nrBlocks));
       this.blocks.push(block);
       this.onlineBlock(block);
     }
@@ -210,6 +245,11 @@ export class PhysMem {
 
   blockOf(pfn: number): MemoryBlock {
     return this.blocks[pfn >>> this.blockShift]!;
+  }
+
+  /** pfn_to_nid() */
+  nodeOf(pfn: number): number {
+    return this.blocks[pfn >>> this.blockShift]!.node;
   }
 
   /** Byte offset of pfn's contents inside its block's buffer. */
@@ -242,10 +282,14 @@ export class PhysMem {
   /**
    * alloc_page(): a frame with count 1, flags 0, zeroed contents when `zero`.
    * Returns -1 when no online block has a free frame (the caller decides between
-   * reclaim and ENOMEM). Lowest block first, so that tests see stable numbers.
+   * reclaim and ENOMEM). From node `nid` first, then the next nodes (see NUMA
+   * above); lowest block first within, so that tests see stable numbers.
    */
-  allocFrame(zero: boolean): number {
-    for (let b = 0; b < this.blocks.length; b++) {
+  allocFrame(zero: boolean, nid = 0): number {
+    const nb = this.blocks.length;
+    const first = this.nodeFirstBlock[nid]!;
+    for (let i = 0; i < nb; i++) {
+      const b = first + i < nb ? first + i : first + i - nb;
       const block = this.blocks[b]!;
       if (block.nrFree === 0 || !block.online || block.isolated) continue;
       const pfn = block.freeHead;

@@ -1,5 +1,6 @@
 import { KernelError, assertNever, bug } from '../lib/errors.js';
 import {
+  MMF_INIT_MASK,
   MMF_VM_MERGEABLE,
   PAGE_SIZE,
   PTE_DIRTY,
@@ -398,6 +399,11 @@ export class Process {
     this.live('fork');
     const k = this.kernel;
     const mm = new MmStruct(name);
+    // dup_mm(): the child's mm starts as a copy of ours, of which the flags in
+    // MMF_INIT_MASK survive mm_init() (a 6.x whole-process merge is inherited).
+    mm.flags = this.mm.flags & MMF_INIT_MASK;
+    // The child's memory policy is its parent's.
+    mm.node = this.mm.node;
     // dup_mmap() calls ksm_fork() before copying any area.
     if ((this.mm.flags & MMF_VM_MERGEABLE) !== 0 && k.ksm !== null) k.ksm.fork(mm, this.mm);
     for (const vma of this.mm.vmas) {
@@ -587,6 +593,11 @@ export class Process {
       mem.contentsChanged(pfn);
       done += inPage;
     }
+  }
+
+  /** The NUMA node this process's pages come from first (spawn's `node`, inherited over fork). */
+  get node(): number {
+    return this.mm.node;
   }
 
   /** Like /proc/pid/pagemap: the frame mapped at addr, or null (none, or swapped out). */

@@ -1,4 +1,5 @@
 import { InvariantError, KernelError, bug } from '../lib/errors.js';
+import { JHASH2_PAGE_CHECKSUM } from '../lib/jhash.js';
 import {
   IntList,
   LITTLE_ENDIAN,
@@ -93,6 +94,9 @@ import { AnonVma, ShmemFile, Vma } from './vma.js';
  *   in the Map's order, empty ones too), processes in kernel.processes' order.
  * - Simulated time, the pid counter, the PRNG state, vmstat (HostKernel.saveState),
  *   contentsEpoch.
+ * - NUMA: the options' `nodes`, each block's node (which `nodes` decides; an image
+ *   whose blocks say otherwise is refused) and each mm's preferred node, from which
+ *   its faults allocate (physmem.ts).
  *
  * What is dropped, and why that changes no decision:
  *
@@ -107,8 +111,13 @@ import { AnonVma, ShmemFile, Vma } from './vma.js';
  * the model itself never outlives a call, so there is none at rest).
  */
 
-/** Version 2: each layer's state in its own part (v1 saved the whole kernel from src/ksm). */
-export const KERNEL_IMAGE_VERSION = 2;
+/**
+ * Version 3: NUMA nodes (the options' `nodes`, each block's node, each mm's node) and
+ * KSM's part naming its kernel version with the state of every version (6.x's chains,
+ * zero pages, smart scan, advisor, per-node trees). 2 had each layer's state in its
+ * own part, but kernels of 2.6.33 only; 1 saved the whole kernel from src/ksm.
+ */
+export const KERNEL_IMAGE_VERSION = 3;
 
 /** mem.mapping codes: index * 4 + kind. MAP_PART indexes the parts' objects (each part's mappings, parts in registration order, one after the other). */
 const MAP_NONE = 0;
@@ -123,8 +132,12 @@ const TWO_POW_32 = 0x100000000;
 /** The frames: metadata of those in use, free lists, LRU lists. */
 export interface MemImage {
   contentsEpoch: number;
-  /** One per memory block. `free`: the block's free list, head first, as runs (lib/snapshot.ts RunWriter). Empty for an offline block. */
-  blocks: { online: boolean; isolated: boolean; free: Uint8Array }[];
+  /**
+   * One per memory block. `free`: the block's free list, head first, as runs (lib/snapshot.ts
+   * RunWriter). Empty for an offline block. `node`: its NUMA node, which the options'
+   * `nodes` decide (physmem.ts); kept so that an image says where every frame is.
+   */
+  blocks: { online: boolean; isolated: boolean; node: number; free: Uint8Array }[];
   /** neverUsed over every frame, as u32 run lengths alternating 0s and 1s, 0s first. */
   neverUsed: Uint8Array;
   /** Per frame in use (every frame of an online block that is on no free list), in ascending pfn order: u32 page flags. */
@@ -175,6 +188,8 @@ export interface MmImage {
   mmUsers: number;
   mmCount: number;
   flags: number;
+  /** The NUMA node its pages come from first (MmStruct.node). */
+  node: number;
   vmas: VmaImage[];
   /** f64 pmd numbers (address / 2 MiB) of the page tables, in the Map's order. */
   pmds: Uint8Array;
@@ -271,6 +286,8 @@ export interface ImageCheckContext {
   /** Where the part lies in the image, for messages: `parts.ksm`. */
   readonly path: string;
   readonly nrFrames: number;
+  /** NUMA nodes (the options' `nodes`). */
+  readonly nodes: number;
   readonly mms: number;
   readonly anonVmas: number;
   /** The part holds mm `i` (an mm no process has must be held by some part). */
@@ -358,7 +375,7 @@ export function saveKernelImage(k: HostKernel): KernelImage {
       ptes.set(table, i * PTRS_PER_PTE);
       i++;
     }
-    mmImages.push({ owner: mm.owner, mmUsers: mm.mmUsers, mmCount: mm.mmCount, flags: mm.flags, vmas, pmds: bytesOf(pmds), ptes: bytesOf(ptes) });
+    mmImages.push({ owner: mm.owner, mmUsers: mm.mmUsers, mmCount: mm.mmCount, flags: mm.flags, node: mm.node, vmas, pmds: bytesOf(pmds), ptes: bytesOf(ptes) });
   }
 
   // What each frame in use maps, now that everything is numbered.
@@ -376,15 +393,20 @@ export function saveKernelImage(k: HostKernel): KernelImage {
   const sw = k.swap;
   const table = new ContentTable(nrUsed + (sw === null ? 0 : sw.usedSlots));
   const content = new Uint32Array(nrUsed);
+  const memoIsJhash2 = mem.checksumName === JHASH2_PAGE_CHECKSUM.name;
   const framePages: PagesToIntern = {
     n: nrUsed,
     data: (u) => mem.dataOf(usedPfns[u]!),
     words: (u) => mem.wordsOf(usedPfns[u]!),
     offset: (u) => mem.offsetOf(usedPfns[u]!),
-    knownHash: (u) => {
-      const pfn = usedPfns[u]!;
-      return mem.checksumValid[pfn] !== 0 ? mem.checksumMemo[pfn]! : -1;
-    },
+    // The frames' checksum memo is the table's own hash only while KSM's checksum is
+    // jhash2 (a 6.x kernel memoizes xxhash: then every page is hashed here).
+    knownHash: memoIsJhash2
+      ? (u) => {
+          const pfn = usedPfns[u]!;
+          return mem.checksumValid[pfn] !== 0 ? mem.checksumMemo[pfn]! : -1;
+        }
+      : () => -1,
   };
   table.internAll(framePages, content);
   const swap = sw === null ? null : sw.saveImage(table, (pfn) => (mem.flags[pfn]! & PG_DIRTY) !== 0);
@@ -493,7 +515,7 @@ function saveFrames(mem: PhysMem): {
       if (listed !== 0) inconsistent(`offline memory${block.index} has a free list`);
       free.fill(1, block.startPfn, end);
     }
-    blocks.push({ online: block.online, isolated: block.isolated, free: runs.done() });
+    blocks.push({ online: block.online, isolated: block.isolated, node: block.node, free: runs.done() });
   }
   let nrUsed = 0;
   for (let p = 0; p < nrFrames; p++) if (free[p] === 0) nrUsed++;
@@ -596,6 +618,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
   if (memoryMiB % blockMiB !== 0) fail('options.memoryMiB', `expected a multiple of blockMiB (${blockMiB}), found ${memoryMiB}`);
   const swapMiB = int(o.swapMiB, 'options.swapMiB', 0, 256 * 1024 - 1);
   const seed = int(o.seed, 'options.seed', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  const nodes = int(o.nodes, 'options.nodes', 1, memoryMiB / blockMiB);
   const nrFrames = (memoryMiB * 1024 * 1024) / PAGE_SIZE;
   const blockPages = (blockMiB * 1024 * 1024) / PAGE_SIZE;
   const nBlocks = memoryMiB / blockMiB;
@@ -639,6 +662,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     const checked = part.check(partsImg[part.name], {
       path: `parts.${part.name}`,
       nrFrames,
+      nodes,
       mms: mmsImg.length,
       anonVmas: anonVmasImg.length,
       holdMm: (i) => {
@@ -660,6 +684,8 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     const bi = obj(blocksImg[b], path);
     const online = bool(bi.online, `${path}.online`);
     const isolated = bool(bi.isolated, `${path}.isolated`);
+    const node = Math.floor((b * nodes) / nBlocks);
+    if (bi.node !== node) fail(`${path}.node`, `expected ${node} (block ${b} of ${nBlocks} with ${nodes} node${nodes === 1 ? '' : 's'}), found ${found(bi.node)}`);
     if (isolated && !online) fail(`${path}.isolated`, 'an offline block cannot be isolated');
     const start = b * blockPages;
     const end = Math.min(start + blockPages, nrFrames);
@@ -793,6 +819,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     int(mi.mmUsers, `${path}.mmUsers`, 0, 0x7fffffff);
     int(mi.mmCount, `${path}.mmCount`, 0, 0x7fffffff);
     int(mi.flags, `${path}.flags`, 0, 0x7fffffff);
+    int(mi.node, `${path}.node`, 0, nodes - 1);
     const vmasImg = array(mi.vmas, `${path}.vmas`);
     const starts: number[] = [];
     const ends: number[] = [];
@@ -912,7 +939,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
   }
 
   return {
-    options: { memoryMiB, swapMiB, blockMiB, seed },
+    options: { memoryMiB, swapMiB, blockMiB, seed, nodes },
     img: img as unknown as KernelImage,
     freeLists,
     usedPfns,
@@ -952,7 +979,7 @@ function linkList(mem: PhysMem, list: Int32Array): void {
 export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
   const img = d.img;
   const opts = k.options;
-  if (opts.memoryMiB !== d.options.memoryMiB || opts.swapMiB !== d.options.swapMiB || opts.blockMiB !== d.options.blockMiB || opts.seed !== d.options.seed) {
+  if (opts.memoryMiB !== d.options.memoryMiB || opts.swapMiB !== d.options.swapMiB || opts.blockMiB !== d.options.blockMiB || opts.seed !== d.options.seed || opts.nodes !== d.options.nodes) {
     bug(`restoreKernelImage: the kernel was built with ${JSON.stringify(opts)}, the image has ${JSON.stringify(d.options)}`);
   }
   if (k.imageParts.length !== d.parts.length || k.imageParts.some((p, i) => p.name !== d.parts[i]!.name)) {
@@ -1042,6 +1069,7 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     mm.mmUsers = mi.mmUsers;
     mm.mmCount = mi.mmCount;
     mm.flags = mi.flags;
+    mm.node = mi.node;
     for (const vi of mi.vmas) {
       const vma = new Vma(mm, vi.start, vi.end, vi.flags, vi.pgoff);
       vma.anonVma = vi.anonVma < 0 ? null : anonVmas[vi.anonVma]!;

@@ -163,7 +163,7 @@ export function doSwapPage(k: HostKernel, vma: Vma, addr: number, pte: number, w
     mem.getPage(pfn);
   } else {
     // read_swap_cache_async(): a new page, into the swap cache, read from the slot.
-    pfn = allocPage(k, false);
+    pfn = allocPage(k, false, vma.mm.node);
     if (pfn < 0) return VM_FAULT_OOM;
     if (vma.mm.getPte(addr) !== pte) {
       // Reclaim during the allocation changed things; let the caller retry.

@@ -14,12 +14,37 @@ export interface SysfsFile {
   store?: (value: string) => void;
 }
 
+/**
+ * Files that exist per object, like /proc/<pid>/ksm_stat: a pattern over the path,
+ * and the file for a match, or null when there is no such object (ENOENT).
+ */
+export interface SysfsPattern {
+  readonly pattern: RegExp;
+  resolve(match: RegExpExecArray): SysfsFile | null;
+}
+
 export class Sysfs {
   private readonly files = new Map<string, SysfsFile>();
+  private readonly patterns: SysfsPattern[] = [];
 
   register(path: string, file: SysfsFile): void {
     if (this.files.has(path)) throw new KernelError('EEXIST', `sysfs file ${path} is already registered`);
     this.files.set(path, file);
+  }
+
+  /** Files made on lookup, for paths that name an object (a pid). Exact files come first. */
+  registerPattern(pattern: RegExp, resolve: (match: RegExpExecArray) => SysfsFile | null): void {
+    this.patterns.push({ pattern, resolve });
+  }
+
+  private lookup(path: string): SysfsFile | undefined {
+    const f = this.files.get(path);
+    if (f !== undefined) return f;
+    for (const p of this.patterns) {
+      const m = p.pattern.exec(path);
+      if (m !== null) return p.resolve(m) ?? undefined;
+    }
+    return undefined;
   }
 
   unregister(path: string): void {
@@ -27,24 +52,24 @@ export class Sysfs {
   }
 
   has(path: string): boolean {
-    return this.files.has(path);
+    return this.lookup(path) !== undefined;
   }
 
   read(path: string): string {
-    const f = this.files.get(path);
+    const f = this.lookup(path);
     if (f === undefined) throw new KernelError('ENOENT', `no such file: ${path}`);
     if (f.show === undefined) throw new KernelError('EACCES', `${path} is write-only`);
     return f.show();
   }
 
   write(path: string, value: string): void {
-    const f = this.files.get(path);
+    const f = this.lookup(path);
     if (f === undefined) throw new KernelError('ENOENT', `no such file: ${path}`);
     if (f.store === undefined) throw new KernelError('EACCES', `${path} is read-only`);
     f.store(String(value));
   }
 
-  /** Every path under a directory prefix, sorted: `ls`. */
+  /** Every registered path under a directory prefix, sorted: `ls` (files made by a pattern are not listed). */
   list(prefix: string): string[] {
     const dir = prefix.endsWith('/') ? prefix : prefix + '/';
     return [...this.files.keys()].filter((p) => p.startsWith(dir)).sort();

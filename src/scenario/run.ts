@@ -1,3 +1,4 @@
+import { PROFILE_6_18 } from '../ksm/profile.js';
 import { pickKsmStats } from '../ksm/stats.js';
 import { KernelError, assertNever } from '../lib/errors.js';
 import { Host, describePolicy, type KsmPolicy } from '../vmm/host.js';
@@ -9,7 +10,7 @@ import { loadCapture } from './load.js';
 import { DEFAULT_KSMD_COSTS, type KsmdCosts } from '../ksm/cost.js';
 import { SnapshotError, restoreHost, saveHost } from '../vmm/snapshot.js';
 import type { HostSample } from '../vmm/types.js';
-import type { Scenario, ScenarioAction } from './schema.js';
+import type { Scenario, ScenarioAction, ScenarioVariant } from './schema.js';
 import type { GuestSummary, HostSummary, RunResult } from './types.js';
 
 export interface RunOptions {
@@ -36,7 +37,7 @@ export function runScenario(s: Scenario, opts: RunOptions): RunResult[] {
     throw new KernelError('ENOENT', `scenario ${s.name} has no variant ${JSON.stringify(opts.variant)} (variants: ${s.variants.map((v) => v.name ?? '(none)').join(', ')})`);
   }
   return variants.map((v) => {
-    const run = ScenarioRun.start(s, v.name, v.ksm, opts.images, opts.seed ?? s.seed, opts);
+    const run = ScenarioRun.start(s, v, opts.images, opts.seed ?? s.seed, opts);
     if (opts.saveAt !== undefined) {
       run.runTo(opts.saveAt, opts);
       opts.onSave?.(run.save(), v.name);
@@ -63,9 +64,9 @@ const CAPTURE_CATALOG: PageSourceCatalog = {
   },
 };
 
-/** Build the scenario's host with its guests defined (none booted yet). */
-export function buildHost(s: Scenario, ksm: KsmPolicy, images: ImageCatalog, seed: number): Host {
-  const host = new Host({ memoryMiB: s.memoryMiB, swapMiB: s.swapMiB, blockMiB: s.blockMiB, seed, ksm, images, tickMs: s.tickMs });
+/** Build the scenario's host, on the given kernel, with its guests defined (none booted yet). */
+export function buildHost(s: Scenario, ksm: KsmPolicy, images: ImageCatalog, seed: number, kernel: string = s.kernel): Host {
+  const host = new Host({ memoryMiB: s.memoryMiB, swapMiB: s.swapMiB, blockMiB: s.blockMiB, seed, ksm, images, tickMs: s.tickMs, version: kernel });
   for (const g of s.guests) {
     host.createGuest({
       name: g.name,
@@ -136,9 +137,9 @@ export class ScenarioRun {
     this.finished = pos.finished;
   }
 
-  /** Build the host and take the first sample, at time 0. */
-  static start(s: Scenario, variant: string | null, ksm: KsmPolicy, images: ImageCatalog, seed: number, hooks: RunHooks = {}): ScenarioRun {
-    const run = new ScenarioRun(buildHost(s, ksm, images, seed), { scenario: s, variant, ksm, seed, eventIndex: 0, nextSample: s.sampleEveryMs, samples: [], finished: false });
+  /** Build the host for one variant (its policy and kernel) and take the first sample, at time 0. */
+  static start(s: Scenario, v: ScenarioVariant, images: ImageCatalog, seed: number, hooks: RunHooks = {}): ScenarioRun {
+    const run = new ScenarioRun(buildHost(s, v.ksm, images, seed, v.kernel), { scenario: s, variant: v.name, ksm: v.ksm, seed, eventIndex: 0, nextSample: s.sampleEveryMs, samples: [], finished: false });
     run.take(hooks);
     return run;
   }
@@ -343,12 +344,18 @@ function describeAction(a: ScenarioAction): string {
       return `${a.kind} memory${a.block}`;
     case 'knobs': {
       // Named as the scenario and /sys/kernel/mm/ksm name them, not by the fields here.
-      const knobs: [string, number | undefined][] = [
+      const knobs: [string, number | string | undefined][] = [
         ['run', a.run],
         ['pages_to_scan', a.pagesToScan],
         ['sleep_millisecs', a.sleepMillisecs],
         ['max_kernel_pages', a.maxKernelPages],
       ];
+      // Then a later kernel's knobs, in its profile's order.
+      for (const spec of PROFILE_6_18.knobs) {
+        const v = a[spec.field];
+        if (v === undefined || ['run', 'pagesToScan', 'sleepMillisecs'].includes(spec.field)) continue;
+        knobs.push([spec.file, spec.choices === null ? v : (spec.choices[v] ?? v)]);
+      }
       return `knobs ${knobs.filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(' ')}`;
     }
     case 'ksm':
@@ -423,6 +430,7 @@ function summarize(s: Scenario, variant: string | null, ksm: KsmPolicy, seed: nu
     scenario: s.name,
     variant,
     policy: describePolicy(ksm),
+    kernel: host.kernel.version,
     seed,
     durationMs: s.durationMs,
     samples,

@@ -6,6 +6,7 @@ import { parseKsmtunedConf } from '../vmm/ksmtuned-conf.js';
 import { KUBEVIRT_ANNOTATIONS, resolveKubevirtParams, type KubevirtConfig } from '../vmm/kubevirt.js';
 import { MOM_DEFAULTS, type MomConfig } from '../vmm/mom.js';
 import { NODE_MEMORY_PARAMS, nodeMemoryParamProblem } from '../vmm/node-memory-tune.js';
+import { DEFAULT_KERNEL_VERSION, KERNEL_VERSIONS, kernelProfile, type KernelVersion, type KsmKnobField } from '../ksm/profile.js';
 import { ConfigDocument, ConfigError, describe, formatSize, zCount, zDuration, zFraction, zSizeMiB, type ConfigProblem } from '../vmm/config.js';
 import type { KsmKnobSettings, KsmPolicy } from '../vmm/host.js';
 import { layoutGuest, type ImageCatalog } from '../vmm/image.js';
@@ -30,8 +31,16 @@ const UINT_MAX = 4294967295;
 const MAX_HOST_MEMORY = 2 ** 26 * 4096;
 const MAX_SWAP = Math.min(bufferConstants.MAX_LENGTH, (2 ** 26 - 1) * 4096);
 
-/** The files of 2.6.33's /sys/kernel/mm/ksm, for libvirt's names (node-memory-tune.ts). */
-const KSM_FILES = new Set(['run', 'pages_to_scan', 'sleep_millisecs', 'max_kernel_pages', 'pages_shared', 'pages_sharing', 'pages_unshared', 'pages_volatile', 'full_scans']);
+/** The files under /sys/kernel/mm/ksm of a kernel version, for its knobs and libvirt's names (node-memory-tune.ts). */
+function ksmFiles(version: KernelVersion): Set<string> {
+  const p = kernelProfile(version);
+  return new Set([...p.knobs.map((k) => k.file), ...p.statFiles.map((f) => f.file)]);
+}
+
+const KERNEL_EXPECTED = (i: { input?: unknown }): string =>
+  `expected a kernel version Samepage has a profile for: ${KERNEL_VERSIONS.map((v) => `"${v}"`).join(' or ')}, got ${describe(i.input)}`;
+/** A kernel version: YAML reads 6.18 unquoted as a number, which is taken as written. */
+const zKernel = z.union([z.enum(KERNEL_VERSIONS as unknown as [KernelVersion, ...KernelVersion[]], { error: KERNEL_EXPECTED }), z.number().transform(String).pipe(z.enum(KERNEL_VERSIONS as unknown as [KernelVersion, ...KernelVersion[]], { error: KERNEL_EXPECTED }))], { error: KERNEL_EXPECTED });
 
 const RUN_EXPECTED = (i: { input?: unknown }): string => `expected 0 (stop) or 1 (merge), got ${describe(i.input)}`;
 
@@ -40,16 +49,71 @@ function zUint(what: string): z.ZodNumber {
   return zCount(what).max(UINT_MAX, { error: (i) => `expected at most 4294967295 (UINT_MAX): the kernel refuses larger values with EINVAL, got ${describe(i.input)}` });
 }
 
-/** libvirt's node-memory-tune names (src/vmm/node-memory-tune.ts) that a knob map takes. */
+const BOOL_EXPECTED = (i: { input?: unknown }): string => `expected 0 or 1 (or false or true), got ${describe(i.input)}`;
+/** A 6.x bool knob (kstrtobool): 0/1 or false/true, held as 0/1. */
+const zBool = z.union([z.literal(0, { error: BOOL_EXPECTED }), z.literal(1, { error: BOOL_EXPECTED }), z.boolean({ error: BOOL_EXPECTED }).transform((b) => (b ? 1 : 0))], { error: BOOL_EXPECTED });
+
+/**
+ * libvirt's node-memory-tune names (src/vmm/node-memory-tune.ts) that a knob map
+ * takes: the three libvirt can set. shm_merge_across_nodes needs a kernel with
+ * merge_across_nodes (checked against the kernel, below); the statistics' names are
+ * refused here, whatever the kernel.
+ */
 const zLibvirtNames = {
   shm_pages_to_scan: zUint('a number of pages').optional(),
   shm_sleep_millisecs: zUint('a number of milliseconds').optional(),
+  shm_merge_across_nodes: zBool.optional(),
   ...Object.fromEntries(
     Object.keys(NODE_MEMORY_PARAMS)
-      .filter((k) => nodeMemoryParamProblem(k, (f) => KSM_FILES.has(f)) !== null)
-      .map((k) => [k, z.never({ error: nodeMemoryParamProblem(k, (f) => KSM_FILES.has(f))! }).optional()]),
+      .filter((k) => !NODE_MEMORY_PARAMS[k]!.settable)
+      .map((k) => [k, z.never({ error: nodeMemoryParamProblem(k, () => true, '')! }).optional()]),
   ),
 } as const;
+
+const ADVISOR_EXPECTED = (i: { input?: unknown }): string => `expected none or scan-time, got ${describe(i.input)}`;
+
+/**
+ * The knobs Linux 6.x added (src/ksm/profile.ts PROFILE_6_18), within what their
+ * store() accepts; a kernel without one refuses it (checked against the kernel).
+ */
+const zModernKnobs = {
+  max_page_sharing: zCount('a number of mappings')
+    .min(2, { error: 'expected at least 2: a KSM page is made shared by two mappings (the kernel refuses less with EINVAL)' })
+    .max(2147483647, { error: (i) => `expected at most 2147483647 (INT_MAX): the kernel refuses larger values with ERANGE, got ${describe(i.input)}` })
+    .optional(),
+  stable_node_chains_prune_millisecs: zUint('a number of milliseconds').optional(),
+  use_zero_pages: zBool.optional(),
+  merge_across_nodes: zBool.optional(),
+  smart_scan: zBool.optional(),
+  advisor_mode: z.enum(['none', 'scan-time'], { error: ADVISOR_EXPECTED }).transform((v) => (v === 'none' ? 0 : 1)).optional(),
+  advisor_max_cpu: zUint('a percentage of one CPU').optional(),
+  advisor_min_pages_to_scan: zCount('a number of pages').optional(),
+  advisor_max_pages_to_scan: zCount('a number of pages').optional(),
+  advisor_target_scan_time: zCount('a number of seconds').min(1, { error: 'expected at least 1 (the kernel refuses 0 with EINVAL)' }).optional(),
+} as const;
+type ModernKnobName = keyof typeof zModernKnobs;
+const MODERN_KNOB_FIELDS: Readonly<Record<ModernKnobName, KsmKnobField>> = {
+  max_page_sharing: 'maxPageSharing',
+  stable_node_chains_prune_millisecs: 'stableNodeChainsPruneMillisecs',
+  use_zero_pages: 'useZeroPages',
+  merge_across_nodes: 'mergeAcrossNodes',
+  smart_scan: 'smartScan',
+  advisor_mode: 'advisorMode',
+  advisor_max_cpu: 'advisorMaxCpu',
+  advisor_min_pages_to_scan: 'advisorMinPagesToScan',
+  advisor_max_pages_to_scan: 'advisorMaxPagesToScan',
+  advisor_target_scan_time: 'advisorTargetScanTime',
+};
+
+/** The knobs of a knob map beyond run/pages_to_scan/sleep_millisecs/max_kernel_pages, by the engine's names (shm_merge_across_nodes as merge_across_nodes). */
+function modernKnobs(k: Partial<Record<ModernKnobName | 'shm_merge_across_nodes', number>>): KsmKnobSettings {
+  const out: KsmKnobSettings = {};
+  for (const name of Object.keys(MODERN_KNOB_FIELDS) as ModernKnobName[]) {
+    const v = name === 'merge_across_nodes' ? (k.merge_across_nodes ?? k.shm_merge_across_nodes) : k[name];
+    if (v !== undefined) out[MODERN_KNOB_FIELDS[name]] = v;
+  }
+  return out;
+}
 
 const zKsmFixed = z.strictObject({
   policy: z.literal('fixed'),
@@ -57,6 +121,7 @@ const zKsmFixed = z.strictObject({
   pages_to_scan: zUint('a number of pages').optional(),
   sleep_millisecs: zUint('a number of milliseconds').optional(),
   max_kernel_pages: zCount('a number of pages').optional(),
+  ...zModernKnobs,
   ...zLibvirtNames,
 });
 
@@ -166,6 +231,7 @@ const zKnobs = z.strictObject({
   pages_to_scan: zUint('a number of pages').optional(),
   sleep_millisecs: zUint('a number of milliseconds').optional(),
   max_kernel_pages: zCount().optional(),
+  ...zModernKnobs,
   ...zLibvirtNames,
 });
 
@@ -199,12 +265,14 @@ function partial<T extends Record<string, z.ZodType>>(shape: T): { [K in keyof T
   return out as { [K in keyof T]: z.ZodOptional<T[K]> };
 }
 
-const zVariant = z.strictObject({ name: z.string().min(1), ksm: zKsm });
+/** A variant: its own KSM policy, its own kernel, or both (the scenario's where left out). */
+const zVariant = z.strictObject({ name: z.string().min(1), ksm: zKsm.optional(), kernel: zKernel.optional() });
 
 const zHost = z.strictObject({
   memory: zSizeMiB,
   swap: zSizeMiB.default(0),
   block: zSizeMiB.default(128 * MiB),
+  kernel: zKernel.default(DEFAULT_KERNEL_VERSION),
 });
 
 /** The scenario's top level; each field is validated on its own (see parseScenario). */
@@ -276,6 +344,8 @@ export interface Scenario {
   memoryMiB: number;
   swapMiB: number;
   blockMiB: number;
+  /** The kernel version of the host (host.kernel), unless a variant says otherwise. */
+  kernel: KernelVersion;
   ksm: KsmPolicy;
   durationMs: number;
   sampleEveryMs: number;
@@ -283,8 +353,15 @@ export interface Scenario {
   guests: ScenarioGuest[];
   /** Events in the order they happen (ties in file order). */
   events: ScenarioEvent[];
-  /** Runs to make: one per variant, or one with the scenario's own ksm (name null). */
-  variants: { name: string | null; ksm: KsmPolicy }[];
+  /** Runs to make: one per variant, or one with the scenario's own ksm and kernel (name null). */
+  variants: ScenarioVariant[];
+}
+
+/** One run of a scenario: its name (null without variants), KSM policy and kernel. */
+export interface ScenarioVariant {
+  name: string | null;
+  ksm: KsmPolicy;
+  kernel: KernelVersion;
 }
 
 /** Options for parseScenario. */
@@ -305,8 +382,17 @@ export interface ParseScenarioOptions {
 function toPolicy(k: RawKsm, conf: Partial<KsmtunedConfig> = {}): KsmPolicy {
   const maxKernelPages = k.max_kernel_pages ?? null;
   switch (k.policy) {
-    case 'fixed':
-      return { policy: 'fixed', run: k.run, pagesToScan: k.pages_to_scan ?? k.shm_pages_to_scan ?? 100, sleepMillisecs: k.sleep_millisecs ?? k.shm_sleep_millisecs ?? 20, maxKernelPages };
+    case 'fixed': {
+      const knobs = modernKnobs(k);
+      return {
+        policy: 'fixed',
+        run: k.run,
+        pagesToScan: k.pages_to_scan ?? k.shm_pages_to_scan ?? 100,
+        sleepMillisecs: k.sleep_millisecs ?? k.shm_sleep_millisecs ?? 20,
+        maxKernelPages,
+        ...(Object.keys(knobs).length > 0 ? { knobs } : {}),
+      };
+    }
     case 'ksmtuned': {
       const config: Partial<KsmtunedConfig> = { ...conf };
       if (k.monitor_interval !== undefined) config.monitorInterval = Math.round(k.monitor_interval / 1000);
@@ -404,12 +490,50 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
   }
   const memoryKb = host?.memory !== undefined && host.memory <= MAX_HOST_MEMORY ? host.memory / 1024 : null;
 
+  // ---- kernels: the host's, and each variant's ----
+  // A knob must exist in every kernel it will be written to: a variant's policy in its
+  // kernel, the scenario's policy in those of the variants that keep it, an event in
+  // every run's.
+  const hostKernel: KernelVersion | null = host === null ? DEFAULT_KERNEL_VERSION : (host.kernel ?? null);
+  const rawVariantList = Array.isArray(rootMap.variants) ? (rootMap.variants as unknown[]) : null;
+  const variantKernel = (i: number): KernelVersion | null => {
+    const raw = valueAt(root, ['variants', i, 'kernel']);
+    if (raw === undefined) return hostKernel;
+    const r = zKernel.safeParse(raw);
+    return r.success ? r.data : null;
+  };
+  const known = (vs: (KernelVersion | null)[]): KernelVersion[] => [...new Set(vs.filter((v): v is KernelVersion => v !== null))];
+  const runKernels: KernelVersion[] = rawVariantList === null ? known([hostKernel]) : known(rawVariantList.map((_, i) => variantKernel(i)));
+  const scenarioPolicyKernels: KernelVersion[] =
+    rawVariantList === null ? known([hostKernel]) : known(rawVariantList.map((v, i) => (v !== null && typeof v === 'object' && (v as Record<string, unknown>).ksm !== undefined ? null : variantKernel(i))));
+  /** Every knob of the knob map at `path` must be a file of each kernel; libvirt's names too. */
+  const checkKnobNames = (path: readonly PropertyKey[], kernels: readonly KernelVersion[]): void => {
+    const map = valueAt(root, path);
+    if (map === null || typeof map !== 'object') return;
+    for (const key of Object.keys(map)) {
+      for (const version of kernels) {
+        const files = ksmFiles(version);
+        let message: string | null = null;
+        if (Object.hasOwn(NODE_MEMORY_PARAMS, key)) {
+          if (NODE_MEMORY_PARAMS[key]!.settable) message = nodeMemoryParamProblem(key, (f) => files.has(f), version);
+        } else if (Object.hasOwn(zModernKnobs, key) || key === 'max_kernel_pages') {
+          if (!files.has(key)) message = `Linux ${version} has no ${key} (its knobs: ${kernelProfile(version).knobs.map((k) => k.file).join(', ')})`;
+        }
+        if (message !== null) {
+          at([...path, key], message);
+          break;
+        }
+      }
+    }
+  };
+
   if (top.sample_every !== undefined && top.sample_every <= 0) at(['sample_every'], 'expected more than 0s');
   if (top.tick !== undefined && top.tick <= 0) at(['tick'], 'expected more than 0ms');
   if (duration !== undefined && duration <= 0) at(['duration'], 'expected more than 0s');
 
   // ---- KSM policies ----
-  const policyAt = (path: readonly PropertyKey[]): KsmPolicy | null => {
+  const policyAt = (path: readonly PropertyKey[], kernels: readonly KernelVersion[]): KsmPolicy | null => {
+    checkKnobNames(path, kernels);
     const r = doc.check(zKsm, path, problems, root);
     let k: PartialKsm;
     if (r !== null) k = r.value;
@@ -454,7 +578,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
   const checkKsm = (k: PartialKsm, path: readonly PropertyKey[], conf: Partial<KsmtunedConfig>): void => {
     switch (k.policy) {
       case 'fixed':
-        for (const [name, alias] of [['pages_to_scan', 'shm_pages_to_scan'], ['sleep_millisecs', 'shm_sleep_millisecs']] as const) {
+        for (const [name, alias] of [['pages_to_scan', 'shm_pages_to_scan'], ['sleep_millisecs', 'shm_sleep_millisecs'], ['merge_across_nodes', 'shm_merge_across_nodes']] as const) {
           if (k[name] !== undefined && k[alias] !== undefined) at([...path, alias], `libvirt's name for ${name}, which is set too (line ${doc.lineOf([...path, name])}): set one`);
         }
         break;
@@ -516,7 +640,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     }
   };
 
-  const ksm = rootMap.ksm === undefined ? null : policyAt(['ksm']);
+  const ksm = rootMap.ksm === undefined ? null : policyAt(['ksm'], scenarioPolicyKernels);
 
   // ---- guests ----
   const guests: ScenarioGuest[] = [];
@@ -614,10 +738,12 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     const key = given[0]!;
     if (key === 'ksm') {
       // Validated (and its conf read) by policyAt, not by the event's fields.
-      const p = policyAt(['events', i, 'ksm']);
+      const p = policyAt(['events', i, 'ksm'], runKernels);
       if (p !== null && e.at !== undefined) events.push({ at: e.at, action: { kind: 'ksm', policy: p } });
       return;
     }
+    // Knob names are checked against the kernels even when a value is bad.
+    if (key === 'knobs') checkKnobNames(['events', i, 'knobs'], runKernels);
     if (e[key] === undefined) return;
     const action = toAction(e as RawEvent);
     if ('guest' in action && namesKnown && !names.has(action.guest)) {
@@ -628,7 +754,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
       at(['events', i, 'pressure'], `expected a positive whole number of 4KiB pages, got ${formatSize(action.bytes)}`);
     }
     if (action.kind === 'knobs' && e.knobs !== undefined) {
-      for (const [name, alias] of [['pages_to_scan', 'shm_pages_to_scan'], ['sleep_millisecs', 'shm_sleep_millisecs']] as const) {
+      for (const [name, alias] of [['pages_to_scan', 'shm_pages_to_scan'], ['sleep_millisecs', 'shm_sleep_millisecs'], ['merge_across_nodes', 'shm_merge_across_nodes']] as const) {
         if (e.knobs[name] !== undefined && e.knobs[alias] !== undefined) {
           at(['events', i, 'knobs', alias], `libvirt's name for ${name}, which is set too (line ${doc.lineOf(['events', i, 'knobs', name])}): set one`);
         }
@@ -638,13 +764,25 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
   });
 
   // ---- variants ----
-  const variants: { name: string | null; ksm: KsmPolicy }[] = [];
-  const rawVariants = Array.isArray(rootMap.variants) ? (rootMap.variants as unknown[]) : [];
+  const variants: ScenarioVariant[] = [];
+  const rawVariants = rawVariantList ?? [];
   rawVariants.forEach((_, i) => {
     const v = doc.fields(zVariant, ['variants', i], problems, root);
     const raw = valueAt(root, ['variants', i]);
-    const p = raw !== null && typeof raw === 'object' && (raw as Record<string, unknown>).ksm !== undefined ? policyAt(['variants', i, 'ksm']) : null;
-    if (v !== null && v.name !== undefined && p !== null) variants.push({ name: v.name, ksm: p });
+    const own = raw !== null && typeof raw === 'object' && (raw as Record<string, unknown>).ksm !== undefined;
+    const kernel = variantKernel(i);
+    const p = own ? policyAt(['variants', i, 'ksm'], known([kernel])) : (ksm ?? toPolicy({ policy: 'fixed', run: 1 }));
+    if (raw !== null && typeof raw === 'object' && !own && (raw as Record<string, unknown>).kernel === undefined) {
+      at(['variants', i], 'expected ksm, kernel or both: a variant that changes nothing runs the scenario again');
+    }
+    if (v !== null && v.name !== undefined && p !== null && kernel !== null) variants.push({ name: v.name, ksm: p, kernel });
+  });
+  const names2 = new Map<string, number>();
+  rawVariants.forEach((_, i) => {
+    const name = valueAt(root, ['variants', i, 'name']);
+    if (typeof name !== 'string') return;
+    if (names2.has(name)) at(['variants', i, 'name'], `variant ${name} is already defined by variants[${names2.get(name)!}]`);
+    else names2.set(name, i);
   });
 
   if (problems.length > 0) throw new ConfigError(file, orderProblems(problems));
@@ -660,13 +798,14 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     memoryMiB: host!.memory! / MiB,
     swapMiB: host!.swap! / MiB,
     blockMiB: blockMiB!,
+    kernel: hostKernel!,
     ksm: policy,
     durationMs: duration!,
     sampleEveryMs: top.sample_every!,
     tickMs: top.tick!,
     guests,
     events,
-    variants: top.variants === undefined ? [{ name: null, ksm: policy }] : variants,
+    variants: top.variants === undefined ? [{ name: null, ksm: policy, kernel: hostKernel! }] : variants,
   };
 }
 
@@ -734,6 +873,7 @@ function toAction(e: RawEvent): ScenarioAction {
       ...(k.pages_to_scan === undefined && k.shm_pages_to_scan === undefined ? {} : { pagesToScan: k.pages_to_scan ?? k.shm_pages_to_scan! }),
       ...(k.sleep_millisecs === undefined && k.shm_sleep_millisecs === undefined ? {} : { sleepMillisecs: k.sleep_millisecs ?? k.shm_sleep_millisecs! }),
       ...(k.max_kernel_pages === undefined ? {} : { maxKernelPages: k.max_kernel_pages }),
+      ...modernKnobs(k),
     };
   }
   if (e.ksm !== undefined) return { kind: 'ksm', policy: toPolicy(e.ksm) };

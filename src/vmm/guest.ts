@@ -606,8 +606,9 @@ export class Guest {
       state: this.state,
       ramBytes: this.ramBytes,
       residentBytes: mss.resident * PAGE_SIZE,
-      mergedBytes: mss.ksm * PAGE_SIZE,
-      savedBytes: Math.round(mss.ksmSaved * PAGE_SIZE),
+      // A page KSM put on the zero page (6.x use_zero_pages) is merged, and saved whole.
+      mergedBytes: (mss.ksm + mss.ksmZero) * PAGE_SIZE,
+      savedBytes: Math.round((mss.ksmSaved + mss.ksmZero) * PAGE_SIZE),
       swapBytes: mss.swap * PAGE_SIZE,
     };
   }

@@ -1,7 +1,7 @@
 import { customRandom, urlAlphabet } from 'nanoid';
 import type { QemuNic } from './qemu-blocks.js';
 import { Kernel } from '../ksm/kernel.js';
-import { KSM_SYSFS_DIR, knobFile, type KsmKnobField } from '../ksm/profile.js';
+import { KSM_SYSFS_DIR, PROFILE_6_18, knobFile, type KsmKnobField } from '../ksm/profile.js';
 import { KernelError, assertNever } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
 import { PAGE_SIZE } from '../mm/constants.js';
@@ -21,8 +21,10 @@ import type { WorkloadSpec } from './workload.js';
 
 /**
  * KSM knobs to write, by the engine's names for them (src/ksm/profile.ts); undefined
- * leaves one alone. Which exist is the kernel's profile's business: 2.6.33 has these
- * four, and a knob the kernel lacks is EINVAL.
+ * leaves one alone. Which exist is the kernel's profile's business: 2.6.33 has four,
+ * 6.18 thirteen, and a knob the kernel lacks is EINVAL. Values are numbers, as the
+ * engine holds them: a bool as 0 or 1, advisor_mode as its index (0 none, 1
+ * scan-time).
  */
 export type KsmKnobSettings = { [K in KsmKnobField]?: number };
 
@@ -39,14 +41,18 @@ export type KsmPolicy =
       sleepMillisecs: number;
       /** max_kernel_pages, or null to keep the kernel's default (a quarter of RAM). */
       maxKernelPages: number | null;
+      /** Further knobs to write (a later kernel's: max_page_sharing, use_zero_pages, ...). */
+      knobs?: KsmKnobSettings;
     }
-  | (GovernedPolicy & { maxKernelPages: number | null });
+  | (GovernedPolicy & { maxKernelPages: number | null; knobs?: KsmKnobSettings });
 
 export interface HostOptions {
   memoryMiB: number;
   swapMiB?: number;
   blockMiB?: number;
   seed?: number;
+  /** The kernel version whose KSM the host runs: '2.6.33' (the default) or '6.18' (src/ksm/profile.ts). */
+  version?: string;
   ksm?: KsmPolicy;
   /** Images that createGuest() can name. */
   images?: ImageCatalog | null;
@@ -98,24 +104,40 @@ export interface HostEvent {
 
 /** The ksmd policy a report prints: "fixed: run 1, pages_to_scan 1250, sleep_millisecs 20". */
 export function describePolicy(p: KsmPolicy): string {
+  const knobs = describeKnobs(p.knobs);
   switch (p.policy) {
     case 'fixed':
-      return `fixed: run ${p.run}, pages_to_scan ${p.pagesToScan}, sleep_millisecs ${p.sleepMillisecs}`;
+      return `fixed: run ${p.run}, pages_to_scan ${p.pagesToScan}, sleep_millisecs ${p.sleepMillisecs}${knobs}`;
     case 'ksmtuned': {
       const c = { ...KSMTUNED_DEFAULTS, ...p.config };
-      return `ksmtuned: monitor ${c.monitorInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.npagesBoost}/${c.npagesDecay}), thres ${c.thresCoef}%`;
+      return `ksmtuned: monitor ${c.monitorInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.npagesBoost}/${c.npagesDecay}), thres ${c.thresCoef}%${knobs}`;
     }
     case 'mom': {
       const c = { ...MOM_DEFAULTS, ...p.config };
-      return `mom: policy every ${c.policyEngineInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.pagesBoost}/${c.pagesDecay}), free ${Math.round(c.freePercent * 100)}%`;
+      return `mom: policy every ${c.policyEngineInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.pagesBoost}/${c.pagesDecay}), free ${Math.round(c.freePercent * 100)}%${knobs}`;
     }
     case 'kubevirt': {
       const c = { ...KUBEVIRT_DEFAULTS, ...p.config };
-      return `kubevirt: every ${c.interval}s, npages ${c.nPagesMin}..${c.nPagesMax} (init ${c.nPagesInit}, +${c.pagesBoost}/${c.pagesDecay}), free ${Math.round(c.freePercent * 100)}%`;
+      return `kubevirt: every ${c.interval}s, npages ${c.nPagesMin}..${c.nPagesMax} (init ${c.nPagesInit}, +${c.pagesBoost}/${c.pagesDecay}), free ${Math.round(c.freePercent * 100)}%${knobs}`;
     }
     default:
       return assertNever(p, 'KSM policy');
   }
+}
+
+/**
+ * ", max_page_sharing 2, use_zero_pages 1": a policy's further knobs by their file
+ * names, in the 6.18 profile's order ('' for none, so a policy without them prints
+ * as it always did).
+ */
+function describeKnobs(knobs: KsmKnobSettings | undefined): string {
+  if (knobs === undefined) return '';
+  const parts: string[] = [];
+  for (const spec of PROFILE_6_18.knobs) {
+    const v = knobs[spec.field];
+    if (v !== undefined) parts.push(`${spec.file} ${spec.choices === null ? v : (spec.choices[v] ?? v)}`);
+  }
+  return parts.length === 0 ? '' : `, ${parts.join(', ')}`;
 }
 
 /** The boot-time knobs of 2.6.33: run 0, pages_to_scan 100, sleep_millisecs 20. */
@@ -167,7 +189,7 @@ export class Host {
     this.swapMiB = opts.swapMiB ?? 0;
     this.blockMiB = opts.blockMiB ?? 128;
     const seed = opts.seed ?? 1;
-    this.kernel = restoredKernel ?? new Kernel({ memoryMiB: opts.memoryMiB, swapMiB: this.swapMiB, blockMiB: this.blockMiB, seed });
+    this.kernel = restoredKernel ?? new Kernel({ memoryMiB: opts.memoryMiB, swapMiB: this.swapMiB, blockMiB: this.blockMiB, seed, version: opts.version });
     this.images = opts.images ?? null;
     this.tickMs = opts.tickMs ?? 100;
     if (!Number.isInteger(this.tickMs) || this.tickMs <= 0) throw new KernelError('EINVAL', `tickMs must be a positive whole number of ms, got ${opts.tickMs}`);
@@ -217,11 +239,11 @@ export class Host {
   setPolicy(p: KsmPolicy): void {
     const maxKernelPages = p.maxKernelPages ?? undefined;
     if (p.policy === 'fixed') {
-      this.writeKnobs({ maxKernelPages, pagesToScan: p.pagesToScan, sleepMillisecs: p.sleepMillisecs, run: p.run });
+      this.writeKnobs({ ...p.knobs, maxKernelPages, pagesToScan: p.pagesToScan, sleepMillisecs: p.sleepMillisecs, run: p.run });
       this.governor = null;
     } else {
       const g = startGovernor(p, this.port, this.now);
-      this.writeKnobs({ maxKernelPages });
+      this.writeKnobs({ ...p.knobs, maxKernelPages });
       this.governor = g;
     }
     this.policy = p;
@@ -254,8 +276,9 @@ export class Host {
         const value = knobs[knob.field];
         if (value === undefined) continue;
         const path = knobFile(profile, knob.field);
-        const old = sysfs.read(path);
-        sysfs.write(path, String(value));
+        // A choice (advisor_mode) reads "[none] scan-time": write back the word in brackets.
+        const old = knob.choices === null ? sysfs.read(path) : /\[([^\]]+)\]/.exec(sysfs.read(path))![1]!;
+        sysfs.write(path, knob.choices === null ? String(value) : (knob.choices[value] ?? String(value)));
         written.push([path, old]);
       }
     } catch (e) {
@@ -666,7 +689,8 @@ export class Host {
     return {
       t: k.now,
       ...stats,
-      savedBytes: stats.pagesSharing * PAGE_SIZE,
+      // What KSM saves: a page per extra sharer, and (6.x) each page it put on the zero page.
+      savedBytes: (stats.pagesSharing + (stats.ksmZeroPages ?? 0)) * PAGE_SIZE,
       totalBytes: k.mem.onlineFrames() * PAGE_SIZE,
       freeBytes: k.mem.nrFreeOnline * PAGE_SIZE,
       swapUsedBytes: swap === null ? 0 : (swap.nrSlots - swap.nrFree) * PAGE_SIZE,

@@ -1,6 +1,7 @@
 import { crc32 } from 'node:zlib';
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { restoreUntrustedKernel, saveKernel } from '../ksm/kernel.js';
+import { KERNEL_VERSIONS } from '../ksm/profile.js';
 import { KERNEL_IMAGE_VERSION, type KernelImage } from '../mm/snapshot.js';
 import { Host, type HostSnapshot } from './host.js';
 import { checkGovernorSnapshot } from './governor.js';
@@ -37,11 +38,13 @@ import { GUEST_STATES as GUEST_STATE_LIST, HOST_EVENT_KINDS } from './types.js';
 
 export const SNAPSHOT_MAGIC = 'SAMEPAGE';
 /**
- * 3: the kernel image in per-layer parts (KERNEL_IMAGE_VERSION 2), guests naming their
- * page source instead of carrying their images. 2 carried the governors' state as
- * data; 1 was the first. Files of older versions are refused with problem `version`.
+ * 4: the kernel image of KERNEL_IMAGE_VERSION 3 (the kernel's version and the state of
+ * a 6.18 kernel, NUMA nodes). 3 had the kernel image in per-layer parts
+ * (KERNEL_IMAGE_VERSION 2), guests naming their page source instead of carrying their
+ * images; 2 carried the governors' state as data; 1 was the first. Files of older
+ * versions are refused with problem `version`.
  */
-export const SNAPSHOT_VERSION = 3;
+export const SNAPSHOT_VERSION = 4;
 const HEADER_BYTES = 20;
 
 /**
@@ -239,6 +242,12 @@ export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = nu
   const kernelVersion = (body.kernel as unknown as Record<string, unknown>).imageVersion;
   if (kernelVersion !== KERNEL_IMAGE_VERSION) {
     throw new SnapshotError('version', `snapshot kernel image version ${JSON.stringify(kernelVersion)}, but this Samepage reads version ${KERNEL_IMAGE_VERSION}`);
+  }
+  // A kernel of a version this Samepage has no profile for (a file from a later
+  // Samepage): a version problem, like the format's, before anything is checked.
+  const ksmVersion = (body.kernel as unknown as { parts?: { ksm?: { version?: unknown } } }).parts?.ksm?.version;
+  if (typeof ksmVersion === 'string' && !(KERNEL_VERSIONS as readonly string[]).includes(ksmVersion)) {
+    throw new SnapshotError('version', `snapshot kernel is Linux ${ksmVersion}, which this Samepage has no profile for (it has ${KERNEL_VERSIONS.join(', ')})`);
   }
   // The host first: it is small, and checked before the kernel's GiBs are built; so
   // are the guests' page sources.

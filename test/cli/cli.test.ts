@@ -336,8 +336,8 @@ describe.concurrent('samepage run', () => {
     const rows = csv.stdout.split('\r\n');
     // The header, samples at 0 and 5 s, and the empty string after the last CRLF.
     expect(rows.length).toBe(4);
-    expect(rows[0]!.startsWith('scenario,variant,t_ms,pages_shared,pages_sharing,')).toBe(true);
-    expect(rows[2]!.startsWith('tiny-variants,merge,5000,1,268,2912,0,11,24513,')).toBe(true);
+    expect(rows[0]!.startsWith('scenario,variant,kernel,t_ms,pages_shared,pages_sharing,')).toBe(true);
+    expect(rows[2]!.startsWith('tiny-variants,merge,2.6.33,5000,1,268,2912,0,11,24513,,,,,,')).toBe(true);
     expect(csv.stderr.split('\n')[0]).toBe('tiny-variants (variant merge): 5s simulated, seed 1, policy fixed: run 1, pages_to_scan 100, sleep_millisecs 20');
   });
 

@@ -72,7 +72,7 @@ describe('round trip: saving a restored kernel gives the same image', () => {
     const k = newKernel();
     for (let i = 0; i < 5; i++) k.prng.nextU32();
     const r = roundTrip(k);
-    expect(r.options).toEqual({ memoryMiB: 32, swapMiB: 8, blockMiB: 4, seed: 7 });
+    expect(r.options).toEqual({ memoryMiB: 32, swapMiB: 8, blockMiB: 4, seed: 7, nodes: 1 });
     expect(r.meminfo()).toEqual(k.meminfo());
     expect(r.prng.nextU32()).toBe(k.prng.nextU32());
   });
@@ -593,8 +593,8 @@ describe('bad images are refused, naming what is wrong', () => {
 
   it('a field of the wrong type', () => {
     const img = image();
-    (img.parts.ksm as Record<string, unknown>).pagesToScan = '100';
-    refused(img, 'parts.ksm.pagesToScan: expected an integer in [0, 4294967295], found the string "100"');
+    (img.parts.ksm as KsmImage).knobs.pagesToScan = '100';
+    refused(img, 'parts.ksm.knobs.pagesToScan: expected an integer in [0, 4294967295], found the string "100"');
   });
 
   it('binary data of the wrong type', () => {
@@ -627,13 +627,19 @@ describe('bad images are refused, naming what is wrong', () => {
 
   it('not an image at all', () => {
     refused(null, 'image: expected an object, found null');
-    refused({ imageVersion: 99 }, 'imageVersion: expected 2, found number 99');
+    refused({ imageVersion: 99 }, 'imageVersion: expected 3, found number 99');
   });
 
   it('an image of format 1 (the whole kernel saved from src/ksm, before per-layer parts): refused by its version', () => {
     const old = unpack(gunzipSync(readFileSync(new URL('../fixtures/snapshot-v1/kernel-v1.msgpack.gz', import.meta.url)))) as Record<string, unknown>;
     expect([old.imageVersion, Object.keys(old).includes('ksm'), Object.keys(old).includes('parts')]).toEqual([1, true, false]);
-    refused(old, 'imageVersion: expected 2, found number 1');
+    refused(old, 'imageVersion: expected 3, found number 1');
+  });
+
+  it('an image of format 2 (per-layer parts, but no kernel version, NUMA nodes or 6.18 state): refused by its version', () => {
+    const old = unpack(gunzipSync(readFileSync(new URL('../fixtures/snapshot-v2/kernel-v2.msgpack.gz', import.meta.url)))) as KernelImage;
+    expect([old.imageVersion, Object.keys(old.parts), 'version' in (old.parts.ksm as object)]).toEqual([2, ['ksm'], false]);
+    refused(old, 'imageVersion: expected 3, found number 2');
   });
 
   it('a part no layer of this kernel restores', () => {

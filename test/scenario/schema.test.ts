@@ -53,6 +53,7 @@ describe('parseScenario: a valid scenario', () => {
       memoryMiB: 128,
       swapMiB: 64,
       blockMiB: 32,
+      kernel: '2.6.33',
       ksm: { policy: 'fixed', run: 1, pagesToScan: 250, sleepMillisecs: 50, maxKernelPages: 1000 },
       durationMs: 120_000,
       sampleEveryMs: 5000,
@@ -110,8 +111,8 @@ describe('parseScenario: a valid scenario', () => {
 
   it('gives one run per variant, fixed knobs defaulting to the boot-time ones and ksmtuned to its script defaults', () => {
     expect(full.variants).toEqual([
-      { name: 'boot-time', ksm: BOOT_TIME_KNOBS },
-      { name: 'tuned', ksm: { policy: 'ksmtuned', config: {}, maxKernelPages: null } },
+      { name: 'boot-time', ksm: BOOT_TIME_KNOBS, kernel: '2.6.33' },
+      { name: 'tuned', ksm: { policy: 'ksmtuned', config: {}, maxKernelPages: null }, kernel: '2.6.33' },
     ]);
   });
 
@@ -141,13 +142,14 @@ describe('parseScenario: a valid scenario', () => {
       memoryMiB: 256,
       swapMiB: 0,
       blockMiB: 128,
+      kernel: '2.6.33',
       ksm: BOOT_TIME_KNOBS,
       durationMs: 60_000,
       sampleEveryMs: 10_000,
       tickMs: 100,
       guests: [{ name: 'a', image: 'tiny', capture: null, version: '2', memoryMiB: 16, memMerge: true, workload: IDLE, startAt: 0 }],
       events: [],
-      variants: [{ name: null, ksm: BOOT_TIME_KNOBS }],
+      variants: [{ name: null, ksm: BOOT_TIME_KNOBS, kernel: '2.6.33' }],
     } satisfies Scenario);
   });
 

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Kernel, PAGE_SIZE } from '../../src/index.js';
+import { PAGE_SIZE } from '../../src/index.js';
 import { CP_PRESENT, CP_THP, CP_THP_HEAD, CP_ZERO_PAGE, readCapture, type Capture } from '../../src/vmm/capture-file.js';
 import { CaptureSource, captureDigest } from '../../src/vmm/capture-source.js';
 import { Host } from '../../src/vmm/host.js';
@@ -17,9 +17,9 @@ const bytes = readFileSync(FILE);
 const capture = readCapture(bytes, FILE);
 const digest = captureDigest(bytes);
 
+/** A 6.18 host: THP in madvise mode, QEMU's blocks for every guest. */
 function thpHost(memoryMiB: number): Host {
-  const kernel = new Kernel({ memoryMiB, blockMiB: 128, seed: 1, thp: { remapZeroSubpages: true } });
-  return new Host({ memoryMiB, blockMiB: 128, seed: 1, images: null, ksm: FIXED }, kernel);
+  return new Host({ memoryMiB, blockMiB: 128, seed: 1, images: null, ksm: FIXED, version: '6.18' });
 }
 
 describe('a captured guest replayed', () => {

@@ -5,7 +5,7 @@
  * kernel with THP), with the measured pages present, zero and in THPs.
  */
 import { describe, expect, it } from 'vitest';
-import { Kernel, PAGE_SIZE } from '../../src/index.js';
+import { PAGE_SIZE } from '../../src/index.js';
 import { VM_HUGEPAGE, VM_MERGEABLE } from '../../src/mm/constants.js';
 import { Host } from '../../src/vmm/host.js';
 import type { PageFill, PageSource, SourceLayout } from '../../src/vmm/page-source.js';
@@ -37,9 +37,9 @@ class SmallSource implements PageSource {
 
 const FIXED = { policy: 'fixed' as const, run: 0, pagesToScan: 100, sleepMillisecs: 20, maxKernelPages: null };
 
+/** A host whose kernel is 6.18 (THP) or 2.6.33 (none). */
 function hostWith(thp: boolean): Host {
-  const kernel = new Kernel({ memoryMiB: 64, blockMiB: 16, seed: 1, ...(thp ? { thp: { remapZeroSubpages: true } } : {}) });
-  return new Host({ memoryMiB: 64, blockMiB: 16, seed: 1, images: null, ksm: FIXED }, kernel);
+  return new Host({ memoryMiB: 64, blockMiB: 16, seed: 1, images: null, ksm: FIXED, version: thp ? '6.18' : '2.6.33' });
 }
 
 function boot(host: Host, opts: { qemuBlocks?: boolean; memMerge?: boolean; nic?: 'none' | 'e1000' } = {}) {
