@@ -220,7 +220,7 @@ describe.concurrent('samepage run', () => {
     expect([r.code, r.stderr]).toEqual([
       1,
       'samepage: test/cli/fixtures/tiny.yaml cannot be used:\n' +
-        'test/cli/fixtures/tiny.yaml:11: guests[0].image: no image named "tiny"; known images: debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008\n',
+        'test/cli/fixtures/tiny.yaml:11: guests[0].image: no image named "tiny"; known images: busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008\n',
     ]);
   });
 
@@ -431,7 +431,7 @@ describe.concurrent('samepage run --save-at, samepage resume', () => {
     expect(elsewhere).toEqual({
       code: 1,
       stdout: '',
-      stderr: `samepage: snapshot guest a-1: tiny 1 (sha256 ${digest.slice(0, 12)}…) is not in the image catalog (it has debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008)\n`,
+      stderr: `samepage: snapshot guest a-1: tiny 1 (sha256 ${digest.slice(0, 12)}…) is not in the image catalog (it has busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008)\n`,
     });
   });
 
@@ -579,7 +579,7 @@ describe.concurrent('samepage import', () => {
         `samepage: ${LIBVIRT}/broken.xml cannot be used:`,
         `${LIBVIRT}/broken.xml:4: not well-formed XML: Expected closing tag 'memory' (opened in line 3, col 3) instead of closing tag 'domain'.`,
         `samepage: ${LIBVIRT}/fedora38.xml cannot be used:`,
-        `${LIBVIRT}/fedora38.xml:5: <libosinfo:os>: libosinfo os http://fedoraproject.org/fedora/38 (fedora 38) has no image in the catalog (images: debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008); choose one with --image NAME[:VERSION]`,
+        `${LIBVIRT}/fedora38.xml:5: <libosinfo:os>: libosinfo os http://fedoraproject.org/fedora/38 (fedora 38) has no image in the catalog (images: busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008); choose one with --image NAME[:VERSION]`,
         '',
       ].join('\n'),
     });
