@@ -24,7 +24,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { captureTargets } from '../../src/capture/capture.js';
-import type { Capture } from '../../src/vmm/capture-file.js';
+import { encodeCapture, type Capture } from '../../src/vmm/capture-file.js';
 import { realKsmAvailable, withRealKsm } from '../oracle/real.js';
 import { converge, type RealKsmAllStats } from './ksm.js';
 import { realGuestsAvailable, withRealGuests, type GuestSpec } from './qemu.js';
@@ -82,6 +82,9 @@ describe.skipIf(skip !== null)('the model against the real ksmd, on captures of 
       const t1 = Date.now();
       const model = replayConverge({ ...capture!, version: 1 }, 'real-differential', '0'.repeat(64), SPECS.map((s) => s.name), knobs, { maxRounds: 60 });
       const r = real!;
+      // What the model made of guests before issue 12: the 2.6.33 profile, no THP, RAM alone.
+      const t2 = Date.now();
+      const old = cfg === 'like-2.6.33' ? replayConverge({ ...capture!, version: 1 }, 'real-differential', '0'.repeat(64), SPECS.map((s) => s.name), [], { version: '2.6.33' }) : null;
       results[cfg] = {
         knobs: Object.fromEntries(knobs),
         real: r.stats,
@@ -91,8 +94,11 @@ describe.skipIf(skip !== null)('the model against the real ksmd, on captures of 
         modelThpsLeft: model.thps,
         bootMs,
         realConvergeMs: r.ms,
-        modelMs: Date.now() - t1,
+        modelMs: t2 - t1,
+        ...(old !== null ? { model2633: old.stats, model2633Ms: Date.now() - t2 } : {}),
       };
+      // The capture, for looking again at what the two kernels made of it.
+      writeFileSync(`/tmp/samepage-real-differential-${cfg}.cap`, encodeCapture(capture!, { compression: 'zlib', level: 1 }));
       console.log(`${cfg}: real ${JSON.stringify(r.stats)} (${r.rounds} rounds); model ${JSON.stringify(model.stats)} (${model.rounds} rounds, ${model.thps} THPs left)`);
       expect(compared(model.stats)).toEqual(compared(r.stats));
     });

@@ -5,9 +5,11 @@
  * the real one: readings `scansPerRound` full scans apart until the statistics read
  * the same `stableRounds` times in a row.
  *
- *   npx tsx test/real/replay.ts FILE [default|like-2.6.33|zero] [GUEST...]
+ *   npx tsx test/real/replay.ts [--2.6.33] FILE [default|like-2.6.33|zero] [GUEST...]
  *
- * prints the converged statistics of the guests of a capture file (all by default).
+ * prints the converged statistics of the guests of a capture file (all by default);
+ * --2.6.33 replays them on the 2.6.33 model instead (no THP, guest RAM alone: the model
+ * before issue 12), for the error it would make.
  */
 import { readFileSync } from 'node:fs';
 import { Kernel } from '../../src/index.js';
@@ -36,12 +38,19 @@ export interface ReplayResult {
  * on a 6.18 kernel, set `knobs`, run ksmd to convergence. Guests are created in the
  * order given, as the real ones were started, so ksmd meets their mms in that order.
  */
-export function replayConverge(capture: Capture, file: string, digest: string, guests: readonly string[], knobs: ReadonlyArray<readonly [KsmKnob, string]>, opts: { scansPerRound?: number; stableRounds?: number; maxRounds?: number } = {}): ReplayResult {
+export function replayConverge(
+  capture: Capture,
+  file: string,
+  digest: string,
+  guests: readonly string[],
+  knobs: ReadonlyArray<readonly [KsmKnob, string]>,
+  opts: { scansPerRound?: number; stableRounds?: number; maxRounds?: number; version?: '6.18' | '2.6.33' } = {},
+): ReplayResult {
   let ramMiB = 0;
   const sources = guests.map((g) => new CaptureSource(capture, g, file, digest));
   for (const s of sources) ramMiB += s.minRamBytes / 1048576 + 24;
   const memoryMiB = Math.ceil((ramMiB + 64) / 128) * 128;
-  const k = new Kernel({ memoryMiB, blockMiB: 128, seed: 1, version: '6.18' });
+  const k = new Kernel({ memoryMiB, blockMiB: 128, seed: 1, version: opts.version ?? '6.18' });
   const prng = new Prng(7);
   const gs = sources.map((s, i) => {
     const g = new Guest(k, prng.fork(i + 1), `g${i}`, { name: guests[i]!, source: s, ramBytes: s.minRamBytes });
@@ -51,7 +60,9 @@ export function replayConverge(capture: Capture, file: string, digest: string, g
     return g;
   });
   const sysfs = (f: string, v: string | number): void => k.sysfs.write(`/sys/kernel/mm/ksm/${f}`, String(v));
-  for (const [name, v] of knobs) sysfs(name, v);
+  // A knob the kernel does not have (6.18's, in 2.6.33) is left out, as the real
+  // harness leaves out a knob an older kernel lacks.
+  for (const [name, v] of knobs) if (k.sysfs.has(`/sys/kernel/mm/ksm/${name}`)) sysfs(name, v);
   sysfs('pages_to_scan', 100_000);
   sysfs('sleep_millisecs', 0);
   sysfs('run', 1);
@@ -80,12 +91,16 @@ export function replayConverge(capture: Capture, file: string, digest: string, g
 /** The model's /sys/kernel/mm/ksm statistics, by the real files' names. */
 export function readModelStats(k: Kernel): RealKsmAllStats {
   const out = {} as Record<(typeof STAT_NAMES)[number], number>;
-  for (const name of STAT_NAMES) out[name] = Number(k.sysfs.read(`/sys/kernel/mm/ksm/${name}`));
+  // 2.6.33 has no chains, dups or KSM zero pages: 0.
+  for (const name of STAT_NAMES) out[name] = k.sysfs.has(`/sys/kernel/mm/ksm/${name}`) ? Number(k.sysfs.read(`/sys/kernel/mm/ksm/${name}`)) : 0;
   return out as RealKsmAllStats;
 }
 
 if (process.argv[1] !== undefined && import.meta.url === `file://${process.argv[1]}`) {
-  const [file, cfg = 'default', ...names] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const old = args[0] === '--2.6.33';
+  if (old) args.shift();
+  const [file, cfg = 'default', ...names] = args;
   if (file === undefined || REPLAY_CONFIGS[cfg] === undefined) {
     console.error(`usage: replay.ts FILE [${Object.keys(REPLAY_CONFIGS).join('|')}] [GUEST...]`);
     process.exit(2);
@@ -94,6 +109,6 @@ if (process.argv[1] !== undefined && import.meta.url === `file://${process.argv[
   const c = readCapture(bytes, file);
   const guests = names.length > 0 ? names : c.processes.map((p) => p.name);
   const t0 = Date.now();
-  const r = replayConverge(c, file, captureDigest(bytes), guests, REPLAY_CONFIGS[cfg]!);
+  const r = replayConverge(c, file, captureDigest(bytes), guests, REPLAY_CONFIGS[cfg]!, { version: old ? '2.6.33' : '6.18' });
   console.log(JSON.stringify({ file, cfg, guests, ...r, ms: Date.now() - t0 }));
 }
