@@ -1,4 +1,5 @@
 import type { PageChecksum } from '../lib/checksum.js';
+import type { ThpOptions } from '../mm/huge-memory.js';
 import { KernelError } from '../lib/errors.js';
 import { JHASH2_PAGE_CHECKSUM } from '../lib/jhash.js';
 import { XXHASH_PAGE_CHECKSUM } from '../lib/xxhash.js';
@@ -211,6 +212,13 @@ export interface KernelProfile {
   readonly checksum: PageChecksum;
   readonly features: KsmFeatures;
   /**
+   * Transparent huge pages in the mm underneath (src/mm/huge-memory.ts): null for a
+   * kernel without them (2.6.33; THP came in 2.6.38). A THP is the mm's business,
+   * but which kernel has one, and whether its split maps zero-filled subpages to the
+   * zero page (6.12+), is the version's.
+   */
+  readonly thp: ThpOptions | null;
+  /**
    * sizeof(struct ksm_rmap_item) on x86_64, for the profits: 64 in 6.x (the
    * kernel's own slab object; 2.6.33 shows no profit).
    */
@@ -272,6 +280,7 @@ export const PROFILE_2_6_33: KernelProfile = {
     procKsmStat: false,
   },
   rmapItemSize: 0,
+  thp: null,
 };
 
 /**
@@ -329,6 +338,8 @@ export const PROFILE_6_18: KernelProfile = {
     procKsmStat: true,
   },
   rmapItemSize: 64,
+  // CONFIG_TRANSPARENT_HUGEPAGE_MADVISE, as Debian and the development machine build it.
+  thp: { mode: 'madvise', remapZeroSubpages: true },
 };
 
 const PROFILES: Readonly<Record<KernelVersion, KernelProfile>> = {

@@ -19,6 +19,7 @@ import {
   ptePayload,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
+import { checkHugeInvariants } from './huge-memory.js';
 import type { AnonVma, ShmemFile } from './vma.js';
 
 /**
@@ -173,4 +174,5 @@ export function checkMmInvariants(k: HostKernel): void {
       throw new InvariantError(`LRU list ${l}: size ${mem.lruSize[l]}, walked ${walked}, flagged ${lruCount[l]}`);
     }
   }
+  checkHugeInvariants(k);
 }
