@@ -14,7 +14,7 @@ import { registerKsmSysfs } from './sysfs.js';
 import { readKsmWork, type KsmWorkCounts } from './work.js';
 
 /** The options of a kernel with KSM: the mm's, and which kernel version KSM behaves as. */
-export interface KsmKernelOptions extends KernelOptions {
+export interface KsmKernelOptions extends Omit<KernelOptions, 'thp'> {
   /**
    * The kernel version whose KSM this is (src/ksm/profile.ts): '2.6.33' (the
    * default) or '6.18'; anything else is EINVAL. Chosen here, on the KSM side: the
@@ -41,7 +41,8 @@ export class Kernel extends HostKernel {
   constructor(opts: KsmKernelOptions = {}) {
     // Refuse an unknown version before any memory is set up.
     const profile = kernelProfile(opts.version ?? DEFAULT_KERNEL_VERSION);
-    super(opts);
+    // THP as the version has it: none in 2.6.33, whatever the caller passes.
+    super({ ...opts, thp: profile.thp });
     this.version = profile.version;
     const ksm = new Ksm(this, profile);
     this.ksmEngine = ksm;

@@ -8,7 +8,7 @@ import type { RmapWalkControl } from '../mm/rmap.js';
 import type { Vma } from '../mm/vma.js';
 import { ksmExit, ksmFork, ksmMadvise, ksmMightUnmapZeroPage, ksmPrctl, ksmVmaFlags } from './madvise.js';
 import { MEMCMP_MEMO_SLOTS, calcChecksum } from './pages.js';
-import { unimplementedFeatures, type KernelProfile, type KsmKnobField, type KsmKnobValues } from './profile.js';
+import { type KernelProfile, type KsmKnobField, type KsmKnobValues } from './profile.js';
 import { ksmMightNeedToCopy, ksmMigratePage, rmapWalkKsm } from './rmap-walk.js';
 import { ksmDoScan } from './scan.js';
 import { pruneStableNodes } from './stable-tree.js';
@@ -172,8 +172,6 @@ export class Ksm implements KsmOps {
   memoCheckCursor: number;
 
   constructor(kernel: HostKernel, profile: KernelProfile) {
-    const missing = unimplementedFeatures(profile);
-    if (missing.length > 0) bug(`the Linux ${profile.version} profile turns on ${missing.join(', ')}, which the engine does not implement`);
     // 6.x's cmp_and_merge_page() is one piece: the checksum-first order and the chains.
     if (profile.features.checksumBeforeStableTreeSearch !== profile.features.stableNodeChains) {
       bug(`the Linux ${profile.version} profile turns on one of checksumBeforeStableTreeSearch and stableNodeChains without the other: the engine implements them together`);

@@ -1,5 +1,6 @@
 import { PG_MLOCKED, PG_SWAPCACHE, PTE_DIRTY, PTE_SPECIAL, PTE_WRITE, VM_LOCKED, VM_MERGEABLE, mkPte, ptePayload, ptePresent, pteClear } from '../mm/constants.js';
 import { mlockVmaPage, munlockVmaPage } from '../mm/memory.js';
+import { isThpFrame, splitHugePage } from '../mm/huge-memory.js';
 import { pageAddAnonRmap, pageAddressInVma, pageRemoveRmap } from '../mm/rmap.js';
 import type { Vma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
@@ -83,13 +84,16 @@ function tryToMergeOnePage(ksm: Ksm, vma: Vma, pfn: number, kpfn: number): numbe
   // trylock, not lock: rather than wait, go on scanning and come back to this
   // page when it is unlocked.
   if (!mem.trylockPage(pfn)) return EFAULT;
-  // 6.x: a page of a transparent huge page is split out here first
-  // (split_huge_page()), under the page lock, and the merge goes on with the small
-  // page, or gives up if the split fails. The mm has no huge pages yet: when it has,
-  // the split goes here, before write_protect_page(), which needs a small page.
   let err = EFAULT;
   let lockedPfn = pfn;
-  const origPte = writeProtectPage(ksm, vma, pfn);
+  // A page of a transparent huge page is split out first (split_huge_page(), under
+  // the page lock; 2.6.33 had no THPs, so only later profiles get here). The caller
+  // holds a reference on pfn. A failed split (another subpage pinned or held: the
+  // tree page of the same THP) fails the merge; a zero-filled pfn that the split
+  // mapped to the zero page (6.12+) fails it in write_protect_page(), which no
+  // longer finds pfn mapped.
+  const split = !isThpFrame(mem.flags, pfn) || splitHugePage(k, pfn, pfn);
+  const origPte = split ? writeProtectPage(ksm, vma, pfn) : -1;
   if (origPte >= 0) {
     if (kpfn < 0) {
       // While we hold the page lock, upgrade page from PageAnon+anon_vma to

@@ -1,4 +1,5 @@
 import type { PageChecksum } from '../lib/checksum.js';
+import type { ThpOptions } from '../mm/huge-memory.js';
 import { KernelError } from '../lib/errors.js';
 import { JHASH2_PAGE_CHECKSUM } from '../lib/jhash.js';
 import { XXHASH_PAGE_CHECKSUM } from '../lib/xxhash.js';
@@ -18,9 +19,8 @@ import type { KsmStatName } from './stats.js';
  *   statistic of the record in stats.ts;
  * - calc_checksum()'s hash;
  * - the feature switches: behaviour later kernels added or changed. Every switch is
- *   off in 2.6.33; the engine reads those it implements, and refuses (bug) a profile
- *   that turns on one it does not (unimplementedFeatures below, checked when the
- *   engine is made), so a switch is never silently ignored.
+ *   off in 2.6.33 and on in 6.18, and the engine reads each one; a new switch comes
+ *   with the code that reads it.
  *
  * Two exist: 2.6.33 (the seeds' kernel, the default) and 6.18 (this machine's). The
  * engine, ksmd, sysfs and the VM manager read what they need from here rather than
@@ -145,8 +145,7 @@ export interface StatFileSpec {
 
 /**
  * Behaviour that later kernels added or changed, all off in 2.6.33 and all on in
- * 6.18. The engine must implement a switch before a profile may turn it on
- * (IMPLEMENTED_FEATURES).
+ * 6.18; the engine reads every one.
  */
 export interface KsmFeatures {
   /**
@@ -211,6 +210,13 @@ export interface KernelProfile {
   readonly checksum: PageChecksum;
   readonly features: KsmFeatures;
   /**
+   * Transparent huge pages in the mm underneath (src/mm/huge-memory.ts): null for a
+   * kernel without them (2.6.33; THP came in 2.6.38). A THP is the mm's business,
+   * but which kernel has one, and whether its split maps zero-filled subpages to the
+   * zero page (6.12+), is the version's.
+   */
+  readonly thp: ThpOptions | null;
+  /**
    * sizeof(struct ksm_rmap_item) on x86_64, for the profits: 64 in 6.x (the
    * kernel's own slab object; 2.6.33 shows no profit).
    */
@@ -272,6 +278,7 @@ export const PROFILE_2_6_33: KernelProfile = {
     procKsmStat: false,
   },
   rmapItemSize: 0,
+  thp: null,
 };
 
 /**
@@ -329,6 +336,8 @@ export const PROFILE_6_18: KernelProfile = {
     procKsmStat: true,
   },
   rmapItemSize: 64,
+  // CONFIG_TRANSPARENT_HUGEPAGE_MADVISE, as Debian and the development machine build it.
+  thp: { mode: 'madvise', remapZeroSubpages: true },
 };
 
 const PROFILES: Readonly<Record<KernelVersion, KernelProfile>> = {
@@ -343,24 +352,6 @@ export function kernelProfile(version: string): KernelProfile {
     throw new KernelError('EINVAL', `version: expected one of ${known.map((v) => `'${v}'`).join(', ')} (the kernels Samepage has profiles for), got ${JSON.stringify(version)}`);
   }
   return PROFILES[version as KernelVersion];
-}
-
-/** The switches the engine implements: a profile may turn on only these. */
-export const IMPLEMENTED_FEATURES: ReadonlySet<keyof KsmFeatures> = new Set<keyof KsmFeatures>([
-  'restartStableTreeSearch',
-  'checksumBeforeStableTreeSearch',
-  'stableNodeChains',
-  'zeroPages',
-  'smartScan',
-  'advisor',
-  'mergeAny',
-  'numaTrees',
-  'procKsmStat',
-]);
-
-/** The features a profile turns on that the engine does not implement (empty for a usable profile). */
-export function unimplementedFeatures(profile: KernelProfile): (keyof KsmFeatures)[] {
-  return (Object.keys(profile.features) as (keyof KsmFeatures)[]).filter((f) => profile.features[f] && !IMPLEMENTED_FEATURES.has(f));
 }
 
 /** The knob of `profile` held in `field`, or null when the kernel has no such file. */

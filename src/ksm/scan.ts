@@ -1,4 +1,5 @@
 import { PAGE_SIZE, VM_MERGEABLE } from '../mm/constants.js';
+import { isThpFrame, splitHugePage, thpHead } from '../mm/huge-memory.js';
 import { KSMD_NS_PER_PAGE, advisorStartScan, advisorStopScan } from './advisor.js';
 import type { Ksm } from './ksm.js';
 import { tryToMergeTwoPages, tryToMergeWithKsmPage, tryToMergeWithZeroPage } from './merge.js';
@@ -146,9 +147,15 @@ export function cmpAndMergePageV6(ksm: Ksm, pfn: number, item: RmapItem): void {
   const treePfn = out.pfn;
   out.pfn = -1;
   const newKpfn = tryToMergeTwoPages(ksm, item, pfn, treeItem, treePfn);
-  // (6.x also splits here a THP both pages belonged to, when that made the merge
-  // fail: the mm has no huge pages yet.)
+  // Both pages in one THP: the merge took two references on it, so its split
+  // failed; with the tree page's reference dropped, split it now, and merge at a
+  // later scan. trylock: a locked page is better skipped than waited for.
+  const split = isThpFrame(mem.flags, pfn) && isThpFrame(mem.flags, treePfn) && thpHead(pfn) === thpHead(treePfn);
   mem.putPage(treePfn);
+  if (newKpfn < 0 && split && mem.trylockPage(pfn)) {
+    splitHugePage(ksm.kernel, pfn, pfn);
+    mem.unlockPage(pfn);
+  }
   if (newKpfn >= 0) {
     // The pages were merged: insert a new node in the stable tree and add both
     // rmap_items. (6.x's insertion cannot fail but for lack of memory.)

@@ -20,6 +20,7 @@ import {
 } from './constants.js';
 import { CONTENT_ZERO, FILL_CONTENTS } from './contents.js';
 import type { HostKernel } from './kernel.js';
+import { checkHugeInvariants } from './huge-memory.js';
 import type { AnonVma, ShmemFile } from './vma.js';
 
 /**
@@ -197,4 +198,5 @@ export function checkMmInvariants(k: HostKernel): void {
       throw new InvariantError(`LRU list ${l}: size ${mem.lruSize[l]}, walked ${walked}, flagged ${lruCount[l]}`);
     }
   }
+  checkHugeInvariants(k);
 }

@@ -59,6 +59,15 @@ export const PG_SHMEM = 1 << 13;
 export const PG_BUDDY = 1 << 14;
 /** the frame lies in a memory block that is offline. */
 export const PG_OFFLINE = 1 << 16;
+/**
+ * The first frame of a transparent huge page (PageHead): 512 frames from a
+ * 512-aligned pfn, the other 511 flagged PG_TAIL. Both bits live and die together:
+ * huge-memory.ts sets them at a THP fault and clears all 512 at a split; a frame
+ * freed alone (which a split always precedes) never has them.
+ */
+export const PG_HEAD = 1 << 17;
+/** One of the 511 frames after a PG_HEAD frame (PageTail). */
+export const PG_TAIL = 1 << 18;
 
 export const PAGE_FLAG_NAMES: readonly (readonly [number, string])[] = [
   [PG_LOCKED, 'locked'],
@@ -77,6 +86,8 @@ export const PAGE_FLAG_NAMES: readonly (readonly [number, string])[] = [
   [PG_SHMEM, 'shmem'],
   [PG_BUDDY, 'buddy'],
   [PG_OFFLINE, 'offline'],
+  [PG_HEAD, 'head'],
+  [PG_TAIL, 'tail'],
 ];
 
 export function decodePageFlags(flags: number): string {
@@ -102,6 +113,13 @@ export const VM_DONTEXPAND = 0x00040000;
 export const VM_RESERVED = 0x00080000;
 export const VM_HUGETLB = 0x00400000;
 export const VM_NONLINEAR = 0x00800000;
+/**
+ * MADV_HUGEPAGE / MADV_NOHUGEPAGE (mm/khugepaged.c hugepage_madvise()): the values
+ * 2.6.38 gave them when it added transparent huge pages, which do not collide with
+ * 2.6.33's (later kernels moved VM_HUGEPAGE to 0x20000000, 2.6.33's VM_SAO).
+ */
+export const VM_HUGEPAGE = 0x01000000;
+export const VM_NOHUGEPAGE = 0x40000000;
 export const VM_INSERTPAGE = 0x02000000;
 export const VM_MIXEDMAP = 0x10000000;
 export const VM_SAO = 0x20000000;
@@ -121,6 +139,8 @@ const VM_FLAG_NAMES: readonly (readonly [number, string])[] = [
   [VM_RESERVED, 'reserved'],
   [VM_HUGETLB, 'hugetlb'],
   [VM_MIXEDMAP, 'mixedmap'],
+  [VM_HUGEPAGE, 'hugepage'],
+  [VM_NOHUGEPAGE, 'nohugepage'],
   [VM_MERGEABLE, 'mergeable'],
 ];
 

@@ -21,6 +21,7 @@ import { Sysfs, parseUintKnob } from './sysfs.js';
 import { compactMemory, migratePage } from './migrate.js';
 import { registerMemorySysfs, type MemoryNotifier, type MemoryNotify } from './hotplug.js';
 import { shrinkPages } from './swapops.js';
+import { TransparentHugepage, nrAnonThps, registerThpSysfs, restoreThpImage, saveThpImage, thpVmstatLines, type ThpImage, type ThpOptions } from './huge-memory.js';
 
 export interface KernelOptions {
   /** RAM in MiB (a multiple of blockMiB). */
@@ -33,6 +34,11 @@ export interface KernelOptions {
   seed?: number;
   /** NUMA nodes, each a run of whole memory blocks (physmem.ts); default 1. */
   nodes?: number;
+  /**
+   * Transparent huge pages (src/mm/huge-memory.ts), or null for a kernel without
+   * them (2.6.33, the default). The KSM side sets it from the kernel profile.
+   */
+  thp?: ThpOptions | null;
 }
 
 /**
@@ -78,6 +84,8 @@ export interface KernelState {
   /** Prng.getState(). */
   prng: number[];
   vmstat: VmStat;
+  /** Kernels with THP only: its mode and counters. */
+  thp?: ThpImage;
 }
 
 /**
@@ -100,7 +108,9 @@ export function mergeDomainProblem(d: unknown): string | null {
 
 export class HostKernel {
   /** The options it was built with, defaults filled in (a snapshot rebuilds from them). */
-  readonly options: Readonly<Required<KernelOptions>>;
+  readonly options: Readonly<Required<Omit<KernelOptions, 'thp'>>>;
+  /** Transparent huge pages: null in a kernel without them (2.6.33). */
+  readonly thp: TransparentHugepage | null;
   readonly mem: PhysMem;
   readonly swap: SwapDevice | null;
   readonly sysfs: Sysfs;
@@ -156,7 +166,9 @@ export class HostKernel {
       cow_faults: 0,
     };
     this.nextPid = 1;
+    this.thp = opts.thp === undefined || opts.thp === null ? null : new TransparentHugepage(opts.thp);
     this.registerProcFiles();
+    if (this.thp !== null) registerThpSysfs(this, this.thp);
     registerMemorySysfs(this);
   }
 
@@ -258,7 +270,10 @@ export class HostKernel {
 
   /** The kernel-wide scalars of the image (src/mm/snapshot.ts): time, the pid counter, the PRNG, vmstat. */
   saveState(): KernelState {
-    return { now: this.now, nextPid: this.nextPid, prng: this.prng.getState(), vmstat: { ...this.vmstat } };
+    const s: KernelState = { now: this.now, nextPid: this.nextPid, prng: this.prng.getState(), vmstat: { ...this.vmstat } };
+    // Only a kernel with THP says anything of it: 2.6.33's images stay as they were.
+    if (this.thp !== null) s.thp = saveThpImage(this.thp);
+    return s;
   }
 
   /** Set what saveState() gave (checked by src/mm/snapshot.ts), on a kernel being restored. */
@@ -267,6 +282,7 @@ export class HostKernel {
     this.nextPid = s.nextPid;
     this.prng.setState(s.prng);
     for (const key of VMSTAT_KEYS) this.vmstat[key] = s.vmstat[key];
+    if (this.thp !== null && s.thp !== undefined) restoreThpImage(this.thp, s.thp);
   }
 
   // ---- time ------------------------------------------------------------------------------
@@ -337,6 +353,8 @@ export class HostKernel {
       Mlocked: mlocked * kb,
       SwapTotal: swapTotal * kb,
       SwapFree: swapFree * kb,
+      // Kernels with THP only (2.6.33's meminfo had no such line).
+      ...(this.thp !== null ? { AnonHugePages: nrAnonThps(this) * 2048 } : {}),
     };
   }
 
@@ -357,7 +375,7 @@ export class HostKernel {
       show: () =>
         Object.entries(this.vmstat)
           .map(([k, v]) => `${k} ${v}\n`)
-          .join(''),
+          .join('') + (this.thp !== null ? thpVmstatLines(this.thp) : ''),
     });
   }
 

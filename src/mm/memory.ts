@@ -32,6 +32,7 @@ import { LRU_ACTIVE_ANON, LRU_UNEVICTABLE } from './physmem.js';
 import { SWAP_AGAIN, SWAP_MLOCK, pageAddNewAnonRmap, pageDupRmap, pageRemoveRmap, rmapWalk, type RmapWalkControl } from './rmap.js';
 import { SWAP_CLUSTER_MAX, doSwapPage, freeSwapAndCache, shrinkPages, tryToFreeSwap } from './swapops.js';
 import { AnonVma, ShmemFile, type Vma } from './vma.js';
+import { VM_FAULT_FALLBACK, doHugePmdAnonymousPage, isThpFrame, splitHugeForRange, splitHugePmd } from './huge-memory.js';
 
 /**
  * Faults, copy-on-write, unmapping and fork's page-table copy (mm/memory.c, 2.6.33).
@@ -160,6 +161,11 @@ function doAnonymousPage(k: HostKernel, vma: Vma, addr: number, write: boolean):
     mm.setPte(addr, mkPte(k.mem.zeroPfn, PTE_SPECIAL | PTE_YOUNG));
     return VM_FAULT_MINOR;
   }
+  // create_huge_pmd(): an area that may have THPs tries for one first.
+  if (k.thp !== null) {
+    const r = doHugePmdAnonymousPage(k, vma, addr, anonVmaPrepare);
+    if (r !== VM_FAULT_FALLBACK) return r;
+  }
   anonVmaPrepare(vma);
   const pfn = allocPage(k, true, mm.node);
   if (pfn < 0) return VM_FAULT_OOM;
@@ -249,6 +255,9 @@ export function doWpPage(k: HostKernel, vma: Vma, addr: number, pte: number): nu
     mm.setPte(addr, pteSet(pte, PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0)));
     return VM_FAULT_WRITE;
   }
+  // do_huge_pmd_wp_page(): a THP that must be copied (fork shares it) is split
+  // into small pages first, and the small page at addr is copied.
+  if (!special && isThpFrame(mem.flags, old)) splitHugePmd(k, old);
   anonVmaPrepare(vma);
   // Hold the old page across the allocation: reclaim may run inside it.
   if (!special) mem.getPage(old);
@@ -287,6 +296,8 @@ export function doWpPage(k: HostKernel, vma: Vma, addr: number, pte: number): nu
 export function zapRange(k: HostKernel, vma: Vma, start: number, end: number): void {
   const mem = k.mem;
   const mm = vma.mm;
+  // zap_huge_pmd() takes a THP whole; one covered in part is split first.
+  if (k.thp !== null) splitHugeForRange(k, mm, start, end);
   mm.forEachPte(start, end, (addr, pte, table, slot) => {
     table[slot] = PTE_NONE;
     switch (pte & PTE_KIND_MASK) {

@@ -22,6 +22,7 @@ import {
   ptePayload,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
+import { isThpFrame, splitHugePmd } from './huge-memory.js';
 import { SWAP_AGAIN, TTU_IGNORE_MLOCK, TTU_MIGRATION, pageAddAnonRmap, rmapWalk, tryToUnmap, type RmapWalkControl } from './rmap.js';
 import type { Vma } from './vma.js';
 
@@ -71,6 +72,9 @@ export function migrationBlocker(k: HostKernel, pfn: number): { code: 'EINVAL' |
 export function migratePage(k: HostKernel, pfn: number, newPfn = -1, nid = -1): number {
   const mem = k.mem;
   const blocker = migrationBlocker(k, pfn);
+  // A THP moves as small pages (see src/mm/huge-memory.ts): split it once it is
+  // known the page can move.
+  if (blocker === null && isThpFrame(mem.flags, pfn)) splitHugePmd(k, pfn);
   if (blocker !== null) {
     if (newPfn >= 0) mem.putPage(newPfn);
     // Only a page taken for migration that then could not move (EAGAIN: locked or

@@ -48,9 +48,10 @@ import type { PrctlOption } from './ksm-ops.js';
 import { MmStruct } from './mm.js';
 import { newMemSizeStats, pagemapFrames, smapGatherStats, type MemSizeStats } from './task-mmu.js';
 import { ShmemFile, Vma } from './vma.js';
+import { HPAGE_PMD_SIZE, hugepageMadvise, splitHugeAtBoundary, thpGetUnmappedArea } from './huge-memory.js';
 
 export type Prot = 'none' | 'r' | 'rw';
-export type Advice = 'MADV_MERGEABLE' | 'MADV_UNMERGEABLE' | 'MADV_DONTNEED' | 'MADV_NORMAL';
+export type Advice = 'MADV_MERGEABLE' | 'MADV_UNMERGEABLE' | 'MADV_DONTNEED' | 'MADV_NORMAL' | 'MADV_HUGEPAGE' | 'MADV_NOHUGEPAGE';
 
 /** Device-like mappings, for what madvise and fork treat specially. */
 export type MapSpecial = 'hugetlb' | 'pfnmap' | 'io' | 'dontexpand' | 'mixedmap' | 'dontcopy';
@@ -150,7 +151,11 @@ export class Process {
     // VM_MERGEABLE before it exists, so it can merge with mergeable neighbours.
     if (this.kernel.ksm !== null) flags = this.kernel.ksm.vmaFlags(this.mm, flags);
     const size = Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
-    const addr = this.mm.getUnmappedArea(size);
+    // __get_unmapped_area(): with THP (6.7+), a private anonymous mapping whose
+    // length is a multiple of 2 MiB starts on a 2 MiB boundary.
+    let addr = -1;
+    if (this.kernel.thp !== null && opts.shared !== true && size % HPAGE_PMD_SIZE === 0) addr = thpGetUnmappedArea(this.mm, size);
+    if (addr < 0) addr = this.mm.getUnmappedArea(size);
     if (addr < 0) throw new KernelError('ENOMEM', `mmap: no room for ${size} bytes in ${this.name}'s address space`);
     const vma = new Vma(this.mm, addr, addr + size, flags, addr / PAGE_SIZE);
     if (opts.shared === true) {
@@ -190,6 +195,8 @@ export class Process {
     const mm = this.mm;
     const vma = mm.vmaAt(addr);
     if (vma === null || vma.start === addr) return;
+    // vma_adjust_trans_huge(): no THP may straddle the new boundary.
+    splitHugeAtBoundary(this.kernel, mm, addr);
     const tail = new Vma(mm, addr, vma.end, vma.flags, vma.pgoff + (addr - vma.start) / PAGE_SIZE);
     tail.anonVma = vma.anonVma;
     tail.shmem = vma.shmem;
@@ -291,8 +298,12 @@ export class Process {
   madvise(addr: number, len: number, advice: Advice): void {
     this.live('madvise');
     const end = this.range('madvise', addr, len, true);
-    if (advice !== 'MADV_MERGEABLE' && advice !== 'MADV_UNMERGEABLE' && advice !== 'MADV_DONTNEED' && advice !== 'MADV_NORMAL') {
+    if (advice !== 'MADV_MERGEABLE' && advice !== 'MADV_UNMERGEABLE' && advice !== 'MADV_DONTNEED' && advice !== 'MADV_NORMAL' && advice !== 'MADV_HUGEPAGE' && advice !== 'MADV_NOHUGEPAGE') {
       throw new KernelError('EINVAL', `madvise: unknown advice ${JSON.stringify(advice)}`);
+    }
+    // madvise_behavior_valid(): a kernel without THP (2.6.33) knows no such advice.
+    if ((advice === 'MADV_HUGEPAGE' || advice === 'MADV_NOHUGEPAGE') && this.kernel.thp === null) {
+      throw new KernelError('EINVAL', `madvise: ${advice} needs transparent huge pages, and this kernel has none`);
     }
     const ksm = this.kernel.ksm;
     if ((advice === 'MADV_MERGEABLE' || advice === 'MADV_UNMERGEABLE') && ksm === null) {
@@ -312,6 +323,10 @@ export class Process {
         case 'MADV_MERGEABLE':
         case 'MADV_UNMERGEABLE':
           return ksm!.madvise(vma, s, e, advice, vma.flags);
+        case 'MADV_HUGEPAGE':
+        case 'MADV_NOHUGEPAGE':
+          // hugepage_madvise(): only the flags; THPs already there stay.
+          return hugepageMadvise(vma.flags, advice);
         default:
           return assertNever(advice, 'madvise advice');
       }

@@ -21,6 +21,7 @@ import {
   u32s,
   ImageError,
 } from '../lib/snapshot.js';
+import { checkThpImage, type ThpImage } from './huge-memory.js';
 import {
   MAX_MEMORY_MIB,
   MAX_PTE_PAYLOAD,
@@ -211,11 +212,13 @@ export interface ProcessImage {
  */
 export interface KernelImage {
   imageVersion: number;
-  options: Required<KernelOptions>;
+  options: Required<Omit<KernelOptions, 'thp'>>;
   now: number;
   nextPid: number;
   prng: number[];
   vmstat: VmStat;
+  /** Kernels with transparent huge pages only: their mode and counters. */
+  thp?: ThpImage;
   mem: MemImage;
   contents: ContentsImage;
   swap: SwapImage | null;
@@ -537,7 +540,7 @@ function saveFrames(mem: PhysMem): {
 
 /** What an image decodes to: its typed arrays as views (or aligned copies), and derived facts. */
 export interface DecodedKernelImage {
-  readonly options: Required<KernelOptions>;
+  readonly options: Required<Omit<KernelOptions, 'thp'>>;
   readonly img: KernelImage;
   readonly freeLists: Int32Array[];
   readonly usedPfns: Int32Array;
@@ -599,6 +602,8 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
   prng.forEach((w, i) => int(w, `prng[${i}]`, 0, TWO_POW_32 - 1));
   const vmstat = obj(img.vmstat, 'vmstat');
   for (const key of VMSTAT_KEYS) int(vmstat[key], `vmstat.${key}`, 0, Number.MAX_SAFE_INTEGER);
+  // A kernel with transparent huge pages keeps their mode and counters (src/mm/huge-memory.ts).
+  if (img.thp !== undefined) checkThpImage(img.thp, 'thp');
 
   // ---- table sizes, needed to check references ----
   const anonVmasImg = array(img.anonVmas, 'anonVmas');
@@ -1046,7 +1051,7 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     for (const v of a.vmas) anonVmas[i]!.vmas.push(vmaList[v]!);
   });
   for (const pi of img.processes) k.processes.set(pi.pid, new Process(k, pi.pid, pi.name, mms[pi.mm]!));
-  k.restoreState({ now: img.now, nextPid: img.nextPid, prng: img.prng, vmstat: img.vmstat });
+  k.restoreState({ now: img.now, nextPid: img.nextPid, prng: img.prng, vmstat: img.vmstat, ...(img.thp !== undefined ? { thp: img.thp } : {}) });
 
   // ---- the parts of the layers above ----
   const ctx: ImageRestoreContext = { mms, anonVmas };

@@ -1,5 +1,5 @@
 import { bug } from '../lib/errors.js';
-import { PG_KSM, PTE_DIRTY, PTE_KIND_MASK, PTE_MIGRATION, PTE_PRESENT, PTE_SPECIAL, PTE_SWAP, ptePayload } from './constants.js';
+import { PG_HEAD, PG_KSM, PG_TAIL, PTE_DIRTY, PTE_KIND_MASK, PTE_MIGRATION, PTE_PRESENT, PTE_SPECIAL, PTE_SWAP, ptePayload } from './constants.js';
 import type { HostKernel } from './kernel.js';
 import type { MmStruct } from './mm.js';
 
@@ -17,6 +17,8 @@ import type { MmStruct } from './mm.js';
  *   normal page (vm_normal_page()), and Linux counts it in no process's RSS.
  * - swap: Swap, swap ptes.
  * - ksm: present ptes that map a KSM page (6.x's smaps "KSM:" line).
+ * - anonHuge: AnonHugePages, the resident pages that belong to a THP (pmd-mapped:
+ *   the model maps a THP whole or not at all, src/mm/huge-memory.ts).
  * - ksmSaved: over those KSM pages, the sum of (n − 1)/n, n the page's mappers in
  *   all processes: the part of them this range does not pay for, its share of what
  *   sharing saves (Rss − Pss over the KSM pages). Summed in address order, range by
@@ -29,12 +31,13 @@ export interface MemSizeStats {
   resident: number;
   swap: number;
   ksm: number;
+  anonHuge: number;
   ksmSaved: number;
   ksmZero: number;
 }
 
 export function newMemSizeStats(): MemSizeStats {
-  return { resident: 0, swap: 0, ksm: 0, ksmSaved: 0, ksmZero: 0 };
+  return { resident: 0, swap: 0, ksm: 0, anonHuge: 0, ksmSaved: 0, ksmZero: 0 };
 }
 
 /**
@@ -53,6 +56,7 @@ export function smapGatherStats(k: HostKernel, mm: MmStruct, start: number, end:
         }
         const pfn = ptePayload(pte);
         mss.resident++;
+        if ((mem.flags[pfn]! & (PG_HEAD | PG_TAIL)) !== 0) mss.anonHuge++;
         if ((mem.flags[pfn]! & PG_KSM) !== 0) {
           mss.ksm++;
           const mappers = mem.mapcount[pfn]! + 1;

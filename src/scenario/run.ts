@@ -4,6 +4,9 @@ import { KernelError, assertNever } from '../lib/errors.js';
 import { Host, describePolicy, type KsmPolicy } from '../vmm/host.js';
 import { formatSize } from '../vmm/config.js';
 import type { ImageCatalog } from '../vmm/image.js';
+import { CaptureSource } from '../vmm/capture-source.js';
+import type { PageSource, PageSourceCatalog, PageSourceRef } from '../vmm/page-source.js';
+import { loadCapture } from './load.js';
 import { DEFAULT_KSMD_COSTS, type KsmdCosts } from '../ksm/cost.js';
 import { SnapshotError, restoreHost, saveHost } from '../vmm/snapshot.js';
 import type { HostSample } from '../vmm/types.js';
@@ -52,6 +55,24 @@ export function runScenario(s: Scenario, opts: RunOptions): RunResult[] {
   });
 }
 
+/** A captured guest's page source, its file read again (cached) and checked against the digest taken when the scenario was read. */
+function captureSource(c: { file: string; guest: string; digest: string }): CaptureSource {
+  const r = loadCapture(c.file);
+  if (r.digest !== c.digest) throw new Error(`capture ${c.file} has changed since the scenario was read (sha256 ${r.digest.slice(0, 12)}…, was ${c.digest.slice(0, 12)}…)`);
+  return new CaptureSource(r.capture, c.guest, c.file, c.digest);
+}
+
+/** Captured guests' refs resolved again from their files (samepage resume). */
+const CAPTURE_CATALOG: PageSourceCatalog = {
+  resolve(ref: PageSourceRef): PageSource | string {
+    try {
+      return captureSource({ file: ref.name, guest: ref.version, digest: ref.digest });
+    } catch (e) {
+      return (e as Error).message;
+    }
+  },
+};
+
 /**
  * Build the scenario's host, on the given kernel, with its guests defined (none booted
  * yet), each in its merge domain unless `mergeDomains` is false (a variant's
@@ -62,8 +83,8 @@ export function buildHost(s: Scenario, ksm: KsmPolicy, images: ImageCatalog, see
   for (const g of s.guests) {
     host.createGuest({
       name: g.name,
-      image: g.image,
-      ...(g.version === null ? {} : { version: g.version }),
+      image: g.capture === null ? g.image : captureSource(g.capture),
+      ...(g.version === null || g.capture !== null ? {} : { version: g.version }),
       memoryMiB: g.memoryMiB,
       memMerge: g.memMerge,
       ...(mergeDomains && g.mergeDomain !== '' ? { mergeDomain: g.mergeDomain } : {}),
@@ -142,7 +163,7 @@ export class ScenarioRun {
    * page sources are resolved in it); throws SnapshotError for a file that cannot be used.
    */
   static resume(bytes: Uint8Array, images: ImageCatalog | null): ScenarioRun {
-    const { host, extra } = restoreHost(bytes, images);
+    const { host, extra } = restoreHost(bytes, images, CAPTURE_CATALOG);
     const problem = checkPosition(extra);
     if (problem !== null) throw new SnapshotError('invalid', `snapshot run position: ${problem}`);
     const pos = extra as RunPosition;

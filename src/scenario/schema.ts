@@ -10,6 +10,8 @@ import { DEFAULT_KERNEL_VERSION, KERNEL_VERSIONS, kernelProfile, type KernelVers
 import { ConfigDocument, ConfigError, describe, formatSize, zCount, zDuration, zFraction, zSizeMiB, type ConfigProblem } from '../vmm/config.js';
 import type { KsmKnobSettings, KsmPolicy } from '../vmm/host.js';
 import { layoutGuest, type ImageCatalog } from '../vmm/image.js';
+import type { Capture } from '../vmm/capture-file.js';
+import { CaptureSource } from '../vmm/capture-source.js';
 import type { WorkloadSpec } from '../vmm/workload.js';
 
 /**
@@ -207,7 +209,9 @@ const zMemMerge = z.union([z.boolean({ error: MEM_MERGE_EXPECTED }), z.enum(['on
 const zGuest = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: (i) => `expected a name of letters, digits, '.', '_' and '-', got ${describe(i.input)}` }),
   count: zCount('a number of guests').min(1, { error: 'expected at least 1' }).optional(),
-  image: z.string(),
+  image: z.string().optional(),
+  /** A guest of a capture file (`samepage capture`) instead of an image. */
+  capture: z.strictObject({ file: z.string().min(1), guest: z.string().min(1) }).optional(),
   version: z.union([z.string(), z.number().transform(String)]).optional(),
   memory: zSizeMiB,
   mem_merge: zMemMerge.default(true),
@@ -312,7 +316,14 @@ type RawEvent = z.output<typeof zEvent>;
 
 export interface ScenarioGuest {
   name: string;
+  /** The image's name; for a captured guest, its label ('id-1 (captures/busybox-4.cap)'). */
   image: string;
+  /**
+   * A captured guest (src/vmm/capture-source.ts): the capture file (the path as
+   * resolved against the scenario's directory), the guest's name in it and the
+   * sha-256 of the file read at parse time; null for an image.
+   */
+  capture: { file: string; guest: string; digest: string } | null;
   version: string | null;
   memoryMiB: number;
   memMerge: boolean;
@@ -380,6 +391,11 @@ export interface ParseScenarioOptions {
    * a scenario that names a file is refused.
    */
   readFile?: (path: string) => string;
+  /**
+   * Read a capture file a guest names: its bytes, and the path to keep for it (as
+   * resolved). Without it, a scenario with a captured guest is refused.
+   */
+  readCapture?: (path: string) => { path: string; capture: Capture; digest: string };
 }
 
 function toPolicy(k: RawKsm, conf: Partial<KsmtunedConfig> = {}): KsmPolicy {
@@ -658,6 +674,23 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
       if (g === null) return;
     }
     let image = null;
+    let captured: { file: string; guest: string; digest: string; label: string; ramBytes: number } | null = null;
+    const hasImage = valueAt(root, ['guests', i, 'image']) !== undefined;
+    const hasCapture = valueAt(root, ['guests', i, 'capture']) !== undefined;
+    if (hasImage && hasCapture) at(['guests', i, 'capture'], 'expected image or capture, not both');
+    else if (!hasImage && !hasCapture) at(['guests', i, 'image'], 'missing (expected an image name, or capture: { file, guest })');
+    if (g.capture !== undefined && !hasImage) {
+      if (opts.readCapture === undefined) at(['guests', i, 'capture', 'file'], 'captured guests need the scenario read from a file');
+      else {
+        try {
+          const r = opts.readCapture(g.capture.file);
+          const src = new CaptureSource(r.capture, g.capture.guest, r.path, r.digest);
+          captured = { file: r.path, guest: g.capture.guest, digest: r.digest, label: src.label, ramBytes: src.minRamBytes };
+        } catch (e) {
+          at(['guests', i, 'capture', (e as Error).message.includes(' has no guest ') ? 'guest' : 'file'], (e as Error).message);
+        }
+      }
+    }
     if (g.image !== undefined) {
       try {
         image = images.get(g.image, g.version);
@@ -667,6 +700,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     }
     if (g.memory !== undefined) {
       if (g.memory % MiB !== 0) at(['guests', i, 'memory'], 'expected a whole number of MiB');
+      else if (captured !== null && g.memory < captured.ramBytes) at(['guests', i, 'memory'], `${captured.label} has ${captured.ramBytes / MiB} MiB of RAM; expected at least that`);
       else if (image !== null) {
         try {
           layoutGuest(image, g.memory);
@@ -693,10 +727,11 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
         continue;
       }
       names.set(name, i);
-      if (g.image === undefined || g.memory === undefined || g.mem_merge === undefined || g.workload === undefined || g.start === undefined) continue;
+      if ((g.image === undefined && captured === null) || g.memory === undefined || g.mem_merge === undefined || g.workload === undefined || g.start === undefined) continue;
       guests.push({
         name,
-        image: g.image,
+        image: captured !== null ? captured.label : g.image!,
+        capture: captured === null ? null : { file: captured.file, guest: captured.guest, digest: captured.digest },
         version: image?.version ?? g.version ?? null,
         memoryMiB: g.memory / MiB,
         memMerge: g.mem_merge,

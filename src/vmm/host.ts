@@ -1,4 +1,5 @@
 import { customRandom, urlAlphabet } from 'nanoid';
+import type { QemuNic } from './qemu-blocks.js';
 import { Kernel } from '../ksm/kernel.js';
 import { KSM_SYSFS_DIR, PROFILE_6_18, knobFile, type KsmKnobField } from '../ksm/profile.js';
 import { KernelError, assertNever } from '../lib/errors.js';
@@ -70,6 +71,9 @@ export interface CreateGuestOptions {
   /** Its KSM merge domain (guest.ts GuestOptions.mergeDomain; default '', the common one). */
   mergeDomain?: string;
   workload?: WorkloadSpec;
+  /** Map QEMU's RAM blocks (GuestOptions.qemuBlocks; default: where the kernel has THP) and the NIC. */
+  qemuBlocks?: boolean;
+  nic?: QemuNic;
 }
 
 /** The host's own state as plain data (src/vmm/snapshot.ts packs it with the kernel's). */
@@ -319,7 +323,16 @@ export class Host {
       source = new SyntheticSource(opts.image);
     }
     const ramBytes = opts.memoryMiB * 1024 * 1024;
-    const init = { name: opts.name, source, ramBytes, ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }), ...(opts.mergeDomain === undefined ? {} : { mergeDomain: opts.mergeDomain }), ...(opts.workload === undefined ? {} : { workload: opts.workload }) };
+    const init = {
+      name: opts.name,
+      source,
+      ramBytes,
+      ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }),
+      ...(opts.mergeDomain === undefined ? {} : { mergeDomain: opts.mergeDomain }),
+      ...(opts.workload === undefined ? {} : { workload: opts.workload }),
+      ...(opts.qemuBlocks === undefined ? {} : { qemuBlocks: opts.qemuBlocks }),
+      ...(opts.nic === undefined ? {} : { nic: opts.nic }),
+    };
     // A guest the constructor refuses (RAM too small for its image) must not have
     // drawn an id: the ids of the guests created after it would shift.
     const idState = this.idPrng.getState();

@@ -18,14 +18,16 @@
  * Implementations:
  * - SyntheticSource (image.ts): pages generated from an image descriptor (guests/),
  *   its ref the descriptor's name, version and a hash of what decides the pages.
- * - Next (issue 12): a captured real guest, pages read from a capture file. A page
- *   the capture found not present is 'untouched' (never written, so the host never
- *   allocates it); a zero-page mapping is 'zero'; THP facts per page will be a
- *   question the layout answers beside kindOf(). Its ref names the capture and hashes
- *   its contents.
+ * - CaptureSource (capture-source.ts): a captured real guest, pages read from a
+ *   capture file. A page the capture found not present is 'untouched' (never
+ *   written, so the host never allocates it); a zero-page mapping is read, not
+ *   written (hostMapping 'zero-page'); a 2 MiB range the real host mapped with small
+ *   pages is mapped small (hostMapping 'small'). Its ref names the capture file and
+ *   the guest, and hashes the file.
  */
 
 import type { PageGenerator } from '../mm/contents.js';
+import type { FirmwareBlock, QemuNic } from './qemu-blocks.js';
 
 /**
  * What one guest page holds after boot: 'untouched' (never written: the host never
@@ -41,9 +43,9 @@ export type PageFill = 'zero' | 'version' | 'image' | 'unique' | 'untouched';
  * never passes for the one saved.
  */
 export interface PageSourceRef {
-  /** 'synthetic': generated from an image descriptor in the catalog. */
-  readonly type: 'synthetic';
-  /** The image's name and version: 'fedora', '13'. */
+  /** 'synthetic': generated from an image descriptor in the catalog; 'capture': a guest of a capture file. */
+  readonly type: 'synthetic' | 'capture';
+  /** The image's name and version: 'fedora', '13'; for a capture, the file and the guest's name in it. */
   readonly name: string;
   readonly version: string;
   readonly digest: string;
@@ -67,6 +69,12 @@ export interface PageSource {
   readonly dirtyRate: number;
   /** The source laid out in a guest of `ramBytes`; throws an Error saying why when it does not fit. */
   layout(ramBytes: number): SourceLayout;
+  /**
+   * QEMU's RAM blocks besides guest RAM as this source knows them (a capture of a
+   * real QEMU), or absent: a guest that maps QEMU's blocks then has the measured
+   * ones of qemu-blocks.ts.
+   */
+  firmware?(nic: QemuNic): FirmwareBlock[] | null;
 }
 
 /**
@@ -92,7 +100,16 @@ export interface SourceLayout {
   bootKey(gfn: number, bootSeed: number, key: Uint32Array): PageFill;
   /** dirtyPage() without the bytes: its key for the generator. */
   dirtyKey(bootSeed: number, counter: number, key: Uint32Array): void;
+  /**
+   * Optional, for sources that know how a real host mapped each page (captures):
+   * 'zero-page' (only read: the guest reads it, mapping the shared zero page),
+   * 'small' (its 2 MiB range held small pages only: the guest maps the range small
+   * even where the kernel would give it a THP), 'any' (as the model's kernel does).
+   */
+  hostMapping?(gfn: number): HostMapping;
 }
+
+export type HostMapping = 'any' | 'zero-page' | 'small';
 
 /** What finds a source again from a snapshot's ref: the image catalog (later, captures too). */
 export interface PageSourceCatalog {

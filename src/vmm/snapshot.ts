@@ -7,7 +7,7 @@ import { KERNEL_IMAGE_VERSION, type KernelImage } from '../mm/snapshot.js';
 import { Host, type HostSnapshot } from './host.js';
 import { checkGovernorSnapshot } from './governor.js';
 import type { ImageCatalog } from './image.js';
-import { describeRef, type PageSource } from './page-source.js';
+import { describeRef, type PageSource, type PageSourceCatalog } from './page-source.js';
 import { GUEST_STATES as GUEST_STATE_LIST, HOST_EVENT_KINDS } from './types.js';
 
 /**
@@ -202,6 +202,12 @@ export function checkHostSnapshot(h: unknown): string | null {
     if ((gs.pid !== null) !== WITH_PROCESS.includes(gs.state)) return `host.guests[${i}].pid: a ${gs.state} guest ${gs.pid === null ? 'has a process, found null' : `has no process, found ${gs.pid}`}`;
     if (!isPrngState(gs.prng)) return `host.guests[${i}].prng: expected 4 PRNG state words`;
     if (!Array.isArray(gs.slotHvas) || !gs.slotHvas.every(isInt)) return `host.guests[${i}].slotHvas: expected addresses`;
+    if (gs.qemu !== undefined) {
+      const q = gs.qemu;
+      if (!isRecord(q) || (q.nic !== 'none' && q.nic !== 'e1000') || !isInt(q.ramHva) || !Array.isArray(q.blockHvas) || !q.blockHvas.every(isInt)) {
+        return `host.guests[${i}].qemu: expected nic (none or e1000), ramHva and blockHvas (addresses)`;
+      }
+    }
     if (gs.nextBurstAt !== null && !isNum(gs.nextBurstAt)) return `host.guests[${i}].nextBurstAt: expected a number or null`;
     const w = gs.workload;
     if (!isRecord(w) || (w.dirtyRate !== null && !(isNum(w.dirtyRate) && w.dirtyRate >= 0))) return `host.guests[${i}].workload: expected a dirtyRate (pages/s, or null) and a burst`;
@@ -216,8 +222,8 @@ export function checkHostSnapshot(h: unknown): string | null {
       if (!isRecord(x) || !isCount(x.pages) || !isNonNegative(x.rate) || !isNonNegative(x.debt)) return `host.guests[${i}].bursts[${j}]: expected pages, rate and debt`;
     }
     const src = gs.source;
-    if (!isRecord(src) || src.type !== 'synthetic' || typeof src.name !== 'string' || typeof src.version !== 'string' || typeof src.digest !== 'string' || !/^[0-9a-f]{64}$/.test(src.digest)) {
-      return `host.guests[${i}].source: expected a page source: type 'synthetic', an image name and version, and a sha-256 digest (64 hex digits)`;
+    if (!isRecord(src) || (src.type !== 'synthetic' && src.type !== 'capture') || typeof src.name !== 'string' || typeof src.version !== 'string' || typeof src.digest !== 'string' || !/^[0-9a-f]{64}$/.test(src.digest)) {
+      return `host.guests[${i}].source: expected a page source: type 'synthetic' or 'capture', an image name and version (a capture file and guest), and a sha-256 digest (64 hex digits)`;
     }
   }
   return null;
@@ -235,7 +241,7 @@ function isNonNegative(v: unknown): boolean {
  * whose source the catalog does not have, or has changed; on any error nothing is
  * returned and nothing outside is changed.
  */
-export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = null): { host: Host; extra: unknown } {
+export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = null, captures: PageSourceCatalog | null = null): { host: Host; extra: unknown } {
   const body = decode(bytes);
   const kernelVersion = (body.kernel as unknown as Record<string, unknown>).imageVersion;
   if (kernelVersion !== KERNEL_IMAGE_VERSION) {
@@ -251,7 +257,7 @@ export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = nu
   // are the guests' page sources.
   const hproblem = checkHostSnapshot(body.host);
   if (hproblem !== null) throw new SnapshotError('invalid', `snapshot ${hproblem}`);
-  const sources = resolveSources(body.host, catalog);
+  const sources = resolveSources(body.host, catalog, captures);
   const options = (body.kernel as unknown as Record<string, unknown>).options;
   for (const k of ['memoryMiB', 'swapMiB', 'blockMiB'] as const) {
     // A kernel image without options is refused below, naming the field.
@@ -269,14 +275,16 @@ export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = nu
 }
 
 /** The page source each guest names, resolved in `catalog` (each distinct ref once); SnapshotError `source` for one it cannot give. */
-function resolveSources(h: HostSnapshot, catalog: ImageCatalog | null): PageSource[] {
+function resolveSources(h: HostSnapshot, images: ImageCatalog | null, captures: PageSourceCatalog | null): PageSource[] {
   const found = new Map<string, PageSource>();
   return h.guests.map((g) => {
     const ref = g.source;
     const key = `${ref.name}\0${ref.version}\0${ref.digest}`;
     let source = found.get(key);
     if (source === undefined) {
-      if (catalog === null) throw new SnapshotError('source', `snapshot guest ${g.name} boots from ${describeRef(ref)}: restoring it needs the image catalog that has it`);
+      // A captured guest's ref names its capture file: the captures' catalog reads it.
+      const catalog = ref.type === 'capture' ? captures : images;
+      if (catalog === null) throw new SnapshotError('source', `snapshot guest ${g.name} boots from ${describeRef(ref)}: restoring it needs the ${ref.type === 'capture' ? 'capture file' : 'image catalog'} that has it`);
       const r = catalog.resolve(ref);
       if (typeof r === 'string') throw new SnapshotError('source', `snapshot guest ${g.name}: ${r}`);
       source = r;

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvariantError, Kernel, KernelError, PAGE_SIZE } from '../../src/index.js';
 import { Ksm } from '../../src/ksm/ksm.js';
-import { PROFILE_2_6_33, findKnob, kernelProfile, knobFile, unimplementedFeatures, type KernelProfile } from '../../src/ksm/profile.js';
+import { PROFILE_2_6_33, findKnob, kernelProfile, knobFile, type KernelProfile } from '../../src/ksm/profile.js';
 import { KSM_STATS } from '../../src/ksm/stats.js';
 import { registerKsmSysfs } from '../../src/ksm/sysfs.js';
 import { JHASH2_PAGE_CHECKSUM } from '../../src/lib/jhash.js';
@@ -74,10 +74,7 @@ describe('what the profile decides', () => {
     expect(knobFile(PROFILE_2_6_33, 'maxKernelPages')).toBe(`${KSM_DIR}/max_kernel_pages`);
   });
 
-  it('implements every switch, and refuses (InvariantError) the two halves of 6.x cmp_and_merge_page apart', () => {
-    expect(unimplementedFeatures(PROFILE_2_6_33)).toEqual([]);
-    const all: KernelProfile = { ...PROFILE_2_6_33, features: Object.fromEntries(Object.keys(PROFILE_2_6_33.features).map((f) => [f, true])) as unknown as KernelProfile['features'] };
-    expect(unimplementedFeatures(all)).toEqual([]);
+  it('refuses (InvariantError) the two halves of 6.x cmp_and_merge_page apart', () => {
     const k = new HostKernel({ memoryMiB: 64, blockMiB: 16 });
     const half: KernelProfile = { ...PROFILE_2_6_33, features: { ...PROFILE_2_6_33.features, checksumBeforeStableTreeSearch: true } };
     expect(() => new Ksm(k, half)).toThrow(InvariantError);

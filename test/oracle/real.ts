@@ -415,8 +415,8 @@ function removeHandlers(): void {
   process.off('SIGHUP', onSignal);
 }
 
-/** Lines of a child's stdout, one at a time. */
-function lineReader(child: ChildProcess): () => Promise<string | null> {
+/** Lines of a child's stdout, one at a time; null once it has closed. */
+export function lineReader(child: ChildProcess): () => Promise<string | null> {
   let buf = '';
   const lines: string[] = [];
   let ended = false;

@@ -38,7 +38,7 @@ function timeline(results: RunResult[]): string {
 describe('example scenarios against their golden outputs', () => {
   it('has one golden output per example, and none for an example that is gone', () => {
     const goldens = readdirSync(join(root, 'test', 'scenario', 'golden')).sort();
-    expect(examples).toEqual(['fast-dirtying.yaml', 'kernels.yaml', 'ksmtuned-vs-fixed.yaml', 'merge-domains.yaml', 'mixed-fleet.yaml', 'overcommit.yaml', 'pressure-and-hotplug.yaml']);
+    expect(examples).toEqual(['captured-guests.yaml', 'fast-dirtying.yaml', 'kernels.yaml', 'ksmtuned-vs-fixed.yaml', 'merge-domains.yaml', 'mixed-fleet.yaml', 'overcommit.yaml', 'pressure-and-hotplug.yaml']);
     expect(goldens).toEqual(examples.map((f) => f.replace(/\.yaml$/, '.txt')));
   });
 

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadImageCatalog } from '../../src/scenario/images.js';
-import { loadScenario } from '../../src/scenario/load.js';
+import { loadCapture, loadScenario } from '../../src/scenario/load.js';
+import { captureDigest } from '../../src/vmm/capture-source.js';
 import { parseScenario, type Scenario } from '../../src/scenario/schema.js';
 import { ConfigError } from '../../src/vmm/config.js';
 
@@ -64,13 +65,13 @@ describe('parseScenario: a valid scenario', () => {
   });
 
   it('expands count into name-1..name-N, each starting a stagger later, and pins the newest version when none is named', () => {
-    const web = { image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: { dirtyRate: 40, burst: { everyMs: 30_000, pages: 500, overMs: 2000 } } };
+    const web = { image: 'tiny', capture: null, version: '1', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: { dirtyRate: 40, burst: { everyMs: 30_000, pages: 500, overMs: 2000 } } };
     expect(full.guests).toEqual([
       { name: 'web-1', ...web, startAt: 10_000 },
       { name: 'web-2', ...web, startAt: 15_000 },
       { name: 'web-3', ...web, startAt: 20_000 },
-      { name: 'db', image: 'tiny', version: '2', memoryMiB: 32, memMerge: false, mergeDomain: '', workload: IDLE, startAt: 0 },
-      { name: 'spare', image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: IDLE, startAt: null },
+      { name: 'db', image: 'tiny', capture: null, version: '2', memoryMiB: 32, memMerge: false, mergeDomain: '', workload: IDLE, startAt: 0 },
+      { name: 'spare', image: 'tiny', capture: null, version: '1', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: IDLE, startAt: null },
     ]);
   });
 
@@ -146,7 +147,7 @@ describe('parseScenario: a valid scenario', () => {
       durationMs: 60_000,
       sampleEveryMs: 10_000,
       tickMs: 100,
-      guests: [{ name: 'a', image: 'tiny', version: '2', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: IDLE, startAt: 0 }],
+      guests: [{ name: 'a', image: 'tiny', capture: null, version: '2', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: IDLE, startAt: 0 }],
       events: [],
       variants: [{ name: null, ksm: BOOT_TIME_KNOBS, kernel: '2.6.33', mergeDomains: true }],
     } satisfies Scenario);
@@ -620,8 +621,8 @@ describe('parseScenario: bad input gives file:line: field: what was expected', (
       [
         'bad.yaml:4: sample_evry: unknown field (misspelt?)',
         "bad.yaml:6: guests[0].memory: expected a size like '512MiB' or a number of MiB, got \"lots\"",
-        'bad.yaml:7: guests[1].image: missing (expected string)',
         'bad.yaml:7: guests[1].imag: unknown field (misspelt?)',
+        'bad.yaml:7: guests[1].image: missing (expected an image name, or capture: { file, guest })',
         "bad.yaml:9: events[0].at: expected a duration like '10s' or '5min', got \"soon\"",
       ].join('\n'),
     );
@@ -1003,3 +1004,36 @@ function error2(t: string, readFile: (p: string) => string): ConfigError {
   }
   throw new Error('expected a ConfigError, the scenario parsed');
 }
+
+describe('parseScenario: captured guests', () => {
+  const cap = 'captures/busybox-4.cap';
+  const readCapture = (p: string) => loadCapture(p === 'busybox-4.cap' ? cap : p);
+  const scenario = (guest: string, extra = ''): string =>
+    text(`
+      name: cap
+      host: { memory: 512MiB }
+      duration: 10s
+      guests:
+        - { name: g, capture: { file: busybox-4.cap, guest: ${guest} }, memory: 96MiB${extra} }
+    `);
+
+  it('takes a guest of a capture file: its label, the file and the sha-256 of its bytes', () => {
+    const s = parseScenario(scenario('mix-b'), 'cap.yaml', images, { readCapture });
+    expect(s.guests[0]).toMatchObject({ name: 'g', image: `mix-b (${cap})`, capture: { file: cap, guest: 'mix-b', digest: captureDigest(readFileSync(cap)) }, memoryMiB: 96 });
+  });
+
+  it('names a guest the file does not have, RAM smaller than the captured guest, and image with capture', () => {
+    const e = (t: string): string => {
+      try {
+        parseScenario(t, 'cap.yaml', images, { readCapture });
+      } catch (x) {
+        return (x as Error).message;
+      }
+      return 'parsed';
+    };
+    expect(e(scenario('id-9'))).toBe(`cap.yaml:5: guests[0].capture.guest: ${cap} has no guest id-9 (it has id-1, id-2, mix-a, mix-b)`);
+    expect(e(scenario('id-1').replace('96MiB', '64MiB'))).toBe(`cap.yaml:5: guests[0].memory: id-1 (${cap}) has 96 MiB of RAM; expected at least that`);
+    expect(e(scenario('id-1', ', image: tiny'))).toBe('cap.yaml:5: guests[0].capture: expected image or capture, not both');
+    expect(e(scenario('id-1').replace('busybox-4.cap', 'nope.cap'))).toBe('cap.yaml:5: guests[0].capture.file: cannot read capture nope.cap (ENOENT)');
+  });
+});

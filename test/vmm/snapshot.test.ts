@@ -319,8 +319,8 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
     ['a fixed policy with a knob missing', (b) => delete b.host.policy.pagesToScan, 'snapshot host.policy.pagesToScan: expected a whole number, found undefined'],
     ['a governor that is not a record', (b) => (b.host.governor = 'ksmtuned'), 'snapshot host.governor: expected a governor record'],
     ['a pressure process with no pid', (b) => (b.host.hogs = [{ bytes: 4096 }]), 'snapshot host.hogs[0]: expected a pid and bytes'],
-    ['a guest whose page source has no digest', (b) => delete b.host.guests[1].source.digest, "snapshot host.guests[1].source: expected a page source: type 'synthetic', an image name and version, and a sha-256 digest (64 hex digits)"],
-    ['a guest whose page source is of an unknown type', (b) => (b.host.guests[0].source.type = 'tape'), "snapshot host.guests[0].source: expected a page source: type 'synthetic', an image name and version, and a sha-256 digest (64 hex digits)"],
+    ['a guest whose page source has no digest', (b) => delete b.host.guests[1].source.digest, "snapshot host.guests[1].source: expected a page source: type 'synthetic' or 'capture', an image name and version (a capture file and guest), and a sha-256 digest (64 hex digits)"],
+    ['a guest whose page source is of an unknown type', (b) => (b.host.guests[0].source.type = 'tape'), "snapshot host.guests[0].source: expected a page source: type 'synthetic' or 'capture', an image name and version (a capture file and guest), and a sha-256 digest (64 hex digits)"],
     ['a host whose RAM is not its kernel’s', (b) => (b.host.memoryMiB = 128), 'snapshot host.memoryMiB: 128, but the kernel has 64'],
   ];
   for (const [what, change, message] of malformed) {
