@@ -1,5 +1,5 @@
 import { InvariantError } from '../lib/errors.js';
-import { rbCheck, rbCount, rbFirst, rbNext } from '../lib/rbtree.js';
+import { rbCheck, rbCount, rbFirst, rbNext } from '../lib/rbtree-indexed.js';
 import { MMF_VM_MERGEABLE, MMF_VM_MERGE_ANY, PAGE_SIZE } from '../mm/constants.js';
 import { CONTENT_FREE } from '../mm/contents.js';
 import type { MmStruct } from '../mm/mm.js';
@@ -7,7 +7,7 @@ import type { AnonVma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
 import { isKsmZeroPte } from './madvise.js';
 import { describeNodeLink } from './stable-tree.js';
-import { NODE_MIGRATE, NODE_TREE, NODE_DUP, RMAP_AGE_MAX, SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, isStableNodeChain, type RmapItem, type StableNode } from './structs.js';
+import { NODE_MIGRATE, NODE_TREE, NODE_DUP, NULL, RMAP_AGE_MAX, SEQNR_MASK, STABLE_FLAG, UNSTABLE_FLAG, isStableNodeChain, type RmapItem, type StableNode } from './structs.js';
 
 
 /**
@@ -27,12 +27,29 @@ const CHECKED_MEMOS_PER_CALL = 8192;
  */
 export function checkKsmInvariants(ksm: Ksm): void {
   const mem = ksm.kernel.mem;
+  const ri = ksm.rmapItemCache;
+  const sn = ksm.stableNodeCache;
   const fail = (msg: string): never => {
     throw new InvariantError(`ksm: ${msg}`);
   };
+  const domainOf = (node: StableNode): string => ksm.domainNames[sn.domain[node]!] ?? `#${sn.domain[node]}`;
+
+  // ---- the record tables: counts, free lists ----
+  const checkFreeList = (what: string, first: number, next: Int32Array, top: number, count: number): void => {
+    let free = 0;
+    for (let r = first; r !== NULL; r = next[r]!) {
+      if (r <= 0 || r >= top) fail(`${what} free list reaches record ${r}, outside 1..${top - 1}`);
+      if (++free > top) fail(`${what} free list has a cycle`);
+    }
+    if (count + free !== top - 1) fail(`${what}: ${count} records in use and ${free} free, but ${top - 1} handed out`);
+  };
+  checkFreeList('rmap_item', ri.freeList, ri.rmapList, ri.top, ri.count);
+  checkFreeList('stable node', sn.freeList, sn.hlist, sn.top, sn.count);
+  if (ri.count !== ksm.rmapItems) fail(`${ri.count} rmap_item records in use, ksm_rmap_items is ${ksm.rmapItems}`);
 
   // ---- mm_slots and rmap_items ----
   const inList = new Set<RmapItem>();
+  const mmIds = new Set<number>();
   let items = 0;
   let unstable = 0;
   let unstableThisScan = 0;
@@ -44,56 +61,64 @@ export function checkKsmInvariants(ksm: Ksm): void {
     if (ksm.mmSlots.get(mm) !== slot) fail(`mm_slot of ${mm.owner} is listed but not hashed`);
     if ((mm.flags & MMF_VM_MERGEABLE) === 0) fail(`${mm.owner} has an mm_slot without MMF_VM_MERGEABLE`);
     if (slot.next.prev !== slot || slot.prev.next !== slot) fail(`mm_slot list links broken at ${mm.owner}`);
+    if (ksm.mmTable.objects[slot.mmId] !== mm) fail(`mm_slot of ${mm.owner} has mm number ${slot.mmId}, which names ${ksm.mmTable.objects[slot.mmId]?.owner ?? 'nothing'}`);
+    mmIds.add(slot.mmId);
     let prevAddr = -1;
-    for (let it = slot.rmapList; it !== null; it = it.rmapList) {
+    for (let it = slot.rmapList; it !== NULL; it = ri.rmapList[it]!) {
       items++;
+      if (it <= 0 || it >= ri.top) fail(`rmap_list of ${mm.owner} reaches record ${it}, outside 1..${ri.top - 1}`);
       if (inList.has(it)) fail(`rmap_item ${ksm.describeItem(it)} listed twice`);
       inList.add(it);
-      if (it.mm !== mm) fail(`rmap_item ${ksm.describeItem(it)} on the list of ${mm.owner}`);
-      if (it.address <= prevAddr) fail(`rmap_list of ${mm.owner} not sorted at ${ksm.describeItem(it)}`);
-      prevAddr = it.address;
-      const st = (it.flags & STABLE_FLAG) !== 0;
-      const un = (it.flags & UNSTABLE_FLAG) !== 0;
+      if (ri.mm[it] !== slot.mmId) fail(`rmap_item ${ksm.describeItem(it)} on the list of ${mm.owner}`);
+      const address = ri.addressOf(it);
+      if (address <= prevAddr) fail(`rmap_list of ${mm.owner} not sorted at ${ksm.describeItem(it)}`);
+      prevAddr = address;
+      const flags = ri.flags[it]!;
+      const st = (flags & STABLE_FLAG) !== 0;
+      const un = (flags & UNSTABLE_FLAG) !== 0;
       if (st && un) fail(`rmap_item ${ksm.describeItem(it)} in both trees`);
       if (un) {
         unstable++;
-        const age = (ksm.seqnr - it.flags) & 0xff;
+        const age = (ksm.seqnr - flags) & 0xff;
         if (age > 1) fail(`unstable rmap_item ${ksm.describeItem(it)} is ${age} scans old`);
         if (age === 0) unstableThisScan++;
       }
       if (st) {
-        if (it.head === null) fail(`expected a stable node on STABLE rmap_item ${ksm.describeItem(it)}`);
-        if (it.anonVma === null || it.anonVma.freed) fail(`STABLE rmap_item ${ksm.describeItem(it)} holds no live anon_vma`);
-      } else if (it.anonVma !== null) {
+        if (ri.head[it] === NULL) fail(`expected a stable node on STABLE rmap_item ${ksm.describeItem(it)}`);
+        const av = ksm.itemAnonVma(it);
+        if (av === null || av.freed || av.ksmId !== ri.anonVma[it]) fail(`STABLE rmap_item ${ksm.describeItem(it)} holds no live anon_vma`);
+      } else if (!un && ri.anonVma[it] !== 0) {
         fail(`rmap_item ${ksm.describeItem(it)} holds an anon_vma outside the stable tree`);
       }
       // Smart scan (6.x): the age saturates at U8_MAX, and skip_age() gives at most 8.
-      if (it.age < 0 || it.age > RMAP_AGE_MAX || it.remainingSkips < 0 || it.remainingSkips > 8) {
-        fail(`rmap_item ${ksm.describeItem(it)} has age ${it.age} and ${it.remainingSkips} remaining skips`);
+      const age = ri.age[it]!;
+      const skips = ri.remainingSkips[it]!;
+      if (age > RMAP_AGE_MAX || skips > 8) {
+        fail(`rmap_item ${ksm.describeItem(it)} has age ${age} and ${skips} remaining skips`);
       }
-      if (ksm.smartScan === 0 && !ksm.profile.features.smartScan && (it.age !== 0 || it.remainingSkips !== 0)) {
+      if (ksm.smartScan === 0 && !ksm.profile.features.smartScan && (age !== 0 || skips !== 0)) {
         fail(`rmap_item ${ksm.describeItem(it)} has a smart-scan age in a kernel without smart scan`);
       }
     }
   });
   if (slots !== ksm.mmSlots.size) fail(`${ksm.mmSlots.size} mm_slots hashed, ${slots} listed`);
+  if (ksm.mmTable.size !== slots) fail(`${ksm.mmTable.size} mms numbered, ${slots} mm_slots listed`);
   if (items !== ksm.rmapItems) fail(`ksm_rmap_items is ${ksm.rmapItems}, ${items} rmap_items listed`);
   if (unstable !== ksm.pagesUnshared) fail(`pages_unshared is ${ksm.pagesUnshared}, ${unstable} rmap_items have UNSTABLE_FLAG`);
 
   // ---- the unstable trees: this scan's insertions only ----
   let treeSize = 0;
   ksm.unstableRoots.forEach((root, nid) => {
-    rbCheck(root, undefined, `unstable tree ${nid}`);
-    if (nid >= ksm.nrNodeIds && root.node !== null) fail(`unstable tree ${nid} is not empty, but only ${ksm.nrNodeIds} trees are in use`);
-    treeSize += rbCount(root);
+    rbCheck(ri, root, ri.top, undefined, `unstable tree ${nid}`);
+    if (nid >= ksm.nrNodeIds && root.node !== NULL) fail(`unstable tree ${nid} is not empty, but only ${ksm.nrNodeIds} trees are in use`);
+    treeSize += rbCount(ri, root);
     // rbCheck() passed, so the links can be followed.
-    for (let n = rbFirst(root); n !== null; n = rbNext(n)) {
-      const it = n as RmapItem;
+    for (let it = rbFirst(ri, root); it !== NULL; it = rbNext(ri, it)) {
       if (!inList.has(it)) fail(`unstable tree node ${ksm.describeItem(it)} is on no rmap_list`);
-      if ((it.flags & UNSTABLE_FLAG) === 0 || ((ksm.seqnr - it.flags) & SEQNR_MASK) !== 0) {
+      if ((ri.flags[it]! & UNSTABLE_FLAG) === 0 || ((ksm.seqnr - ri.flags[it]!) & SEQNR_MASK) !== 0) {
         fail(`unstable tree node ${ksm.describeItem(it)} is not an UNSTABLE rmap_item of this scan`);
       }
-      if (it.nid !== nid) fail(`unstable rmap_item ${ksm.describeItem(it)} says nid ${it.nid}, is in tree ${nid}`);
+      if (ri.nid[it] !== nid) fail(`unstable rmap_item ${ksm.describeItem(it)} says nid ${ri.nid[it]}, is in tree ${nid}`);
     }
   });
   if (treeSize !== unstableThisScan) fail(`unstable trees hold ${treeSize} nodes, ${unstableThisScan} rmap_items were inserted this scan`);
@@ -106,90 +131,110 @@ export function checkKsmInvariants(ksm: Ksm): void {
   const holds = new Map<AnonVma, number>();
   const kpfns = new Set<number>();
   const listed = new Set<RmapItem>();
+  const nodesSeen = new Set<StableNode>();
+  const noteNode = (node: StableNode, where: string): void => {
+    if (node <= 0 || node >= sn.top) fail(`${where} reaches stable node record ${node}, outside 1..${sn.top - 1}`);
+    if (nodesSeen.has(node)) fail(`${where}: stable node record ${node} reached twice`);
+    nodesSeen.add(node);
+  };
   /** One KSM page's node (a regular node, a dup, or one on migrate_nodes): its rmap_items and page; returns whether it is live. */
   const checkKsmNode = (node: StableNode, where: string): boolean => {
-    if (isStableNodeChain(node)) fail(`${where}: a chain where a KSM page's node belongs`);
+    if (isStableNodeChain(sn, node)) fail(`${where}: a chain where a KSM page's node belongs`);
+    const kpfn = sn.kpfn[node]!;
     let len = 0;
-    for (let it = node.hlist; it !== null; it = it.hlistNext) {
+    for (let it = sn.hlist[node]!; it !== NULL; it = ri.hlistNext[it]!) {
       len++;
       if (listed.has(it)) fail(`rmap_item ${ksm.describeItem(it)} listed by two stable nodes, or twice`);
       listed.add(it);
-      if (!inList.has(it)) fail(`stable node kpfn=${node.kpfn} lists a freed rmap_item ${ksm.describeItem(it)}`);
-      if ((it.flags & STABLE_FLAG) === 0) fail(`expected STABLE_FLAG on rmap_item ${ksm.describeItem(it)} listed by stable node kpfn=${node.kpfn}`);
-      if (it.head !== node) fail(`rmap_item ${ksm.describeItem(it)} listed by kpfn=${node.kpfn} points at another node`);
-      if (it.mm.ksmMergeDomain !== node.domain) fail(`rmap_item ${ksm.describeItem(it)} of merge domain ${JSON.stringify(it.mm.ksmMergeDomain)} is listed by kpfn=${node.kpfn} of domain ${JSON.stringify(node.domain)}`);
-      if (it.hlistNext !== null && it.hlistNext.hlistPrev !== it) fail(`hlist links broken at ${ksm.describeItem(it)}`);
-      holds.set(it.anonVma!, (holds.get(it.anonVma!) ?? 0) + 1);
+      if (!inList.has(it)) fail(`stable node kpfn=${kpfn} lists a freed rmap_item ${ksm.describeItem(it)}`);
+      if ((ri.flags[it]! & STABLE_FLAG) === 0) fail(`expected STABLE_FLAG on rmap_item ${ksm.describeItem(it)} listed by stable node kpfn=${kpfn}`);
+      if (ri.head[it] !== node) fail(`rmap_item ${ksm.describeItem(it)} listed by kpfn=${kpfn} points at another node`);
+      const itemDomain = ksm.itemMm(it).ksmMergeDomain;
+      if (itemDomain !== domainOf(node)) fail(`rmap_item ${ksm.describeItem(it)} of merge domain ${JSON.stringify(itemDomain)} is listed by kpfn=${kpfn} of domain ${JSON.stringify(domainOf(node))}`);
+      const next = ri.hlistNext[it]!;
+      if (next !== NULL && ri.hlistPrev[next] !== it) fail(`hlist links broken at ${ksm.describeItem(it)}`);
+      const av = ksm.itemAnonVma(it)!;
+      holds.set(av, (holds.get(av) ?? 0) + 1);
     }
-    if (node.rmapHlistLen !== len) fail(`${where}: stable node kpfn=${node.kpfn} has rmap_hlist_len ${node.rmapHlistLen}, ${len} rmap_items on its list`);
+    if (sn.rmapHlistLen[node] !== len) fail(`${where}: stable node kpfn=${kpfn} has rmap_hlist_len ${sn.rmapHlistLen[node]}, ${len} rmap_items on its list`);
     if (len > 0) {
       shared++;
       sharing += len - 1;
     }
-    const live = mem.isKsm(node.kpfn) && mem.mappingOf(node.kpfn) === node;
+    const live = mem.isKsm(kpfn) && mem.mappingOf(kpfn) === node;
     // A stale node (its page freed, swapped out or offlined) may stay until the
     // keyhole finds it.
     if (!live) return false;
-    if (kpfns.has(node.kpfn)) fail(`two stable nodes for pfn ${node.kpfn}`);
-    kpfns.add(node.kpfn);
-    if (mem.count[node.kpfn]! <= 0) fail(`stable node's page ${mem.describe(node.kpfn)} is free`);
+    if (kpfns.has(kpfn)) fail(`two stable nodes for pfn ${kpfn}`);
+    kpfns.add(kpfn);
+    if (mem.count[kpfn]! <= 0) fail(`stable node's page ${mem.describe(kpfn)} is free`);
     return true;
   };
   ksm.stableRoots.forEach((root, nid) => {
-    rbCheck(root, undefined, `stable tree ${nid}`);
-    if (nid >= ksm.nrNodeIds && root.node !== null) fail(`stable tree ${nid} is not empty, but only ${ksm.nrNodeIds} trees are in use`);
+    rbCheck(sn, root, sn.top, undefined, `stable tree ${nid}`);
+    if (nid >= ksm.nrNodeIds && root.node !== NULL) fail(`stable tree ${nid} is not empty, but only ${ksm.nrNodeIds} trees are in use`);
     // Live pages in tree order, one per content of a merge domain: (domain, contents)
     // strictly increase (pages.ts comparePagesInDomains).
     let prevLive = -1;
     let prevDomain = '';
-    for (let n = rbFirst(root); n !== null; n = rbNext(n)) {
-      const node = n as StableNode;
-      if (node.linked !== NODE_TREE) fail(`stable tree ${nid} holds kpfn=${node.kpfn}, which is ${describeNodeLink(node)}`);
-      if (node.nid !== nid) fail(`stable node kpfn=${node.kpfn} says nid ${node.nid}, is in tree ${nid}`);
+    for (let node = rbFirst(sn, root); node !== NULL; node = rbNext(sn, node)) {
+      noteNode(node, `stable tree ${nid}`);
+      if (sn.linked[node] !== NODE_TREE) fail(`stable tree ${nid} holds kpfn=${sn.kpfnOf(node)}, which is ${describeNodeLink(ksm, node)}`);
+      if (sn.nid[node] !== nid) fail(`stable node kpfn=${sn.kpfnOf(node)} says nid ${sn.nid[node]}, is in tree ${nid}`);
       let livePfn = -1;
-      if (isStableNodeChain(node)) {
+      if (isStableNodeChain(sn, node)) {
         chains++;
-        if (node.hlist !== null || node.kpfn !== -1) fail(`chain in tree ${nid} has rmap_items or a page`);
+        if (sn.hlist[node] !== NULL) fail(`chain in tree ${nid} has rmap_items`);
         // A chain may have no dup left: the keyhole removes stale dups from their
         // chain, and the chain itself goes when a search next walks it.
-        if (node.dupHead !== null && node.dupHead.dupPrev !== null) fail(`chain in tree ${nid}: its first dup has a predecessor`);
-        for (let d: StableNode | null = node.dupHead; d !== null; d = d.dupNext) {
+        const first = sn.dupHead[node]!;
+        if (first !== NULL && sn.dupPrev[first] !== NULL) fail(`chain in tree ${nid}: its first dup has a predecessor`);
+        for (let d = first; d !== NULL; d = sn.dupNext[d]!) {
+          noteNode(d, `chain in tree ${nid}`);
           dups++;
-          if (d.linked !== NODE_DUP || d.chain !== node) fail(`dup kpfn=${d.kpfn} of a chain in tree ${nid} is ${describeNodeLink(d)}, or on another chain`);
-          if (d.dupNext !== null && d.dupNext.dupPrev !== d) fail(`dup links broken at kpfn=${d.kpfn}`);
-          if (d.nid !== nid) fail(`dup kpfn=${d.kpfn} says nid ${d.nid}, its chain is in tree ${nid}`);
-          if (d.domain !== node.domain) fail(`dup kpfn=${d.kpfn} is of merge domain ${JSON.stringify(d.domain)}, its chain of ${JSON.stringify(node.domain)}`);
+          const dk = sn.kpfn[d]!;
+          if (sn.linked[d] !== NODE_DUP || sn.chain[d] !== node) fail(`dup kpfn=${dk} of a chain in tree ${nid} is ${describeNodeLink(ksm, d)}, or on another chain`);
+          const dn = sn.dupNext[d]!;
+          if (dn !== NULL && sn.dupPrev[dn] !== d) fail(`dup links broken at kpfn=${dk}`);
+          if (sn.nid[d] !== nid) fail(`dup kpfn=${dk} says nid ${sn.nid[d]}, its chain is in tree ${nid}`);
+          if (sn.domain[d] !== sn.domain[node]) fail(`dup kpfn=${dk} is of merge domain ${JSON.stringify(domainOf(d))}, its chain of ${JSON.stringify(domainOf(node))}`);
           if (checkKsmNode(d, `dup in tree ${nid}`)) {
             // "all dup stable_nodes in the chain->hlist point to pages that are
             // write protected and have the exact same content"
-            if (livePfn >= 0 && mem.comparePages(livePfn, d.kpfn) !== 0) fail(`dups kpfn=${livePfn} and kpfn=${d.kpfn} of one chain differ`);
-            livePfn = d.kpfn;
+            if (livePfn >= 0 && mem.comparePages(livePfn, dk) !== 0) fail(`dups kpfn=${livePfn} and kpfn=${dk} of one chain differ`);
+            livePfn = dk;
           }
         }
       } else if (checkKsmNode(node, `stable tree ${nid}`)) {
-        livePfn = node.kpfn;
+        livePfn = sn.kpfn[node]!;
       }
       if (livePfn < 0) continue;
+      const domain = domainOf(node);
       if (prevLive >= 0) {
-        const order = prevDomain !== node.domain ? (prevDomain < node.domain ? -1 : 1) : mem.comparePages(prevLive, livePfn);
+        const order = prevDomain !== domain ? (prevDomain < domain ? -1 : 1) : mem.comparePages(prevLive, livePfn);
         if (order >= 0) fail(`stable tree ${nid} out of (merge domain, content) order at kpfn=${prevLive} → kpfn=${livePfn}`);
       }
       prevLive = livePfn;
-      prevDomain = node.domain;
+      prevDomain = domain;
     }
   });
-  for (let node = ksm.migrateNodes; node !== null; node = node.migrateNext) {
-    if (node.linked !== NODE_MIGRATE) fail(`migrate_nodes holds kpfn=${node.kpfn}, which is ${describeNodeLink(node)}`);
-    if (node.migrateNext !== null && node.migrateNext.migratePrev !== node) fail(`migrate_nodes links broken at kpfn=${node.kpfn}`);
+  for (let node = ksm.migrateNodes; node !== NULL; node = sn.migrateNext[node]!) {
+    noteNode(node, 'migrate_nodes');
+    if (sn.linked[node] !== NODE_MIGRATE) fail(`migrate_nodes holds kpfn=${sn.kpfnOf(node)}, which is ${describeNodeLink(ksm, node)}`);
+    const next = sn.migrateNext[node]!;
+    if (next !== NULL && sn.migratePrev[next] !== node) fail(`migrate_nodes links broken at kpfn=${sn.kpfn[node]}`);
     checkKsmNode(node, 'migrate_nodes');
   }
+  // Every stable node in use is in a tree, on a chain or on migrate_nodes.
+  if (nodesSeen.size !== sn.count) fail(`${sn.count} stable node records in use, ${nodesSeen.size} reached from the trees and migrate_nodes`);
   if (chains !== ksm.stableNodeChains) fail(`stable_node_chains is ${ksm.stableNodeChains}, recount ${chains}`);
   if (dups !== ksm.stableNodeDups) fail(`stable_node_dups is ${ksm.stableNodeDups}, recount ${dups}`);
   if (shared !== ksm.pagesShared) fail(`pages_shared is ${ksm.pagesShared}, recount ${shared}`);
   if (sharing !== ksm.pagesSharing) fail(`pages_sharing is ${ksm.pagesSharing}, recount ${sharing}`);
   for (const it of inList) {
-    if ((it.flags & STABLE_FLAG) !== 0 && !listed.has(it)) fail(`STABLE rmap_item ${ksm.describeItem(it)} is on no stable node's list`);
+    if ((ri.flags[it]! & STABLE_FLAG) !== 0 && !listed.has(it)) fail(`STABLE rmap_item ${ksm.describeItem(it)} is on no stable node's list`);
   }
+  if (ksm.anonVmaTable.size !== holds.size) fail(`${ksm.anonVmaTable.size} anon_vmas numbered, ${holds.size} held by stable rmap_items`);
   for (const [av, n] of holds) {
     if (av.freed) fail(`anon_vma ${av.id} is freed but ${n} stable rmap_items hold it`);
     if (av.ksmRefcount !== n) fail(`anon_vma ${av.id} ksm_refcount ${av.ksmRefcount}, ${n} stable rmap_items hold it`);

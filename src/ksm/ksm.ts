@@ -1,11 +1,11 @@
 import type { PageChecksumBatchLike } from '../lib/checksum.js';
 import { KernelError, bug } from '../lib/errors.js';
-import { RbRoot, rbFirst, rbNext } from '../lib/rbtree.js';
+import { RB_NIL, RbRootIdx, rbFirst, rbNext } from '../lib/rbtree-indexed.js';
 import type { HostKernel } from '../mm/kernel.js';
 import type { KsmAdvice, KsmOps, PrctlOption } from '../mm/ksm-ops.js';
 import type { MmStruct } from '../mm/mm.js';
 import type { RmapWalkControl } from '../mm/rmap.js';
-import type { Vma } from '../mm/vma.js';
+import type { AnonVma, Vma } from '../mm/vma.js';
 import { ksmExit, ksmFork, ksmMadvise, ksmMightUnmapZeroPage, ksmPrctl, ksmVmaFlags } from './madvise.js';
 import { MEMCMP_MEMO_SLOTS, calcChecksum } from './pages.js';
 import { type KernelProfile, type KsmKnobField, type KsmKnobValues } from './profile.js';
@@ -13,7 +13,7 @@ import { ksmMightNeedToCopy, ksmMigratePage, rmapWalkKsm } from './rmap-walk.js'
 import { ksmDoScan } from './scan.js';
 import { pruneStableNodes } from './stable-tree.js';
 import { readKsmProcessStats, readKsmStats, type KsmProcessStats, type KsmStats } from './stats.js';
-import { KSM_RUN_MERGE, KSM_RUN_STOP, KSM_RUN_UNMERGE, MmSlot, decodeRmapFlags, type RmapItem, type RmapLink, type StableNode } from './structs.js';
+import { KSM_RUN_MERGE, KSM_RUN_STOP, KSM_RUN_UNMERGE, MmSlot, NULL, STABLE_FLAG, ObjectTable, RmapItemCache, StableNodeCache, decodeRmapFlags, type RmapItem, type StableNode } from './structs.js';
 import { unmergeAndRemoveAllRmapItems } from './unmerge.js';
 import { KsmWork } from './work.js';
 
@@ -76,20 +76,31 @@ export class Ksm implements KsmOps {
   /** The kernel version this engine behaves as (profile.ts). */
   readonly profile: KernelProfile;
 
+  // ---- the records (structs.ts) ----
+  /** Every rmap_item (rmap_item_cache) and stable node (stable_node_cache), numbered. */
+  readonly rmapItemCache: RmapItemCache;
+  readonly stableNodeCache: StableNodeCache;
+  /** What an rmap_item's `mm` and `anonVma` numbers name (structs.ts ObjectTable). */
+  readonly mmTable: ObjectTable<MmStruct>;
+  readonly anonVmaTable: ObjectTable<AnonVma>;
+  /** Merge domains by number (a stable node's `domain`; 0 is the common one, ''), and the reverse. */
+  readonly domainNames: string[];
+  private readonly domainIds: Map<string, number>;
+
   // ---- the trees and lists ----
   /** The stable and unstable trees of node 0: the only ones while merge_across_nodes is 1 (and in 2.6.33). */
-  readonly rootStableTree: RbRoot;
-  readonly rootUnstableTree: RbRoot;
+  readonly rootStableTree: RbRootIdx;
+  readonly rootUnstableTree: RbRootIdx;
   /**
    * 6.x root_stable_tree[] and root_unstable_tree[]: one per NUMA node, [0] being the
    * two above; only the first nrNodeIds are used (ksm_nr_node_ids: 1 while
    * merge_across_nodes is 1, the number of nodes while it is 0).
    */
-  readonly stableRoots: RbRoot[];
-  readonly unstableRoots: RbRoot[];
+  readonly stableRoots: RbRootIdx[];
+  readonly unstableRoots: RbRootIdx[];
   nrNodeIds: number;
-  /** 6.x migrate_nodes: the first stable node on it (NODE_MIGRATE), or null. */
-  migrateNodes: StableNode | null;
+  /** 6.x migrate_nodes: the first stable node on it (NODE_MIGRATE), or NULL. */
+  migrateNodes: StableNode;
   /** mm_slots_hash */
   readonly mmSlots: Map<MmStruct, MmSlot>;
   /** ksm_mm_head: the list head, never scanned (mm is null). */
@@ -98,8 +109,8 @@ export class Ksm implements KsmOps {
   // ---- the scan cursor (struct ksm_scan) ----
   scanSlot: MmSlot;
   scanAddress: number;
-  /** The link to follow for the next rmap_item: ksm_scan.rmap_list. */
-  scanLink: RmapLink;
+  /** The link to follow for the next rmap_item (ksm_scan.rmap_list): an rmap_item's, or NULL for scanSlot's own. */
+  scanLink: RmapItem;
   seqnr: number;
   /** The page scan_get_next_rmap_item() found, with a reference held (-1 between pages). */
   scanPfn: number;
@@ -178,22 +189,28 @@ export class Ksm implements KsmOps {
     }
     this.kernel = kernel;
     this.profile = profile;
-    this.rootStableTree = new RbRoot();
-    this.rootUnstableTree = new RbRoot();
+    this.rmapItemCache = new RmapItemCache();
+    this.stableNodeCache = new StableNodeCache();
+    this.mmTable = new ObjectTable<MmStruct>();
+    this.anonVmaTable = new ObjectTable<AnonVma>();
+    this.domainNames = [''];
+    this.domainIds = new Map([['', 0]]);
+    this.rootStableTree = new RbRootIdx();
+    this.rootUnstableTree = new RbRootIdx();
     const nodes = kernel.mem.nrNodes;
     this.stableRoots = [this.rootStableTree];
     this.unstableRoots = [this.rootUnstableTree];
     for (let nid = 1; nid < nodes; nid++) {
-      this.stableRoots.push(new RbRoot());
-      this.unstableRoots.push(new RbRoot());
+      this.stableRoots.push(new RbRootIdx());
+      this.unstableRoots.push(new RbRootIdx());
     }
     this.nrNodeIds = 1;
-    this.migrateNodes = null;
+    this.migrateNodes = NULL;
     this.mmSlots = new Map();
-    this.mmHead = new MmSlot(null);
+    this.mmHead = new MmSlot(null, 0);
     this.scanSlot = this.mmHead;
     this.scanAddress = 0;
-    this.scanLink = this.mmHead;
+    this.scanLink = NULL;
     this.seqnr = 0;
     this.scanPfn = -1;
     this.pagesShared = 0;
@@ -366,9 +383,37 @@ export class Ksm implements KsmOps {
     return readKsmProcessStats(this, mm);
   }
 
-  /** Every stable node, in tree order. `fn` must not change the tree. */
+  /** Every stable node of tree 0, in tree order. `fn` must not change the tree. */
   forEachStableNode(fn: (node: StableNode) => void): void {
-    for (let n = rbFirst(this.rootStableTree); n !== null; n = rbNext(n)) fn(n as StableNode);
+    const c = this.stableNodeCache;
+    for (let n = rbFirst(c, this.rootStableTree); n !== RB_NIL; n = rbNext(c, n)) fn(n);
+  }
+
+  /**
+   * The number of a merge domain (structs.ts: a stable node's `domain`), interned on
+   * first sight; never released (a kernel sees a handful).
+   */
+  domainId(name: string): number {
+    if (name === '') return 0;
+    let id = this.domainIds.get(name);
+    if (id === undefined) {
+      id = this.domainNames.length;
+      if (id > 0xffff) bug(`more than 65535 merge domains`);
+      this.domainNames.push(name);
+      this.domainIds.set(name, id);
+    }
+    return id;
+  }
+
+  /** The mm an rmap_item belongs to. */
+  itemMm(item: RmapItem): MmStruct {
+    return this.mmTable.objects[this.rmapItemCache.mm[item]!]!;
+  }
+
+  /** The anon_vma a STABLE rmap_item holds, or null. */
+  itemAnonVma(item: RmapItem): AnonVma | null {
+    const c = this.rmapItemCache;
+    return c.anonVma[item] === 0 || (c.flags[item]! & STABLE_FLAG) === 0 ? null : this.anonVmaTable.objects[c.anonVma[item]!]!;
   }
 
   forEachSlot(fn: (slot: MmSlot) => void): void {
@@ -376,7 +421,9 @@ export class Ksm implements KsmOps {
   }
 
   describeItem(item: RmapItem): string {
-    return `mm=${item.mm.owner} addr=0x${item.address.toString(16)} (flags=${decodeRmapFlags(item.flags)})`;
+    const c = this.rmapItemCache;
+    const mm = this.mmTable.objects[c.mm[item]!];
+    return `mm=${mm?.owner ?? '?'} addr=0x${c.addressOf(item).toString(16)} (flags=${decodeRmapFlags(c.flags[item]!)})`;
   }
 }
 

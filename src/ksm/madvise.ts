@@ -23,8 +23,8 @@ import type { KsmAdvice, PrctlOption } from '../mm/ksm-ops.js';
 import type { MmStruct } from '../mm/mm.js';
 import type { Vma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
-import { freeSlot } from './rmap-item.js';
-import { KSM_RUN_UNMERGE, MmSlot } from './structs.js';
+import { allocMmSlot, freeSlot } from './rmap-item.js';
+import { KSM_RUN_UNMERGE, NULL } from './structs.js';
 import { unmergeKsmPages } from './unmerge.js';
 
 /*
@@ -63,7 +63,7 @@ export function ksmMadvise(ksm: Ksm, vma: Vma, start: number, end: number, advic
 /** __ksm_enter(): start scanning this mm, just behind the cursor. */
 export function ksmEnter(ksm: Ksm, mm: MmStruct): void {
   const needsWakeup = ksm.mmHead.next === ksm.mmHead;
-  const slot = new MmSlot(mm);
+  const slot = allocMmSlot(ksm, mm);
   ksm.mmSlots.set(mm, slot);
   // Insert just behind the scanning cursor, to let the area settle down a little;
   // when fork is followed by immediate exec, we don't want ksmd to waste time
@@ -117,7 +117,7 @@ export function ksmExit(ksm: Ksm, mm: MmStruct): void {
   // cursor or has rmap_items, leave it on the list for ksmd to free; ksmd backs
   // out of an mm as soon as mm_users is zero.
   if (slot === undefined || ksm.scanSlot === slot) return;
-  if (slot.rmapList === null) {
+  if (slot.rmapList === NULL) {
     freeSlot(ksm, slot);
   } else {
     // list_move() to just after the cursor: ksmd frees it at its next step.

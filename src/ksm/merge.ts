@@ -8,7 +8,7 @@ import { ksmMapZeroPage } from './madvise.js';
 import { findMergeableVma, memcmpPages, setPageStableNode, testExit } from './pages.js';
 import { removeRmapItemFromTree } from './rmap-item.js';
 import { holdAnonVma } from './stable-tree.js';
-import { EFAULT, type RmapItem } from './structs.js';
+import { EFAULT, NULL, type RmapItem } from './structs.js';
 import { breakCow } from './unmerge.js';
 
 /*
@@ -98,7 +98,7 @@ function tryToMergeOnePage(ksm: Ksm, vma: Vma, pfn: number, kpfn: number): numbe
     if (kpfn < 0) {
       // While we hold the page lock, upgrade page from PageAnon+anon_vma to
       // PageKsm+NULL stable_node: stable_tree_insert() will set the node.
-      setPageStableNode(ksm, pfn, null);
+      setPageStableNode(ksm, pfn, NULL);
       err = 0;
     } else {
       ksm.work.mergeCompares++;
@@ -121,17 +121,18 @@ function tryToMergeOnePage(ksm: Ksm, vma: Vma, pfn: number, kpfn: number): numbe
 
 /** try_to_merge_with_ksm_page(): like try_to_merge_two_pages, but kpage is already KSM. */
 export function tryToMergeWithKsmPage(ksm: Ksm, item: RmapItem, pfn: number, kpfn: number): number {
-  const mm = item.mm;
+  const mm = ksm.itemMm(item);
   if (testExit(mm)) return EFAULT;
-  const vma = mm.findVma(item.address);
-  if (vma === null || vma.start > item.address) return EFAULT;
+  const address = ksm.rmapItemCache.addressOf(item);
+  const vma = mm.findVma(address);
+  if (vma === null || vma.start > address) return EFAULT;
   const err = tryToMergeOnePage(ksm, vma, pfn, kpfn);
   if (err !== 0) return err;
   // 6.x takes the rmap_item out of the unstable tree here, where 2.6.33's caller
   // does it after both pages merged: the same item, a little sooner.
   if (ksm.profile.features.checksumBeforeStableTreeSearch) removeRmapItemFromTree(ksm, item);
   // Must get the anon_vma reference while the area is known to be there.
-  holdAnonVma(item, vma.anonVma!);
+  holdAnonVma(ksm, item, vma.anonVma!);
   return 0;
 }
 
@@ -142,8 +143,8 @@ export function tryToMergeWithKsmPage(ksm: Ksm, item: RmapItem, pfn: number, kpf
  * EFAULT otherwise, and the page goes on to the trees.
  */
 export function tryToMergeWithZeroPage(ksm: Ksm, item: RmapItem, pfn: number): number {
-  if (ksm.useZeroPages === 0 || item.oldchecksum !== ksm.zeroChecksum) return EFAULT;
-  const vma = findMergeableVma(item.mm, item.address);
+  if (ksm.useZeroPages === 0 || ksm.rmapItemCache.oldchecksum[item] !== ksm.zeroChecksum) return EFAULT;
+  const vma = findMergeableVma(ksm.itemMm(item), ksm.rmapItemCache.addressOf(item));
   // If the vma is out of date, we do not need to continue.
   if (vma === null) return 0;
   return tryToMergeOnePage(ksm, vma, pfn, ksm.kernel.mem.zeroPfn);

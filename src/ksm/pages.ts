@@ -3,7 +3,7 @@ import { PAGE_SIZE, PG_ANON, PG_KSM, PTE_SPECIAL, VM_MERGEABLE, ptePayload, pteP
 import type { MmStruct } from '../mm/mm.js';
 import type { Vma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
-import type { RmapItem, StableNode } from './structs.js';
+import { NULL, type RmapItem, type StableNode } from './structs.js';
 
 /*
  * What KSM does with one page, whichever tree it is headed for: find it (follow_page,
@@ -26,16 +26,23 @@ export function testExit(mm: MmStruct): boolean {
   return mm.mmUsers === 0;
 }
 
-/** The stable node a KSM page's mapping points to (page_stable_node()), or null. */
-export function pageStableNode(ksm: Ksm, pfn: number): StableNode | null {
-  return ksm.kernel.mem.isKsm(pfn) ? (ksm.kernel.mem.mappingOf(pfn) as StableNode | null) : null;
+/**
+ * The stable node a KSM page's mapping points to (page_stable_node()), or NULL. A KSM
+ * page's mapping holds its stable node's record number (structs.ts), or null while it
+ * has none yet (set_page_stable_node(page, NULL) in try_to_merge_one_page()).
+ */
+export function pageStableNode(ksm: Ksm, pfn: number): StableNode {
+  const mem = ksm.kernel.mem;
+  if (!mem.isKsm(pfn)) return NULL;
+  const m = mem.mappingOf(pfn);
+  return typeof m === 'number' ? m : NULL;
 }
 
 /** set_page_stable_node(): upgrade an anonymous page to a KSM page. */
-export function setPageStableNode(ksm: Ksm, pfn: number, node: StableNode | null): void {
+export function setPageStableNode(ksm: Ksm, pfn: number, node: StableNode): void {
   const mem = ksm.kernel.mem;
   mem.flags[pfn]! |= PG_ANON | PG_KSM;
-  mem.setMapping(pfn, node);
+  mem.setMapping(pfn, node === NULL ? null : node);
 }
 
 /**
@@ -67,9 +74,10 @@ export function findMergeableVma(mm: MmStruct, addr: number): Vma | null {
 
 /** get_mergeable_page(): the anonymous page at rmap_item's address, with a reference, or -1. */
 export function getMergeablePage(ksm: Ksm, item: RmapItem): number {
-  const vma = findMergeableVma(item.mm, item.address);
+  const address = ksm.rmapItemCache.addressOf(item);
+  const vma = findMergeableVma(ksm.itemMm(item), address);
   if (vma === null) return -1;
-  const pfn = followPage(ksm, vma, item.address);
+  const pfn = followPage(ksm, vma, address);
   if (pfn < 0) return -1;
   if (!ksm.kernel.mem.isAnon(pfn)) {
     ksm.kernel.mem.putPage(pfn);
@@ -123,11 +131,12 @@ export function scanChecksum(ksm: Ksm, pfn: number, item: RmapItem): number {
   ids[0] = c0;
   let v = store.view(c0);
   batch.add(v.buf, v.words, v.off);
-  const mm = item.mm;
-  const vma = mm.findVma(item.address);
+  const mm = ksm.itemMm(item);
+  const address = ksm.rmapItemCache.addressOf(item);
+  const vma = mm.findVma(address);
   if (vma !== null) {
-    const limit = Math.min(vma.end, item.address + CHECKSUM_LOOKAHEAD_PTES * PAGE_SIZE);
-    for (let addr = item.address + PAGE_SIZE; addr < limit && batch.n < PAGE_CHECKSUM_BATCH; addr += PAGE_SIZE) {
+    const limit = Math.min(vma.end, address + CHECKSUM_LOOKAHEAD_PTES * PAGE_SIZE);
+    for (let addr = address + PAGE_SIZE; addr < limit && batch.n < PAGE_CHECKSUM_BATCH; addr += PAGE_SIZE) {
       const pte = mm.getPte(addr);
       if (!ptePresent(pte) || (pte & PTE_SPECIAL) !== 0) continue;
       const p = ptePayload(pte);

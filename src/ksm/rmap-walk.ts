@@ -6,6 +6,7 @@ import { SWAP_AGAIN, type RmapWalkControl } from '../mm/rmap.js';
 import type { Vma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
 import { pageStableNode } from './pages.js';
+import { NULL } from './structs.js';
 
 /*
  * How the mm reaches a KSM page's ptes (mm/ksm.c): the stable node lists an
@@ -33,14 +34,17 @@ import { pageStableNode } from './pages.js';
  */
 export function rmapWalkKsm(ksm: Ksm, pfn: number, rwc: RmapWalkControl): number {
   const node = pageStableNode(ksm, pfn);
-  if (node === null) return SWAP_AGAIN;
+  if (node === NULL) return SWAP_AGAIN;
+  const ri = ksm.rmapItemCache;
   for (let searchNewForks = 0; searchNewForks < 2; searchNewForks++) {
-    for (let item = node.hlist; item !== null; item = item.hlistNext) {
-      const av = item.anonVma!;
+    for (let item = ksm.stableNodeCache.hlist[node]!; item !== NULL; item = ri.hlistNext[item]!) {
+      const av = ksm.anonVmaTable.objects[ri.anonVma[item]!]!;
+      const address = ri.addressOf(item);
+      const mm = ksm.itemMm(item);
       for (const vma of av.vmas) {
-        if (item.address < vma.start || item.address >= vma.end) continue;
-        if ((item.mm === vma.mm) === (searchNewForks === 1)) continue;
-        const ret = rwc.rmapOne(pfn, vma, item.address);
+        if (address < vma.start || address >= vma.end) continue;
+        if ((mm === vma.mm) === (searchNewForks === 1)) continue;
+        const ret = rwc.rmapOne(pfn, vma, address);
         if (ret !== SWAP_AGAIN) return ret;
         if (rwc.done(pfn)) return SWAP_AGAIN;
       }
@@ -54,9 +58,10 @@ export function ksmMigratePage(ksm: Ksm, newPfn: number, oldPfn: number): void {
   const mem = ksm.kernel.mem;
   assert(mem.mappingOf(newPfn) === mem.mappingOf(oldPfn), () => `ksm_migrate_page: mappings differ for ${oldPfn} → ${newPfn}`);
   const node = pageStableNode(ksm, newPfn);
-  if (node !== null) {
-    assert(node.kpfn === oldPfn, () => `ksm_migrate_page: stable node kpfn ${node.kpfn}, expected ${oldPfn}`);
-    node.kpfn = newPfn;
+  if (node !== NULL) {
+    const sn = ksm.stableNodeCache;
+    assert(sn.kpfn[node] === oldPfn, () => `ksm_migrate_page: stable node kpfn ${sn.kpfn[node]}, expected ${oldPfn}`);
+    sn.kpfn[node] = newPfn;
   }
 }
 

@@ -17,7 +17,7 @@ import {
   stableTreeSearch,
   stableTreeSearchV6,
 } from './stable-tree.js';
-import { EBUSY, NODE_MIGRATE, RMAP_AGE_MAX, STABLE_FLAG, type RmapItem } from './structs.js';
+import { EBUSY, NODE_MIGRATE, NULL, RMAP_AGE_MAX, STABLE_FLAG, type RmapItem } from './structs.js';
 import { breakCow } from './unmerge.js';
 import { unstableTreeSearchInsert, type TreePageOut } from './unstable-tree.js';
 
@@ -47,13 +47,15 @@ const scratchTreePage: TreePageOut = { pfn: -1 };
 export function cmpAndMergePage(ksm: Ksm, pfn: number, item: RmapItem): void {
   // (2.6.33)
   const mem = ksm.kernel.mem;
+  const ri = ksm.rmapItemCache;
   removeRmapItemFromTree(ksm, item);
 
   // We first start with searching the page inside the stable tree.
-  let kpfn = stableTreeSearch(ksm, pfn, item.mm.ksmMergeDomain);
+  const domain = ksm.itemMm(item).ksmMergeDomain;
+  let kpfn = stableTreeSearch(ksm, pfn, domain);
   if (kpfn >= 0) {
     const err = tryToMergeWithKsmPage(ksm, item, pfn, kpfn);
-    if (err === 0) stableTreeAppend(ksm, item, pageStableNode(ksm, kpfn)!, false);
+    if (err === 0) stableTreeAppend(ksm, item, pageStableNode(ksm, kpfn), false);
     mem.putPage(kpfn);
     return;
   }
@@ -62,14 +64,14 @@ export function cmpAndMergePage(ksm: Ksm, pfn: number, item: RmapItem): void {
   // out of the unstable tree, and don't waste time searching it either.
   ksm.work.checksums++;
   const checksum = scanChecksum(ksm, pfn, item);
-  if (item.oldchecksum !== checksum) {
-    item.oldchecksum = checksum;
+  if (ri.oldchecksum[item] !== checksum) {
+    ri.oldchecksum[item] = checksum;
     return;
   }
 
   const out = scratchTreePage;
   const treeItem = unstableTreeSearchInsert(ksm, item, pfn, out);
-  if (treeItem === null) return;
+  if (treeItem === NULL) return;
   const treePfn = out.pfn;
   out.pfn = -1;
   kpfn = tryToMergeTwoPages(ksm, item, pfn, treeItem, treePfn);
@@ -78,8 +80,8 @@ export function cmpAndMergePage(ksm: Ksm, pfn: number, item: RmapItem): void {
   // out of the unstable tree, and insert it instead as a new stable node.
   if (kpfn >= 0) {
     removeRmapItemFromTree(ksm, treeItem);
-    const node = stableTreeInsert(ksm, kpfn, item.mm.ksmMergeDomain);
-    if (node !== null) {
+    const node = stableTreeInsert(ksm, kpfn, domain);
+    if (node !== NULL) {
       stableTreeAppend(ksm, treeItem, node, false);
       stableTreeAppend(ksm, item, node, false);
     } else {
@@ -102,14 +104,16 @@ export function cmpAndMergePage(ksm: Ksm, pfn: number, item: RmapItem): void {
  */
 export function cmpAndMergePageV6(ksm: Ksm, pfn: number, item: RmapItem): void {
   const mem = ksm.kernel.mem;
+  const ri = ksm.rmapItemCache;
+  const sn = ksm.stableNodeCache;
   let maxPageSharingBypass = false;
   const stableNode = pageStableNode(ksm, pfn);
-  if (stableNode !== null) {
-    if (stableNode.linked !== NODE_MIGRATE && getKpfnNid(ksm, stableNode.kpfn) !== stableNode.nid) {
+  if (stableNode !== NULL) {
+    if (sn.linked[stableNode] !== NODE_MIGRATE && getKpfnNid(ksm, sn.kpfn[stableNode]!) !== sn.nid[stableNode]) {
       stableNodeDupDel(ksm, stableNode);
       migrateListAdd(ksm, stableNode);
     }
-    if (stableNode.linked !== NODE_MIGRATE && item.head === stableNode) return;
+    if (sn.linked[stableNode] !== NODE_MIGRATE && ri.headOf(item) === stableNode) return;
     // A KSM fork may go over the sharing limit, without warnings.
     if (!isPageSharingCandidate(ksm, stableNode)) maxPageSharingBypass = true;
   } else {
@@ -118,16 +122,17 @@ export function cmpAndMergePageV6(ksm: Ksm, pfn: number, item: RmapItem): void {
     // out of the unstable tree, and don't waste time searching for it either.
     ksm.work.checksums++;
     const checksum = scanChecksum(ksm, pfn, item);
-    if (item.oldchecksum !== checksum) {
-      item.oldchecksum = checksum;
+    if (ri.oldchecksum[item] !== checksum) {
+      ri.oldchecksum[item] = checksum;
       return;
     }
     if (tryToMergeWithZeroPage(ksm, item, pfn) === 0) return;
   }
 
   // Start by searching for the page in the stable tree.
-  const kpfn = stableTreeSearchV6(ksm, pfn, item.mm.ksmMergeDomain);
-  if (kpfn === pfn && item.head === stableNode) {
+  const domain = ksm.itemMm(item).ksmMergeDomain;
+  const kpfn = stableTreeSearchV6(ksm, pfn, domain);
+  if (kpfn === pfn && ri.headOf(item) === stableNode) {
     mem.putPage(kpfn);
     return;
   }
@@ -136,14 +141,14 @@ export function cmpAndMergePageV6(ksm: Ksm, pfn: number, item: RmapItem): void {
   if (kpfn >= 0) {
     const err = tryToMergeWithKsmPage(ksm, item, pfn, kpfn);
     // The page was merged: add its rmap_item to the stable tree.
-    if (err === 0) stableTreeAppend(ksm, item, pageStableNode(ksm, kpfn)!, maxPageSharingBypass);
+    if (err === 0) stableTreeAppend(ksm, item, pageStableNode(ksm, kpfn), maxPageSharingBypass);
     mem.putPage(kpfn);
     return;
   }
 
   const out = scratchTreePage;
   const treeItem = unstableTreeSearchInsert(ksm, item, pfn, out);
-  if (treeItem === null) return;
+  if (treeItem === NULL) return;
   const treePfn = out.pfn;
   out.pfn = -1;
   const newKpfn = tryToMergeTwoPages(ksm, item, pfn, treeItem, treePfn);
@@ -159,7 +164,7 @@ export function cmpAndMergePageV6(ksm: Ksm, pfn: number, item: RmapItem): void {
   if (newKpfn >= 0) {
     // The pages were merged: insert a new node in the stable tree and add both
     // rmap_items. (6.x's insertion cannot fail but for lack of memory.)
-    const node = stableTreeInsertV6(ksm, newKpfn, item.mm.ksmMergeDomain);
+    const node = stableTreeInsertV6(ksm, newKpfn, domain);
     stableTreeAppend(ksm, treeItem, node, false);
     stableTreeAppend(ksm, item, node, false);
   }
@@ -184,18 +189,20 @@ function shouldSkipRmapItem(ksm: Ksm, pfn: number, item: RmapItem): boolean {
   // Never skip pages that are already KSM: cmp_and_merge_page() will essentially
   // ignore them, but they still have to be processed properly.
   if (ksm.kernel.mem.isKsm(pfn)) return false;
-  const age = item.age;
-  if (age !== RMAP_AGE_MAX) item.age++;
+  const ri = ksm.rmapItemCache;
+  const age = ri.age[item]!;
+  if (age !== RMAP_AGE_MAX) ri.age[item] = age + 1;
   // Smaller ages are not skipped: they need their chance to go through the phases
   // of merging (checksum, unstable tree, merge).
   if (age < 3) return false;
   // Still allowed to skip? If not, don't, and work out how often it may be next.
-  if (item.remainingSkips === 0) {
-    item.remainingSkips = skipAge(age);
+  const skips = ri.remainingSkips[item]!;
+  if (skips === 0) {
+    ri.remainingSkips[item] = skipAge(age);
     return false;
   }
   ksm.pagesSkipped++;
-  item.remainingSkips--;
+  ri.remainingSkips[item] = skips - 1;
   removeRmapItemFromTree(ksm, item);
   return true;
 }
@@ -203,29 +210,29 @@ function shouldSkipRmapItem(ksm: Ksm, pfn: number, item: RmapItem): boolean {
 /**
  * scan_get_next_rmap_item(): advance the cursor to the next anonymous page in a
  * VM_MERGEABLE area; returns its rmap_item (the page, referenced, in ksm.scanPfn),
- * or null at the end of a full scan.
+ * or NULL at the end of a full scan.
  */
-export function scanGetNextRmapItem(ksm: Ksm): RmapItem | null {
+export function scanGetNextRmapItem(ksm: Ksm): RmapItem {
   const mem = ksm.kernel.mem;
-  if (ksm.mmHead.next === ksm.mmHead) return null;
+  if (ksm.mmHead.next === ksm.mmHead) return NULL;
   let slot = ksm.scanSlot;
   if (slot === ksm.mmHead) {
     advisorStartScan(ksm);
     // 6.x: stale nodes on migrate_nodes are never met by a tree search: prune them
     // once before each full scan.
     if (ksm.mergeAcrossNodes === 0) {
-      for (let node = ksm.migrateNodes; node !== null; ) {
-        const next = node.migrateNext;
+      for (let node = ksm.migrateNodes; node !== NULL; ) {
+        const next = ksm.stableNodeCache.migrateNext[node]!;
         const kpfn = getKsmPage(ksm, node);
         if (kpfn >= 0) mem.putPage(kpfn);
         node = next;
       }
     }
-    for (const root of ksm.unstableRoots) root.node = null;
+    for (const root of ksm.unstableRoots) root.node = NULL;
     slot = ksm.mmHead.next;
     ksm.scanSlot = slot;
     ksm.scanAddress = 0;
-    ksm.scanLink = slot;
+    ksm.scanLink = NULL;
   }
   for (;;) {
     const mm = slot.mm!;
@@ -255,11 +262,11 @@ export function scanGetNextRmapItem(ksm: Ksm): RmapItem | null {
       }
     } else {
       ksm.scanAddress = 0;
-      ksm.scanLink = slot;
+      ksm.scanLink = NULL;
     }
     // Nuke all the rmap_items above this one: there are no VM_MERGEABLE areas
     // with such addresses any more.
-    removeTrailingRmapItems(ksm, ksm.scanLink);
+    removeTrailingRmapItems(ksm, slot, ksm.scanLink);
     ksm.scanSlot = slot.next;
     if (ksm.scanAddress === 0) {
       // A whole pass found no VM_MERGEABLE area (or the mm exited): do what
@@ -269,7 +276,7 @@ export function scanGetNextRmapItem(ksm: Ksm): RmapItem | null {
     slot = ksm.scanSlot;
     if (slot === ksm.mmHead) break;
     ksm.scanAddress = 0;
-    ksm.scanLink = slot;
+    ksm.scanLink = NULL;
   }
   advisorStopScan(ksm);
   ksm.seqnr++;
@@ -277,8 +284,8 @@ export function scanGetNextRmapItem(ksm: Ksm): RmapItem | null {
   // searches it in between, and every rmap_item still in it is now a scan old and
   // will never be rb_erased, so dropping it here is unobservable, and it keeps
   // "the unstable tree holds exactly this scan's insertions" true at all times.
-  for (const root of ksm.unstableRoots) root.node = null;
-  return null;
+  for (const root of ksm.unstableRoots) root.node = NULL;
+  return NULL;
 }
 
 /**
@@ -292,12 +299,12 @@ export function ksmDoScan(ksm: Ksm, npages: number): number {
   let scanned = 0;
   while (npages-- > 0) {
     const item = scanGetNextRmapItem(ksm);
-    if (item === null) break;
+    if (item === NULL) break;
     const pfn = ksm.scanPfn;
     ksm.scanPfn = -1;
     scanned++;
     if (v6) cmpAndMergePageV6(ksm, pfn, item);
-    else if (!mem.isKsm(pfn) || (item.flags & STABLE_FLAG) === 0) cmpAndMergePage(ksm, pfn, item);
+    else if (!mem.isKsm(pfn) || (ksm.rmapItemCache.flags[item]! & STABLE_FLAG) === 0) cmpAndMergePage(ksm, pfn, item);
     mem.putPage(pfn);
   }
   ksm.pagesScanned += scanned;

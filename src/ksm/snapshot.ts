@@ -30,11 +30,13 @@ import type {
   KernelImagePart,
 } from '../mm/snapshot.js';
 import { mergeDomainProblem } from '../mm/kernel.js';
+import type { AnonVma } from '../mm/vma.js';
 import { ULONG_MAX, UINT_MAX } from '../mm/sysfs.js';
 import { INERT_KNOBS, setKnobField, type Ksm } from './ksm.js';
 import type { Ksmd } from './ksmd.js';
 import { KERNEL_VERSIONS, findKnob, kernelProfile, type KernelProfile, type KernelVersion, type KnobSpec, type KsmKnobField } from './profile.js';
-import { MmSlot, NODE_DUP, NODE_MIGRATE, NODE_TREE, NODE_UNLINKED, STABLE_NODE_CHAIN, StableNode, isStableNodeChain, newRmapItem, type RmapItem } from './structs.js';
+import { allocMmSlot } from './rmap-item.js';
+import { MmSlot, NODE_DUP, NODE_MIGRATE, NODE_TREE, NODE_UNLINKED, NULL, STABLE_FLAG, STABLE_NODE_CHAIN, UNSTABLE_FLAG, isStableNodeChain, type RmapItem, type StableNode } from './structs.js';
 import { KSM_WORK_COUNTERS } from './work.js';
 
 /*
@@ -209,7 +211,9 @@ export function ksmImagePart(ksm: Ksm, ksmd: Ksmd): KernelImagePart<DecodedKsm> 
 /** KSM's state as a KsmImage, and its stable nodes (what KSM pages' frames map). Reads the engine only. */
 function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
   const inconsistent: (msg: string) => never = ctx.inconsistent;
-  if (ksm.mmHead.rmapList !== null) inconsistent('the mm_slot list head has rmap_items');
+  const ri = ksm.rmapItemCache;
+  const sn = ksm.stableNodeCache;
+  if (ksm.mmHead.rmapList !== NULL) inconsistent('the mm_slot list head has rmap_items');
 
   // mm_slots and rmap_items in list order. An mm_slot's mm is numbered after the
   // processes': it may be the mm of a process that has exited, which ksmd has not
@@ -218,7 +222,9 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
   let nItems = 0;
   for (let s = ksm.mmHead.next; s !== ksm.mmHead; s = s.next) {
     slotList.push(s);
-    for (let it = s.rmapList; it !== null; it = it.rmapList) nItems++;
+    for (let it = s.rmapList; it !== NULL; it = ri.rmapList[it]!) {
+      if (++nItems > ri.count) inconsistent(`the rmap_lists hold more than the ${ri.count} rmap_items in use (a cycle)`);
+    }
   }
   const itemIndex = new Map<RmapItem, number>();
   const itemAddress = new Float64Array(nItems);
@@ -235,17 +241,20 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
   for (const s of slotList) {
     slotFirst.push(n);
     const first = n;
-    for (let it = s.rmapList; it !== null; it = it.rmapList) {
-      if (it.mm !== s.mm) inconsistent(`rmap_item ${ksm.describeItem(it)} is on the rmap_list of ${s.mm!.owner}`);
+    for (let it = s.rmapList; it !== NULL; it = ri.rmapList[it]!) {
+      if (ri.mm[it] !== s.mmId) inconsistent(`rmap_item ${ksm.describeItem(it)} is on the rmap_list of ${s.mm!.owner}`);
       itemIndex.set(it, n);
-      itemAddress[n] = it.address;
-      itemFlags[n] = it.flags;
-      itemChecksum[n] = it.oldchecksum;
-      itemAnonVma[n] = it.anonVma === null ? -1 : ctx.anonVma(it.anonVma);
-      itemNid[n] = it.nid;
-      itemAge[n] = it.age;
-      itemSkips[n] = it.remainingSkips;
-      if (it.head !== null) withHead++;
+      const flags = ri.flags[it]!;
+      itemAddress[n] = ri.addressOf(it);
+      itemFlags[n] = flags;
+      itemChecksum[n] = ri.oldchecksum[it]!;
+      // anon_vma and nid share a field: each is saved where it is valid, else -1 and 0.
+      const av = ksm.itemAnonVma(it);
+      itemAnonVma[n] = av === null ? -1 : ctx.anonVma(av);
+      itemNid[n] = (flags & UNSTABLE_FLAG) !== 0 ? ri.nid[it]! : 0;
+      itemAge[n] = ri.age[it]!;
+      itemSkips[n] = ri.remainingSkips[it]!;
+      if (ri.headOf(it) !== NULL) withHead++;
       n++;
     }
     slots.push({ mm: ctx.mm(s.mm!), items: n - first });
@@ -255,35 +264,41 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
   // the chains among them, chain by chain in list order; then migrate_nodes in list
   // order; then those only frames still point at.
   const nodes = new Numbering<StableNode>();
-  const stableTrees = ksm.stableRoots.map((root, nid) => treeShape(root, (node) => nodes.of(node as StableNode), `stable tree ${nid}`, inconsistent));
+  const stableTrees = ksm.stableRoots.map((root, nid) => treeShape(sn, root, sn.top, (node) => nodes.of(node), `stable tree ${nid}`, inconsistent));
   const inTrees = nodes.list.length;
   const nodeDupCount = new Uint32Array(inTrees);
   const nodeDups = new IntList();
   for (let i = 0; i < inTrees; i++) {
     const node = nodes.list[i]!;
-    if (!isStableNodeChain(node)) continue;
-    for (let d = node.dupHead; d !== null; d = d.dupNext) {
-      if (d.chain !== node || nodes.index.has(d)) inconsistent(`dup kpfn=${d.kpfn} is on a chain it does not point back to, or listed twice`);
+    if (!isStableNodeChain(sn, node)) continue;
+    for (let d = sn.dupHead[node]!; d !== NULL; d = sn.dupNext[d]!) {
+      if (sn.chain[d] !== node || nodes.index.has(d)) inconsistent(`dup kpfn=${sn.kpfn[d]} is on a chain it does not point back to, or listed twice`);
       nodeDups.push(nodes.of(d));
       nodeDupCount[i] = nodeDupCount[i]! + 1;
     }
   }
   const migrateNodes = new IntList();
-  for (let node = ksm.migrateNodes; node !== null; node = node.migrateNext) {
-    if (nodes.index.has(node)) inconsistent(`stable node kpfn=${node.kpfn} is on migrate_nodes and elsewhere, or listed twice`);
+  for (let node = ksm.migrateNodes; node !== NULL; node = sn.migrateNext[node]!) {
+    if (nodes.index.has(node)) inconsistent(`stable node kpfn=${sn.kpfn[node]} is on migrate_nodes and elsewhere, or listed twice`);
     migrateNodes.push(nodes.of(node));
   }
-  for (const m of ctx.frameMappings) if (m instanceof StableNode) nodes.of(m);
+  // Every stable node in use is in a tree, on a chain or on migrate_nodes (check.ts);
+  // a KSM page's mapping may only name one of those.
+  for (const m of ctx.frameMappings) {
+    if (typeof m === 'number' && !nodes.index.has(m)) inconsistent(`a KSM page maps stable node record ${m}, which is in no stable tree, chain or migrate_nodes`);
+  }
   const nNodes = nodes.list.length;
   // The unstable trees, over rmap_items.
   const unstableItems: Uint8Array[] = [];
   const unstableTrees = ksm.unstableRoots.map((root, nid) => {
     const list = new IntList();
     const shape = treeShape(
+      ri,
       root,
+      ri.top,
       (node) => {
-        const i = itemIndex.get(node as RmapItem);
-        if (i === undefined) inconsistent(`unstable tree ${nid} holds rmap_item ${ksm.describeItem(node as RmapItem)}, which is on no rmap_list`);
+        const i = itemIndex.get(node);
+        if (i === undefined) inconsistent(`unstable tree ${nid} holds rmap_item ${ksm.describeItem(node)}, which is on no rmap_list`);
         list.push(i);
       },
       `unstable tree ${nid}`,
@@ -307,28 +322,30 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
   let inHlists = 0;
   for (let i = 0; i < nNodes; i++) {
     const node = nodes.list[i]!;
-    const chain = isStableNodeChain(node);
-    if (chain !== (node.kpfn === -1)) inconsistent(`stable node kpfn=${node.kpfn} is ${chain ? '' : 'not '}a chain`);
-    if (i < inTrees !== (node.linked === NODE_TREE)) inconsistent(`stable node kpfn=${node.kpfn} is linked ${node.linked}, ${i < inTrees ? '' : 'not '}in a stable tree`);
+    const chain = isStableNodeChain(sn, node);
+    const kpfn = sn.kpfnOf(node);
+    if (i < inTrees !== (sn.linked[node] === NODE_TREE)) inconsistent(`stable node kpfn=${kpfn} is linked ${sn.linked[node]}, ${i < inTrees ? '' : 'not '}in a stable tree`);
     let len = 0;
-    let prev: RmapItem | null = null;
-    for (let it = node.hlist; it !== null; it = it.hlistNext) {
+    let prev: RmapItem = NULL;
+    for (let it = sn.hlist[node]!; it !== NULL; it = ri.hlistNext[it]!) {
       const idx = itemIndex.get(it);
-      if (idx === undefined) inconsistent(`stable node kpfn=${node.kpfn} lists rmap_item ${ksm.describeItem(it)}, which is on no rmap_list`);
-      if (it.head !== node || it.hlistPrev !== prev) inconsistent(`hlist of stable node kpfn=${node.kpfn} broken at ${ksm.describeItem(it)}`);
-      if (++len > nItems) inconsistent(`hlist of stable node kpfn=${node.kpfn} has a cycle`);
+      if (idx === undefined) inconsistent(`stable node kpfn=${kpfn} lists rmap_item ${ksm.describeItem(it)}, which is on no rmap_list`);
+      if (ri.headOf(it) !== node || ri.hlistPrev[it] !== prev) inconsistent(`hlist of stable node kpfn=${kpfn} broken at ${ksm.describeItem(it)}`);
+      if (++len > nItems) inconsistent(`hlist of stable node kpfn=${kpfn} has a cycle`);
       nodeHlist.push(idx);
       prev = it;
     }
-    if (chain ? len !== 0 : node.rmapHlistLen !== len) inconsistent(`stable node kpfn=${node.kpfn} has rmap_hlist_len ${node.rmapHlistLen}, ${len} rmap_items on its list`);
+    if (chain ? len !== 0 : sn.rmapHlistLen[node] !== len) inconsistent(`stable node kpfn=${kpfn} has rmap_hlist_len ${sn.rmapHlistLen[node]}, ${len} rmap_items on its list`);
     nodeLengths[i] = len;
-    nodeKpfn[i] = node.kpfn;
-    nodeLinked[i] = node.linked;
-    nodeNid[i] = node.nid;
-    let domain = domains.get(node.domain);
-    if (domain === undefined) domains.set(node.domain, (domain = domains.size));
+    // The image keeps the fields apart: kpfn -1 and the prune time for a chain, the kpfn and 0 for the rest.
+    nodeKpfn[i] = kpfn;
+    nodeLinked[i] = sn.linked[node]!;
+    nodeNid[i] = sn.nid[node]!;
+    const name = ksm.domainNames[sn.domain[node]!]!;
+    let domain = domains.get(name);
+    if (domain === undefined) domains.set(name, (domain = domains.size));
     nodeDomain[i] = domain;
-    nodePruneTime[i] = node.chainPruneTime;
+    nodePruneTime[i] = chain ? sn.chainPruneTime[node]! : 0;
     inHlists += len;
   }
   if (inHlists !== withHead) inconsistent(`${withHead} rmap_items have a stable node, ${inHlists} are on stable nodes' hlists`);
@@ -339,8 +356,8 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
   if (ksm.scanSlot !== ksm.mmHead) {
     scanSlot = slotList.indexOf(ksm.scanSlot);
     if (scanSlot < 0) inconsistent('the scan cursor is on an mm_slot that is not listed');
-    if (ksm.scanLink !== ksm.scanSlot) {
-      const i = itemIndex.get(ksm.scanLink as RmapItem);
+    if (ksm.scanLink !== NULL) {
+      const i = itemIndex.get(ksm.scanLink);
       if (i === undefined || i < slotFirst[scanSlot]! || i >= slotFirst[scanSlot]! + slots[scanSlot]!.items) {
         inconsistent("the scan cursor links to an rmap_item that is not on its mm_slot's list");
       }
@@ -407,7 +424,7 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
     ksmd: ksmd.saveState(),
   };
   const nodeIndex = nodes.index;
-  return { image, mappings: nNodes, mappingIndex: (o) => nodeIndex.get(o as StableNode) ?? -1 };
+  return { image, mappings: nNodes, mappingIndex: (o) => (typeof o === 'number' ? (nodeIndex.get(o) ?? -1) : -1) };
 }
 
 // ---- checking an untrusted image ---------------------------------------------------------
@@ -703,29 +720,35 @@ function checkKsmImage(x: unknown, ctx: ImageCheckContext): ImagePartChecked<Dec
 function restoreKsm(ksm: Ksm, ksmd: Ksmd, d: DecodedKsm, ctx: ImageRestoreContext): StableNode[] {
   const ki = d.img;
   if (ksm.profile !== d.profile) bug(`restoreKsm: a Linux ${ksm.profile.version} engine given an image of Linux ${d.profile.version}`);
+  const ri = ksm.rmapItemCache;
+  const sn = ksm.stableNodeCache;
+  if (ri.count !== 0 || sn.count !== 0) bug('restoreKsm: the engine already has records');
   const head = ksm.mmHead;
   const slots: MmSlot[] = [];
-  const items: RmapItem[] = new Array<RmapItem>(d.itemAddress.length);
+  const items = new Int32Array(d.itemAddress.length);
   let n = 0;
   for (const si of ki.slots) {
     const mm = ctx.mms[si.mm]!;
-    const slot = new MmSlot(mm);
+    const slot = allocMmSlot(ksm, mm);
     slot.prev = head.prev;
     slot.next = head;
     head.prev.next = slot;
     head.prev = slot;
     ksm.mmSlots.set(mm, slot);
-    let link: MmSlot | RmapItem = slot;
+    let link: RmapItem = NULL;
     for (let j = 0; j < si.items; j++, n++) {
-      const it = newRmapItem(mm, d.itemAddress[n]!);
-      it.flags = d.itemFlags[n]!;
-      it.oldchecksum = d.itemChecksum[n]!;
+      const it = ri.alloc(slot.mmId, d.itemAddress[n]!);
+      const flags = d.itemFlags[n]!;
+      ri.flags[it] = flags;
+      ri.oldchecksum[it] = d.itemChecksum[n]!;
+      // anon_vma and nid share a field: the one the flags make valid is restored.
       const av = d.itemAnonVma[n]!;
-      it.anonVma = av < 0 ? null : ctx.anonVmas[av]!;
-      it.nid = d.itemNid[n]!;
-      it.age = d.itemAge[n]!;
-      it.remainingSkips = d.itemSkips[n]!;
-      link.rmapList = it;
+      if ((flags & STABLE_FLAG) !== 0 && av >= 0) holdAnonVmaNumber(ksm, it, ctx.anonVmas[av]!);
+      else if ((flags & UNSTABLE_FLAG) !== 0) ri.nid[it] = d.itemNid[n]!;
+      ri.age[it] = d.itemAge[n]!;
+      ri.remainingSkips[it] = d.itemSkips[n]!;
+      if (link === NULL) slot.rmapList = it;
+      else ri.rmapList[link] = it;
       link = it;
       items[n] = it;
     }
@@ -733,58 +756,59 @@ function restoreKsm(ksm: Ksm, ksmd: Ksmd, d: DecodedKsm, ctx: ImageRestoreContex
   }
   const nodes: StableNode[] = new Array<StableNode>(d.nodeKpfn.length);
   for (let i = 0, h = 0; i < nodes.length; i++) {
-    const node = new StableNode(d.nodeKpfn[i]!);
+    const kpfn = d.nodeKpfn[i]!;
+    const node = sn.alloc(kpfn);
     const len = d.nodeHlistLength[i]!;
-    node.rmapHlistLen = node.kpfn === -1 ? STABLE_NODE_CHAIN : len;
-    node.linked = d.nodeLinked[i]!;
-    node.nid = d.nodeNid[i]!;
-    node.domain = d.domains[d.nodeDomain[i]!]!;
-    node.chainPruneTime = d.nodePruneTime[i]!;
-    let prev: RmapItem | null = null;
+    sn.rmapHlistLen[node] = kpfn === -1 ? STABLE_NODE_CHAIN : len;
+    if (kpfn === -1) sn.chainPruneTime[node] = d.nodePruneTime[i]!;
+    sn.linked[node] = d.nodeLinked[i]!;
+    sn.nid[node] = d.nodeNid[i]!;
+    sn.domain[node] = ksm.domainId(d.domains[d.nodeDomain[i]!]!);
+    let prev: RmapItem = NULL;
     for (let j = len; j > 0; j--, h++) {
       const it = items[d.nodeHlist[h]!]!;
-      it.head = node;
-      it.hlistPrev = prev;
-      if (prev === null) node.hlist = it;
-      else prev.hlistNext = it;
+      ri.head[it] = node;
+      ri.hlistPrev[it] = prev;
+      if (prev === NULL) sn.hlist[node] = it;
+      else ri.hlistNext[prev] = it;
       prev = it;
     }
     nodes[i] = node;
   }
   let first = 0;
   d.stableTrees.forEach((shape, nid) => {
-    buildTree(ksm.stableRoots[nid]!, nodes.slice(first, first + shape.length), shape);
+    buildTree(sn, ksm.stableRoots[nid]!, nodes.slice(first, first + shape.length), shape);
     first += shape.length;
   });
   for (let i = 0, k = 0; i < nodes.length; i++) {
     const chain = nodes[i]!;
-    let prev: StableNode | null = null;
+    let prev: StableNode = NULL;
     for (let j = d.nodeDupCount[i]!; j > 0; j--, k++) {
       const dup = nodes[d.nodeDups[k]!]!;
-      dup.chain = chain;
-      dup.dupPrev = prev;
-      if (prev === null) chain.dupHead = dup;
-      else prev.dupNext = dup;
+      sn.chain[dup] = chain;
+      sn.dupPrev[dup] = prev;
+      if (prev === NULL) sn.dupHead[chain] = dup;
+      else sn.dupNext[prev] = dup;
       prev = dup;
     }
   }
-  let prevMigrate: StableNode | null = null;
+  let prevMigrate: StableNode = NULL;
   for (let i = 0; i < d.migrateNodes.length; i++) {
     const node = nodes[d.migrateNodes[i]!]!;
-    node.migratePrev = prevMigrate;
-    if (prevMigrate === null) ksm.migrateNodes = node;
-    else prevMigrate.migrateNext = node;
+    sn.migratePrev[node] = prevMigrate;
+    if (prevMigrate === NULL) ksm.migrateNodes = node;
+    else sn.migrateNext[prevMigrate] = node;
     prevMigrate = node;
   }
   d.unstableTrees.forEach((shape, nid) => {
     const list = d.unstableItems[nid]!;
-    const unstable: RmapItem[] = new Array<RmapItem>(list.length);
+    const unstable = new Int32Array(list.length);
     for (let i = 0; i < unstable.length; i++) unstable[i] = items[list[i]!]!;
-    buildTree(ksm.unstableRoots[nid]!, unstable, shape);
+    buildTree(ri, ksm.unstableRoots[nid]!, unstable, shape);
   });
   ksm.nrNodeIds = ki.nrNodeIds;
   ksm.scanSlot = ki.scanSlot < 0 ? head : slots[ki.scanSlot]!;
-  ksm.scanLink = ki.scanLink < 0 ? ksm.scanSlot : items[ki.scanLink]!;
+  ksm.scanLink = ki.scanLink < 0 ? NULL : items[ki.scanLink]!;
   ksm.scanAddress = ki.scanAddress;
   ksm.seqnr = ki.seqnr;
   ksm.pagesShared = ki.pagesShared;
@@ -807,6 +831,15 @@ function restoreKsm(ksm: Ksm, ksmd: Ksmd, d: DecodedKsm, ctx: ImageRestoreContex
   ksm.ksmdCpuTime = ki.advisor.ksmdCpuTime;
   ksmd.restoreState(ki.ksmd);
   return nodes;
+}
+
+/**
+ * An rmap_item of a restored image holds its anon_vma: the number, given on first
+ * sight, without a new reference (the mm's image restored ksm_refcount already).
+ */
+function holdAnonVmaNumber(ksm: Ksm, item: RmapItem, av: AnonVma): void {
+  if (av.ksmId === 0) av.ksmId = ksm.anonVmaTable.add(av);
+  ksm.rmapItemCache.anonVma[item] = av.ksmId;
 }
 
 /** What checking an image needs of KSM's part before any kernel is built (src/ksm/kernel.ts). */

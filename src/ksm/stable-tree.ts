@@ -1,5 +1,5 @@
 import { bug } from '../lib/errors.js';
-import { rbErase, rbFirst, rbInsertColor, rbLinkNode, rbNext, rbReplaceNode, type RbNode, type RbRoot } from '../lib/rbtree.js';
+import { rbErase, rbFirst, rbInsertColor, rbLinkNode, rbNext, rbReplaceNode, type RbRootIdx } from '../lib/rbtree-indexed.js';
 import { PG_LOCKED } from '../mm/constants.js';
 import type { AnonVma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
@@ -10,12 +10,13 @@ import {
   NODE_MIGRATE,
   NODE_TREE,
   NODE_UNLINKED,
+  NULL,
   STABLE_FLAG,
   STABLE_NODE_CHAIN,
-  StableNode,
   isStableNodeChain,
   isStableNodeDup,
   type RmapItem,
+  type StableNode,
 } from './structs.js';
 
 /*
@@ -48,19 +49,30 @@ import {
  * in tree 0.
  */
 
-/** hold_anon_vma(): an rmap_item entering the stable tree pins its anon_vma. */
-export function holdAnonVma(item: RmapItem, anonVma: AnonVma): void {
-  item.anonVma = anonVma;
+/**
+ * hold_anon_vma(): an rmap_item entering the stable tree pins its anon_vma. The
+ * rmap_item holds the anon_vma's number in ksm.anonVmaTable, given on the first
+ * hold and taken back when KSM holds it no more.
+ */
+export function holdAnonVma(ksm: Ksm, item: RmapItem, anonVma: AnonVma): void {
+  if (anonVma.ksmId === 0) anonVma.ksmId = ksm.anonVmaTable.add(anonVma);
+  ksm.rmapItemCache.anonVma[item] = anonVma.ksmId;
   anonVma.ksmRefcount++;
 }
 
 /** drop_anon_vma(): the anon_vma is freed once neither vmas nor KSM use it. */
 export function dropAnonVma(ksm: Ksm, item: RmapItem): void {
-  const av = item.anonVma;
-  if (av === null) bug(`drop_anon_vma on rmap_item ${ksm.describeItem(item)} holding none`);
-  item.anonVma = null;
+  const ri = ksm.rmapItemCache;
+  const id = ri.anonVma[item]!;
+  if (id === 0) bug(`drop_anon_vma on rmap_item ${ksm.describeItem(item)} holding none`);
+  const av = ksm.anonVmaTable.get(id);
+  ri.anonVma[item] = 0;
   av.ksmRefcount--;
   if (av.ksmRefcount < 0) bug(`anon_vma ${av.id} ksm refcount underflow`);
+  if (av.ksmRefcount === 0) {
+    ksm.anonVmaTable.remove(id);
+    av.ksmId = 0;
+  }
   av.freeIfUnused();
 }
 
@@ -73,63 +85,73 @@ export function getKpfnNid(ksm: Ksm, kpfn: number): number {
 
 /** stable_node_chain_add_dup(): hlist_add_head(&dup->hlist_dup, &chain->hlist). */
 function stableNodeChainAddDup(ksm: Ksm, dup: StableNode, chain: StableNode): void {
-  if (isStableNodeDup(dup) || !isStableNodeChain(chain)) bug(`stable_node_chain_add_dup of kpfn=${dup.kpfn} to a non-chain, or of a dup`);
-  dup.linked = NODE_DUP;
-  dup.chain = chain;
-  dup.dupPrev = null;
-  dup.dupNext = chain.dupHead;
-  if (chain.dupHead !== null) chain.dupHead.dupPrev = dup;
-  chain.dupHead = dup;
+  const sn = ksm.stableNodeCache;
+  if (isStableNodeDup(sn, dup) || !isStableNodeChain(sn, chain)) bug(`stable_node_chain_add_dup of kpfn=${sn.kpfn[dup]} to a non-chain, or of a dup`);
+  sn.linked[dup] = NODE_DUP;
+  sn.chain[dup] = chain;
+  sn.dupPrev[dup] = NULL;
+  const first = sn.dupHead[chain]!;
+  sn.dupNext[dup] = first;
+  if (first !== NULL) sn.dupPrev[first] = dup;
+  sn.dupHead[chain] = dup;
   ksm.stableNodeDups++;
 }
 
 /** Take a dup off its chain's list (hlist_del of hlist_dup), leaving it unlinked. */
-function unlinkDup(dup: StableNode): void {
-  const chain = dup.chain!;
-  if (dup.dupPrev !== null) dup.dupPrev.dupNext = dup.dupNext;
-  else chain.dupHead = dup.dupNext;
-  if (dup.dupNext !== null) dup.dupNext.dupPrev = dup.dupPrev;
-  dup.dupNext = null;
-  dup.dupPrev = null;
-  dup.chain = null;
-  dup.linked = NODE_UNLINKED;
+function unlinkDup(ksm: Ksm, dup: StableNode): void {
+  const sn = ksm.stableNodeCache;
+  const chain = sn.chain[dup]!;
+  const prev = sn.dupPrev[dup]!;
+  const next = sn.dupNext[dup]!;
+  if (prev !== NULL) sn.dupNext[prev] = next;
+  else sn.dupHead[chain] = next;
+  if (next !== NULL) sn.dupPrev[next] = prev;
+  sn.dupNext[dup] = NULL;
+  sn.dupPrev[dup] = NULL;
+  sn.chain[dup] = NULL;
+  sn.linked[dup] = NODE_UNLINKED;
 }
 
 /** __stable_node_dup_del() */
 function stableNodeDupDelFromChain(ksm: Ksm, dup: StableNode): void {
-  if (!isStableNodeDup(dup)) bug(`__stable_node_dup_del of kpfn=${dup.kpfn}, not a dup`);
-  unlinkDup(dup);
+  if (!isStableNodeDup(ksm.stableNodeCache, dup)) bug(`__stable_node_dup_del of kpfn=${ksm.stableNodeCache.kpfn[dup]}, not a dup`);
+  unlinkDup(ksm, dup);
   ksm.stableNodeDups--;
 }
 
 /** stable_node_dup_del(): off its chain, or out of its tree. */
 export function stableNodeDupDel(ksm: Ksm, dup: StableNode): void {
-  if (isStableNodeChain(dup)) bug('stable_node_dup_del of a chain');
-  if (isStableNodeDup(dup)) {
+  const sn = ksm.stableNodeCache;
+  if (isStableNodeChain(sn, dup)) bug('stable_node_dup_del of a chain');
+  if (isStableNodeDup(sn, dup)) {
     stableNodeDupDelFromChain(ksm, dup);
   } else {
-    rbErase(dup, ksm.stableRoots[dup.nid]!);
-    dup.linked = NODE_UNLINKED;
+    rbErase(sn, dup, ksm.stableRoots[sn.nid[dup]!]!);
+    sn.linked[dup] = NODE_UNLINKED;
   }
 }
 
 /** list_add(&node->list, &migrate_nodes) */
 export function migrateListAdd(ksm: Ksm, node: StableNode): void {
-  node.linked = NODE_MIGRATE;
-  node.migratePrev = null;
-  node.migrateNext = ksm.migrateNodes;
-  if (ksm.migrateNodes !== null) ksm.migrateNodes.migratePrev = node;
+  const sn = ksm.stableNodeCache;
+  sn.linked[node] = NODE_MIGRATE;
+  sn.migratePrev[node] = NULL;
+  sn.migrateNext[node] = ksm.migrateNodes;
+  if (ksm.migrateNodes !== NULL) sn.migratePrev[ksm.migrateNodes] = node;
   ksm.migrateNodes = node;
 }
 
 /** list_del(&node->list) */
 function migrateListDel(ksm: Ksm, node: StableNode): void {
-  if (node.migratePrev !== null) node.migratePrev.migrateNext = node.migrateNext;
-  else ksm.migrateNodes = node.migrateNext;
-  if (node.migrateNext !== null) node.migrateNext.migratePrev = node.migratePrev;
-  node.migrateNext = null;
-  node.migratePrev = null;
-  node.linked = NODE_UNLINKED;
+  const sn = ksm.stableNodeCache;
+  const prev = sn.migratePrev[node]!;
+  const next = sn.migrateNext[node]!;
+  if (prev !== NULL) sn.migrateNext[prev] = next;
+  else ksm.migrateNodes = next;
+  if (next !== NULL) sn.migratePrev[next] = prev;
+  sn.migrateNext[node] = NULL;
+  sn.migratePrev[node] = NULL;
+  sn.linked[node] = NODE_UNLINKED;
 }
 
 /**
@@ -137,26 +159,29 @@ function migrateListDel(ksm: Ksm, node: StableNode): void {
  * its first dup ("the invariant is that all dup stable_nodes in the chain->hlist
  * point to pages that are write protected and have the exact same content").
  */
-function allocStableNodeChain(ksm: Ksm, dup: StableNode, root: RbRoot): StableNode {
-  if (isStableNodeChain(dup)) bug('alloc_stable_node_chain of a chain');
-  const chain = new StableNode(-1);
-  chain.rmapHlistLen = STABLE_NODE_CHAIN;
-  chain.chainPruneTime = ksm.kernel.now;
-  chain.nid = dup.nid;
-  chain.domain = dup.domain;
+function allocStableNodeChain(ksm: Ksm, dup: StableNode, root: RbRootIdx): StableNode {
+  const sn = ksm.stableNodeCache;
+  if (isStableNodeChain(sn, dup)) bug('alloc_stable_node_chain of a chain');
+  const chain = sn.alloc(0);
+  sn.rmapHlistLen[chain] = STABLE_NODE_CHAIN;
+  sn.chainPruneTime[chain] = ksm.kernel.now;
+  sn.nid[chain] = sn.nid[dup]!;
+  sn.domain[chain] = sn.domain[dup]!;
   ksm.stableNodeChains++;
-  rbReplaceNode(dup, chain, root);
-  chain.linked = NODE_TREE;
-  dup.linked = NODE_UNLINKED;
+  rbReplaceNode(sn, dup, chain, root);
+  sn.linked[chain] = NODE_TREE;
+  sn.linked[dup] = NODE_UNLINKED;
   stableNodeChainAddDup(ksm, dup, chain);
   return chain;
 }
 
 /** free_stable_node_chain() */
-function freeStableNodeChain(ksm: Ksm, chain: StableNode, root: RbRoot): void {
-  rbErase(chain, root);
-  chain.linked = NODE_UNLINKED;
+function freeStableNodeChain(ksm: Ksm, chain: StableNode, root: RbRootIdx): void {
+  const sn = ksm.stableNodeCache;
+  rbErase(sn, chain, root);
+  sn.linked[chain] = NODE_UNLINKED;
   ksm.stableNodeChains--;
+  sn.free(chain);
 }
 
 /**
@@ -165,24 +190,29 @@ function freeStableNodeChain(ksm: Ksm, chain: StableNode, root: RbRoot): void {
  * or migrate_nodes.
  */
 export function removeNodeFromStableTree(ksm: Ksm, node: StableNode): void {
-  if (node.rmapHlistLen < 0) bug(`remove_node_from_stable_tree of a chain`);
-  for (let item = node.hlist; item !== null; ) {
-    const next = item.hlistNext;
-    if (next !== null) ksm.pagesSharing--;
+  const sn = ksm.stableNodeCache;
+  const ri = ksm.rmapItemCache;
+  if (sn.rmapHlistLen[node]! < 0) bug(`remove_node_from_stable_tree of a chain`);
+  for (let item = sn.hlist[node]!; item !== NULL; ) {
+    const next = ri.hlistNext[item]!;
+    if (next !== NULL) ksm.pagesSharing--;
     else ksm.pagesShared--;
-    node.rmapHlistLen--;
+    sn.rmapHlistLen[node] = sn.rmapHlistLen[node]! - 1;
     dropAnonVma(ksm, item);
-    item.flags = 0;
-    item.head = null;
-    item.hlistNext = null;
-    item.hlistPrev = null;
+    ri.flags[item] = 0;
+    ri.head[item] = NULL;
+    ri.hlistNext[item] = NULL;
+    ri.hlistPrev[item] = NULL;
     item = next;
   }
-  node.hlist = null;
-  if (node.rmapHlistLen !== 0) bug(`stable node kpfn=${node.kpfn} counted ${node.rmapHlistLen} rmap_items past its list`);
-  node.rmapHlistLen = 0;
-  if (node.linked === NODE_MIGRATE) migrateListDel(ksm, node);
+  sn.hlist[node] = NULL;
+  if (sn.rmapHlistLen[node] !== 0) bug(`stable node kpfn=${sn.kpfn[node]} counted ${sn.rmapHlistLen[node]} rmap_items past its list`);
+  sn.rmapHlistLen[node] = 0;
+  if (sn.linked[node] === NODE_MIGRATE) migrateListDel(ksm, node);
   else stableNodeDupDel(ksm, node);
+  // free_stable_node(): no page's mapping holds its number (the keyhole's callers
+  // saw that, or cleared it), and no rmap_item its number (above): it can be reused.
+  sn.free(node);
 }
 
 /**
@@ -195,7 +225,7 @@ export function removeNodeFromStableTree(ksm: Ksm, node: StableNode): void {
  */
 export function getKsmPage(ksm: Ksm, node: StableNode): number {
   const mem = ksm.kernel.mem;
-  const pfn = node.kpfn;
+  const pfn = ksm.stableNodeCache.kpfn[node]!;
   if (!mem.isKsm(pfn) || mem.mappingOf(pfn) !== node || !mem.getPageUnlessZero(pfn)) {
     removeNodeFromStableTree(ksm, node);
     return -1;
@@ -224,13 +254,14 @@ function getKsmPageTrylock(ksm: Ksm, node: StableNode): number {
  */
 export function stableTreeSearch(ksm: Ksm, pfn: number, domain: string): number {
   const mem = ksm.kernel.mem;
-  if (pageStableNode(ksm, pfn) !== null) {
+  const sn = ksm.stableNodeCache;
+  if (pageStableNode(ksm, pfn) !== NULL) {
     mem.getPage(pfn);
     return pfn;
   }
   again: for (;;) {
-    let node = ksm.rootStableTree.node as StableNode | null;
-    while (node !== null) {
+    let node: StableNode = ksm.rootStableTree.node;
+    while (node !== NULL) {
       const treePfn = getKsmPage(ksm, node);
       if (treePfn < 0) {
         // A stale node was just removed and the tree rebalanced under us. 2.6.33
@@ -240,13 +271,13 @@ export function stableTreeSearch(ksm: Ksm, pfn: number, domain: string): number 
         return -1;
       }
       ksm.work.stableTreeCompares++;
-      const ret = comparePagesInDomains(ksm, pfn, domain, treePfn, node.domain);
+      const ret = comparePagesInDomains(ksm, pfn, domain, treePfn, ksm.domainNames[sn.domain[node]!]!);
       if (ret < 0) {
         mem.putPage(treePfn);
-        node = node.rbLeft as StableNode | null;
+        node = sn.rbLeft[node]!;
       } else if (ret > 0) {
         mem.putPage(treePfn);
-        node = node.rbRight as StableNode | null;
+        node = sn.rbRight[node]!;
       } else {
         return treePfn;
       }
@@ -255,42 +286,43 @@ export function stableTreeSearch(ksm: Ksm, pfn: number, domain: string): number 
   }
 }
 
-/** stable_tree_insert() (2.6.33): a new stable node for KSM page kpfn (of merge domain `domain`), or null. */
-export function stableTreeInsert(ksm: Ksm, kpfn: number, domain: string): StableNode | null {
+/** stable_tree_insert() (2.6.33): a new stable node for KSM page kpfn (of merge domain `domain`), or NULL. */
+export function stableTreeInsert(ksm: Ksm, kpfn: number, domain: string): StableNode {
   const mem = ksm.kernel.mem;
+  const sn = ksm.stableNodeCache;
   again: for (;;) {
-    let parent: RbNode | null = null;
+    let parent: StableNode = NULL;
     let left = false;
-    let cur = ksm.rootStableTree.node as StableNode | null;
-    while (cur !== null) {
+    let cur: StableNode = ksm.rootStableTree.node;
+    while (cur !== NULL) {
       const treePfn = getKsmPage(ksm, cur);
       if (treePfn < 0) {
         // As in stable_tree_search(): 2.6.33 gives up (the caller breaks COW on both
         // pages); later kernels restart rather than make a false negative.
         if (ksm.profile.features.restartStableTreeSearch) continue again;
-        return null;
+        return NULL;
       }
       ksm.work.stableTreeCompares++;
-      const ret = comparePagesInDomains(ksm, kpfn, domain, treePfn, cur.domain);
+      const ret = comparePagesInDomains(ksm, kpfn, domain, treePfn, ksm.domainNames[sn.domain[cur]!]!);
       mem.putPage(treePfn);
       parent = cur;
       if (ret < 0) {
         left = true;
-        cur = cur.rbLeft as StableNode | null;
+        cur = sn.rbLeft[cur]!;
       } else if (ret > 0) {
         left = false;
-        cur = cur.rbRight as StableNode | null;
+        cur = sn.rbRight[cur]!;
       } else {
         // Not a bug that stable_tree_search() missed it: our page was not yet
         // write-protected then, and may have changed since.
-        return null;
+        return NULL;
       }
     }
-    const node = new StableNode(kpfn);
-    node.domain = domain;
-    rbLinkNode(node, parent, left, ksm.rootStableTree);
-    rbInsertColor(node, ksm.rootStableTree);
-    node.linked = NODE_TREE;
+    const node = sn.alloc(kpfn);
+    sn.domain[node] = ksm.domainId(domain);
+    rbLinkNode(sn, node, parent, left, ksm.rootStableTree);
+    rbInsertColor(sn, node, ksm.rootStableTree);
+    sn.linked[node] = NODE_TREE;
     setPageStableNode(ksm, kpfn, node);
     return node;
   }
@@ -303,19 +335,25 @@ export function stableTreeInsert(ksm: Ksm, kpfn: number, domain: string): Stable
 export function stableTreeAppend(ksm: Ksm, item: RmapItem, node: StableNode, maxPageSharingBypass: boolean): void {
   // rmap won't find this mapping if we don't insert the rmap_item in the right
   // stable_node dup: a negative length is a chain, or memory corruption.
-  if (node.rmapHlistLen < 0) bug(`stable_tree_append to a chain (kpfn=${node.kpfn})`);
-  node.rmapHlistLen++;
-  if (!maxPageSharingBypass && ksm.profile.features.stableNodeChains && node.rmapHlistLen > ksm.maxPageSharing) {
-    bug(`stable node kpfn=${node.kpfn} has ${node.rmapHlistLen} mappings, max_page_sharing is ${ksm.maxPageSharing}`);
+  const sn = ksm.stableNodeCache;
+  const ri = ksm.rmapItemCache;
+  if (sn.rmapHlistLen[node]! < 0) bug(`stable_tree_append to a chain (record ${node})`);
+  const len = sn.rmapHlistLen[node]! + 1;
+  sn.rmapHlistLen[node] = len;
+  if (!maxPageSharingBypass && ksm.profile.features.stableNodeChains && len > ksm.maxPageSharing) {
+    bug(`stable node kpfn=${sn.kpfn[node]} has ${len} mappings, max_page_sharing is ${ksm.maxPageSharing}`);
   }
-  item.head = node;
-  item.flags |= STABLE_FLAG;
+  // head shares its field with the rb links: from here on they are the stable tree's.
+  ri.head[item] = node;
+  ri.rbRed[item] = 0;
+  ri.flags[item] = ri.flags[item]! | STABLE_FLAG;
   // hlist_add_head()
-  item.hlistPrev = null;
-  item.hlistNext = node.hlist;
-  if (node.hlist !== null) node.hlist.hlistPrev = item;
-  node.hlist = item;
-  if (item.hlistNext !== null) ksm.pagesSharing++;
+  const first = sn.hlist[node]!;
+  ri.hlistPrev[item] = NULL;
+  ri.hlistNext[item] = first;
+  if (first !== NULL) ri.hlistPrev[first] = item;
+  sn.hlist[node] = item;
+  if (first !== NULL) ksm.pagesSharing++;
   else ksm.pagesShared++;
 }
 
@@ -328,8 +366,9 @@ export function stableTreeAppend(ksm: Ksm, item: RmapItem, node: StableNode, max
  * for `offset` more below max_page_sharing.
  */
 function isPageSharingCandidateOffset(ksm: Ksm, node: StableNode, offset: number): boolean {
-  if (node.rmapHlistLen < 0) bug(`is_page_sharing_candidate of a chain`);
-  return node.rmapHlistLen !== 0 && node.rmapHlistLen + offset < ksm.maxPageSharing;
+  const len = ksm.stableNodeCache.rmapHlistLen[node]!;
+  if (len < 0) bug(`is_page_sharing_candidate of a chain`);
+  return len !== 0 && len + offset < ksm.maxPageSharing;
 }
 
 /** is_page_sharing_candidate() */
@@ -340,9 +379,9 @@ export function isPageSharingCandidate(ksm: Ksm, node: StableNode): boolean {
 /** The in-out parameters of __stable_node_chain(): the node (a chain may collapse into its dup) and the dup found. */
 interface ChainLookup {
   node: StableNode;
-  dup: StableNode | null;
+  dup: StableNode;
 }
-const scratchChain: ChainLookup = { node: null as unknown as StableNode, dup: null };
+const scratchChain: ChainLookup = { node: NULL, dup: NULL };
 
 /**
  * stable_node_dup(): the best dup of chain `look.node` to merge into, its page
@@ -355,24 +394,25 @@ const scratchChain: ChainLookup = { node: null as unknown as StableNode, dup: nu
  * room for one more merge after this one moves to the head of the list, so the next
  * search stops there at once.
  */
-function stableNodeDup(ksm: Ksm, look: ChainLookup, root: RbRoot, prune: boolean): number {
+function stableNodeDup(ksm: Ksm, look: ChainLookup, root: RbRootIdx, prune: boolean): number {
   const mem = ksm.kernel.mem;
+  const sn = ksm.stableNodeCache;
   const chain = look.node;
   const now = ksm.kernel.now;
-  if (!prune || now < chain.chainPruneTime + ksm.stableNodeChainsPruneMillisecs) prune = false;
-  else chain.chainPruneTime = now;
-  let found: StableNode | null = null;
+  if (!prune || now < sn.chainPruneTime[chain]! + ksm.stableNodeChainsPruneMillisecs) prune = false;
+  else sn.chainPruneTime[chain] = now;
+  let found: StableNode = NULL;
   let foundLen = 0;
   let treePfn = -1;
-  for (let dup = chain.dupHead; dup !== null; ) {
-    // A _safe walk: the keyhole may remove this dup from the list.
-    const next: StableNode | null = dup.dupNext;
+  for (let dup = sn.dupHead[chain]!; dup !== NULL; ) {
+    // A _safe walk: the keyhole may remove (and free) this dup.
+    const next = sn.dupNext[dup]!;
     const pfn = getKsmPage(ksm, dup);
     if (pfn >= 0) {
-      if (found === null || (isPageSharingCandidate(ksm, dup) && (!isPageSharingCandidate(ksm, found) || dup.rmapHlistLen > foundLen))) {
-        if (found !== null) mem.putPage(treePfn);
+      if (found === NULL || (isPageSharingCandidate(ksm, dup) && (!isPageSharingCandidate(ksm, found) || sn.rmapHlistLen[dup]! > foundLen))) {
+        if (found !== NULL) mem.putPage(treePfn);
         found = dup;
-        foundLen = dup.rmapHlistLen;
+        foundLen = sn.rmapHlistLen[dup]!;
         treePfn = pfn;
         if (!prune && isPageSharingCandidate(ksm, found)) break;
       } else {
@@ -381,27 +421,29 @@ function stableNodeDup(ksm: Ksm, look: ChainLookup, root: RbRoot, prune: boolean
     }
     dup = next;
   }
-  if (found !== null) {
-    if (chain.dupHead === found && found.dupNext === null) {
+  if (found !== NULL) {
+    if (sn.dupHead[chain] === found && sn.dupNext[found] === NULL) {
       // There's just one dup, below the deduplication limit or not: drop the chain.
-      unlinkDup(found);
-      rbReplaceNode(chain, found, root);
-      found.linked = NODE_TREE;
-      chain.linked = NODE_UNLINKED;
+      unlinkDup(ksm, found);
+      rbReplaceNode(sn, chain, found, root);
+      sn.linked[found] = NODE_TREE;
+      sn.linked[chain] = NODE_UNLINKED;
       ksm.stableNodeChains--;
       ksm.stableNodeDups--;
+      sn.free(chain);
       look.node = found;
-    } else if (chain.dupHead !== found && isPageSharingCandidateOffset(ksm, found, 1)) {
-      unlinkDup(found);
-      found.linked = NODE_DUP;
-      found.chain = chain;
-      found.dupNext = chain.dupHead;
-      if (chain.dupHead !== null) chain.dupHead.dupPrev = found;
-      chain.dupHead = found;
+    } else if (sn.dupHead[chain] !== found && isPageSharingCandidateOffset(ksm, found, 1)) {
+      unlinkDup(ksm, found);
+      sn.linked[found] = NODE_DUP;
+      sn.chain[found] = chain;
+      const first = sn.dupHead[chain]!;
+      sn.dupNext[found] = first;
+      if (first !== NULL) sn.dupPrev[first] = found;
+      sn.dupHead[chain] = found;
     }
   } else {
     // Its list must be empty when nothing was found.
-    if (chain.dupHead !== null) bug('stable_node_dup found no dup on a non-empty chain');
+    if (sn.dupHead[chain] !== NULL) bug('stable_node_dup found no dup on a non-empty chain');
     freeStableNodeChain(ksm, chain, root);
   }
   look.dup = found;
@@ -413,9 +455,9 @@ function stableNodeDup(ksm: Ksm, look: ChainLookup, root: RbRoot, prune: boolean
  * stable_node_dup(). Like the keyhole, it may free look.node (then -1).
  * chain_prune() is this with pruning allowed, chain() without.
  */
-function stableNodeChain(ksm: Ksm, look: ChainLookup, root: RbRoot, prune: boolean): number {
+function stableNodeChain(ksm: Ksm, look: ChainLookup, root: RbRootIdx, prune: boolean): number {
   const node = look.node;
-  if (!isStableNodeChain(node)) {
+  if (!isStableNodeChain(ksm.stableNodeCache, node)) {
     look.dup = node;
     return getKsmPage(ksm, node);
   }
@@ -430,8 +472,9 @@ function stableNodeChain(ksm: Ksm, look: ChainLookup, root: RbRoot, prune: boole
  */
 export function stableTreeSearchV6(ksm: Ksm, pfn: number, domain: string): number {
   const mem = ksm.kernel.mem;
+  const sn = ksm.stableNodeCache;
   const pageNode = pageStableNode(ksm, pfn);
-  if (pageNode !== null && pageNode.linked !== NODE_MIGRATE) {
+  if (pageNode !== NULL && sn.linked[pageNode] !== NODE_MIGRATE) {
     // ksm page forked
     mem.getPage(pfn);
     return pfn;
@@ -441,13 +484,13 @@ export function stableTreeSearchV6(ksm: Ksm, pfn: number, domain: string): numbe
   const look = scratchChain;
   let node: StableNode;
   let dup: StableNode;
-  let parent: RbNode | null;
+  let parent: StableNode;
   let left: boolean;
   search: for (;;) {
-    parent = null;
+    parent = NULL;
     left = false;
-    let cur = root.node as StableNode | null;
-    while (cur !== null) {
+    let cur: StableNode = root.node;
+    while (cur !== NULL) {
       look.node = cur;
       const treePfn = stableNodeChain(ksm, look, root, true);
       if (treePfn < 0) {
@@ -456,28 +499,28 @@ export function stableTreeSearchV6(ksm: Ksm, pfn: number, domain: string): numbe
         continue search;
       }
       node = look.node;
-      dup = look.dup!;
+      dup = look.dup;
       ksm.work.stableTreeCompares++;
-      const ret = comparePagesInDomains(ksm, pfn, domain, treePfn, node.domain);
+      const ret = comparePagesInDomains(ksm, pfn, domain, treePfn, ksm.domainNames[sn.domain[node]!]!);
       mem.putPage(treePfn);
       parent = node;
       if (ret < 0) {
         left = true;
-        cur = node.rbLeft as StableNode | null;
+        cur = sn.rbLeft[node]!;
       } else if (ret > 0) {
         left = false;
-        cur = node.rbRight as StableNode | null;
+        cur = sn.rbRight[node]!;
       } else {
         // A migrated KSM page mapped more than once joins the chain as a dup of its
         // own; one mapped once can merge into a dup with room.
-        if (pageNode !== null && mem.pageMapcount(pfn) > 1) return chainAppend(ksm, pfn, pageNode, node, dup, root, nid);
+        if (pageNode !== NULL && mem.pageMapcount(pfn) > 1) return chainAppend(ksm, pfn, pageNode, node, dup, root, nid);
         // Every dup is full: wait for the page to find a partner in the unstable
         // tree, and make a new dup of the pair.
         if (!isPageSharingCandidate(ksm, dup)) return -1;
         const tree = getKsmPageTrylock(ksm, dup);
         if (tree === EBUSY) return EBUSY;
         if (tree < 0) continue search;
-        if (getKpfnNid(ksm, dup.kpfn) !== dup.nid) {
+        if (getKpfnNid(ksm, sn.kpfn[dup]!) !== sn.nid[dup]) {
           mem.putPage(tree);
           return replaceMigrated(ksm, pfn, pageNode, node, dup, root, nid);
         }
@@ -486,12 +529,12 @@ export function stableTreeSearchV6(ksm: Ksm, pfn: number, domain: string): numbe
     }
     break;
   }
-  if (pageNode === null) return -1;
+  if (pageNode === NULL) return -1;
   migrateListDel(ksm, pageNode);
-  pageNode.nid = nid;
-  rbLinkNode(pageNode, parent, left, root);
-  rbInsertColor(pageNode, root);
-  pageNode.linked = NODE_TREE;
+  sn.nid[pageNode] = nid;
+  rbLinkNode(sn, pageNode, parent, left, root);
+  rbInsertColor(sn, pageNode, root);
+  sn.linked[pageNode] = NODE_TREE;
   return sharingCandidateOrNone(ksm, pfn, pageNode);
 }
 
@@ -509,26 +552,27 @@ function sharingCandidateOrNone(ksm: Ksm, pfn: number, pageNode: StableNode): nu
  * node's tree. It goes to migrate_nodes, and the page being searched (if it is a
  * migrated KSM page) takes its place.
  */
-function replaceMigrated(ksm: Ksm, pfn: number, pageNode: StableNode | null, node: StableNode, dup: StableNode, root: RbRoot, nid: number): number {
+function replaceMigrated(ksm: Ksm, pfn: number, pageNode: StableNode, node: StableNode, dup: StableNode, root: RbRootIdx, nid: number): number {
+  const sn = ksm.stableNodeCache;
   let result = -1;
   if (dup === node) {
     // No chain (or it collapsed): a plain node in the tree.
-    if (pageNode !== null) {
+    if (pageNode !== NULL) {
       migrateListDel(ksm, pageNode);
-      pageNode.nid = nid;
-      rbReplaceNode(dup, pageNode, root);
-      pageNode.linked = NODE_TREE;
-      dup.linked = NODE_UNLINKED;
+      sn.nid[pageNode] = nid;
+      rbReplaceNode(sn, dup, pageNode, root);
+      sn.linked[pageNode] = NODE_TREE;
+      sn.linked[dup] = NODE_UNLINKED;
       result = sharingCandidateOrNone(ksm, pfn, pageNode);
     } else {
-      rbErase(dup, root);
-      dup.linked = NODE_UNLINKED;
+      rbErase(sn, dup, root);
+      sn.linked[dup] = NODE_UNLINKED;
     }
   } else {
     stableNodeDupDelFromChain(ksm, dup);
-    if (pageNode !== null) {
+    if (pageNode !== NULL) {
       migrateListDel(ksm, pageNode);
-      pageNode.nid = nid;
+      sn.nid[pageNode] = nid;
       stableNodeChainAddDup(ksm, pageNode, node);
       result = sharingCandidateOrNone(ksm, pfn, pageNode);
     }
@@ -538,11 +582,11 @@ function replaceMigrated(ksm: Ksm, pfn: number, pageNode: StableNode | null, nod
 }
 
 /** stable_tree_search()'s `chain_append:`: a migrated KSM page joins this content's chain (made if needed) as a dup. */
-function chainAppend(ksm: Ksm, pfn: number, pageNode: StableNode, node: StableNode, dup: StableNode, root: RbRoot, nid: number): number {
+function chainAppend(ksm: Ksm, pfn: number, pageNode: StableNode, node: StableNode, dup: StableNode, root: RbRootIdx, nid: number): number {
   let chain = node;
   if (dup === node) chain = allocStableNodeChain(ksm, dup, root);
   migrateListDel(ksm, pageNode);
-  pageNode.nid = nid;
+  ksm.stableNodeCache.nid[pageNode] = nid;
   stableNodeChainAddDup(ksm, pageNode, chain);
   return sharingCandidateOrNone(ksm, pfn, pageNode);
 }
@@ -554,32 +598,33 @@ function chainAppend(ksm: Ksm, pfn: number, pageNode: StableNode, node: StableNo
  */
 export function stableTreeInsertV6(ksm: Ksm, kpfn: number, domain: string): StableNode {
   const mem = ksm.kernel.mem;
+  const sn = ksm.stableNodeCache;
   const nid = getKpfnNid(ksm, kpfn);
   const root = ksm.stableRoots[nid]!;
   const look = scratchChain;
-  let parent: RbNode | null;
+  let parent: StableNode;
   let left: boolean;
-  let same: StableNode | null;
+  let same: StableNode;
   search: for (;;) {
-    parent = null;
+    parent = NULL;
     left = false;
-    same = null;
-    let cur = root.node as StableNode | null;
-    while (cur !== null) {
+    same = NULL;
+    let cur: StableNode = root.node;
+    while (cur !== NULL) {
       look.node = cur;
       const treePfn = stableNodeChain(ksm, look, root, false);
       if (treePfn < 0) continue search;
       const node = look.node;
       ksm.work.stableTreeCompares++;
-      const ret = comparePagesInDomains(ksm, kpfn, domain, treePfn, node.domain);
+      const ret = comparePagesInDomains(ksm, kpfn, domain, treePfn, ksm.domainNames[sn.domain[node]!]!);
       mem.putPage(treePfn);
       parent = node;
       if (ret < 0) {
         left = true;
-        cur = node.rbLeft as StableNode | null;
+        cur = sn.rbLeft[node]!;
       } else if (ret > 0) {
         left = false;
-        cur = node.rbRight as StableNode | null;
+        cur = sn.rbRight[node]!;
       } else {
         same = node;
         break;
@@ -587,15 +632,15 @@ export function stableTreeInsertV6(ksm: Ksm, kpfn: number, domain: string): Stab
     }
     break;
   }
-  const dup = new StableNode(kpfn);
-  dup.nid = nid;
-  dup.domain = domain;
-  if (same === null) {
-    rbLinkNode(dup, parent, left, root);
-    rbInsertColor(dup, root);
-    dup.linked = NODE_TREE;
+  const dup = sn.alloc(kpfn);
+  sn.nid[dup] = nid;
+  sn.domain[dup] = ksm.domainId(domain);
+  if (same === NULL) {
+    rbLinkNode(sn, dup, parent, left, root);
+    rbInsertColor(sn, dup, root);
+    sn.linked[dup] = NODE_TREE;
   } else {
-    const chain = isStableNodeChain(same) ? same : allocStableNodeChain(ksm, same, root);
+    const chain = isStableNodeChain(sn, same) ? same : allocStableNodeChain(ksm, same, root);
     stableNodeChainAddDup(ksm, dup, chain);
   }
   setPageStableNode(ksm, kpfn, dup);
@@ -618,7 +663,7 @@ function removeStableNode(ksm: Ksm, node: StableNode): number {
   if (mem.mapcount[pfn]! < 0) {
     // Not yet stale to the keyhole (an unmapped KSM page is its node's until it
     // is freed), but safe to remove.
-    setPageStableNode(ksm, pfn, null);
+    setPageStableNode(ksm, pfn, NULL);
     removeNodeFromStableTree(ksm, node);
     err = 0;
   }
@@ -627,14 +672,15 @@ function removeStableNode(ksm: Ksm, node: StableNode): number {
 }
 
 /** remove_stable_node_chain(): true (busy) when a node could not be removed. */
-function removeStableNodeChain(ksm: Ksm, node: StableNode, root: RbRoot): boolean {
-  if (!isStableNodeChain(node)) return removeStableNode(ksm, node) !== 0;
-  for (let dup = node.dupHead; dup !== null; ) {
-    const next: StableNode | null = dup.dupNext;
+function removeStableNodeChain(ksm: Ksm, node: StableNode, root: RbRootIdx): boolean {
+  const sn = ksm.stableNodeCache;
+  if (!isStableNodeChain(sn, node)) return removeStableNode(ksm, node) !== 0;
+  for (let dup = sn.dupHead[node]!; dup !== NULL; ) {
+    const next = sn.dupNext[dup]!;
     if (removeStableNode(ksm, dup) !== 0) return true;
     dup = next;
   }
-  if (node.dupHead !== null) bug('remove_stable_node_chain left dups on the chain');
+  if (sn.dupHead[node] !== NULL) bug('remove_stable_node_chain left dups on the chain');
   freeStableNodeChain(ksm, node, root);
   return false;
 }
@@ -644,15 +690,15 @@ export function removeAllStableNodes(ksm: Ksm): number {
   let err = 0;
   for (let nid = 0; nid < ksm.nrNodeIds; nid++) {
     const root = ksm.stableRoots[nid]!;
-    while (root.node !== null) {
-      if (removeStableNodeChain(ksm, root.node as StableNode, root)) {
+    while (root.node !== NULL) {
+      if (removeStableNodeChain(ksm, root.node, root)) {
         err = EBUSY;
         break; // proceed to next nid
       }
     }
   }
-  for (let node = ksm.migrateNodes; node !== null; ) {
-    const next: StableNode | null = node.migrateNext;
+  for (let node = ksm.migrateNodes; node !== NULL; ) {
+    const next = ksm.stableNodeCache.migrateNext[node]!;
     if (removeStableNode(ksm, node) !== 0) err = EBUSY;
     node = next;
   }
@@ -670,8 +716,8 @@ export function removeAllStableNodes(ksm: Ksm): number {
 export function pruneStableNodes(ksm: Ksm, startPfn: number, endPfn: number): number {
   if (ksm.profile.features.stableNodeChains) return checkStableTreeV6(ksm, startPfn, endPfn);
   let pruned = 0;
-  let node: StableNode | null;
-  while ((node = checkStableTree(ksm, startPfn, endPfn)) !== null) {
+  let node: StableNode;
+  while ((node = checkStableTree(ksm, startPfn, endPfn)) !== NULL) {
     removeNodeFromStableTree(ksm, node);
     pruned++;
   }
@@ -679,25 +725,25 @@ export function pruneStableNodes(ksm: Ksm, startPfn: number, endPfn: number): nu
 }
 
 /** ksm_check_stable_tree() (2.6.33): the first stable node, in tree order, with kpfn in [startPfn, endPfn). */
-function checkStableTree(ksm: Ksm, startPfn: number, endPfn: number): StableNode | null {
-  for (let n = rbFirst(ksm.rootStableTree); n !== null; n = rbNext(n)) {
-    const node = n as StableNode;
-    if (node.kpfn >= startPfn && node.kpfn < endPfn) return node;
+function checkStableTree(ksm: Ksm, startPfn: number, endPfn: number): StableNode {
+  const sn = ksm.stableNodeCache;
+  for (let node = rbFirst(sn, ksm.rootStableTree); node !== NULL; node = rbNext(sn, node)) {
+    if (sn.kpfn[node]! >= startPfn && sn.kpfn[node]! < endPfn) return node;
   }
-  return null;
+  return NULL;
 }
 
 /** ksm_check_stable_tree() (6.x), with stable_node_chain_remove_range(); returns the nodes removed. */
 function checkStableTreeV6(ksm: Ksm, startPfn: number, endPfn: number): number {
   let pruned = 0;
-  const inRange = (node: StableNode): boolean => node.kpfn >= startPfn && node.kpfn < endPfn;
+  const sn = ksm.stableNodeCache;
+  const inRange = (node: StableNode): boolean => sn.kpfn[node]! >= startPfn && sn.kpfn[node]! < endPfn;
   for (let nid = 0; nid < ksm.nrNodeIds; nid++) {
     const root = ksm.stableRoots[nid]!;
-    let n = rbFirst(root);
-    while (n !== null) {
-      const node = n as StableNode;
+    let node = rbFirst(sn, root);
+    while (node !== NULL) {
       let rebalanced = false;
-      if (!isStableNodeChain(node)) {
+      if (!isStableNodeChain(sn, node)) {
         if (inRange(node)) {
           // Don't use the keyhole: the page has already gone.
           removeNodeFromStableTree(ksm, node);
@@ -705,24 +751,24 @@ function checkStableTreeV6(ksm: Ksm, startPfn: number, endPfn: number): number {
           rebalanced = true;
         }
       } else {
-        for (let dup = node.dupHead; dup !== null; ) {
-          const next: StableNode | null = dup.dupNext;
+        for (let dup = sn.dupHead[node]!; dup !== NULL; ) {
+          const next = sn.dupNext[dup]!;
           if (inRange(dup)) {
             removeNodeFromStableTree(ksm, dup);
             pruned++;
           }
           dup = next;
         }
-        if (node.dupHead === null) {
+        if (sn.dupHead[node] === NULL) {
           freeStableNodeChain(ksm, node, root);
           rebalanced = true;
         }
       }
-      n = rebalanced ? rbFirst(root) : rbNext(n);
+      node = rebalanced ? rbFirst(sn, root) : rbNext(sn, node);
     }
   }
-  for (let node = ksm.migrateNodes; node !== null; ) {
-    const next: StableNode | null = node.migrateNext;
+  for (let node = ksm.migrateNodes; node !== NULL; ) {
+    const next = sn.migrateNext[node]!;
     if (inRange(node)) {
       removeNodeFromStableTree(ksm, node);
       pruned++;
@@ -733,19 +779,21 @@ function checkStableTreeV6(ksm: Ksm, startPfn: number, endPfn: number): number {
 }
 
 /** The dups of a chain, or the node itself, for walks that want every KSM page (checks, snapshots). */
-export function forEachKsmNode(node: StableNode, fn: (n: StableNode) => void): void {
-  if (!isStableNodeChain(node)) {
+export function forEachKsmNode(ksm: Ksm, node: StableNode, fn: (n: StableNode) => void): void {
+  const sn = ksm.stableNodeCache;
+  if (!isStableNodeChain(sn, node)) {
     fn(node);
     return;
   }
-  for (let d = node.dupHead; d !== null; d = d.dupNext) fn(d);
+  for (let d = sn.dupHead[node]!; d !== NULL; d = sn.dupNext[d]!) fn(d);
 }
 
 /** The mark of a node kept on a chain (for describe). */
-export function describeNodeLink(node: StableNode): string {
-  switch (node.linked) {
+export function describeNodeLink(ksm: Ksm, node: StableNode): string {
+  const sn = ksm.stableNodeCache;
+  switch (sn.linked[node]) {
     case NODE_TREE:
-      return isStableNodeChain(node) ? 'chain' : 'tree';
+      return isStableNodeChain(sn, node) ? 'chain' : 'tree';
     case NODE_DUP:
       return 'dup';
     case NODE_MIGRATE:

@@ -2,7 +2,7 @@ import { MMF_VM_MERGE_ANY, PAGE_SIZE, VM_MERGEABLE } from '../mm/constants.js';
 import type { MmStruct } from '../mm/mm.js';
 import type { Ksm } from './ksm.js';
 import type { KernelProfile, KsmFeatures } from './profile.js';
-import { STABLE_FLAG } from './structs.js';
+import { NULL, STABLE_FLAG } from './structs.js';
 
 /*
  * KSM's statistics, as one record.
@@ -130,9 +130,10 @@ export function readKsmProcessStats(ksm: Ksm, mm: MmStruct): KsmProcessStats {
   let merging = 0;
   const slot = ksm.mmSlots.get(mm);
   if (slot !== undefined) {
-    for (let it = slot.rmapList; it !== null; it = it.rmapList) {
+    const ri = ksm.rmapItemCache;
+    for (let it = slot.rmapList; it !== NULL; it = ri.rmapList[it]!) {
       items++;
-      if ((it.flags & STABLE_FLAG) !== 0) merging++;
+      if ((ri.flags[it]! & STABLE_FLAG) !== 0) merging++;
     }
   }
   if (!ksm.profile.features.procKsmStat) return { ksmRmapItems: items, ksmMergingPages: merging };

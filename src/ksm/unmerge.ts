@@ -6,7 +6,7 @@ import { findMergeableVma, followPage, testExit } from './pages.js';
 import { freeSlot, removeTrailingRmapItems } from './rmap-item.js';
 import { isKsmZeroPte } from './madvise.js';
 import { dropAnonVma, removeAllStableNodes } from './stable-tree.js';
-import { ENOMEM, type RmapItem } from './structs.js';
+import { ENOMEM, NULL, type RmapItem } from './structs.js';
 
 /*
  * Unmerging (mm/ksm.c): breaking COW on a KSM page gives the faulting process its
@@ -48,8 +48,9 @@ export function breakKsm(ksm: Ksm, vma: Vma, addr: number): number {
 export function breakCow(ksm: Ksm, item: RmapItem): void {
   // It is no accident that whenever we break COW to undo, we also drop the anon_vma.
   dropAnonVma(ksm, item);
-  const vma = findMergeableVma(item.mm, item.address);
-  if (vma !== null) breakKsm(ksm, vma, item.address);
+  const address = ksm.rmapItemCache.addressOf(item);
+  const vma = findMergeableVma(ksm.itemMm(item), address);
+  if (vma !== null) breakKsm(ksm, vma, address);
 }
 
 /**
@@ -79,13 +80,13 @@ export function unmergeAndRemoveAllRmapItems(ksm: Ksm): number {
         return err;
       }
     }
-    removeTrailingRmapItems(ksm, slot);
+    removeTrailingRmapItems(ksm, slot, NULL);
     ksm.scanSlot = slot.next;
     if (testExit(mm)) freeSlot(ksm, slot);
   }
   // 6.x: clean up stable nodes, but don't worry if some are still busy.
   if (ksm.profile.features.stableNodeChains) removeAllStableNodes(ksm);
   ksm.seqnr = 0;
-  for (const root of ksm.unstableRoots) root.node = null; // empty already: every rmap_item is gone
+  for (const root of ksm.unstableRoots) root.node = NULL; // empty already: every rmap_item is gone
   return 0;
 }

@@ -1,8 +1,8 @@
-import { rbInsertColor, rbLinkNode, type RbNode } from '../lib/rbtree.js';
+import { rbInsertColor, rbLinkNode } from '../lib/rbtree-indexed.js';
 import type { Ksm } from './ksm.js';
 import { comparePagesInDomains, getMergeablePage } from './pages.js';
 import { getKpfnNid } from './stable-tree.js';
-import { SEQNR_MASK, UNSTABLE_FLAG, type RmapItem } from './structs.js';
+import { NULL, SEQNR_MASK, UNSTABLE_FLAG, type RmapItem } from './structs.js';
 
 /*
  * The unstable tree (mm/ksm.c): pages whose checksum stayed the same for a full scan,
@@ -20,50 +20,53 @@ export interface TreePageOut {
 
 /**
  * unstable_tree_search_insert(): an rmap_item in the unstable tree whose page has
- * the same contents as `pfn` (its page, with a reference, in out.pfn), or null
+ * the same contents as `pfn` (its page, with a reference, in out.pfn), or NULL
  * after inserting `item` into the tree.
  */
-export function unstableTreeSearchInsert(ksm: Ksm, item: RmapItem, pfn: number, out: TreePageOut): RmapItem | null {
+export function unstableTreeSearchInsert(ksm: Ksm, item: RmapItem, pfn: number, out: TreePageOut): RmapItem {
   const mem = ksm.kernel.mem;
+  const ri = ksm.rmapItemCache;
+  const mms = ksm.mmTable.objects;
   // 6.x with merge_across_nodes 0: the tree of the page's node (2.6.33: tree 0).
   const nid = getKpfnNid(ksm, pfn);
   const root = ksm.unstableRoots[nid]!;
-  let parent: RbNode | null = null;
+  const domain = mms[ri.mm[item]!]!.ksmMergeDomain;
+  let parent: RmapItem = NULL;
   let left = false;
-  let cur = root.node as RmapItem | null;
-  while (cur !== null) {
+  let cur: RmapItem = root.node;
+  while (cur !== NULL) {
     const treePfn = getMergeablePage(ksm, cur);
-    if (treePfn < 0) return null;
+    if (treePfn < 0) return NULL;
     // Don't substitute a KSM page for a forked page: it is the same page.
     if (treePfn === pfn) {
       mem.putPage(treePfn);
-      return null;
+      return NULL;
     }
     ksm.work.unstableTreeCompares++;
-    const ret = comparePagesInDomains(ksm, pfn, item.mm.ksmMergeDomain, treePfn, cur.mm.ksmMergeDomain);
+    const ret = comparePagesInDomains(ksm, pfn, domain, treePfn, mms[ri.mm[cur]!]!.ksmMergeDomain);
     parent = cur;
     if (ret < 0) {
       mem.putPage(treePfn);
       left = true;
-      cur = cur.rbLeft as RmapItem | null;
+      cur = ri.rbLeft[cur]!;
     } else if (ret > 0) {
       mem.putPage(treePfn);
       left = false;
-      cur = cur.rbRight as RmapItem | null;
+      cur = ri.rbRight[cur]!;
     } else if (ksm.mergeAcrossNodes === 0 && mem.nodeOf(treePfn) !== nid) {
       // The tree page has migrated to another node: it will be flushed out and put
       // in the right unstable tree next time; only merge with it across nodes.
       mem.putPage(treePfn);
-      return null;
+      return NULL;
     } else {
       out.pfn = treePfn;
       return cur;
     }
   }
-  item.flags |= UNSTABLE_FLAG | (ksm.seqnr & SEQNR_MASK);
-  item.nid = nid;
-  rbLinkNode(item, parent, left, root);
-  rbInsertColor(item, root);
+  ri.flags[item] = ri.flags[item]! | UNSTABLE_FLAG | (ksm.seqnr & SEQNR_MASK);
+  ri.nid[item] = nid;
+  rbLinkNode(ri, item, parent, left, root);
+  rbInsertColor(ri, item, root);
   ksm.pagesUnshared++;
-  return null;
+  return NULL;
 }

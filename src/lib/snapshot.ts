@@ -1,4 +1,4 @@
-import type { RbNode, RbRoot } from './rbtree.js';
+import { RB_NIL, type RbLinks, type RbRootIdx } from './rbtree-indexed.js';
 
 /*
  * Generic pieces of snapshot images, for every layer that saves its state (src/mm,
@@ -113,27 +113,32 @@ const SHAPE_RED = 4;
 
 /**
  * A red-black tree's exact shape and colours in pre-order (node, left subtree, right
- * subtree), one shape byte a node, calling `visit` on each node in that order.
- * `inconsistent` is called (and must throw) when a link does not point back.
+ * subtree), one shape byte a node, calling `visit` on each node in that order. `limit`
+ * is the table's record count: a link outside it is inconsistent. `inconsistent` is
+ * called (and must throw) when a link does not point back or a record is met twice.
  */
-export function treeShape(root: RbRoot, visit: (n: RbNode) => void, what: string, inconsistent: (msg: string) => never): Uint8Array {
-  const stack: RbNode[] = [];
-  if (root.node !== null) {
-    if (root.node.rbParent !== null) inconsistent(`${what}: the root has a parent`);
+export function treeShape(t: RbLinks, root: RbRootIdx, limit: number, visit: (n: number) => void, what: string, inconsistent: (msg: string) => never): Uint8Array {
+  const stack: number[] = [];
+  if (root.node !== RB_NIL) {
+    if (root.node < 0 || root.node >= limit) inconsistent(`${what}: the root is record ${root.node}, outside the table`);
+    if (t.rbParent[root.node] !== RB_NIL) inconsistent(`${what}: the root has a parent`);
     stack.push(root.node);
   }
   const out: number[] = [];
   while (stack.length > 0) {
     const n = stack.pop()!;
+    if (out.length >= limit) inconsistent(`${what}: more nodes than records (a cycle)`);
     visit(n);
-    out.push((n.rbLeft !== null ? SHAPE_LEFT : 0) | (n.rbRight !== null ? SHAPE_RIGHT : 0) | (n.rbRed ? SHAPE_RED : 0));
-    if (n.rbRight !== null) {
-      if (n.rbRight.rbParent !== n) inconsistent(`${what}: a right child does not point back to its parent`);
-      stack.push(n.rbRight);
+    const l = t.rbLeft[n]!;
+    const r = t.rbRight[n]!;
+    out.push((l !== RB_NIL ? SHAPE_LEFT : 0) | (r !== RB_NIL ? SHAPE_RIGHT : 0) | (t.rbRed[n] !== 0 ? SHAPE_RED : 0));
+    if (r !== RB_NIL) {
+      if (r < 0 || r >= limit || t.rbParent[r] !== n) inconsistent(`${what}: a right child does not point back to its parent`);
+      stack.push(r);
     }
-    if (n.rbLeft !== null) {
-      if (n.rbLeft.rbParent !== n) inconsistent(`${what}: a left child does not point back to its parent`);
-      stack.push(n.rbLeft);
+    if (l !== RB_NIL) {
+      if (l < 0 || l >= limit || t.rbParent[l] !== n) inconsistent(`${what}: a left child does not point back to its parent`);
+      stack.push(l);
     }
   }
   return Uint8Array.from(out);
@@ -151,24 +156,24 @@ export function checkTreeShape(shape: Uint8Array, path: string): void {
   if (open !== 0) fail(path, `${open} child link(s) left with no node after all ${shape.length} nodes`);
 }
 
-/** Links nodes[0..shape.length) into a tree of the given pre-order shape (checked by checkTreeShape) under root. */
-export function buildTree(root: RbRoot, nodes: readonly RbNode[], shape: Uint8Array): void {
-  root.node = null;
+/** Links records nodes[0..shape.length) into a tree of the given pre-order shape (checked by checkTreeShape) under root. */
+export function buildTree(t: RbLinks, root: RbRootIdx, nodes: ArrayLike<number>, shape: Uint8Array): void {
+  root.node = RB_NIL;
   if (shape.length === 0) return;
-  const parents: (RbNode | null)[] = [null];
+  const parents: number[] = [RB_NIL];
   const sides: number[] = [0]; // 0 root, 1 left, 2 right
   for (let i = 0; i < shape.length; i++) {
     const n = nodes[i]!;
     const s = shape[i]!;
     const parent = parents.pop()!;
     const side = sides.pop()!;
-    n.rbParent = parent;
-    n.rbLeft = null;
-    n.rbRight = null;
-    n.rbRed = (s & SHAPE_RED) !== 0;
+    t.rbParent[n] = parent;
+    t.rbLeft[n] = RB_NIL;
+    t.rbRight[n] = RB_NIL;
+    t.rbRed[n] = (s & SHAPE_RED) !== 0 ? 1 : 0;
     if (side === 0) root.node = n;
-    else if (side === 1) parent!.rbLeft = n;
-    else parent!.rbRight = n;
+    else if (side === 1) t.rbLeft[parent] = n;
+    else t.rbRight[parent] = n;
     if ((s & SHAPE_RIGHT) !== 0) {
       parents.push(n);
       sides.push(2);

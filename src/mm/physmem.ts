@@ -33,7 +33,8 @@ import { CONTENT_ZERO, ContentStore, type ContentView } from './contents.js';
  *   count[pfn]     _count: references. 0 exactly when the frame is free (PG_BUDDY).
  *   mapcount[pfn]  _mapcount as Linux keeps it: -1 when no pte maps the page;
  *                  page_mapcount() is mapcount + 1.
- *   mappingOf(pfn) anon_vma (PG_ANON), stable node (PG_ANON|PG_KSM, may be null),
+ *   mappingOf(pfn) anon_vma (PG_ANON), stable node (PG_ANON|PG_KSM: its record number
+ *                  in KSM's table, a small integer, src/ksm/structs.ts; may be null),
  *                  ShmemFile (PG_SHMEM), or null. Freeing a frame resets it to null:
  *                  KSM's keyhole reference (get_ksm_page) relies on that.
  *   index[pfn]     page->index: the linear page index in its anon_vma or file.
@@ -69,6 +70,13 @@ import { CONTENT_ZERO, ContentStore, type ContentView } from './contents.js';
  * PG_BUDDY (plus PG_OFFLINE when its block is offline); the zero page (pfn 0) is
  * PG_RESERVED, count 1, mapcount -1, and is never freed.
  */
+/**
+ * What page->mapping holds: an object of the mm (AnonVma, ShmemFile), or a record
+ * number for subsystems that keep their objects in numbered tables (KSM's stable
+ * nodes). A number in a JS array slot is a small integer, stored without allocation.
+ */
+export type PageMapping = object | number;
+
 export const LRU_INACTIVE_ANON = 0;
 export const LRU_ACTIVE_ANON = 1;
 export const LRU_UNEVICTABLE = 2;
@@ -146,7 +154,7 @@ export class PhysMem {
   readonly count: Int32Array;
   readonly mapcount: Int32Array;
   /** Per block: its frames' mapping, allocated with the block's metadata (initBlock), else null. */
-  private readonly mappings: ((object | null)[] | null)[];
+  private readonly mappings: ((PageMapping | null)[] | null)[];
   readonly index: Float64Array;
   readonly private: Uint32Array;
   readonly lruPrev: Int32Array;
@@ -223,17 +231,17 @@ export class PhysMem {
   }
 
   /** page->mapping (see the layout above). */
-  mappingOf(pfn: number): object | null {
+  mappingOf(pfn: number): PageMapping | null {
     const m = this.mappings[pfn >>> this.blockShift]!;
     return m === null ? null : m[pfn & (this.blockPages - 1)]!;
   }
 
-  setMapping(pfn: number, to: object | null): void {
+  setMapping(pfn: number, to: PageMapping | null): void {
     const b = pfn >>> this.blockShift;
     let m = this.mappings[b]!;
     if (m === null) {
       if (to === null) return;
-      m = new Array<object | null>(this.blockPages).fill(null);
+      m = new Array<PageMapping | null>(this.blockPages).fill(null);
       this.mappings[b] = m;
     }
     m[pfn & (this.blockPages - 1)] = to;

@@ -43,7 +43,7 @@ import {
 } from './constants.js';
 import { VMSTAT_KEYS, mergeDomainProblem, type HostKernel, type KernelOptions, type VmStat } from './kernel.js';
 import { MmStruct, PMD_SIZE, PTRS_PER_PTE } from './mm.js';
-import { lruListOfFlags, type MemoryBlock, type PhysMem } from './physmem.js';
+import { lruListOfFlags, type MemoryBlock, type PageMapping, type PhysMem } from './physmem.js';
 import { Process } from './process.js';
 import { ContentChunks, ContentTable, type ContentsImage } from './snapshot-contents.js';
 import type { DecodedSwap, SwapImage } from './swap.js';
@@ -253,7 +253,7 @@ export interface KernelImagePart<D> {
   readonly name: string;
   save(ctx: ImageSaveContext): ImagePartSaved;
   check(x: unknown, ctx: ImageCheckContext): ImagePartChecked<D>;
-  restore(d: D, ctx: ImageRestoreContext): readonly object[];
+  restore(d: D, ctx: ImageRestoreContext): readonly PageMapping[];
 }
 
 /** What checking an image needs of a part: its name and its check (no kernel). */
@@ -264,7 +264,7 @@ export interface ImagePartSaved {
   /** How many of its objects frames may map: they are numbered 0..mappings-1. */
   mappings: number;
   /** The number of such an object, or -1 for an object that is not the part's. */
-  mappingIndex(obj: object): number;
+  mappingIndex(obj: PageMapping): number;
 }
 
 export interface ImagePartChecked<D> {
@@ -279,7 +279,7 @@ export interface ImageSaveContext {
   /** The index of `av` in the image's anon_vmas, numbering it if new. */
   anonVma(av: AnonVma): number;
   /** What frames map that is no anon_vma or shmem file, in pfn order (an object mapped by several frames is listed for each). */
-  readonly frameMappings: readonly object[];
+  readonly frameMappings: readonly PageMapping[];
   /** The kernel is not in a state that can be saved: throws InvariantError. */
   inconsistent(msg: string): never;
 }
@@ -464,7 +464,7 @@ export function saveKernelImage(k: HostKernel): KernelImage {
 }
 
 /** The number, among all the parts' objects, of one a frame maps (a KSM page's stable node). */
-function partMappingIndex(saved: readonly { base: number; part: ImagePartSaved }[], m: object, mem: PhysMem, pfn: number): number {
+function partMappingIndex(saved: readonly { base: number; part: ImagePartSaved }[], m: PageMapping, mem: PhysMem, pfn: number): number {
   for (const { base, part } of saved) {
     const i = part.mappingIndex(m);
     if (i >= 0) return base + i;
@@ -485,7 +485,7 @@ function saveFrames(mem: PhysMem): {
   mapcount: Int32Array;
   index: Float64Array;
   priv: Uint8Array;
-  foreign: object[];
+  foreign: PageMapping[];
 } {
   const nrFrames = mem.nrFrames;
   const free = new Uint8Array(nrFrames);
@@ -517,7 +517,7 @@ function saveFrames(mem: PhysMem): {
   const mapcount = new Int32Array(nrUsed);
   const index = new Float64Array(nrUsed);
   const priv = new IntList();
-  const foreign: object[] = [];
+  const foreign: PageMapping[] = [];
   for (let u = 0; u < nrUsed; u++) {
     const pfn = usedPfns[u]!;
     const f = mem.flags[pfn]!;
@@ -1055,7 +1055,7 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
 
   // ---- the parts of the layers above ----
   const ctx: ImageRestoreContext = { mms, anonVmas };
-  const partObjects: object[] = [];
+  const partObjects: PageMapping[] = [];
   k.imageParts.forEach((part, i) => {
     for (const o of part.restore(d.parts[i]!.decoded, ctx)) partObjects.push(o);
   });

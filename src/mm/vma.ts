@@ -20,12 +20,15 @@ export class AnonVma {
   readonly id: number;
   readonly vmas: Vma[];
   ksmRefcount: number;
+  /** Its number in KSM's anon_vma table while KSM holds it (src/ksm/structs.ts ObjectTable), else 0. */
+  ksmId: number;
   freed: boolean;
 
   constructor() {
     this.id = nextAnonVmaId++;
     this.vmas = [];
     this.ksmRefcount = 0;
+    this.ksmId = 0;
     this.freed = false;
   }
 

@@ -93,7 +93,11 @@ describe('stable node chains and dups (max_page_sharing)', () => {
   });
 
   it('a search walks every dup (pruning stale ones) at most once per stable_node_chains_prune_millisecs', () => {
-    const chainOf = (k: Kernel) => k.ksmEngine.rootStableTree.node as unknown as { chainPruneTime: number; rmapHlistLen: number };
+    const chainOf = (k: Kernel): { chainPruneTime: number; rmapHlistLen: number } => {
+      const sn = k.ksmEngine.stableNodeCache;
+      const node = k.ksmEngine.rootStableTree.node;
+      return { chainPruneTime: sn.chainPruneTime[node]!, rmapHlistLen: sn.rmapHlistLen[node]! };
+    };
     const build = (prune: string): Kernel => {
       const k = kernel618({ max_page_sharing: '2', smart_scan: '0', stable_node_chains_prune_millisecs: prune, sleep_millisecs: '10' });
       const a = k.spawn('a');

@@ -247,13 +247,14 @@ function applyOp(k: Kernel, op: Op): string {
 function features(k: Kernel): { chains: boolean; zeroPages: boolean; skips: boolean; mergeAny: boolean; nodeTrees: boolean } {
   const ksm = k.ksmEngine;
   let skips = false;
-  for (let s = ksm.mmHead.next; s !== ksm.mmHead; s = s.next) for (let it = s.rmapList; it !== null; it = it.rmapList) if (it.remainingSkips > 0) skips = true;
+  const ri = ksm.rmapItemCache;
+  for (let s = ksm.mmHead.next; s !== ksm.mmHead; s = s.next) for (let it = s.rmapList; it !== 0; it = ri.rmapList[it]!) if (ri.remainingSkips[it]! > 0) skips = true;
   return {
     chains: ksm.stableNodeChains > 0,
     zeroPages: ksm.ksmZeroPages > 0,
     skips,
     mergeAny: [...k.processes.values()].some((p) => p.prctl('PR_GET_MEMORY_MERGE') === 1),
-    nodeTrees: ksm.nrNodeIds === 2 && ksm.stableRoots[1]!.node !== null,
+    nodeTrees: ksm.nrNodeIds === 2 && ksm.stableRoots[1]!.node !== 0,
   };
 }
 

@@ -111,10 +111,10 @@ describe('round trip: saving a restored kernel gives the same image', () => {
     expect(k.ksmd.runFullScans(2)).toBe(2);
     for (let i = 0; i < 7; i++) k.advance(k.ksmd.nextWake()! - k.now); // 140 pages into the third scan
     const ksm = k.ksmEngine;
-    expect(ksm.rootStableTree.node).not.toBeNull();
-    expect(ksm.rootUnstableTree.node).not.toBeNull();
+    expect(ksm.rootStableTree.node).not.toBe(0);
+    expect(ksm.rootUnstableTree.node).not.toBe(0);
     expect(ksm.scanSlot).not.toBe(ksm.mmHead);
-    expect(ksm.scanLink).not.toBe(ksm.scanSlot);
+    expect(ksm.scanLink).not.toBe(0);
     const r = roundTrip(k);
     expect(stats(r)).toEqual(stats(k));
     expect(r.ksmd.nextWake()).toBe(k.ksmd.nextWake());
@@ -446,7 +446,7 @@ describe('continuation: a restored kernel goes on exactly like the original', ()
       // Snapshot at fixed steps, and at the first step that leaves the scan midway or
       // pages in swap: taken after the operation, before anything reads memory.
       const ksm = k.ksmEngine;
-      const isMidScan = op.kind === 'advance' && ksm.scanSlot !== ksm.mmHead && ksm.scanLink !== ksm.scanSlot;
+      const isMidScan = op.kind === 'advance' && ksm.scanSlot !== ksm.mmHead && ksm.scanLink !== 0;
       const isInSwap = op.kind === 'reclaim' && k.swap!.usedSlots > 0;
       if (step === 40 || step === 100 || (isMidScan && !midScan) || (isInSwap && !inSwap && step > 20)) {
         midScan ||= isMidScan;

@@ -30,7 +30,7 @@ function newKernel(memoryMiB = 64): Kernel {
 /** The frames of the stable tree's nodes, in tree (content) order. */
 function stableKpfns(k: Kernel): number[] {
   const out: number[] = [];
-  k.ksmEngine.forEachStableNode((node) => out.push(node.kpfn));
+  k.ksmEngine.forEachStableNode((node) => out.push(k.ksmEngine.stableNodeCache.kpfn[node]!));
   return out;
 }
 
