@@ -324,7 +324,7 @@ export class RmapItemCache {
 //   rmap_hlist_len         int                                    rmapHlistLen           Int32
 //   nid                    int                                    nid                    Uint8
 //   (not in Linux)                                                domain                 Uint16 interned merge domain
-//   36 B a record. The road not taken for dupHead: sharing `hlist` as the kernel does
+//   37 B a record. The road not taken for dupHead: sharing `hlist` as the kernel does
 //   would save 4 B per KSM page but make every reader of `hlist` ask whether the node
 //   is a chain first.
 
