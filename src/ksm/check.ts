@@ -184,7 +184,7 @@ export function checkKsmInvariants(ksm: Ksm): void {
       let livePfn = -1;
       if (isStableNodeChain(sn, node)) {
         chains++;
-        if (sn.hlist[node] !== NULL) fail(`chain in tree ${nid} has rmap_items`);
+        if (sn.hlist[node] !== NULL || sn.kpfn[node] !== -1) fail(`chain in tree ${nid} has rmap_items or a page`);
         // A chain may have no dup left: the keyhole removes stale dups from their
         // chain, and the chain itself goes when a search next walks it.
         const first = sn.dupHead[node]!;

@@ -162,7 +162,7 @@ function migrateListDel(ksm: Ksm, node: StableNode): void {
 function allocStableNodeChain(ksm: Ksm, dup: StableNode, root: RbRootIdx): StableNode {
   const sn = ksm.stableNodeCache;
   if (isStableNodeChain(sn, dup)) bug('alloc_stable_node_chain of a chain');
-  const chain = sn.alloc(0);
+  const chain = sn.alloc(-1);
   sn.rmapHlistLen[chain] = STABLE_NODE_CHAIN;
   sn.chainPruneTime[chain] = ksm.kernel.now;
   sn.nid[chain] = sn.nid[dup]!;

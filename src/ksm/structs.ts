@@ -320,13 +320,17 @@ export class RmapItemCache {
 //                          (head's value says which member)       linked                 Uint8  NODE_* below
 //   hlist                  struct hlist_head                      hlist                  Int32  first rmap_item (a chain: 0)
 //                          (a chain's dups: the same hlist)       dupHead                Int32  a chain's first dup
-//   kpfn | chain_prune_time union { unsigned long; unsigned long } kpfn | chainPruneTime  Float64 (a chain's kpfn reads -1)
+//   kpfn | chain_prune_time union { unsigned long; unsigned long } kpfn                   Int32  (a chain's: -1)
+//                                                                 chainPruneTime         Float64
 //   rmap_hlist_len         int                                    rmapHlistLen           Int32
 //   nid                    int                                    nid                    Uint8
 //   (not in Linux)                                                domain                 Uint16 interned merge domain
-//   37 B a record. The road not taken for dupHead: sharing `hlist` as the kernel does
-//   would save 4 B per KSM page but make every reader of `hlist` ask whether the node
-//   is a chain first.
+//   41 B a record. Two of the kernel's unions are not kept. kpfn and chain_prune_time:
+//   a time needs a Float64, and kpfn read from a Float64Array is a double that every
+//   frame array it indexes must convert (and box, passed to a call not inlined) on the
+//   keyhole's hot path; an Int32 kpfn costs 8 B more per KSM page. And dupHead:
+//   sharing `hlist` as the kernel does would save 4 B but make every reader of `hlist`
+//   ask whether the node is a chain first.
 
 /**
  * stable_node: one KSM page in the stable tree; in 6.x also a chain of them.
@@ -346,8 +350,7 @@ export class RmapItemCache {
  * - A chain (rmapHlistLen === STABLE_NODE_CHAIN) stands in the tree for a content
  *   with more than one KSM page: `dupHead` lists its dups (hlist_dup), all with the
  *   same contents, each a regular node with its own rmap_items. A chain has no page:
- *   its kpfn slot holds `chainPruneTime`, when its dups were last all walked (kpfnOf()
- *   reads -1).
+ *   kpfn is -1; `chainPruneTime` is when its dups were last all walked.
  * - A dup (linked NODE_DUP) is a regular node on a chain's list: `chain` is that
  *   chain, `dupNext`/`dupPrev` its links. It is in no tree itself.
  * - A node whose KSM page migrated to another NUMA node while merge_across_nodes is
@@ -376,7 +379,7 @@ export class StableNodeCache {
   linked!: Uint8Array;
   hlist!: Int32Array;
   dupHead!: Int32Array;
-  kpfn!: Float64Array;
+  kpfn!: Int32Array;
   chainPruneTime!: Float64Array;
   rmapHlistLen!: Int32Array;
   nid!: Uint8Array;
@@ -394,6 +397,7 @@ export class StableNodeCache {
       new Uint8Array(INITIAL_RECORDS),
       new Int32Array(INITIAL_RECORDS),
       new Int32Array(INITIAL_RECORDS),
+      new Int32Array(INITIAL_RECORDS),
       new Float64Array(INITIAL_RECORDS),
       new Int32Array(INITIAL_RECORDS),
       new Uint8Array(INITIAL_RECORDS),
@@ -409,7 +413,8 @@ export class StableNodeCache {
     linked: Uint8Array,
     hlist: Int32Array,
     dupHead: Int32Array,
-    kpfn: Float64Array,
+    kpfn: Int32Array,
+    chainPruneTime: Float64Array,
     rmapHlistLen: Int32Array,
     nid: Uint8Array,
     domain: Uint16Array,
@@ -427,7 +432,7 @@ export class StableNodeCache {
     this.hlist = hlist;
     this.dupHead = dupHead;
     this.kpfn = kpfn;
-    this.chainPruneTime = kpfn;
+    this.chainPruneTime = chainPruneTime;
     this.rmapHlistLen = rmapHlistLen;
     this.nid = nid;
     this.domain = domain;
@@ -438,7 +443,7 @@ export class StableNodeCache {
   }
 
   /** Bytes of one record, summed over the arrays (a union counted once). */
-  static readonly RECORD_BYTES = 4 + 4 + 4 + 1 + 1 + 4 + 4 + 8 + 4 + 1 + 2;
+  static readonly RECORD_BYTES = 4 + 4 + 4 + 1 + 1 + 4 + 4 + 4 + 8 + 4 + 1 + 2;
 
   /** alloc_stable_node(): a regular node of KSM page kpfn, unlinked, every other field 0. */
   alloc(kpfn: number): StableNode {
@@ -464,6 +469,7 @@ export class StableNodeCache {
     this.linked[n] = NODE_UNLINKED;
     this.dupHead[n] = NULL;
     this.kpfn[n] = 0;
+    this.chainPruneTime[n] = 0;
     this.rmapHlistLen[n] = 0;
     this.nid[n] = 0;
     this.domain[n] = 0;
@@ -482,15 +488,16 @@ export class StableNodeCache {
       doubled(this.hlist),
       doubled(this.dupHead),
       doubled(this.kpfn),
+      doubled(this.chainPruneTime),
       doubled(this.rmapHlistLen),
       doubled(this.nid),
       doubled(this.domain),
     );
   }
 
-  /** The node's KSM page, or -1 for a chain (whose kpfn slot holds its prune time). */
+  /** The node's KSM page, or -1 for a chain. */
   kpfnOf(n: StableNode): number {
-    return this.rmapHlistLen[n] === STABLE_NODE_CHAIN ? -1 : this.kpfn[n]!;
+    return this.kpfn[n]!;
   }
 }
 

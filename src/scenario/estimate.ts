@@ -29,8 +29,13 @@ import type { Scenario } from './schema.js';
 export const FRAME_BYTES = 44;
 /** Bytes of page table per mapped page (an f64 pte and its table's share). */
 export const PTE_BYTES = 8.3;
-/** KSM metadata per page it scans (rmap_item; stable nodes and tree links shared out). Measured: 202 B. */
-export const KSM_BYTES_PER_PAGE = 200;
+/**
+ * KSM metadata per page it scans: a 38-byte rmap_item record, a stable node's share
+ * (37 B per KSM page) and the record tables' slack from doubling (src/ksm/structs.ts).
+ * Measured (bench/ksm-metadata.ts): 49.4 B of heap per rmap_item, 56.5 B of records
+ * per merged page in ksmpages' worst case; rounded up.
+ */
+export const KSM_BYTES_PER_PAGE = 60;
 /** Per distinct generated page: its id's entries, key, interning slot. */
 export const SOURCE_CONTENT_BYTES = 60;
 /** Node.js, the code, the materialization cache. */

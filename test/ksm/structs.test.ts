@@ -88,15 +88,14 @@ describe('RmapItemCache: rmap_items as numbered records', () => {
 });
 
 describe('StableNodeCache: stable nodes as numbered records', () => {
-  it('allocates an unlinked regular node of a kpfn; a chain reads kpfn -1 and keeps its prune time in the same field', () => {
+  it('allocates an unlinked regular node of a kpfn; a chain has kpfn -1 and a prune time of its own', () => {
     const c = new StableNodeCache();
     const n = c.alloc(1234);
     expect([n, c.kpfn[n], c.kpfnOf(n), c.linked[n], c.hlist[n], c.rmapHlistLen[n]]).toEqual([1, 1234, 1234, NODE_UNLINKED, NULL, 0]);
-    const chain = c.alloc(0);
+    const chain = c.alloc(-1);
     c.rmapHlistLen[chain] = STABLE_NODE_CHAIN;
-    c.chainPruneTime[chain] = 5000;
-    expect([c.kpfn[chain], c.kpfnOf(chain)]).toEqual([5000, -1]);
-    expect(c.chainPruneTime).toBe(c.kpfn);
+    c.chainPruneTime[chain] = 5000.5;
+    expect([c.kpfn[chain], c.chainPruneTime[chain], c.chainPruneTime[n]]).toEqual([-1, 5000.5, 0]);
   });
 
   it('frees to a list chained through hlist, every field zeroed, and reuses the record', () => {
@@ -123,7 +122,7 @@ describe('StableNodeCache: stable nodes as numbered records', () => {
     expect(c.migrateNext).toBe(c.rbLeft);
     expect(c.dupPrev).toBe(c.rbRight);
     expect(c.migratePrev).toBe(c.rbRight);
-    expect(StableNodeCache.RECORD_BYTES).toBe(37);
+    expect(StableNodeCache.RECORD_BYTES).toBe(41);
   });
 });
 
