@@ -8,8 +8,23 @@ import { samepageKsmpages, type Mode } from './ksmpages.js';
 import { realKsmpages } from './realKsmpages.js';
 
 const mib = Number(process.argv[2] ?? 1024);
-/** `npx tsx bench/run.ts MIB 6.18`: only ksmpages in the 6.18 profile beside the real ksmd's defaults. */
+/**
+ * `npx tsx bench/run.ts MIB 6.18`: only ksmpages in the 6.18 profile beside the real
+ * ksmd's defaults; `... MIB ksmpages`: only ksmpages, in both profiles.
+ */
 const only618 = process.argv[3] === '6.18';
+const onlyKsmpages = process.argv[3] === 'ksmpages';
+
+/** ksmpages in the 2.6.33 profile beside the real ksmd configured like 2.6.33. */
+async function ksmpages2633(): Promise<void> {
+  console.log(`\nksmpages, 2 × ${mib} MiB, pages_to_scan 100000, sleep_millisecs 0`);
+  for (const mode of ['worst', 'best'] as Mode[]) {
+    const s = samepageKsmpages(mib, mode);
+    const r = await realKsmpages(mib, mode);
+    const real = 'skipped' in r ? `real ksmd: skipped (${r.skipped})` : `real ksmd ${r.seconds.toFixed(2)} s (${r.fullScans} full scans), Samepage/real ${(s.seconds / r.seconds).toFixed(2)}`;
+    console.log(`  ${mode.padEnd(6)} Samepage ${s.seconds.toFixed(2)} s (${s.fullScans} full scans, shared ${s.pagesShared}, sharing ${s.pagesSharing})   ${real}`);
+  }
+}
 
 /** ksmpages in the 6.18 profile beside the real ksmd in its default configuration. */
 async function ksmpages618(): Promise<void> {
@@ -17,13 +32,14 @@ async function ksmpages618(): Promise<void> {
   for (const mode of ['worst', 'best'] as Mode[]) {
     const s = samepageKsmpages(mib, mode, '6.18');
     const r = await realKsmpages(mib, mode, { knobs: DEFAULTS_6_18 });
-    const real = 'skipped' in r ? `real ksmd: skipped (${r.skipped})` : `real ksmd ${r.seconds.toFixed(2)} s (${r.fullScans} full scans, shared ${r.pagesShared}, sharing ${r.pagesSharing})`;
+    const real = 'skipped' in r ? `real ksmd: skipped (${r.skipped})` : `real ksmd ${r.seconds.toFixed(2)} s (${r.fullScans} full scans, shared ${r.pagesShared}, sharing ${r.pagesSharing}), Samepage/real ${(s.seconds / r.seconds).toFixed(2)}`;
     console.log(`  ${mode.padEnd(6)} Samepage ${s.seconds.toFixed(2)} s (${s.fullScans} full scans, shared ${s.pagesShared}, sharing ${s.pagesSharing})   ${real}`);
   }
 }
 
 async function main(): Promise<void> {
-  if (only618) {
+  if (only618 || onlyKsmpages) {
+    if (onlyKsmpages) await ksmpages2633();
     await ksmpages618();
     return;
   }
@@ -34,14 +50,12 @@ async function main(): Promise<void> {
   } catch (e) {
     console.log(`  (mm benchmarks unavailable: ${(e as Error).message})`);
   }
-  console.log(`\nksmpages, 2 × ${mib} MiB, pages_to_scan 100000, sleep_millisecs 0`);
-  for (const mode of ['worst', 'best'] as Mode[]) {
-    const s = samepageKsmpages(mib, mode);
-    const r = await realKsmpages(mib, mode);
-    const real = 'skipped' in r ? `real ksmd: skipped (${r.skipped})` : `real ksmd ${r.seconds.toFixed(2)} s (${r.fullScans} full scans)`;
-    console.log(`  ${mode.padEnd(6)} Samepage ${s.seconds.toFixed(2)} s (${s.fullScans} full scans, shared ${s.pagesShared}, sharing ${s.pagesSharing}, ~${s.ksmBytesPerPage.toFixed(0)} B KSM metadata per page)   ${real}`);
-  }
+  await ksmpages2633();
   await ksmpages618();
+  // KSM metadata per merged page, from the record tables and the heap (each case in a child process).
+  console.log('\nKSM metadata per merged page (bench/ksm-metadata.ts, 2 × 256 MiB)');
+  const { benchKsmMetadata } = await import('./ksm-metadata.js');
+  for (const v of ['2.6.33', '6.18'] as const) await benchKsmMetadata(256, v, (line) => console.log(line));
   // ksmd's CPU cost model, calibrated on the real ksmd (src/ksm/cost.ts ships the figures).
   console.log('\nksmd CPU cost calibration (bench/calibrate-ksmd.ts)');
   const { calibrateKsmd, describeCalibration } = await import('./calibrate-ksmd.js');
