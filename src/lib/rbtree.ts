@@ -1,9 +1,13 @@
 /**
  * An intrusive red-black tree, shaped like Linux lib/rbtree.c (2.6.33).
  *
- * Intrusive: the tree links live in the objects it holds (a StableNode, an RmapItem),
- * which declare `rbParent, rbLeft, rbRight, rbRed` as their first four fields so every
- * node class has the same leading shape. The tree never allocates: inserting and
+ * KSM's trees now link numbered records (rbtree-indexed.ts, the same algorithm over
+ * typed-array links); this object tree is the one that one is tested against, node for
+ * node (test/lib/rbtree-indexed.test.ts), and is there for trees of objects.
+ *
+ * Intrusive: the tree links live in the objects it holds, which declare `rbParent,
+ * rbLeft, rbRight, rbRed` as their first four fields so every node class has the same
+ * leading shape. The tree never allocates: inserting and
  * erasing only rewire those fields.
  *
  * The tree never compares either. KSM's trees are keyed by page *contents*, compared
