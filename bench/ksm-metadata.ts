@@ -10,8 +10,6 @@
  *    every typed array's byteLength, at its current capacity, so the slack of the last
  *    doubling counts; plus the mm and anon_vma tables' slots), and as used (records in
  *    use times the record size);
- *  - records allocated but never touched are not resident: a table's arrays are
- *    zero-filled allocations, and growing one copies only the used half.
  *
  * And a figure measured from the outside: the growth of V8's heap plus array buffers
  * from run=1 until done, after a full GC (each mode in a fresh process with

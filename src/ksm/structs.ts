@@ -76,7 +76,8 @@ export function decodeRmapFlags(flags: number): string {
  * Allocation: a table hands out the first record of its free list (freed records,
  * chained through one of their link fields, last freed first, like a slab's
  * freelist), else the next never-used record. When every record is in use it grows
- * by doubling: each array is replaced by one twice as long, the old contents copied.
+ * by doubling: each array is replaced by one twice as long, the old contents copied
+ * (so up to half a table is room not yet used: bench/ksm-metadata.ts reports both).
  * So the hot paths (a new rmap_item per newly scanned page, a stable node per merged
  * pair) allocate nothing but in the rare doubling, amortized O(1) per record, and a
  * table never shrinks (neither does a slab cache's high-water mark, much). Code that
@@ -121,8 +122,13 @@ export type StableNode = number;
 /** The record number that means "none". */
 export const NULL = 0;
 
-/** The first capacity of a record table (records, NULL's included); it doubles from there. */
-const INITIAL_RECORDS = 256;
+/**
+ * The first capacity of a record table (records, NULL's included); it doubles from
+ * there. 257, not 256: with record 0 taken by NULL, a table of 2^k + 1 slots holds a
+ * power of two of records, the sizes benchmarks and hosts come in, without doubling
+ * into twice the room for the last one.
+ */
+const INITIAL_RECORDS = 257;
 
 /** A new typed array of twice `old`'s length, holding `old`'s contents. */
 function doubled<T extends Int32Array | Uint32Array | Uint16Array | Uint8Array | Float64Array>(old: T): T {

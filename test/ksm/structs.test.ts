@@ -44,7 +44,7 @@ describe('RmapItemCache: rmap_items as numbered records', () => {
   it('grows by doubling when full, keeping every field of every record', () => {
     const c = new RmapItemCache();
     const cap0 = c.capacity;
-    expect(cap0).toBe(256);
+    expect(cap0).toBe(257); // 256 records and NULL
     for (let i = 1; i < cap0; i++) {
       const r = c.alloc(i & 0xffff, i * 4096);
       c.oldchecksum[r] = i * 7;
@@ -115,8 +115,10 @@ describe('StableNodeCache: stable nodes as numbered records', () => {
   it('grows by doubling; dup and migrate links are the rb links', () => {
     const c = new StableNodeCache();
     for (let i = 1; i <= 256; i++) c.alloc(i);
-    expect(c.capacity).toBe(512);
-    for (let i = 1; i <= 256; i++) expect(c.kpfn[i]).toBe(i);
+    expect(c.capacity).toBe(257);
+    for (let i = 257; i <= 300; i++) c.alloc(i);
+    expect(c.capacity).toBe(514);
+    for (let i = 1; i <= 300; i++) expect(c.kpfn[i]).toBe(i);
     expect(c.chain).toBe(c.rbParent);
     expect(c.dupNext).toBe(c.rbLeft);
     expect(c.migrateNext).toBe(c.rbLeft);
