@@ -60,9 +60,10 @@ export function decodeRmapFlags(flags: number): string {
  * ---- KSM's records: rmap_items and stable nodes in typed arrays -------------------------
  *
  * mm/ksm.c allocates a struct ksm_rmap_item (64 B) per page it scans and a struct
- * ksm_stable_node per KSM page, from slab caches. A JS object per rmap_item cost
- * ~100 B with its boxed address, and a StableNode ~90 B: 164-202 B of KSM metadata
- * per merged page. So, as src/mm/physmem.ts does for frames, each kind is a table of
+ * ksm_stable_node per KSM page, from slab caches. As JS objects (an rmap_item of 16
+ * fields with its boxed address, a StableNode of 17) they grew the heap by 187 B per
+ * rmap_item and 164-202 B per merged page. So, as src/mm/physmem.ts does for frames,
+ * each kind is a table of
  * numbered records, one typed array per field (struct of arrays), and a "pointer"
  * to one is its record number. The tables are Ksm.rmapItemCache and
  * Ksm.stableNodeCache, named for the kernel's rmap_item_cache and
