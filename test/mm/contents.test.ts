@@ -438,3 +438,42 @@ describe('ContentStore', () => {
     }
   });
 });
+
+describe('firstDifference() of pages that differ only in their last words', () => {
+  /** A stored page, zero but for `tail` at its end. */
+  const zeroBut = (s: ContentStore, tail: number[], at = PAGE_SIZE - tail.length): number => {
+    const b = Buffer.alloc(PAGE_SIZE);
+    tail.forEach((x, i) => (b[at + i] = x));
+    return s.fromBytes(b, 0);
+  };
+
+  it('finds the byte within the last words (compared in JS), and equal tails equal', () => {
+    const s = new ContentStore();
+    const a = zeroBut(s, [0, 0, 0, 1, 7, 0, 0, 0]);
+    const b = zeroBut(s, [0, 0, 0, 1, 9, 0, 0, 0]);
+    const c = zeroBut(s, [0, 0, 0, 1, 7, 0, 0, 0]);
+    expect([s.firstDifference(a, b), s.byteAt(a, 4092), s.byteAt(b, 4092)]).toEqual([4092, 7, 9]);
+    expect(s.firstDifference(b, a)).toBe(4092);
+    expect(s.firstDifference(a, c)).toBe(PAGE_SIZE);
+  });
+
+  it('gives the same answers either side of the 64-word boundary between the JS loop and Buffer.compare', () => {
+    const s = new ContentStore();
+    // Both pages zero for 1024 - 64 = 960 words, then differing at word 1000 (JS loop).
+    const p1 = zeroBut(s, [1, 2, 3, 4], 960 * 4);
+    const p2 = Buffer.alloc(PAGE_SIZE);
+    p2.set([1, 2, 3, 4], 960 * 4);
+    p2[1000 * 4 + 2] = 5;
+    const q1 = s.fromBytes(p2, 0);
+    expect(s.firstDifference(p1, q1)).toBe(4002);
+    // Zero for 959 words, so 65 words are left (Buffer.compare), differing at word 1000.
+    const r1 = zeroBut(s, [1], 959 * 4);
+    const r2b = Buffer.alloc(PAGE_SIZE);
+    r2b[959 * 4] = 1;
+    r2b[1000 * 4 + 2] = 5;
+    const r2 = s.fromBytes(r2b, 0);
+    expect(s.firstDifference(r1, r2)).toBe(4002);
+    const r3 = zeroBut(s, [1], 959 * 4);
+    expect(s.firstDifference(r1, r3)).toBe(PAGE_SIZE);
+  });
+});
