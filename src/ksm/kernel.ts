@@ -1,5 +1,6 @@
 import { MEM_CANCEL_OFFLINE, MEM_GOING_OFFLINE, MEM_OFFLINE } from '../mm/hotplug.js';
-import { KernelError } from '../lib/errors.js';
+import { InvariantError, KernelError } from '../lib/errors.js';
+import { checkOptions } from '../lib/validate.js';
 import { HostKernel, type KernelOptions } from '../mm/kernel.js';
 import { decodeKernelImage, restoreKernelImage, saveKernelImage, type KernelImage } from '../mm/snapshot.js';
 import { checkKsmInvariants } from './check.js';
@@ -34,8 +35,9 @@ export class Kernel extends HostKernel {
   readonly ksmEngine: Ksm;
   readonly ksmd: Ksmd;
 
-  constructor(opts: KsmKernelOptions = {}) {
-    // Refuse an unknown version before any memory is set up.
+  constructor(optsIn: KsmKernelOptions = {}) {
+    // Refuse bad options and an unknown version before any memory is set up.
+    const opts = checkOptions('Kernel options', optsIn) as KsmKernelOptions;
     const profile = kernelProfile(opts.version ?? DEFAULT_KERNEL_VERSION);
     super(opts);
     this.version = profile.version;
@@ -139,6 +141,16 @@ export function restoreUntrustedKernel(img: unknown): Kernel | string {
   const d = decodeKernelImage(img, KERNEL_IMAGE_PARTS);
   if (typeof d === 'string') return d;
   const k = new Kernel(d.options);
-  restoreKernelImage(k, d);
+  // The decoder checks each field's type, range and references; whether the records
+  // fit together (every frame's counts, the swap_map, KSM's counters and trees) is
+  // what the deep check recounts. A kernel that fails it is never handed out: an image
+  // off by one in a count would otherwise restore, and fail later, far from the cause.
+  try {
+    restoreKernelImage(k, d);
+    k.checkInvariants();
+  } catch (e) {
+    if (e instanceof InvariantError) return `the records do not fit together: ${e.message}`;
+    throw e;
+  }
   return k;
 }

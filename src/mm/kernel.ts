@@ -1,5 +1,6 @@
 import { KernelError, bug } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
+import { MAX_WAKEUPS_PER_CALL, checkCount, checkFinite, checkInt, checkOptions, checkString, describe } from '../lib/validate.js';
 import {
   PAGE_SIZE,
   PG_ANON,
@@ -22,14 +23,39 @@ import { registerMemorySysfs, type MemoryNotifier, type MemoryNotify } from './h
 import { shrinkPages } from './swapops.js';
 
 export interface KernelOptions {
-  /** RAM in MiB (a multiple of blockMiB). */
+  /**
+   * RAM in MiB, at most 256 GiB. Memory blocks of blockMiB each, the last one
+   * partial when blockMiB does not divide it (32 MiB is one partial 128 MiB block).
+   */
   memoryMiB?: number;
-  /** Swap device size in MiB; 0 for none. */
+  /** Swap device size in MiB (under 256 GiB); 0 for none. */
   swapMiB?: number;
-  /** Memory block size in MiB (a power of two; 128 as on x86-64 Linux). */
+  /** Memory block size in MiB: a power of two up to 2048 (Linux's largest, 2 GiB); 128 as on x86-64. */
   blockMiB?: number;
   /** Seed of the kernel's PRNG. */
   seed?: number;
+}
+
+/** The largest memory block Linux has (x86-64's MAX_BLOCK_SIZE): 2 GiB. */
+export const MAX_BLOCK_MIB = 2048;
+/** The most RAM a pte can address here (26 bits of pfn). */
+export const MAX_MEMORY_MIB = 256 * 1024;
+/** The most swap a kernel (and its image) takes: just under 256 GiB. */
+export const MAX_SWAP_MIB = 256 * 1024 - 1;
+
+/**
+ * KernelOptions checked, defaults filled in. The same limits bind a kernel image's
+ * options (src/mm/snapshot.ts), so a kernel this accepts always saves an image that
+ * restores.
+ */
+export function checkKernelOptions(optsIn: unknown): Required<KernelOptions> {
+  const o = checkOptions('Kernel options', optsIn);
+  const blockMiB = o.blockMiB === undefined ? 128 : checkInt('Kernel options: blockMiB', o.blockMiB, 1, MAX_BLOCK_MIB);
+  if ((blockMiB & (blockMiB - 1)) !== 0) throw new KernelError('EINVAL', `Kernel options: blockMiB: expected a power of two up to ${MAX_BLOCK_MIB}, found ${blockMiB}`);
+  const memoryMiB = o.memoryMiB === undefined ? 512 : checkInt('Kernel options: memoryMiB', o.memoryMiB, 1, MAX_MEMORY_MIB);
+  const swapMiB = o.swapMiB === undefined ? 0 : checkInt('Kernel options: swapMiB', o.swapMiB, 0, MAX_SWAP_MIB);
+  const seed = o.seed === undefined ? 1 : checkInt('Kernel options: seed', o.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  return { memoryMiB, swapMiB, blockMiB, seed };
 }
 
 /**
@@ -40,6 +66,8 @@ export interface KThread {
   readonly name: string;
   nextWake(): number | null;
   run(now: number): void;
+  /** About how many times it would run in the next `ms` if nothing changed (advance()'s bound). */
+  wakeupsWithin(ms: number): number;
 }
 
 /** /proc/vmstat counters kept by the model. */
@@ -108,18 +136,16 @@ export class HostKernel {
   /** The pid the next process gets. */
   private nextPid: number;
 
-  constructor(opts: KernelOptions = {}) {
-    const memoryMiB = opts.memoryMiB ?? 512;
-    const blockMiB = opts.blockMiB ?? 128;
-    const swapMiB = opts.swapMiB ?? 0;
-    if (!Number.isInteger(swapMiB) || swapMiB < 0) {
-      throw new KernelError('EINVAL', `swapMiB must be a non-negative integer, got ${swapMiB}`);
-    }
-    this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed ?? 1 };
+  constructor(optsIn: KernelOptions = {}) {
+    const opts = checkKernelOptions(optsIn);
+    const memoryMiB = opts.memoryMiB;
+    const blockMiB = opts.blockMiB;
+    const swapMiB = opts.swapMiB;
+    this.options = opts;
     this.mem = new PhysMem({ memoryMiB, blockMiB });
     this.swap = swapMiB > 0 ? new SwapDevice(swapMiB) : null;
     this.sysfs = new Sysfs();
-    this.prng = new Prng(opts.seed ?? 1);
+    this.prng = new Prng(opts.seed);
     this.now = 0;
     this.threads = [];
     this.processes = new Map();
@@ -150,13 +176,13 @@ export class HostKernel {
    * memory.reclaim. Returns the number freed (0 without a swap device).
    */
   reclaim(pages: number): number {
-    if (!Number.isInteger(pages) || pages < 0) throw new KernelError('EINVAL', `reclaim() takes a non-negative number of pages, got ${pages}`);
-    return shrinkPages(this, pages);
+    // memory.reclaim takes any size; more pages than exist is simply all it can do.
+    return shrinkPages(this, checkCount('reclaim: pages', pages));
   }
 
   /** Migrate one anonymous or KSM page to a new frame; returns the new frame. */
   migratePage(pfn: number): number {
-    return migratePage(this, pfn);
+    return migratePage(this, checkInt('migratePage: pfn', pfn, 0, this.mem.nrFrames - 1));
   }
 
   /** Compact every online memory block (writing /proc/sys/vm/compact_memory); returns pages moved. */
@@ -168,6 +194,7 @@ export class HostKernel {
 
   /** A new process with an empty address space (think: exec of a fresh program). */
   spawn(name: string): Process {
+    checkString('spawn: name', name);
     const p = new Process(this, this.nextPid++, name, null);
     this.processes.set(p.pid, p);
     return p;
@@ -240,8 +267,7 @@ export class HostKernel {
 
   /** Run every kernel thread due within the next `ms` milliseconds, then set the clock. */
   advance(ms: number): void {
-    if (!Number.isFinite(ms) || ms < 0) throw new KernelError('EINVAL', `advance() takes a non-negative number of ms, got ${ms}`);
-    const end = this.now + ms;
+    const end = this.checkSpan('advance', ms);
     for (;;) {
       const t = this.nextDueThread(end);
       if (t === null) break;
@@ -250,6 +276,27 @@ export class HostKernel {
       t.run(this.now);
     }
     this.now = end;
+  }
+
+  /**
+   * Check a span of simulated time about to be run; returns when it ends. Refused up
+   * front: a span that is not a number ≥ 0 (EINVAL); one ending past 2^53 ms, where
+   * times stop being exact and a thread's next wakeup would equal now (EOVERFLOW);
+   * one whose threads would need more than MAX_WAKEUPS_PER_CALL wakeups (E2BIG):
+   * ksmd wakes every sleep_millisecs (at least 1 ms) while it has work.
+   */
+  checkSpan(what: string, ms: unknown): number {
+    const span = checkFinite(`${what}(ms)`, ms, 0, Number.MAX_VALUE);
+    const end = this.now + span;
+    if (end > Number.MAX_SAFE_INTEGER) {
+      throw new KernelError('EOVERFLOW', `${what}: simulated time would reach ${end} ms, past 2^53 ms where it stops being exact (now ${this.now} ms)`);
+    }
+    let wakeups = 0;
+    for (const t of this.threads) wakeups += t.wakeupsWithin(span);
+    if (wakeups > MAX_WAKEUPS_PER_CALL) {
+      throw new KernelError('E2BIG', `${what}(${describe(ms)}): the kernel's threads would wake about ${Math.round(wakeups)} times, more than the ${MAX_WAKEUPS_PER_CALL} one call may take; advance in smaller steps`);
+    }
+    return end;
   }
 
   /** The thread due soonest, no later than `end`, or null. */

@@ -1,6 +1,5 @@
 import { KernelError, assert, bug } from '../lib/errors.js';
 import {
-  PAGE_SHIFT,
   PAGE_SIZE,
   PG_ANON,
   PG_BUDDY,
@@ -164,14 +163,13 @@ export class PhysMem {
 
   constructor(opts: PhysMemOptions) {
     const { memoryMiB, blockMiB } = opts;
-    if (!Number.isInteger(blockMiB) || blockMiB <= 0 || (blockMiB & (blockMiB - 1)) !== 0) {
-      throw new KernelError('EINVAL', `blockMiB must be a power of two, got ${blockMiB}`);
+    // HostKernel's checkKernelOptions() has checked both (types and limits); these
+    // are what the arithmetic below relies on.
+    if (!Number.isInteger(blockMiB) || blockMiB <= 0 || blockMiB > 2048 || (blockMiB & (blockMiB - 1)) !== 0) {
+      throw new KernelError('EINVAL', `blockMiB must be a power of two up to 2048, got ${blockMiB}`);
     }
-    if (!Number.isInteger(memoryMiB) || memoryMiB <= 0 || memoryMiB % blockMiB !== 0) {
-      throw new KernelError(
-        'EINVAL',
-        `memoryMiB must be a positive multiple of blockMiB (${blockMiB}), got ${memoryMiB}`,
-      );
+    if (!Number.isInteger(memoryMiB) || memoryMiB <= 0) {
+      throw new KernelError('EINVAL', `memoryMiB must be a positive whole number, got ${memoryMiB}`);
     }
     this.blockPages = (blockMiB * 1024 * 1024) / PAGE_SIZE;
     this.blockShift = Math.log2(this.blockPages);
@@ -198,8 +196,11 @@ export class PhysMem {
     this.lruSize = new Int32Array(3);
     this.blocks = [];
     this.nrFreeOnline = 0;
+    // Linux's memory blocks are all one size, but the last may be only partly
+    // populated (a machine with 32 MiB and 128 MiB blocks has one block, a quarter
+    // present). Here the last block simply has fewer frames.
     for (let b = 0; b * this.blockPages < n; b++) {
-      const block = new MemoryBlock(b, b * this.blockPages, this.blockPages);
+      const block = new MemoryBlock(b, b * this.blockPages, Math.min(this.blockPages, n - b * this.blockPages));
       this.blocks.push(block);
       this.onlineBlock(block);
     }
@@ -214,7 +215,9 @@ export class PhysMem {
 
   /** Byte offset of pfn's contents inside its block's buffer. */
   offsetOf(pfn: number): number {
-    return (pfn & (this.blockPages - 1)) << PAGE_SHIFT;
+    // A multiplication, not `<< PAGE_SHIFT`: in a 2 GiB block the offset reaches
+    // 2^31, where a 32-bit shift turns negative.
+    return (pfn & (this.blockPages - 1)) * PAGE_SIZE;
   }
 
   /**

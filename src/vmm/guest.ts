@@ -6,7 +6,8 @@ import type { Process } from '../mm/process.js';
 import { newMemSizeStats } from '../mm/task-mmu.js';
 import type { PageSource, PageSourceRef, SourceLayout } from './page-source.js';
 import type { GuestSample, GuestState } from './types.js';
-import { IDLE_WORKLOAD, checkWorkload, startBurst, type ActiveBurst, type WorkloadSpec } from './workload.js';
+import { IDLE_WORKLOAD, checkBurstPages, checkWorkload, startBurst, type ActiveBurst, type WorkloadSpec } from './workload.js';
+import { MAX_RW_COUNT, checkAddr, checkBytes, checkCount, checkFinite, describe } from '../lib/validate.js';
 
 /** One page of contents being generated: the guest writes it through the MMU. */
 const scratchPage = new Uint32Array(PAGE_SIZE / 4);
@@ -145,8 +146,7 @@ export class Guest {
       slots.push({ slot: 1, gpa: ABOVE_4G_BASE, size: opts.ramBytes - below, firstPage: below / PAGE_SIZE, hva: 0 });
     }
     this.slots = slots;
-    this.spec = opts.workload ?? IDLE_WORKLOAD;
-    checkWorkload(this.spec, `guest ${opts.name}`);
+    this.spec = opts.workload === undefined ? IDLE_WORKLOAD : checkWorkload(opts.workload, `guest ${opts.name}`, opts.ramBytes / PAGE_SIZE);
     this.state = 'created';
     this.process = null;
     this.bootSeed = 0;
@@ -173,8 +173,8 @@ export class Guest {
    * Change what the guest runs from now on. A new periodic burst starts one period
    * from now, as it would one period after boot; bursts already under way go on.
    */
-  setWorkload(w: WorkloadSpec): void {
-    checkWorkload(w, `guest ${this.name}`);
+  setWorkload(wIn: WorkloadSpec): void {
+    const w = checkWorkload(wIn, `guest ${this.name}`, this.ramPages);
     const old = this.spec.burst;
     this.spec = w;
     const b = w.burst;
@@ -282,8 +282,8 @@ export class Guest {
 
   /** A one-off burst: dirty `pages` pages over the next `overMs` ms of running. */
   burst(pages: number, overMs: number): void {
-    if (!Number.isSafeInteger(pages) || pages < 0) throw new KernelError('EINVAL', `guest ${this.name}: burst pages must be a whole number, got ${pages}`);
-    if (!Number.isFinite(overMs) || overMs < 0) throw new KernelError('EINVAL', `guest ${this.name}: burst duration must be ≥ 0 ms, got ${overMs}`);
+    checkBurstPages(`guest ${this.name}`, pages, this.ramPages);
+    checkFinite(`guest ${this.name}: burst duration (ms)`, overMs, 0);
     this.expect('burst', 'booting', 'running', 'paused');
     this.bursts.push(startBurst(pages, overMs));
   }
@@ -380,14 +380,13 @@ export class Guest {
     for (const s of this.slots) {
       if (gpa >= s.gpa && gpa < s.gpa + s.size) return s.hva + (gpa - s.gpa);
     }
-    throw new KernelError('EFAULT', `guest ${this.name}: guest-physical 0x${gpa.toString(16)} is not RAM`);
+    throw new KernelError('EFAULT', `guest ${this.name}: guest-physical ${typeof gpa === 'number' ? `0x${gpa.toString(16)}` : describe(gpa)} is not RAM`);
   }
 
   /** Split [gpa, gpa+len) into pieces inside one slot each. */
   private pieces(gpa: number, len: number, fn: (hva: number, off: number, n: number) => void): void {
-    if (!Number.isSafeInteger(gpa) || gpa < 0 || !Number.isSafeInteger(len) || len < 0) {
-      throw new KernelError('EINVAL', `guest ${this.name}: bad guest-physical range ${gpa}+${len}`);
-    }
+    checkAddr(`guest ${this.name}: guest-physical address`, gpa);
+    checkCount(`guest ${this.name}: length`, len, MAX_RW_COUNT);
     // Check the whole range first, so a bad range changes nothing.
     const parts: { hva: number; off: number; n: number }[] = [];
     let a = gpa;
@@ -403,15 +402,17 @@ export class Guest {
 
   /** Read guest-physical memory, as the guest (or a device model) sees it. */
   readPhys(gpa: number, len: number): Uint8Array {
+    checkCount(`guest ${this.name}: readPhys length`, len, MAX_RW_COUNT);
     const out = new Uint8Array(len);
     this.pieces(gpa, len, (hva, off, n) => out.set(this.process!.read(hva, n), off));
     return out;
   }
 
   /** Write guest-physical memory, as the guest does. */
-  writePhys(gpa: number, bytes: Uint8Array): void {
-    this.pieces(gpa, bytes.length, (hva, off, n) => this.process!.write(hva, bytes.subarray(off, off + n)));
-    this.pagesWritten += Math.ceil(bytes.length / PAGE_SIZE);
+  writePhys(gpa: number, bytesIn: ArrayBufferView): void {
+    const bytes = checkBytes(`guest ${this.name}: writePhys bytes`, bytesIn);
+    this.pieces(gpa, bytes.byteLength, (hva, off, n) => this.process!.write(hva, bytes.subarray(off, off + n)));
+    this.pagesWritten += Math.ceil(bytes.byteLength / PAGE_SIZE);
   }
 
   // ---- snapshots -----------------------------------------------------------------------------

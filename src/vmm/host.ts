@@ -2,6 +2,8 @@ import { customRandom, urlAlphabet } from 'nanoid';
 import { Kernel } from '../ksm/kernel.js';
 import { KSM_SYSFS_DIR, knobFile, type KsmKnobField } from '../ksm/profile.js';
 import { KernelError, assertNever } from '../lib/errors.js';
+import { MAX_WAKEUPS_PER_CALL, UINT_MAX, checkBool, checkCount, checkInt, checkKnownKeys, checkOptions, checkRecord, checkString, describe } from '../lib/validate.js';
+import { checkKernelOptions } from '../mm/kernel.js';
 import { Prng } from '../lib/prng.js';
 import { PAGE_SIZE } from '../mm/constants.js';
 import type { Process } from '../mm/process.js';
@@ -114,6 +116,39 @@ export function describePolicy(p: KsmPolicy): string {
   }
 }
 
+const GOVERNED = ['ksmtuned', 'mom', 'kubevirt'] as const;
+
+/**
+ * A policy checked, as a fresh record of its own (a caller changing theirs later
+ * changes nothing here): the same rules for setPolicy() and for a snapshot's policy
+ * (checkHostSnapshot), so a host never takes a policy its snapshot would refuse.
+ * The governors' configs are checked field by field when the governor starts
+ * (ksmtuned.ts, mom.ts, kubevirt.ts); here, that each is a record.
+ */
+export function checkKsmPolicy(what: string, pIn: unknown): KsmPolicy {
+  const p = checkRecord(what, pIn);
+  const maxKernelPages = p.maxKernelPages === undefined || p.maxKernelPages === null ? null : checkCount(`${what}: maxKernelPages`, p.maxKernelPages, UINT_MAX);
+  if (p.policy === 'fixed') {
+    checkKnownKeys(what, p, ['policy', 'run', 'pagesToScan', 'sleepMillisecs', 'maxKernelPages']);
+    return {
+      policy: 'fixed',
+      run: checkCount(`${what}: run`, p.run, 2),
+      pagesToScan: checkCount(`${what}: pagesToScan`, p.pagesToScan, UINT_MAX),
+      sleepMillisecs: checkCount(`${what}: sleepMillisecs`, p.sleepMillisecs, UINT_MAX),
+      maxKernelPages,
+    };
+  }
+  if (typeof p.policy !== 'string' || !(GOVERNED as readonly string[]).includes(p.policy)) {
+    throw new KernelError('EINVAL', `${what}: policy: expected one of fixed, ${GOVERNED.join(', ')}, found ${describe(p.policy)}`);
+  }
+  checkKnownKeys(what, p, ['policy', 'config', 'maxKernelPages']);
+  const config = { ...checkOptions(`${what}: config`, p.config) };
+  for (const [k, v] of Object.entries(config)) {
+    if (typeof v !== 'number' && typeof v !== 'boolean') throw new KernelError('EINVAL', `${what}: config.${k}: expected a number, found ${describe(v)}`);
+  }
+  return { policy: p.policy as (typeof GOVERNED)[number], config, maxKernelPages } as KsmPolicy;
+}
+
 /** The boot-time knobs of 2.6.33: run 0, pages_to_scan 100, sleep_millisecs 20. */
 export const DEFAULT_KSM_POLICY: KsmPolicy = { policy: 'fixed', run: 0, pagesToScan: 100, sleepMillisecs: 20, maxKernelPages: null };
 
@@ -132,6 +167,11 @@ export const DEFAULT_KSM_POLICY: KsmPolicy = { policy: 'fixed', run: 0, pagesToS
  * OOM killer would: it kills the process with the most memory (resident plus
  * swapped), a guest's QEMU or a pressure process, and logs it.
  */
+/** A guest's name: what a snapshot, a scenario file and the log can carry as it is. */
+export const GUEST_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** The most RAM a guest may ask for: its bytes a safe integer (more than fits an address space: ENOMEM at start). */
+const MAX_GUEST_MIB = 2 ** 33 - 1;
+
 export class Host {
   readonly kernel: Kernel;
   readonly images: ImageCatalog | null;
@@ -158,15 +198,26 @@ export class Host {
   private readonly port: GovernorPort;
 
   /** `restoredKernel` is for snapshots only: the host adopts it instead of booting a new kernel. */
-  constructor(opts: HostOptions, restoredKernel: Kernel | null = null) {
-    this.memoryMiB = opts.memoryMiB;
-    this.swapMiB = opts.swapMiB ?? 0;
-    this.blockMiB = opts.blockMiB ?? 128;
-    const seed = opts.seed ?? 1;
-    this.kernel = restoredKernel ?? new Kernel({ memoryMiB: opts.memoryMiB, swapMiB: this.swapMiB, blockMiB: this.blockMiB, seed });
-    this.images = opts.images ?? null;
-    this.tickMs = opts.tickMs ?? 100;
-    if (!Number.isInteger(this.tickMs) || this.tickMs <= 0) throw new KernelError('EINVAL', `tickMs must be a positive whole number of ms, got ${opts.tickMs}`);
+  constructor(optsIn: HostOptions, restoredKernel: Kernel | null = null) {
+    // Everything checked before the kernel boots: the kernel's own options by the
+    // kernel's rules, then the host's.
+    const opts = checkRecord('Host options', optsIn) as unknown as HostOptions;
+    checkKnownKeys('Host options', opts as unknown as Record<string, unknown>, ['memoryMiB', 'swapMiB', 'blockMiB', 'seed', 'ksm', 'images', 'tickMs']);
+    if (opts.memoryMiB === undefined) throw new KernelError('EINVAL', 'Host options: memoryMiB: expected the RAM in MiB, found undefined');
+    const ko = checkKernelOptions({ memoryMiB: opts.memoryMiB, swapMiB: opts.swapMiB, blockMiB: opts.blockMiB, seed: opts.seed });
+    const tickMs = opts.tickMs === undefined ? 100 : checkInt('Host options: tickMs', opts.tickMs, 1, 24 * 3600 * 1000);
+    const images = opts.images ?? null;
+    if (images !== null && (typeof images !== 'object' || typeof (images as ImageCatalog).source !== 'function')) {
+      throw new KernelError('EINVAL', `Host options: images: expected an image catalog or null, found ${describe(images)}`);
+    }
+    const policy = checkKsmPolicy('Host options: ksm', opts.ksm ?? DEFAULT_KSM_POLICY);
+    this.memoryMiB = ko.memoryMiB;
+    this.swapMiB = ko.swapMiB;
+    this.blockMiB = ko.blockMiB;
+    const seed = ko.seed;
+    this.kernel = restoredKernel ?? new Kernel({ memoryMiB: ko.memoryMiB, swapMiB: ko.swapMiB, blockMiB: ko.blockMiB, seed });
+    this.images = images;
+    this.tickMs = tickMs;
     this.guests = [];
     this.log = [];
     // The host's own randomness is separate from the kernel's, so guest activity
@@ -190,8 +241,8 @@ export class Host {
       readKsm: (file) => Number(this.kernel.sysfs.read(`${KSM_SYSFS_DIR}/${file}`)),
       writeKsm: (file, value) => this.kernel.sysfs.write(`${KSM_SYSFS_DIR}/${file}`, String(value)),
     };
-    if (restoredKernel === null) this.setPolicy(opts.ksm ?? DEFAULT_KSM_POLICY);
-    else this.policy = opts.ksm ?? DEFAULT_KSM_POLICY;
+    if (restoredKernel === null) this.setPolicy(policy);
+    else this.policy = policy;
   }
 
   get now(): number {
@@ -210,8 +261,11 @@ export class Host {
    * once and evaluates its policy later, KubeVirt's handler spins at once). A policy
    * refused (EINVAL) changes nothing.
    */
-  setPolicy(p: KsmPolicy): void {
+  setPolicy(pIn: KsmPolicy): void {
+    const p = checkKsmPolicy('setPolicy', pIn);
     const maxKernelPages = p.maxKernelPages ?? undefined;
+    // A knob the kernel lacks (max_kernel_pages on 6.18) is refused before a governor starts.
+    if (maxKernelPages !== undefined) knobFile(this.kernel.ksmEngine.profile, 'maxKernelPages');
     if (p.policy === 'fixed') {
       this.writeKnobs({ maxKernelPages, pagesToScan: p.pagesToScan, sleepMillisecs: p.sleepMillisecs, run: p.run });
       this.governor = null;
@@ -228,7 +282,9 @@ export class Host {
    * at its next adjust). A value a file refuses changes nothing.
    */
   setKnobs(knobs: KsmKnobSettings): void {
-    this.writeKnobs(knobs);
+    const k = checkRecord('setKnobs', knobs);
+    for (const [field, v] of Object.entries(k)) if (v !== undefined) checkCount(`setKnobs: ${field}`, v, Number.MAX_SAFE_INTEGER);
+    this.writeKnobs(k as KsmKnobSettings);
   }
 
   /**
@@ -275,10 +331,18 @@ export class Host {
 
   // ---- guests ----------------------------------------------------------------------------------
 
-  createGuest(opts: CreateGuestOptions): Guest {
+  createGuest(optsIn: CreateGuestOptions): Guest {
+    const opts = checkRecord('createGuest', optsIn) as unknown as CreateGuestOptions;
+    checkKnownKeys('createGuest', opts as unknown as Record<string, unknown>, ['name', 'image', 'version', 'memoryMiB', 'memMerge', 'workload']);
+    if (typeof opts.name !== 'string' || opts.name.length > 255 || !GUEST_NAME.test(opts.name)) {
+      throw new KernelError('EINVAL', `guest name ${describe(opts.name)}: use letters, digits, '.', '_' and '-'`);
+    }
     if (this.guests.some((g) => g.name === opts.name)) throw new KernelError('EEXIST', `a guest named ${opts.name} already exists`);
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(opts.name)) {
-      throw new KernelError('EINVAL', `guest name ${JSON.stringify(opts.name)}: use letters, digits, '.', '_' and '-'`);
+    checkInt(`guest ${opts.name}: memoryMiB`, opts.memoryMiB, 1, MAX_GUEST_MIB);
+    if (opts.memMerge !== undefined) checkBool(`guest ${opts.name}: memMerge`, opts.memMerge);
+    if (opts.version !== undefined) checkString(`guest ${opts.name}: version`, opts.version, 255);
+    if (typeof opts.image !== 'string' && (opts.image === null || typeof opts.image !== 'object')) {
+      throw new KernelError('EINVAL', `guest ${opts.name}: image: expected an image name, an image descriptor or a page source, found ${describe(opts.image)}`);
     }
     let source: PageSource;
     if (typeof opts.image === 'string') {
@@ -314,7 +378,7 @@ export class Host {
   /** The guest named `name` (ENOENT if none). */
   guest(name: string): Guest {
     const g = this.guests.find((x) => x.name === name);
-    if (g === undefined) throw new KernelError('ENOENT', `no guest named ${name} (guests: ${this.guests.map((x) => x.name).join(', ') || 'none'})`);
+    if (g === undefined) throw new KernelError('ENOENT', `no guest named ${typeof name === 'string' ? name : describe(name)} (guests: ${this.guests.map((x) => x.name).join(', ') || 'none'})`);
     return g;
   }
 
@@ -366,9 +430,13 @@ export class Host {
 
   /** Move simulated time on by `ms`: guests write, the governor adjusts, ksmd scans. */
   advance(ms: number): void {
-    if (!Number.isFinite(ms) || ms < 0) throw new KernelError('EINVAL', `advance() takes a non-negative number of ms, got ${ms}`);
     const k = this.kernel;
-    const end = k.now + ms;
+    // The kernel's bounds (a number ≥ 0, time exact, ksmd's wakeups), then the host's
+    // own wakeups: one tick per tickMs.
+    const end = k.checkSpan('Host.advance', ms);
+    if (ms / this.tickMs > MAX_WAKEUPS_PER_CALL) {
+      throw new KernelError('E2BIG', `Host.advance(${ms}): ${Math.round(ms / this.tickMs)} guest ticks of ${this.tickMs} ms, more than the ${MAX_WAKEUPS_PER_CALL} one call may take; advance in smaller steps`);
+    }
     for (;;) {
       // A grid point at `end` belongs to the next span: its tick covers [end, end + tick).
       const g = this.governor;
@@ -470,7 +538,7 @@ export class Host {
    */
   pressure(bytes: number): number {
     if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % PAGE_SIZE !== 0) {
-      throw new KernelError('EINVAL', `pressure needs a positive multiple of 4 KiB, got ${bytes}`);
+      throw new KernelError('EINVAL', `pressure needs a positive multiple of 4 KiB, got ${describe(bytes)}`);
     }
     const proc = this.kernel.spawn(`stress-${this.hogs.length + 1}`);
     let base: number;
@@ -527,6 +595,7 @@ export class Host {
    */
   migrateGuestPages(name: string, pages: number): { moved: number; failed: number } {
     const g = this.guest(name);
+    checkCount('migrateGuestPages: pages', pages);
     const proc = g.process;
     if (proc === null) throw new KernelError('EINVAL', `guest ${name} is ${g.state}: nothing to migrate`);
     const frames: number[] = [];
@@ -555,15 +624,18 @@ export class Host {
 
   /** Take memory block `n` offline (EBUSY and a clean cancel when a page cannot leave). */
   offlineBlock(n: number): void {
+    checkCount('offlineBlock: block', n, this.kernel.mem.blocks.length - 1);
     this.try(null, `offline memory${n}`, () => this.kernel.sysfs.write(`/sys/devices/system/memory/memory${n}/state`, 'offline'));
   }
 
   onlineBlock(n: number): void {
+    checkCount('onlineBlock: block', n, this.kernel.mem.blocks.length - 1);
     this.try(null, `online memory${n}`, () => this.kernel.sysfs.write(`/sys/devices/system/memory/memory${n}/state`, 'online'));
   }
 
   /** Swap out up to `pages` pages now (like memory.reclaim); returns the pages freed. */
   reclaim(pages: number): number {
+    checkCount('reclaim: pages', pages);
     const freed = this.kernel.reclaim(pages);
     this.note('action', null, `reclaim ${pages} pages: ${freed} freed`);
     return freed;
@@ -585,7 +657,7 @@ export class Host {
    * the page source of every guest (the snapshot names them: src/vmm/snapshot.ts), and
    * is the catalog later createGuest() calls name. Throws SnapshotError.
    */
-  static restore(bytes: Uint8Array, images: ImageCatalog | null): Host {
+  static restore(bytes: Uint8Array, images: ImageCatalog | null = null): Host {
     return restoreHost(bytes, images).host;
   }
 
