@@ -224,6 +224,10 @@ function runCommand(argv: string[]): number {
   if (saveAt !== undefined && values.variant === undefined && scenario.variants.length > 1) {
     throw new UsageError(`${scenario.file} has ${scenario.variants.length} variants: say which to save with --variant`, RUN_USAGE);
   }
+  if (values.variant !== undefined && !scenario.variants.some((v) => v.name === values.variant)) {
+    const names = scenario.variants.map((v) => v.name).filter((n) => n !== null);
+    throw new UsageError(`${scenario.file} has no variant ${JSON.stringify(values.variant)} (${names.length === 0 ? 'it has no variants' : `its variants: ${names.join(', ')}`})`, RUN_USAGE);
+  }
   checkOutputs(
     [
       { option: '--json', path: values.json as string | undefined, dashOk: true },
@@ -268,7 +272,8 @@ function progress(bar: ProgressBar | null, name: string): (variant: string | nul
  * output, or to standard error when one of the outputs does ('-'), so that standard
  * output holds nothing but that output.
  */
-function report(results: RunResult[], scenario: Scenario, values: Record<string, unknown>, started: number): void {
+/** `fromMs`: where a resumed run started in this process (its summary covers the whole run, its wall time only this part). */
+function report(results: RunResult[], scenario: Scenario, values: Record<string, unknown>, started: number, fromMs = 0): void {
   const wall = (Date.now() - started) / 1000;
   const outputs: [option: string, what: string, make: () => string][] = [
     ['json', 'timeline', () => toJson(results, { file: scenario.file, samepageVersion: version() })],
@@ -278,7 +283,9 @@ function report(results: RunResult[], scenario: Scenario, values: Record<string,
   const toStdout = outputs.some(([o]) => values[o] === '-');
   const say = (text: string): void => void (toStdout ? process.stderr : process.stdout).write(text);
   say(formatSummary(results));
-  say(`\n(simulated ${results.length > 1 ? `${results.length} × ` : ''}${scenario.durationMs / 1000}s in ${wall.toFixed(1)}s)\n`);
+  const simulated = (scenario.durationMs - fromMs) / 1000;
+  const resumed = fromMs > 0 ? ` (resumed at ${fromMs / 1000}s of ${scenario.durationMs / 1000}s)` : '';
+  say(`\n(simulated ${results.length > 1 ? `${results.length} × ` : ''}${simulated}s${resumed} in ${wall.toFixed(1)}s)\n`);
   for (const [option, what, make] of outputs) {
     const path = values[option] as string | undefined;
     if (path === undefined) continue;
@@ -326,13 +333,21 @@ function resumeCommand(argv: string[]): number {
     throw new Error(`samepage: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   const images = loadImages(values.images as string | undefined);
-  const run = ScenarioRun.resume(bytes, images);
+  let run: ScenarioRun;
+  try {
+    run = ScenarioRun.resume(bytes, images);
+  } catch (e) {
+    // Name the file: "snapshot truncated" alone does not say which.
+    if (e instanceof SnapshotError) throw new SnapshotError(e.problem, `${path}: ${e.message}`);
+    throw e;
+  }
+  const fromMs = run.host.now;
   process.stderr.write(`resuming ${run.scenario.name}${run.variant === null ? '' : ` [${run.variant}]`} at ${formatDuration(run.host.now)} of ${formatDuration(run.scenario.durationMs)}\n`);
   const bar = values.quiet === true ? null : new ProgressBar(process.stderr);
   const started = Date.now();
   const result = run.finish({ checkInvariants: values.check === true, ksmdCosts, onProgress: progress(bar, run.scenario.name) });
   bar?.done();
-  report([result], run.scenario, values, started);
+  report([result], run.scenario, values, started, fromMs);
   return values['fail-on-oom'] === true && guestCasualties([result]) > 0 ? 3 : 0;
 }
 
@@ -553,8 +568,21 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${e.message}\n`);
       return 1;
     }
-    throw e;
+    return internalError(e);
   }
+}
+
+/**
+ * Anything else is a bug of ours, not the user's: one line saying so, the version and
+ * where to report it, and exit 70 (EX_SOFTWARE, sysexits.h). No stack trace unless
+ * SAMEPAGE_DEBUG is set: it helps whoever fixes the bug, not whoever met it.
+ */
+function internalError(e: unknown): number {
+  const what = e instanceof Error ? `${e.name}: ${e.message.split('\n')[0]!}` : String(e);
+  process.stderr.write(`samepage: internal error: ${what}\n`);
+  process.stderr.write(`samepage ${version()}: this is a bug in Samepage. Please report it with the command line and the files it read (SAMEPAGE_DEBUG=1 prints the stack trace).\n`);
+  if (process.env.SAMEPAGE_DEBUG !== undefined && e instanceof Error && e.stack !== undefined) process.stderr.write(`${e.stack}\n`);
+  return 70;
 }
 
 // A reader that stops reading (`samepage run x.yaml | head -3`) is not a failure of

@@ -309,6 +309,17 @@ export class Process {
       throw new KernelError('EINVAL', `madvise: ${advice} needs KSM, and this kernel has none (CONFIG_KSM=n)`);
     }
     if (end === addr) return;
+    // Linux zaps area by area and stops at a locked one with EINVAL, the areas before
+    // it already emptied. Here every area is checked first, so a refused
+    // MADV_DONTNEED discards nothing (a difference the README lists).
+    if (advice === 'MADV_DONTNEED') {
+      for (const vma of this.mm.vmas) {
+        if (vma.end <= addr || vma.start >= end) continue;
+        if ((vma.flags & (VM_LOCKED | VM_HUGETLB | VM_PFNMAP)) !== 0) {
+          throw new KernelError('EINVAL', `madvise(MADV_DONTNEED): ${vma} is locked, hugetlb or pfnmap (nothing was discarded)`);
+        }
+      }
+    }
     const ok = this.applyRange(addr, end, false, (vma, s, e) => {
       switch (advice) {
         case 'MADV_DONTNEED':

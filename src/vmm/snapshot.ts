@@ -4,6 +4,7 @@ import { restoreUntrustedKernel, saveKernel } from '../ksm/kernel.js';
 import { KERNEL_IMAGE_VERSION, type KernelImage } from '../mm/snapshot.js';
 import { GUEST_NAME, Host, checkKsmPolicy, type HostSnapshot } from './host.js';
 import { KernelError } from '../lib/errors.js';
+import { describe } from '../lib/validate.js';
 import { PAGE_SIZE } from '../mm/constants.js';
 import { MAX_DIRTY_RATE, checkWorkload } from './workload.js';
 import { checkGovernorSnapshot } from './governor.js';
@@ -85,7 +86,13 @@ export function saveHost(host: Host, extra: unknown = null): Uint8Array {
   // once, the copy this avoids. The file, a view, holds on to at most the slack besides.
   const p = packr();
   p.useBuffer(Buffer.allocUnsafeSlow(HEADER_BYTES + byteFields(body) + 1024 * 1024));
-  const out = p.pack(body, RESERVE_START_SPACE | HEADER_BYTES);
+  let out: Buffer;
+  try {
+    out = p.pack(body, RESERVE_START_SPACE | HEADER_BYTES);
+  } catch (e) {
+    // Only `extra` is the caller's: everything else is plain data of ours.
+    throw new KernelError('EINVAL', `save: the extra data cannot be saved as plain data (${(e as Error).message})`);
+  }
   out.write(SNAPSHOT_MAGIC, 0, 'latin1');
   out.writeUInt32LE(SNAPSHOT_VERSION, 8);
   out.writeUInt32LE(out.length - HEADER_BYTES, 12);
@@ -112,7 +119,12 @@ export function byteFields(v: unknown): number {
 /** Check the header and decode the body; throws SnapshotError. */
 function decode(bytes: Uint8Array): SnapshotBody {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf.length >= 8 && buf.toString('latin1', 0, 8) !== SNAPSHOT_MAGIC) throw new SnapshotError('foreign', 'not a Samepage snapshot: the file does not start with "SAMEPAGE"');
+  // A file shorter than the magic is foreign unless what it has is the magic's start:
+  // 4 bytes of something else were never a snapshot, truncated or not.
+  const head = Math.min(buf.length, 8);
+  if (buf.length === 0 || buf.toString('latin1', 0, head) !== SNAPSHOT_MAGIC.slice(0, head)) {
+    throw new SnapshotError('foreign', `not a Samepage snapshot: the file ${buf.length === 0 ? 'is empty' : 'does not start with "SAMEPAGE"'}`);
+  }
   if (buf.length < HEADER_BYTES) throw new SnapshotError('truncated', `snapshot truncated: ${buf.length} bytes, shorter than its ${HEADER_BYTES}-byte header`);
   const version = buf.readUInt32LE(8);
   if (version !== SNAPSHOT_VERSION) {
@@ -250,6 +262,10 @@ function isNonNegative(v: unknown): boolean {
  * returned and nothing outside is changed.
  */
 export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = null): { host: Host; extra: unknown } {
+  if (!(bytes instanceof Uint8Array)) throw new KernelError('EINVAL', `restore: expected a snapshot's bytes (a Uint8Array or Buffer), found ${describe(bytes)}`);
+  if (catalog !== null && (typeof catalog !== 'object' || typeof (catalog as ImageCatalog).resolve !== 'function')) {
+    throw new KernelError('EINVAL', `restore: expected an image catalog or null, found ${describe(catalog)}`);
+  }
   const body = decode(bytes);
   const kernelVersion = (body.kernel as unknown as Record<string, unknown>).imageVersion;
   if (kernelVersion !== KERNEL_IMAGE_VERSION) {
