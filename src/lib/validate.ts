@@ -64,16 +64,21 @@ function fail(code: ErrnoCode, what: string, expected: string, v: unknown): neve
   throw new KernelError(code, `${what}: expected ${expected}, found ${describe(v)}`);
 }
 
-/** A safe integer in [min, max] (inclusive); EINVAL otherwise, or `code` when given. */
-export function checkInt(what: string, v: unknown, min: number, max: number, code: ErrnoCode = 'EINVAL'): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v)) fail('EINVAL', what, `a whole number from ${min} to ${max}`, v);
-  if (v < min || v > max) fail(code, what, `a whole number from ${min} to ${max}`, v);
+/**
+ * A safe integer in [min, max] (inclusive). EINVAL otherwise; a whole number above
+ * `max` is `tooBig` when given (E2BIG for a request larger than the model does,
+ * EOVERFLOW for one past what a field holds).
+ */
+export function checkInt(what: string, v: unknown, min: number, max: number, tooBig: ErrnoCode = 'EINVAL'): number {
+  const range = `a whole number from ${min} to ${max}`;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail('EINVAL', what, range, v);
+  if (v > max || !Number.isSafeInteger(v)) fail(tooBig, what, range, v);
   return v;
 }
 
 /** A whole number ≥ 0 (at most `max`, 2^53-1 by default). */
-export function checkCount(what: string, v: unknown, max: number = Number.MAX_SAFE_INTEGER, code: ErrnoCode = 'EINVAL'): number {
-  return checkInt(what, v, 0, max, code);
+export function checkCount(what: string, v: unknown, max: number = Number.MAX_SAFE_INTEGER, tooBig: ErrnoCode = 'EINVAL'): number {
+  return checkInt(what, v, 0, max, tooBig);
 }
 
 /** A finite number in [min, max]. */

@@ -203,7 +203,7 @@ export class HostKernel {
   /** The live process with this pid (what /proc/<pid> finds); ESRCH when there is none. */
   liveProcess(pid: number): Process {
     const p = this.processes.get(pid);
-    if (p === undefined) throw new KernelError('ESRCH', `no process with pid ${String(pid)}`);
+    if (p === undefined) throw new KernelError('ESRCH', `no process with pid ${describe(pid)}`);
     return p;
   }
 

@@ -352,10 +352,19 @@ export class Host {
       } catch (e) {
         throw new KernelError('ENOENT', `guest ${opts.name}: ${(e as Error).message}`);
       }
+    } else if (Array.isArray(opts.image)) {
+      throw new KernelError('EINVAL', `guest ${opts.name}: image: expected an image name, an image descriptor or a page source, found ${describe(opts.image)}`);
     } else if ('layout' in opts.image) {
       source = opts.image;
     } else {
-      source = new SyntheticSource(opts.image);
+      // A descriptor from parseImage() is checked; one built by hand may not be. What
+      // it lacks is the caller's mistake, whatever the generator tripped on.
+      try {
+        source = new SyntheticSource(opts.image);
+      } catch (e) {
+        if (e instanceof KernelError) throw e;
+        throw new KernelError('EINVAL', `guest ${opts.name}: image: not a usable image descriptor (${(e as Error).message})`);
+      }
     }
     const ramBytes = opts.memoryMiB * 1024 * 1024;
     const init = { name: opts.name, source, ramBytes, ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }), ...(opts.workload === undefined ? {} : { workload: opts.workload }) };
