@@ -267,7 +267,8 @@ function shapeProblem(template: object, x: Record<string, unknown>, path: string
   for (const [k, t] of Object.entries(template)) {
     if (skip.includes(k)) continue;
     const v = x[k];
-    if (typeof t === 'number' ? typeof v !== 'number' || Number.isNaN(v) : typeof t === 'string' ? typeof v !== 'string' : typeof t === 'boolean' ? typeof v !== 'boolean' : t === null ? false : isRec(t) ? !isRec(v) : false) {
+    // A figure the host reports is never negative, so neither is a saved one.
+    if (typeof t === 'number' ? typeof v !== 'number' || Number.isNaN(v) || (t >= 0 && v < 0) : typeof t === 'string' ? typeof v !== 'string' : typeof t === 'boolean' ? typeof v !== 'boolean' : t === null ? false : isRec(t) ? !isRec(v) : false) {
       return `${path}.${k}: expected a ${t === null ? 'value' : typeof t}, found ${v === null ? 'null' : typeof v}`;
     }
     if (isRec(t) && isRec(v)) {

@@ -1,6 +1,6 @@
 import { KernelError } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
-import { PAGE_SIZE } from '../mm/constants.js';
+import { PAGE_SIZE, VM_WRITE } from '../mm/constants.js';
 import type { HostKernel } from '../mm/kernel.js';
 import type { Process } from '../mm/process.js';
 import { newMemSizeStats } from '../mm/task-mmu.js';
@@ -458,6 +458,14 @@ export class Guest {
     if (snap.pid !== null) {
       const proc = kernel.processes.get(snap.pid);
       if (proc === undefined) throw new Error(`guest ${snap.name}: its process ${snap.pid} is not in the kernel`);
+      // Each slot's RAM is one area of its process, writable, as boot() maps it: the
+      // guest writes there without asking again.
+      for (const s of g.slots) {
+        const vma = proc.mm.vmaAt(s.hva);
+        if (vma === null || vma.start > s.hva || vma.end < s.hva + s.size || (vma.flags & VM_WRITE) === 0) {
+          throw new Error(`guest ${snap.name}: memory slot ${s.slot} at 0x${s.hva.toString(16)} (${s.size} bytes) is not a writable area of its process`);
+        }
+      }
       g.process = proc;
     }
     g.state = snap.state;
