@@ -1,6 +1,6 @@
 import { pickKsmStats } from '../ksm/stats.js';
 import { KernelError, assertNever } from '../lib/errors.js';
-import { Host, describePolicy, type KsmPolicy } from '../vmm/host.js';
+import { Host, checkKsmPolicy, describePolicy, type KsmPolicy } from '../vmm/host.js';
 import { MAX_DURATION_MS, formatSize } from '../vmm/config.js';
 import type { ImageCatalog } from '../vmm/image.js';
 import { DEFAULT_KSMD_COSTS, type KsmdCosts } from '../ksm/cost.js';
@@ -236,7 +236,15 @@ function checkPosition(x: unknown): string | null {
   if (typeof p.finished !== 'boolean') return 'finished: expected true or false';
   if (!Number.isSafeInteger(p.seed)) return 'seed: expected a whole number';
   if (p.variant !== null && typeof p.variant !== 'string') return 'variant: expected a name or null';
-  if (!isRec(p.ksm)) return 'ksm: expected a KSM policy';
+  // The rules Host.setPolicy() applies (the run applies this policy, and reports it).
+  for (const [where, policy] of [['ksm', p.ksm] as const, ...sc.variants.map((v, i) => [`scenario.variants[${i}].ksm`, (v as Record<string, unknown>).ksm] as const)]) {
+    try {
+      checkKsmPolicy(where, policy);
+    } catch (e) {
+      if (e instanceof KernelError) return e.message.replace(/^[A-Z0-9]+: /, '');
+      throw e;
+    }
+  }
   return null;
 }
 

@@ -7,6 +7,9 @@ import { KUBEVIRT_ANNOTATIONS, resolveKubevirtParams, type KubevirtConfig } from
 import { MOM_DEFAULTS, type MomConfig } from '../vmm/mom.js';
 import { NODE_MEMORY_PARAMS, nodeMemoryParamProblem } from '../vmm/node-memory-tune.js';
 import { MAX_BLOCK_MIB } from '../mm/kernel.js';
+
+/** The most guests one entry's count may make: 256 GiB of RAM in guests of 16 MiB. */
+const MAX_GUESTS = 16384;
 import { ConfigDocument, ConfigError, describe, formatSize, zCount, zDuration, zFraction, zSizeMiB, type ConfigProblem } from '../vmm/config.js';
 import type { KsmKnobSettings, KsmPolicy } from '../vmm/host.js';
 import { layoutGuest, type ImageCatalog } from '../vmm/image.js';
@@ -141,7 +144,8 @@ const zMemMerge = z.union([z.boolean({ error: MEM_MERGE_EXPECTED }), z.enum(['on
 
 const zGuest = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: (i) => `expected a name of letters, digits, '.', '_' and '-', got ${describe(i.input)}` }),
-  count: zCount('a number of guests', 1).optional(),
+  // A host of 256 GiB holds at most 16384 guests of the smallest RAM (16 MiB).
+  count: zCount('a number of guests', 1).max(MAX_GUESTS, { error: (i) => `expected a number of guests (1 to ${MAX_GUESTS}), got ${describe(i.input)}` }).optional(),
   image: z.string(),
   version: z.union([z.string(), z.number().transform(String)]).optional(),
   memory: zSizeMiB,
