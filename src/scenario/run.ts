@@ -224,13 +224,18 @@ function checkPosition(x: unknown): string | null {
   if ((sc.tickMs as number) <= 0) return `scenario.tickMs: expected more than 0 ms, found ${sc.tickMs as number}`;
   if (typeof sc.name !== 'string') return 'scenario.name: expected a string';
   if (!Array.isArray(sc.guests) || !Array.isArray(sc.events) || !Array.isArray(sc.variants)) return 'scenario: guests, events and variants must be lists';
-  for (const [i, g] of sc.guests.entries()) if (!isRec(g) || typeof g.name !== 'string') return `scenario.guests[${i}]: expected a guest with a name`;
+  for (const [i, g] of sc.guests.entries()) {
+    if (!isRec(g) || typeof g.name !== 'string') return `scenario.guests[${i}]: expected a guest with a name`;
+    if (g.startAt !== null && !(Number.isFinite(g.startAt) && (g.startAt as number) >= 0)) return `scenario.guests[${i}].startAt: expected a time ≥ 0 or null`;
+  }
   for (const [i, v] of sc.variants.entries()) if (!isRec(v) || (v.name !== null && typeof v.name !== 'string')) return `scenario.variants[${i}]: expected a variant with a name or null`;
   for (const [i, e] of sc.events.entries()) {
     if (!isRec(e) || !Number.isFinite(e.at) || (e.at as number) < 0) return `scenario.events[${i}]: expected an event with a time (at) ≥ 0`;
     if (!isRec(e.action) || !(ACTION_KINDS as readonly unknown[]).includes(e.action.kind)) return `scenario.events[${i}].action: expected an action of a known kind (${ACTION_KINDS.join(', ')})`;
   }
-  if (!Number.isSafeInteger(p.eventIndex) || (p.eventIndex as number) < 0 || (p.eventIndex as number) > sc.events.length) return `eventIndex: expected 0 to ${sc.events.length}`;
+  // eventIndex counts the timeline: the guests' starts, then the events.
+  const timelineLength = sc.events.length + sc.guests.filter((g) => (g as Record<string, unknown>).startAt !== null).length;
+  if (!Number.isSafeInteger(p.eventIndex) || (p.eventIndex as number) < 0 || (p.eventIndex as number) > timelineLength) return `eventIndex: expected 0 to ${timelineLength}`;
   if (!Number.isSafeInteger(p.nextSample) || (p.nextSample as number) < 0) return 'nextSample: expected a whole number ≥ 0';
   if (!Array.isArray(p.samples)) return 'samples: expected a list';
   if (typeof p.finished !== 'boolean') return 'finished: expected true or false';
