@@ -46,7 +46,7 @@ import { Kernel, PAGE_SIZE, type KsmWorkCounts, type Process } from '../src/inde
 import { fitKsmdCosts, type KsmdCosts, type KsmdObservation } from '../src/ksm/cost.js';
 import { leastSquares } from '../src/lib/nnls.js';
 import { KSM_WORK_FIELDS } from '../src/ksm/work.js';
-import { buildHelper, realKsmAvailable, withRealKsm, type RealKsm } from '../test/oracle/real.js';
+import { buildHelper, lineReader, realKsmAvailable, withRealKsm, type RealKsm } from '../test/oracle/real.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const STEADY_MS = Number(process.env.CALIBRATE_STEADY_MS ?? 3000);
@@ -227,31 +227,6 @@ async function waitFullScans(k: RealKsm, n: number, timeoutMs: number): Promise<
   }
 }
 
-/** Lines from a child's stdout, one per call. */
-function lines(child: import('node:child_process').ChildProcess): () => Promise<string> {
-  let buf = '';
-  const queue: string[] = [];
-  let wake: (() => void) | null = null;
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (d: string) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      queue.push(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-    wake?.();
-  });
-  child.once('close', () => wake?.());
-  return async () => {
-    while (queue.length === 0) {
-      if (child.exitCode !== null) throw new Error(`ksmd-workload exited (${child.exitCode})`);
-      await new Promise<void>((r) => (wake = r));
-    }
-    return queue.shift()!;
-  };
-}
-
 async function measureWorkload(k: RealKsm, bin: string, w: Workload, log: (s: string) => void): Promise<{ phases: Measured[]; unmerge: { work: KsmWorkCounts; cpuNs: number } }> {
   const model = new ModelWorkload(w);
   const total = w.regions.reduce((s, r) => s + r.pages, 0);
@@ -260,8 +235,9 @@ async function measureWorkload(k: RealKsm, bin: string, w: Workload, log: (s: st
   const child = k.spawn(bin, w.regions.map((r) => `${r.pages}:${r.pattern.kind}:${r.pattern.arg}`));
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const next = lines(child);
-  const ready = await next().catch((e: Error) => `${e.message}: ${stderr}`);
+  const readLine = lineReader(child);
+  const next = async (): Promise<string> => (await readLine()) ?? `ksmd-workload exited (${child.exitCode ?? child.signalCode})`;
+  const ready = await next().then((l) => (l.startsWith('ready') ? l : `${l}: ${stderr}`));
   if (!ready.startsWith('ready')) throw new Error(`ksmd-workload ${w.name}: ${ready}`);
   const pid = ksmdPid();
   k.write('pages_to_scan', total + 16);

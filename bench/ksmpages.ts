@@ -4,7 +4,11 @@
  * sleep_millisecs 0), timed from writing run=1 until the same "fully merged"
  * condition, checked after every ksmd batch (the real side polls every millisecond).
  *
- *   npx tsx bench/ksmpages.ts [MIB] [worst|best|distinct ...]   (default 1024 worst best)
+ * In the 6.18 profile (`version` '6.18', its default knobs: max_page_sharing 256,
+ * smart_scan 1) the best case makes a KSM page per 256 mappings under one chain, so
+ * "fully merged" is every page in the stable tree: pages_shared + pages_sharing = 2N.
+ *
+ *   npx tsx bench/ksmpages.ts [MIB] [worst|best|distinct ...] [--6.18]   (default 1024 worst best)
  */
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
@@ -28,12 +32,12 @@ function stat(k: Kernel, f: string): number {
   return Number(k.sysfs.read(`/sys/kernel/mm/ksm/${f}`));
 }
 
-export function samepageKsmpages(mib: number, mode: Mode): SamepageKsmpages {
+export function samepageKsmpages(mib: number, mode: Mode, version: '2.6.33' | '6.18' = '2.6.33'): SamepageKsmpages {
   const n = (mib * 1024 * 1024) / PAGE_SIZE;
   const blockMiB = 128;
   const memoryMiB = Math.ceil((2 * mib + 64) / blockMiB) * blockMiB;
   const t0 = performance.now();
-  const k = new Kernel({ memoryMiB, blockMiB, seed: 1 });
+  const k = new Kernel({ memoryMiB, blockMiB, seed: 1, version });
   const procs = [k.spawn('ksmpages-1'), k.spawn('ksmpages-2')];
   const tail = new Uint8Array(8);
   const tv = new DataView(tail.buffer);
@@ -55,7 +59,7 @@ export function samepageKsmpages(mib: number, mode: Mode): SamepageKsmpages {
   k.sysfs.write('/sys/kernel/mm/ksm/sleep_millisecs', '0');
   // 2.6.33 caps KSM pages at a quarter of RAM (max_kernel_pages); 6.x has no such
   // cap, and the worst case needs N of them: lift it, as the real side has none.
-  k.sysfs.write('/sys/kernel/mm/ksm/max_kernel_pages', '0');
+  if (version === '2.6.33') k.sysfs.write('/sys/kernel/mm/ksm/max_kernel_pages', '0');
   const setupSeconds = (performance.now() - t0) / 1000;
   globalThis.gc?.();
   const heapBefore = process.memoryUsage().heapUsed;
@@ -65,7 +69,7 @@ export function samepageKsmpages(mib: number, mode: Mode): SamepageKsmpages {
       case 'worst':
         return k.ksmEngine.pagesShared === n && k.ksmEngine.pagesSharing === n;
       case 'best':
-        return k.ksmEngine.pagesShared === 1 && k.ksmEngine.pagesSharing === 2 * n - 1;
+        return version === '2.6.33' ? k.ksmEngine.pagesShared === 1 && k.ksmEngine.pagesSharing === 2 * n - 1 : k.ksmEngine.pagesShared + k.ksmEngine.pagesSharing === 2 * n;
       case 'distinct':
         return k.ksmEngine.pagesUnshared === 2 * n;
     }
@@ -94,10 +98,12 @@ export function samepageKsmpages(mib: number, mode: Mode): SamepageKsmpages {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const mib = Number(process.argv[2] ?? 1024);
-  const modes = (process.argv.length > 3 ? process.argv.slice(3) : ['worst', 'best']) as Mode[];
+  const args = process.argv.slice(2).filter((a) => a !== '--6.18');
+  const version = process.argv.includes('--6.18') ? '6.18' : '2.6.33';
+  const mib = Number(args[0] ?? 1024);
+  const modes = (args.length > 1 ? args.slice(1) : ['worst', 'best']) as Mode[];
   for (const m of modes) {
-    const r = samepageKsmpages(mib, m);
+    const r = samepageKsmpages(mib, m, version);
     console.log(`${m} 2x${mib} MiB: ${r.seconds.toFixed(2)} s, full scans ${r.fullScans}, shared ${r.pagesShared} sharing ${r.pagesSharing} unshared ${r.pagesUnshared} volatile ${r.pagesVolatile}, ~${r.ksmBytesPerPage.toFixed(0)} B KSM metadata/page (setup ${r.setupSeconds.toFixed(1)} s)`);
   }
 }

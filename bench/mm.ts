@@ -105,7 +105,7 @@ export interface MetadataResult {
  * Bytes of bookkeeping per touched page. A kernel of `memoryMiB` is built and all but
  * one block of it touched (one process, rw, memset), so nearly every frame carries a
  * page; the growth of heap + arrayBuffers from before the kernel existed, minus the
- * block buffers' 4096 bytes per frame, is the metadata.
+ * bytes the content store holds (none: memset pages are fills), is the metadata.
  */
 export function metadataPerPage(memoryMiB = 1024, blockMiB = 128): MetadataResult {
   const gc = getGc();
@@ -122,14 +122,16 @@ export function metadataPerPage(memoryMiB = 1024, blockMiB = 128): MetadataResul
   const after = heapAndBuffers();
   const touched = bytes / PAGE_SIZE;
   const frames = k.mem.nrFrames;
-  const contents = frames * PAGE_SIZE;
+  // Every page is memset to one value: a fill content, no bytes stored (contents.ts).
+  const contents = k.mem.store.storedBytes;
   const measured = (after - before - contents) / touched;
 
   // Computed: every per-frame array of PhysMem, by its element size; `mapping` is a
   // JS array of references (8 bytes each on a 64-bit V8 without pointer compression,
-  // as Node ships). Free lists reuse the LRU links. Page tables are
-  // one Uint32Array(512) per 2 MiB touched: 4 bytes per pte plus the table's own
-  // object and its Map entry (about 160 bytes, shared by 512 pages).
+  // as Node ships; one array per block in use). Free lists reuse the LRU links. Page
+  // tables are one Float64Array(512) per 2 MiB touched: 8 bytes per pte (4 TiB of
+  // frames need more than 32 bits) plus the table's own object and its Map entry
+  // (about 160 bytes, shared by 512 pages).
   const mem = k.mem;
   const perFrame: Record<string, number> = {
     flags: mem.flags.BYTES_PER_ELEMENT,
@@ -140,12 +142,10 @@ export function metadataPerPage(memoryMiB = 1024, blockMiB = 128): MetadataResul
     private: mem.private.BYTES_PER_ELEMENT,
     lruPrev: mem.lruPrev.BYTES_PER_ELEMENT,
     lruNext: mem.lruNext.BYTES_PER_ELEMENT,
-    checksumMemo: mem.checksumMemo.BYTES_PER_ELEMENT,
-    checksumValid: mem.checksumValid.BYTES_PER_ELEMENT,
-    neverUsed: mem.neverUsed.BYTES_PER_ELEMENT,
+    content: mem.content.BYTES_PER_ELEMENT,
   };
   const tables = p.mm.pgtables.size;
-  const ptes = tables * PTRS_PER_PTE * Uint32Array.BYTES_PER_ELEMENT;
+  const ptes = tables * PTRS_PER_PTE * Float64Array.BYTES_PER_ELEMENT;
   const tableOverhead = tables * 160;
   const frameBytes = Object.values(perFrame).reduce((x, y) => x + y, 0) * frames;
   const computed = (frameBytes + ptes + tableOverhead) / touched;

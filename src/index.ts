@@ -10,6 +10,8 @@
 export { Kernel } from './ksm/kernel.js';
 export type { KsmKernelOptions as KernelOptions } from './ksm/kernel.js';
 export type { KernelVersion } from './ksm/profile.js';
+export { KSM_API_VERSION, KSM_CONTROL_FLAGS_RUN } from './ksm/devksm.js';
+export type { DevKsm, SharedMemoryArea, KsmMemoryRegion, KsmKthreadInfo, DevKsmIoctl, SmaIoctl } from './ksm/devksm.js';
 export type { KsmStats, KsmProcessStats } from './ksm/stats.js';
 export type { KsmWorkCounts } from './ksm/work.js';
 export { DEFAULT_KSMD_COSTS, ksmdCpuNs, fitKsmdCosts } from './ksm/cost.js';
@@ -45,7 +47,7 @@ export type { ConfigProblem } from './vmm/config.js';
 
 export { loadImageCatalog, defaultGuestsDir } from './scenario/images.js';
 export { parseScenario } from './scenario/schema.js';
-export type { Scenario, ScenarioGuest, ScenarioEvent, ScenarioAction, ParseScenarioOptions } from './scenario/schema.js';
+export type { Scenario, ScenarioGuest, ScenarioEvent, ScenarioAction, ScenarioVariant, ParseScenarioOptions } from './scenario/schema.js';
 export { importLibvirtDomain } from './scenario/import-libvirt.js';
 export { importQemuCommandLine, qemuArgsFromArgv, qemuArgsFromFile } from './scenario/import-qemu.js';
 export { formatImport } from './scenario/import.js';

@@ -9,6 +9,7 @@
  * own (see PLAN_USAGE).
  */
 import { readFileSync } from 'node:fs';
+import { freemem } from 'node:os';
 import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,6 +21,7 @@ import { toJson } from '../report/json.js';
 import { toCsv } from '../report/csv.js';
 import { defaultGuestsDir, loadImageCatalog } from '../scenario/images.js';
 import { ScenarioRun, runScenario } from '../scenario/run.js';
+import { estimateRun, type RunEstimate } from '../scenario/estimate.js';
 import type { Scenario } from '../scenario/schema.js';
 import type { RunResult } from '../scenario/types.js';
 import { SnapshotError } from '../vmm/snapshot.js';
@@ -83,8 +85,16 @@ options:
   --save-at T      at simulated time T (e.g. '90s'), save a snapshot of the host
   --save FILE      ... to FILE; the run then goes on ('samepage resume FILE' later
                    finishes it exactly as this run finishes)
+  --estimate       print the estimate of the run's real memory and wall time on
+                   this machine, and run nothing
+  --force          run even when the estimate says the run will not fit in the
+                   memory free on this machine
   --quiet          no progress bar
   -h, --help       this text
+
+Before running, the run's real memory is estimated (see the README, "Estimating a
+run"): when it exceeds the memory available now (MemAvailable), the run is refused
+(exit 1) unless --force.
 
 Every output path is checked before the run starts: one that cannot be written
 fails at once (exit 1), with nothing run.
@@ -199,6 +209,8 @@ function runCommand(argv: string[]): number {
     'save-at': { type: 'string' },
     save: { type: 'string' },
     'ksmtuned-conf': { type: 'string' },
+    estimate: { type: 'boolean' },
+    force: { type: 'boolean' },
   });
   if (values.help === true) {
     process.stdout.write(RUN_USAGE);
@@ -213,7 +225,7 @@ function runCommand(argv: string[]): number {
   if (confPath !== undefined) {
     const conf = parseKsmtunedConf(readText(confPath), displayName(confPath));
     const ksm: KsmPolicy = { policy: 'ksmtuned', config: conf.config, maxKernelPages: null };
-    scenario = { ...scenario, ksm, variants: [{ name: null, ksm }] };
+    scenario = { ...scenario, ksm, variants: [{ name: null, ksm, kernel: scenario.kernel, mergeDomains: true }] };
   }
   const saveAt = values['save-at'] === undefined ? undefined : parseTime('--save-at', values['save-at'] as string, RUN_USAGE);
   const savePath = values.save as string | undefined;
@@ -237,6 +249,21 @@ function runCommand(argv: string[]): number {
     ],
     RUN_USAGE,
   );
+  const variants = values.variant === undefined ? scenario.variants : scenario.variants.filter((v) => v.name === values.variant);
+  const estimates = (variants.length > 0 ? variants : scenario.variants).map((v) => estimateRun(scenario, images, v.ksm));
+  const worst = estimates.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+  const seconds = estimates.reduce((sum, e) => sum + e.seconds, 0);
+  if (values.estimate === true) {
+    process.stdout.write(formatEstimate(scenario.name, worst, seconds, estimates.length, availableBytes()));
+    return 0;
+  }
+  const available = availableBytes();
+  if (worst.bytes > available && values.force !== true) {
+    process.stderr.write(
+      `samepage: ${scenario.name} would need about ${formatSize(Math.round(worst.bytes))} of real memory, and ${formatSize(available)} is available on this machine: not run (--force runs it anyway; --estimate shows where the memory goes)\n`,
+    );
+    return 1;
+  }
   const ksmdCosts = loadKsmdCosts(values['ksmd-costs'] as string | undefined);
   const bar = values.quiet === true ? null : new ProgressBar(process.stderr);
   const started = Date.now();
@@ -247,6 +274,7 @@ function runCommand(argv: string[]): number {
     checkInvariants: values.check === true,
     ksmdCosts,
     onProgress: progress(bar, scenario.name),
+    onStep: step(bar, scenario.name),
     ...(saveAt === undefined
       ? {}
       : {
@@ -261,6 +289,38 @@ function runCommand(argv: string[]): number {
   bar?.done();
   report(results, scenario, values, started);
   return values['fail-on-oom'] === true && guestCasualties(results) > 0 ? 3 : 0;
+}
+
+/** Memory available to a new run now: /proc/meminfo's MemAvailable, else what Node.js calls free. */
+function availableBytes(): number {
+  try {
+    const m = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    if (m !== null) return Number(m[1]) * 1024;
+  } catch {
+    // Not Linux: fall through.
+  }
+  return freemem();
+}
+
+function formatEstimate(name: string, e: RunEstimate, seconds: number, runs: number, available: number): string {
+  const mib = (b: number): string => formatSize(Math.round(b / 1048576) * 1048576);
+  const lines = [
+    `${name}: estimated real memory ${mib(e.bytes)} (${(e.hostBytes / e.bytes).toFixed(1)}× less than the ${formatSize(e.hostBytes)} of RAM and swap it models), ${mib(available)} available`,
+    `  frames in use  ${mib(e.parts.frames).padStart(9)}  ${e.framesInUse} frames`,
+    `  page tables    ${mib(e.parts.ptes).padStart(9)}  ${e.touchedPages} pages written at boot`,
+    `  KSM metadata   ${mib(e.parts.ksm).padStart(9)}  an rmap_item per page scanned`,
+    `  contents       ${mib(e.parts.contents).padStart(9)}  ${e.distinctContents} distinct generated pages`,
+    `  fixed          ${mib(e.parts.fixed).padStart(9)}  Node.js, code, caches`,
+    `estimated wall time ${formatDuration(Math.round(seconds * 1000))}${runs > 1 ? ` for ${runs} variants` : ''}: boot ${e.timeParts.boot.toFixed(0)} s, ksmd ${e.timeParts.scan.toFixed(0)} s (${e.pagesScanned} pages scanned), samples ${e.timeParts.samples.toFixed(0)} s (per variant)`,
+    e.bytes > available ? 'it does not fit in the memory available: samepage run refuses it without --force' : 'it fits',
+  ];
+  return lines.join('\n') + '\n';
+}
+
+/** Between samples: the bar moves every simulated second, and says while guests are still booting (setup). */
+function step(bar: ProgressBar | null, name: string): (variant: string | null, t: number, total: number, booting: number) => void {
+  return (variant, t, total, booting) =>
+    bar?.update(t / total, `${formatDuration(t)} / ${formatDuration(total)}  ${name}${variant === null ? '' : ` [${variant}]`}${booting > 0 ? `  (${booting} guest${booting === 1 ? '' : 's'} booting)` : ''}`);
 }
 
 function progress(bar: ProgressBar | null, name: string): (variant: string | null, t: number, total: number) => void {

@@ -52,7 +52,7 @@ options:
   --sweep NAME=V,...  answer once per value of a KSM knob of the scenario's
                       kernel (pages_to_scan=100,1000,10000) or per kernel
                       (kernel=2.6.33,6.18)
-  --variant NAME      the variant whose KSM policy to use (scenarios with variants)
+  --variant NAME      the variant whose KSM policy, kernel and merge_domains to use
   --seed N            override the scenario's seed
   --jobs N            trials at a time (default: one per core, fewer when the
                       machine's free memory would not hold that many hosts)
@@ -147,7 +147,16 @@ export async function planCommand(argv: string[], samepageVersion: string): Prom
     const v = base.variants.find((x) => x.name === values.variant);
     if (v === undefined) throw new UsageError(`--variant ${values.variant}: the scenario's variants are ${base.variants.map((x) => x.name ?? '(none)').join(', ')}`, PLAN_USAGE);
     const raw = (doc.variants as Record<string, unknown>[]).find((x) => x.name === values.variant)!;
-    ksm = raw.ksm as Record<string, unknown>;
+    ksm = (raw.ksm as Record<string, unknown> | undefined) ?? null;
+    // The variant's kernel, and with merge_domains off every guest in the common domain.
+    if (raw.kernel !== undefined) doc.host = { ...((doc.host ?? {}) as Record<string, unknown>), kernel: v.kernel };
+    if (!v.mergeDomains && Array.isArray(doc.guests)) {
+      doc.guests = (doc.guests as unknown[]).map((g) => {
+        if (g === null || typeof g !== 'object') return g;
+        const { merge_domain: _, ...rest } = g as Record<string, unknown>;
+        return rest;
+      });
+    }
   } else if (base.variants.length > 1) {
     throw new UsageError(`${file} has ${base.variants.length} variants (${base.variants.map((x) => x.name).join(', ')}): say whose KSM policy to plan with, --variant NAME`, PLAN_USAGE);
   }

@@ -1,26 +1,30 @@
-import { MEM_CANCEL_OFFLINE, MEM_GOING_OFFLINE, MEM_OFFLINE } from '../mm/hotplug.js';
 import { InvariantError, KernelError } from '../lib/errors.js';
-import { checkOptions } from '../lib/validate.js';
+import { checkKnownKeys, checkOptions } from '../lib/validate.js';
+import { MEM_CANCEL_OFFLINE, MEM_GOING_OFFLINE, MEM_OFFLINE } from '../mm/hotplug.js';
+import type { Process } from '../mm/process.js';
+import { DevKsm, type DevKsmState } from './devksm.js';
 import { HostKernel, type KernelOptions } from '../mm/kernel.js';
 import { decodeKernelImage, restoreKernelImage, saveKernelImage, type KernelImage } from '../mm/snapshot.js';
 import { checkKsmInvariants } from './check.js';
 import { Ksm } from './ksm.js';
 import { Ksmd } from './ksmd.js';
 import { DEFAULT_KERNEL_VERSION, kernelProfile, type KernelVersion } from './profile.js';
-import type { KsmProcessStats, KsmStats } from './stats.js';
-import { KSM_IMAGE_CHECKER, ksmImagePart } from './snapshot.js';
+import { formatKsmStat, type KsmProcessStats, type KsmStats } from './stats.js';
+import { KSM_IMAGE_CHECKER, decodedKsmVersion, ksmImagePart } from './snapshot.js';
 import { registerKsmSysfs } from './sysfs.js';
 import { readKsmWork, type KsmWorkCounts } from './work.js';
 
 /** The options of a kernel with KSM: the mm's, and which kernel version KSM behaves as. */
-export interface KsmKernelOptions extends KernelOptions {
+export interface KsmKernelOptions extends Omit<KernelOptions, 'thp'> {
   /**
-   * The kernel version whose KSM this is (src/ksm/profile.ts): '2.6.33', the
-   * default and, so far, the only one; anything else is EINVAL. Chosen here, on the
-   * KSM side: the mm underneath is the same for every version.
+   * The kernel version whose KSM this is (src/ksm/profile.ts): '2.6.33' (the
+   * default) or '6.18'; anything else is EINVAL. Chosen here, on the KSM side: the
+   * mm underneath is the same for every version.
    */
   version?: string;
 }
+
+const KSM_KERNEL_OPTIONS = ['memoryMiB', 'swapMiB', 'blockMiB', 'seed', 'nodes', 'version'] as const;
 
 /**
  * The host kernel with KSM built in (CONFIG_KSM=y): what `samepage` exports as
@@ -29,23 +33,30 @@ export interface KsmKernelOptions extends KernelOptions {
  * kernel's image.
  */
 export class Kernel extends HostKernel {
-  /** The kernel version KSM behaves as: '2.6.33'. */
+  /** The kernel version KSM behaves as: '2.6.33' or '6.18'. */
   readonly version: KernelVersion;
   /** The KSM engine (mm/ksm.c state): trees, mm_slots, cursor, counters, knobs. */
   readonly ksmEngine: Ksm;
   readonly ksmd: Ksmd;
+  /** /dev/ksm's own setting (max_pages_to_merge, which 2.6.33 has no knob for). */
+  private readonly devKsmState: DevKsmState;
 
   constructor(optsIn: KsmKernelOptions = {}) {
     // Refuse bad options and an unknown version before any memory is set up.
+    // THP is not among them: the version decides it (none in 2.6.33), so a `thp` the
+    // caller passes is refused rather than silently overridden.
     const opts = checkOptions('Kernel options', optsIn) as KsmKernelOptions;
+    checkKnownKeys('Kernel options', opts as Record<string, unknown>, KSM_KERNEL_OPTIONS);
     const profile = kernelProfile(opts.version ?? DEFAULT_KERNEL_VERSION);
-    super(opts);
+    const { version: _version, ...mmOpts } = opts;
+    super({ ...mmOpts, thp: profile.thp });
     this.version = profile.version;
     const ksm = new Ksm(this, profile);
     this.ksmEngine = ksm;
     this.registerKsm(ksm);
     registerKsmSysfs(this.sysfs, ksm);
     this.ksmd = new Ksmd(this, ksm);
+    this.devKsmState = { maxPagesToMerge: 0 };
     this.registerThread(this.ksmd);
     // ksm_memory_callback(), at high priority since it takes ksm_thread_mutex.
     this.registerMemoryNotifier((action, mn) => {
@@ -69,6 +80,27 @@ export class Kernel extends HostKernel {
     }, 100);
     this.registerInvariantChecker('ksm', () => checkKsmInvariants(ksm));
     this.registerImagePart(ksmImagePart(ksm, this.ksmd));
+    if (profile.features.procKsmStat) {
+      // proc_pid_ksm_stat(), proc_pid_ksm_merging_pages(): files of every live process.
+      this.sysfs.registerPattern(/^\/proc\/([1-9][0-9]*)\/(ksm_stat|ksm_merging_pages)$/, (m) => {
+        const p = this.processes.get(Number(m[1]));
+        if (p === undefined) return null;
+        return m[2] === 'ksm_stat'
+          ? { show: () => formatKsmStat(ksm.processStats(p.mm)) }
+          : { show: () => `${ksm.processStats(p.mm).ksmMergingPages}\n` };
+      });
+    }
+  }
+
+  /**
+   * open("/dev/ksm") by process `p`: the 2009 ioctl interface (seed 003) as a
+   * compatibility device over the 2.6.33 engine (src/ksm/devksm.ts). A later kernel
+   * has no /dev/ksm: ENOENT.
+   */
+  openDevKsm(p: Process): DevKsm {
+    if (this.version !== '2.6.33') throw new KernelError('ENOENT', `/dev/ksm: Linux ${this.version} has no such device (it is the 2009 driver's interface, kept over the 2.6.33 profile)`);
+    if (!p.alive || this.processes.get(p.pid) !== p) throw new KernelError('ESRCH', `/dev/ksm: process ${p.name} (pid ${p.pid}) is not alive`);
+    return new DevKsm(this.ksmEngine, this.devKsmState, p);
   }
 
   /** Every KSM statistic now: the record /sys/kernel/mm/ksm shows a part of (src/ksm/stats.ts). */
@@ -86,9 +118,9 @@ export class Kernel extends HostKernel {
   }
 
   /**
-   * KSM's view of the process with this pid (the kernel's /proc/<pid>/ksm_stat, in
-   * the fields 2.6.33 keeps: its rmap_items and its merging pages). ESRCH for a pid
-   * that is not a live process.
+   * KSM's view of the process with this pid: the kernel's /proc/<pid>/ksm_stat (in
+   * 2.6.33, the fields its engine keeps: its rmap_items and its merging pages).
+   * ESRCH for a pid that is not a live process.
    */
   ksmStat(pid: number): KsmProcessStats {
     return this.ksmEngine.processStats(this.liveProcess(pid).mm);
@@ -120,7 +152,7 @@ export function checkKernelImage(img: unknown): string | null {
 }
 
 /**
- * A new Kernel, built with the image's options, in exactly the saved state: it
+ * A new Kernel, built with the image's options and kernel version, in exactly the saved state: it
  * continues as the saved kernel would have. The image is checked in full first
  * (checkKernelImage), and a bad one throws KernelError EINVAL naming the problem
  * before anything is built. The kernel never shares memory with the image.
@@ -140,7 +172,9 @@ export function restoreKernel(img: KernelImage): Kernel {
 export function restoreUntrustedKernel(img: unknown): Kernel | string {
   const d = decodeKernelImage(img, KERNEL_IMAGE_PARTS);
   if (typeof d === 'string') return d;
-  const k = new Kernel(d.options);
+  // The kernel is built as the version KSM's part names (checked: one there is a profile for).
+  const ksmPart = d.parts.find((p) => p.name === 'ksm')!;
+  const k = new Kernel({ ...d.options, version: decodedKsmVersion(ksmPart.decoded) });
   // The decoder checks each field's type, range and references; whether the records
   // fit together (every frame's counts, the swap_map, KSM's counters and trees) is
   // what the deep check recounts. A kernel that fails it is never handed out: an image

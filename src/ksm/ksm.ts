@@ -8,7 +8,7 @@ import type { RmapWalkControl } from '../mm/rmap.js';
 import type { Vma } from '../mm/vma.js';
 import { ksmExit, ksmFork, ksmMadvise, ksmMightUnmapZeroPage, ksmPrctl, ksmVmaFlags } from './madvise.js';
 import { MEMCMP_MEMO_SLOTS, calcChecksum } from './pages.js';
-import { unimplementedFeatures, type KernelProfile } from './profile.js';
+import { type KernelProfile, type KsmKnobField, type KsmKnobValues } from './profile.js';
 import { ksmMightNeedToCopy, ksmMigratePage, rmapWalkKsm } from './rmap-walk.js';
 import { ksmDoScan } from './scan.js';
 import { pruneStableNodes } from './stable-tree.js';
@@ -77,8 +77,19 @@ export class Ksm implements KsmOps {
   readonly profile: KernelProfile;
 
   // ---- the trees and lists ----
+  /** The stable and unstable trees of node 0: the only ones while merge_across_nodes is 1 (and in 2.6.33). */
   readonly rootStableTree: RbRoot;
   readonly rootUnstableTree: RbRoot;
+  /**
+   * 6.x root_stable_tree[] and root_unstable_tree[]: one per NUMA node, [0] being the
+   * two above; only the first nrNodeIds are used (ksm_nr_node_ids: 1 while
+   * merge_across_nodes is 1, the number of nodes while it is 0).
+   */
+  readonly stableRoots: RbRoot[];
+  readonly unstableRoots: RbRoot[];
+  nrNodeIds: number;
+  /** 6.x migrate_nodes: the first stable node on it (NODE_MIGRATE), or null. */
+  migrateNodes: StableNode | null;
   /** mm_slots_hash */
   readonly mmSlots: Map<MmStruct, MmSlot>;
   /** ksm_mm_head: the list head, never scanned (mm is null). */
@@ -100,6 +111,26 @@ export class Ksm implements KsmOps {
   rmapItems: number;
   /** Pages ksmd has looked at (not in 2.6.33; 6.x's pages_scanned, for reports). */
   pagesScanned: number;
+  /** 6.x: pages smart scan skipped (ksm_pages_skipped). */
+  pagesSkipped: number;
+  /** 6.x: the zero pages KSM has mapped (ksm_zero_pages), and per mm (mm->ksm_zero_pages; absent: 0). */
+  ksmZeroPages: number;
+  readonly mmZeroPages: Map<MmStruct, number>;
+  /** 6.x: stable node chains and the dups on them (ksm_stable_node_chains, ksm_stable_node_dups). */
+  stableNodeChains: number;
+  stableNodeDups: number;
+  /** 6.x: calc_checksum() of the zero page (zero_checksum), computed at ksm_init(). */
+  readonly zeroChecksum: number;
+
+  // ---- the scan-time advisor (6.x struct advisor_ctx) and what it measures ----
+  /** Simulated ms when the current full scan started (advisor_ctx.start_scan). */
+  advisorStartScan: number;
+  /** advisor_ctx.scan_time (s), .change (%), .cpu_time (ns). */
+  advisorScanTime: number;
+  advisorChange: number;
+  advisorCpuTime: number;
+  /** ksmd's CPU time in ns, as the model charges it (advisor.ts: task_sched_runtime()). */
+  ksmdCpuTime: number;
   /** What ksmd's work consisted of, counted (work.ts; not in Linux), for its CPU cost. */
   readonly work: KsmWork;
 
@@ -109,6 +140,17 @@ export class Ksm implements KsmOps {
   pagesToScan: number;
   sleepMillisecs: number;
   run: number;
+  /** 6.x knobs; inert in 2.6.33 (no chains: sharing is unlimited; no zero pages, smart scan or advisor). */
+  maxPageSharing: number;
+  stableNodeChainsPruneMillisecs: number;
+  useZeroPages: number;
+  mergeAcrossNodes: number;
+  smartScan: number;
+  advisorMode: number;
+  advisorMaxCpu: number;
+  advisorMinPagesToScan: bigint;
+  advisorMaxPagesToScan: bigint;
+  advisorTargetScanTime: bigint;
   /** ksm_thread_mutex held by the memory hotplug callback (MEM_GOING_OFFLINE..). */
   offlineLock: boolean;
 
@@ -130,12 +172,23 @@ export class Ksm implements KsmOps {
   memoCheckCursor: number;
 
   constructor(kernel: HostKernel, profile: KernelProfile) {
-    const missing = unimplementedFeatures(profile);
-    if (missing.length > 0) bug(`the Linux ${profile.version} profile turns on ${missing.join(', ')}, which the engine does not implement`);
+    // 6.x's cmp_and_merge_page() is one piece: the checksum-first order and the chains.
+    if (profile.features.checksumBeforeStableTreeSearch !== profile.features.stableNodeChains) {
+      bug(`the Linux ${profile.version} profile turns on one of checksumBeforeStableTreeSearch and stableNodeChains without the other: the engine implements them together`);
+    }
     this.kernel = kernel;
     this.profile = profile;
     this.rootStableTree = new RbRoot();
     this.rootUnstableTree = new RbRoot();
+    const nodes = kernel.mem.nrNodes;
+    this.stableRoots = [this.rootStableTree];
+    this.unstableRoots = [this.rootUnstableTree];
+    for (let nid = 1; nid < nodes; nid++) {
+      this.stableRoots.push(new RbRoot());
+      this.unstableRoots.push(new RbRoot());
+    }
+    this.nrNodeIds = 1;
+    this.migrateNodes = null;
     this.mmSlots = new Map();
     this.mmHead = new MmSlot(null);
     this.scanSlot = this.mmHead;
@@ -148,17 +201,43 @@ export class Ksm implements KsmOps {
     this.pagesUnshared = 0;
     this.rmapItems = 0;
     this.pagesScanned = 0;
+    this.pagesSkipped = 0;
+    this.ksmZeroPages = 0;
+    this.mmZeroPages = new Map();
+    this.stableNodeChains = 0;
+    this.stableNodeDups = 0;
+    // ksm_init(): zero_checksum = calc_checksum(ZERO_PAGE(0)).
+    let zeroSum = 0;
+    if (profile.features.zeroPages) {
+      const v = kernel.mem.view(kernel.mem.zeroPfn);
+      zeroSum = profile.checksum.page(v.words, v.wordOff);
+    }
+    this.zeroChecksum = zeroSum;
+    this.advisorStartScan = 0;
+    this.advisorScanTime = 0;
+    this.advisorChange = 0;
+    this.advisorCpuTime = 0;
+    this.ksmdCpuTime = 0;
     this.work = new KsmWork();
     // ksm_init(): every knob of the profile starts at its initial value; one the
     // kernel does not have keeps the value that makes it do nothing.
-    this.maxKernelPages = 0n;
-    this.pagesToScan = 0;
-    this.sleepMillisecs = 0;
-    this.run = KSM_RUN_STOP;
+    this.maxKernelPages = INERT_KNOBS.maxKernelPages;
+    this.pagesToScan = INERT_KNOBS.pagesToScan;
+    this.sleepMillisecs = INERT_KNOBS.sleepMillisecs;
+    this.run = INERT_KNOBS.run;
+    this.maxPageSharing = INERT_KNOBS.maxPageSharing;
+    this.stableNodeChainsPruneMillisecs = INERT_KNOBS.stableNodeChainsPruneMillisecs;
+    this.useZeroPages = INERT_KNOBS.useZeroPages;
+    this.mergeAcrossNodes = INERT_KNOBS.mergeAcrossNodes;
+    this.smartScan = INERT_KNOBS.smartScan;
+    this.advisorMode = INERT_KNOBS.advisorMode;
+    this.advisorMaxCpu = INERT_KNOBS.advisorMaxCpu;
+    this.advisorMinPagesToScan = INERT_KNOBS.advisorMinPagesToScan;
+    this.advisorMaxPagesToScan = INERT_KNOBS.advisorMaxPagesToScan;
+    this.advisorTargetScanTime = INERT_KNOBS.advisorTargetScanTime;
     for (const knob of profile.knobs) {
       const v = knob.initial === 'totalram_pages/4' ? Math.floor(kernel.mem.nrFrames / 4) : knob.initial;
-      if (knob.field === 'maxKernelPages') this.maxKernelPages = BigInt(v);
-      else this[knob.field] = v;
+      setKnobField(this, knob.field, BigInt(v));
     }
     this.offlineLock = false;
     this.memcmpLo = new Int32Array(MEMCMP_MEMO_SLOTS);
@@ -167,6 +246,9 @@ export class Ksm implements KsmOps {
     this.memcmpBytes = new Int16Array(MEMCMP_MEMO_SLOTS);
     this.memcmpEpoch = new Float64Array(MEMCMP_MEMO_SLOTS).fill(-1);
     this.checksumBatch = profile.checksum.newBatch();
+    // The store's per-content checksum memo holds the profile's checksum (what else reads the
+    // memo, the snapshot's content table, uses it only if it is jhash2).
+    kernel.mem.store.useChecksum(profile.checksum.name);
     this.memoCheckCursor = 0;
   }
 
@@ -190,8 +272,8 @@ export class Ksm implements KsmOps {
   }
 
   /** prctl(PR_SET/GET_MEMORY_MERGE) (madvise.ts) */
-  prctl(mm: MmStruct, option: PrctlOption, _arg2: number, _arg3: number, _arg4: number, _arg5: number): number {
-    return ksmPrctl(this, mm, option);
+  prctl(mm: MmStruct, option: PrctlOption, arg2: number, arg3: number, arg4: number, arg5: number): number {
+    return ksmPrctl(this, mm, option, arg2, arg3, arg4, arg5);
   }
 
   /** ksm_vma_flags() (madvise.ts) */
@@ -238,8 +320,11 @@ export class Ksm implements KsmOps {
     return (this.run & KSM_RUN_MERGE) !== 0 && this.mmHead.next !== this.mmHead && !this.offlineLock;
   }
 
-  /** Called when ksmd should re-check ksmd_should_run() (wake_up_interruptible). */
+  /** Called when ksmd should re-check ksmd_should_run() (wake_up_interruptible(&ksm_thread_wait)). */
   onWakeup: () => void = () => {};
+
+  /** 6.x: sleep_millisecs changed: ksmd's nap ends now (wake_up_interruptible(&ksm_iter_wait)). */
+  onSleepChanged: () => void = () => {};
 
   /** run_store() after validation. */
   setRun(flags: number): void {
@@ -293,4 +378,36 @@ export class Ksm implements KsmOps {
   describeItem(item: RmapItem): string {
     return `mm=${item.mm.owner} addr=0x${item.address.toString(16)} (flags=${decodeRmapFlags(item.flags)})`;
   }
+}
+
+/**
+ * What a knob the profile does not have holds: the value that makes the engine do
+ * nothing with it (2.6.33 has no chains, so max_page_sharing 0 never caps; no zero
+ * pages, smart scan or advisor; merge_across_nodes 1: one tree). A kernel image keeps
+ * every knob field, and one the profile lacks must hold this (src/ksm/snapshot.ts).
+ */
+export const INERT_KNOBS: Readonly<KsmKnobValues> = {
+  run: KSM_RUN_STOP,
+  pagesToScan: 0,
+  sleepMillisecs: 0,
+  maxKernelPages: 0n,
+  maxPageSharing: 0,
+  stableNodeChainsPruneMillisecs: 0,
+  useZeroPages: 0,
+  mergeAcrossNodes: 1,
+  smartScan: 0,
+  advisorMode: 0,
+  advisorMaxCpu: 0,
+  advisorMinPagesToScan: 0n,
+  advisorMaxPagesToScan: 0n,
+  advisorTargetScanTime: 0n,
+};
+
+/** The fields that hold an unsigned long, as bigints (the rest are numbers). */
+const BIGINT_KNOBS: ReadonlySet<KsmKnobField> = new Set<KsmKnobField>(['maxKernelPages', 'advisorMinPagesToScan', 'advisorMaxPagesToScan', 'advisorTargetScanTime']);
+
+/** Set a knob's engine field from a value its store accepted (a bigint either way). */
+export function setKnobField(ksm: Ksm, field: KsmKnobField, v: bigint): void {
+  if (BIGINT_KNOBS.has(field)) (ksm as unknown as Record<KsmKnobField, bigint>)[field] = v;
+  else (ksm as unknown as Record<KsmKnobField, number>)[field] = Number(v);
 }

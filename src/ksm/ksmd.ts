@@ -35,6 +35,11 @@ export class Ksmd implements KThread {
       // wake_up_interruptible(&ksm_thread_wait) reaches ksmd only while it waits.
       if (this.wakeAt === null) this.wakeAt = this.kernel.now;
     };
+    ksm.onSleepChanged = () => {
+      // wake_up_interruptible(&ksm_iter_wait) reaches ksmd only while it naps
+      // between batches: its next batch is now.
+      if (this.wakeAt !== null && this.wakeAt > this.kernel.now) this.wakeAt = this.kernel.now;
+    };
   }
 
   /** ksmd's state for the kernel image (src/ksm/snapshot.ts). */

@@ -1,9 +1,12 @@
-import { PG_MLOCKED, PG_SWAPCACHE, PTE_WRITE, VM_LOCKED, VM_MERGEABLE, mkPte, ptePayload, ptePresent } from '../mm/constants.js';
+import { PG_MLOCKED, PG_SWAPCACHE, PTE_DIRTY, PTE_SPECIAL, PTE_WRITE, VM_LOCKED, VM_MERGEABLE, mkPte, ptePayload, ptePresent, pteClear } from '../mm/constants.js';
 import { mlockVmaPage, munlockVmaPage } from '../mm/memory.js';
+import { isThpFrame, splitHugePage } from '../mm/huge-memory.js';
 import { pageAddAnonRmap, pageAddressInVma, pageRemoveRmap } from '../mm/rmap.js';
 import type { Vma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
-import { memcmpPages, setPageStableNode, testExit } from './pages.js';
+import { ksmMapZeroPage } from './madvise.js';
+import { findMergeableVma, memcmpPages, setPageStableNode, testExit } from './pages.js';
+import { removeRmapItemFromTree } from './rmap-item.js';
 import { holdAnonVma } from './stable-tree.js';
 import { EFAULT, type RmapItem } from './structs.js';
 import { breakCow } from './unmerge.js';
@@ -34,32 +37,43 @@ function writeProtectPage(ksm: Ksm, vma: Vma, pfn: number): number {
     // The kernel clears the pte and flushes the TLB before this check so that no
     // get_user_pages_fast() can slip in after it; nothing runs concurrently here.
     if (mem.pageMapcount(pfn) + 1 + swapped !== mem.count[pfn]) return -1;
-    pte = pte & ~PTE_WRITE;
+    pte = pteClear(pte, PTE_WRITE);
     mm.setPte(addr, pte);
   }
   return pte;
 }
 
-/** replace_page(): map kpage instead of page at page's address in vma. 0 or EFAULT. */
+/**
+ * replace_page(): map kpage instead of page at page's address in vma. 0 or EFAULT.
+ * kpage may be the zero page (6.x use_zero_pages): that is mapped as the zero page
+ * always is, special and with no reference or rmap, and marked dirty, which is how
+ * KSM later tells its zero pages from those a read fault mapped (is_ksm_zero_pte()).
+ */
 function replacePage(ksm: Ksm, vma: Vma, pfn: number, kpfn: number, origPte: number): number {
   const k = ksm.kernel;
   const mm = vma.mm;
   const addr = pageAddressInVma(k, pfn, vma);
   if (addr < 0) return EFAULT;
   if (mm.getPte(addr) !== origPte) return EFAULT;
-  k.mem.getPage(kpfn);
-  pageAddAnonRmap(k, kpfn, vma, addr);
-  // mk_pte(kpage, vma->vm_page_prot): read-only (a private mapping's protection
-  // never includes write: that is what makes the first write fault and COW).
-  mm.setPte(addr, mkPte(kpfn, 0));
+  if (kpfn !== k.mem.zeroPfn) {
+    k.mem.getPage(kpfn);
+    pageAddAnonRmap(k, kpfn, vma, addr);
+    // mk_pte(kpage, vma->vm_page_prot): read-only (a private mapping's protection
+    // never includes write: that is what makes the first write fault and COW).
+    mm.setPte(addr, mkPte(kpfn, 0));
+  } else {
+    mm.setPte(addr, mkPte(kpfn, PTE_SPECIAL | PTE_DIRTY));
+    ksmMapZeroPage(ksm, mm);
+  }
   pageRemoveRmap(k, pfn);
   k.mem.putPage(pfn);
   return 0;
 }
 
 /**
- * try_to_merge_one_page(): replace `pfn` in vma by the KSM page `kpfn`; or, when
- * kpfn is -1, turn `pfn` itself into a KSM page (with no stable node yet).
+ * try_to_merge_one_page(): replace `pfn` in vma by the KSM page `kpfn` (or, in 6.x,
+ * the zero page); or, when kpfn is -1, turn `pfn` itself into a KSM page (with no
+ * stable node yet).
  */
 function tryToMergeOnePage(ksm: Ksm, vma: Vma, pfn: number, kpfn: number): number {
   const k = ksm.kernel;
@@ -72,7 +86,14 @@ function tryToMergeOnePage(ksm: Ksm, vma: Vma, pfn: number, kpfn: number): numbe
   if (!mem.trylockPage(pfn)) return EFAULT;
   let err = EFAULT;
   let lockedPfn = pfn;
-  const origPte = writeProtectPage(ksm, vma, pfn);
+  // A page of a transparent huge page is split out first (split_huge_page(), under
+  // the page lock; 2.6.33 had no THPs, so only later profiles get here). The caller
+  // holds a reference on pfn. A failed split (another subpage pinned or held: the
+  // tree page of the same THP) fails the merge; a zero-filled pfn that the split
+  // mapped to the zero page (6.12+) fails it in write_protect_page(), which no
+  // longer finds pfn mapped.
+  const split = !isThpFrame(mem.flags, pfn) || splitHugePage(k, pfn, pfn);
+  const origPte = split ? writeProtectPage(ksm, vma, pfn) : -1;
   if (origPte >= 0) {
     if (kpfn < 0) {
       // While we hold the page lock, upgrade page from PageAnon+anon_vma to
@@ -85,7 +106,8 @@ function tryToMergeOnePage(ksm: Ksm, vma: Vma, pfn: number, kpfn: number): numbe
     }
   }
   if (err === 0) ksm.work.merges++;
-  if ((vma.flags & VM_LOCKED) !== 0 && kpfn >= 0 && err === 0) {
+  // The zero page is never mlocked: it is not on any LRU list.
+  if ((vma.flags & VM_LOCKED) !== 0 && kpfn >= 0 && kpfn !== mem.zeroPfn && err === 0) {
     munlockVmaPage(k, pfn, vma);
     if ((mem.flags[kpfn]! & PG_MLOCKED) === 0) {
       mem.unlockPage(pfn);
@@ -105,9 +127,26 @@ export function tryToMergeWithKsmPage(ksm: Ksm, item: RmapItem, pfn: number, kpf
   if (vma === null || vma.start > item.address) return EFAULT;
   const err = tryToMergeOnePage(ksm, vma, pfn, kpfn);
   if (err !== 0) return err;
+  // 6.x takes the rmap_item out of the unstable tree here, where 2.6.33's caller
+  // does it after both pages merged: the same item, a little sooner.
+  if (ksm.profile.features.checksumBeforeStableTreeSearch) removeRmapItemFromTree(ksm, item);
   // Must get the anon_vma reference while the area is known to be there.
   holdAnonVma(item, vma.anonVma!);
   return 0;
+}
+
+/**
+ * try_to_merge_with_zero_page() (6.x): with use_zero_pages on, a page whose
+ * checksum is the zero page's is mapped to the zero page itself. 0 when merged, or
+ * when its area has gone (nothing left to merge: no point trying the trees);
+ * EFAULT otherwise, and the page goes on to the trees.
+ */
+export function tryToMergeWithZeroPage(ksm: Ksm, item: RmapItem, pfn: number): number {
+  if (ksm.useZeroPages === 0 || item.oldchecksum !== ksm.zeroChecksum) return EFAULT;
+  const vma = findMergeableVma(item.mm, item.address);
+  // If the vma is out of date, we do not need to continue.
+  if (vma === null) return 0;
+  return tryToMergeOnePage(ksm, vma, pfn, ksm.kernel.mem.zeroPfn);
 }
 
 /**

@@ -11,8 +11,8 @@ import type { RmapItem, StableNode } from './structs.js';
  * (calc_checksum) and compare it with another (memcmp_pages).
  */
 
-/** scanChecksum()'s frames, in the order they were added to the batch. */
-const scratchBatchPfns = new Int32Array(PAGE_CHECKSUM_BATCH);
+/** scanChecksum()'s contents, in the order they were added to the batch. */
+const scratchBatchIds = new Int32Array(PAGE_CHECKSUM_BATCH);
 
 /** How far past the scanned page scanChecksum() looks for more pages to hash with it. */
 const CHECKSUM_LOOKAHEAD_PTES = 32;
@@ -28,14 +28,14 @@ export function testExit(mm: MmStruct): boolean {
 
 /** The stable node a KSM page's mapping points to (page_stable_node()), or null. */
 export function pageStableNode(ksm: Ksm, pfn: number): StableNode | null {
-  return ksm.kernel.mem.isKsm(pfn) ? (ksm.kernel.mem.mapping[pfn] as StableNode | null) : null;
+  return ksm.kernel.mem.isKsm(pfn) ? (ksm.kernel.mem.mappingOf(pfn) as StableNode | null) : null;
 }
 
 /** set_page_stable_node(): upgrade an anonymous page to a KSM page. */
 export function setPageStableNode(ksm: Ksm, pfn: number, node: StableNode | null): void {
   const mem = ksm.kernel.mem;
   mem.flags[pfn]! |= PG_ANON | PG_KSM;
-  mem.mapping[pfn] = node;
+  mem.setMapping(pfn, node);
 }
 
 /**
@@ -78,20 +78,26 @@ export function getMergeablePage(ksm: Ksm, item: RmapItem): number {
   return pfn;
 }
 
-/** calc_checksum(): the profile's hash of the page (jhash2 over its 1024 words, initval 17, in 2.6.33), memoized per frame. */
+/**
+ * calc_checksum(): the profile's hash of the page (jhash2 over its 1024 words, initval
+ * 17, in 2.6.33), memoized per content in the store (src/mm/contents.ts): a page
+ * repeated in every guest is hashed once.
+ */
 export function calcChecksum(ksm: Ksm, pfn: number): number {
-  const mem = ksm.kernel.mem;
-  if (mem.checksumValid[pfn] !== 0) return mem.checksumMemo[pfn]!;
-  const sum = ksm.profile.checksum.page(mem.wordsOf(pfn), mem.wordOffsetOf(pfn));
-  mem.checksumMemo[pfn] = sum;
-  mem.checksumValid[pfn] = 1;
+  const store = ksm.kernel.mem.store;
+  const c = ksm.kernel.mem.content[pfn]!;
+  if (store.sumValid[c] !== 0) return store.sum[c]!;
+  const v = store.view(c);
+  const sum = ksm.profile.checksum.page(v.words, v.wordOff);
+  store.sum[c] = sum;
+  store.sumValid[c] = 1;
   return sum;
 }
 
 /**
  * calc_checksum() of the page ksmd is scanning, `pfn` mapped at item's address.
  * Not the kernel's way, but the kernel's numbers: the checksum is a pure function
- * of the page's bytes, PhysMem memoizes it per frame until the bytes change, and so
+ * of the page's bytes, the store memoizes it per content until the bytes change, and so
  * where and when it is computed cannot change any decision.
  *
  * That lets us compute it early and in bulk. jhash2 is one long serial chain of
@@ -108,12 +114,15 @@ export function calcChecksum(ksm: Ksm, pfn: number): number {
  */
 export function scanChecksum(ksm: Ksm, pfn: number, item: RmapItem): number {
   const mem = ksm.kernel.mem;
-  if (mem.checksumValid[pfn] !== 0) return mem.checksumMemo[pfn]!;
+  const store = mem.store;
+  const c0 = mem.content[pfn]!;
+  if (store.sumValid[c0] !== 0) return store.sum[c0]!;
   const batch = ksm.checksumBatch;
-  const pfns = scratchBatchPfns;
+  const ids = scratchBatchIds;
   batch.clear(); // empty, unless an exception left it half-filled
-  pfns[0] = pfn;
-  batch.add(mem.dataOf(pfn), mem.wordsOf(pfn), mem.offsetOf(pfn));
+  ids[0] = c0;
+  let v = store.view(c0);
+  batch.add(v.buf, v.words, v.off);
   const mm = item.mm;
   const vma = mm.findVma(item.address);
   if (vma !== null) {
@@ -122,18 +131,38 @@ export function scanChecksum(ksm: Ksm, pfn: number, item: RmapItem): number {
       const pte = mm.getPte(addr);
       if (!ptePresent(pte) || (pte & PTE_SPECIAL) !== 0) continue;
       const p = ptePayload(pte);
-      if ((mem.flags[p]! & (PG_ANON | PG_KSM)) !== PG_ANON || mem.checksumValid[p] !== 0) continue;
-      pfns[batch.n] = p;
-      batch.add(mem.dataOf(p), mem.wordsOf(p), mem.offsetOf(p));
+      const c = mem.content[p]!;
+      if ((mem.flags[p]! & (PG_ANON | PG_KSM)) !== PG_ANON || store.sumValid[c] !== 0) continue;
+      ids[batch.n] = c;
+      v = store.view(c);
+      batch.add(v.buf, v.words, v.off);
     }
   }
   batch.run();
   for (let j = 0; j < batch.n; j++) {
-    mem.checksumMemo[pfns[j]!] = batch.sums[j]!;
-    mem.checksumValid[pfns[j]!] = 1;
+    store.sum[ids[j]!] = batch.sums[j]!;
+    store.sumValid[ids[j]!] = 1;
   }
   batch.clear();
-  return mem.checksumMemo[pfn]!;
+  return store.sum[c0]!;
+}
+
+/**
+ * Merge domains (not in Linux): memcmp_pages() as the trees see it when pages
+ * belong to mms of different merge domains (mm.ts ksmMergeDomain). A page of one
+ * domain never compares equal to a page of another; ordering by domain first, then
+ * by bytes, keeps every tree a total order, so each tree holds one sorted run per
+ * domain and a search only ever meets equal contents within its own domain. This
+ * is VMware's page-sharing salt (a page's hash is salted per VM group) moved to the
+ * comparison: every scan, checksum and decision within a domain is the kernel's.
+ * The road not taken, one pair of trees per domain (like 6.x's per-node trees),
+ * would cost a root per domain in every search path and in the snapshot.
+ *
+ * With every mm in the common domain ('') this is memcmpPages itself.
+ */
+export function comparePagesInDomains(ksm: Ksm, a: number, domainA: string, b: number, domainB: string): number {
+  if (domainA !== domainB) return domainA < domainB ? -1 : 1;
+  return memcmpPages(ksm, a, b);
 }
 
 /**
@@ -165,7 +194,7 @@ export function memcmpPages(ksm: Ksm, a: number, b: number): number {
   } else {
     const at = mem.firstDifference(lo, hi);
     if (at === PAGE_SIZE) sign = 0;
-    else sign = mem.dataOf(lo)[mem.offsetOf(lo) + at]! < mem.dataOf(hi)[mem.offsetOf(hi) + at]! ? -1 : 1;
+    else sign = mem.byteAt(lo, at) < mem.byteAt(hi, at) ? -1 : 1;
     ksm.memcmpLo[slot] = lo;
     ksm.memcmpHi[slot] = hi;
     ksm.memcmpSign[slot] = sign;

@@ -1,6 +1,6 @@
 import { bug } from '../lib/errors.js';
 import { rbErase, rbInitNode } from '../lib/rbtree.js';
-import { MMF_VM_MERGEABLE } from '../mm/constants.js';
+import { MMF_VM_MERGEABLE, MMF_VM_MERGE_ANY } from '../mm/constants.js';
 import type { MmStruct } from '../mm/mm.js';
 import type { Ksm } from './ksm.js';
 import { dropAnonVma, getKsmPage } from './stable-tree.js';
@@ -46,6 +46,8 @@ export function removeRmapItemFromTree(ksm: Ksm, item: RmapItem): void {
     ksm.kernel.mem.putPage(pfn);
     if (node.hlist !== null) ksm.pagesSharing--;
     else ksm.pagesShared--;
+    node.rmapHlistLen--;
+    if (node.rmapHlistLen < 0) bug(`stable node kpfn=${node.kpfn} rmap_hlist_len underflow at ${ksm.describeItem(item)}`);
     dropAnonVma(ksm, item);
     item.flags = 0;
   } else if ((item.flags & UNSTABLE_FLAG) !== 0) {
@@ -54,7 +56,7 @@ export function removeRmapItemFromTree(ksm: Ksm, item: RmapItem): void {
     // it (an mm exiting, or unmerging, can get here), and must be erased.
     const age = (ksm.seqnr - item.flags) & 0xff;
     if (age > 1) bug(`unstable rmap_item ${ksm.describeItem(item)} is ${age} scans old`);
-    if (age === 0) rbErase(item, ksm.rootUnstableTree);
+    if (age === 0) rbErase(item, ksm.unstableRoots[item.nid]!);
     else rbInitNode(item);
     ksm.pagesUnshared--;
     item.flags = 0;
@@ -99,6 +101,7 @@ export function freeSlot(ksm: Ksm, slot: MmSlot): void {
   slot.next.prev = slot.prev;
   slot.prev = slot;
   slot.next = slot;
-  mm.flags &= ~MMF_VM_MERGEABLE;
+  // 6.x clears MMF_VM_MERGE_ANY with it: an mm that leaves KSM stops merging anything.
+  mm.flags &= ~(MMF_VM_MERGEABLE | MMF_VM_MERGE_ANY);
   mm.mmCount--; // mmdrop()
 }

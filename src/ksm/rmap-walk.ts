@@ -52,7 +52,7 @@ export function rmapWalkKsm(ksm: Ksm, pfn: number, rwc: RmapWalkControl): number
 /** ksm_migrate_page(): the KSM page moved: the stable node follows it. */
 export function ksmMigratePage(ksm: Ksm, newPfn: number, oldPfn: number): void {
   const mem = ksm.kernel.mem;
-  assert(mem.mapping[newPfn] === mem.mapping[oldPfn], () => `ksm_migrate_page: mappings differ for ${oldPfn} → ${newPfn}`);
+  assert(mem.mappingOf(newPfn) === mem.mappingOf(oldPfn), () => `ksm_migrate_page: mappings differ for ${oldPfn} → ${newPfn}`);
   const node = pageStableNode(ksm, newPfn);
   if (node !== null) {
     assert(node.kpfn === oldPfn, () => `ksm_migrate_page: stable node kpfn ${node.kpfn}, expected ${oldPfn}`);
@@ -73,9 +73,9 @@ export function ksmMightNeedToCopy(ksm: Ksm, pfn: number, vma: Vma, addr: number
   const k = ksm.kernel;
   const mem = k.mem;
   if (!mem.isAnon(pfn) || mem.isKsm(pfn)) return pfn;
-  if (mem.mapping[pfn] === vma.anonVma && mem.index[pfn] === vma.linearIndex(addr)) return pfn;
+  if (mem.mappingOf(pfn) === vma.anonVma && mem.index[pfn] === vma.linearIndex(addr)) return pfn;
   // mm/ksm.c ksm_does_need_to_copy()
-  const copy = allocPage(k, false);
+  const copy = allocPage(k, false, vma.mm.node);
   if (copy >= 0) {
     mem.copyPage(copy, pfn);
     mem.flags[copy]! |= PG_DIRTY | PG_UPTODATE | PG_SWAPBACKED;

@@ -4,7 +4,8 @@ import type { Vma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
 import { findMergeableVma, followPage, testExit } from './pages.js';
 import { freeSlot, removeTrailingRmapItems } from './rmap-item.js';
-import { dropAnonVma } from './stable-tree.js';
+import { isKsmZeroPte } from './madvise.js';
+import { dropAnonVma, removeAllStableNodes } from './stable-tree.js';
 import { ENOMEM, type RmapItem } from './structs.js';
 
 /*
@@ -17,21 +18,27 @@ import { ENOMEM, type RmapItem } from './structs.js';
 /**
  * break_ksm(): fault a write on addr until the KSM page there is replaced by a
  * private copy. Touches only a KSM page, in case the area was remapped meanwhile.
- * Returns ENOMEM when the copy could not be had, 0 otherwise.
+ * Returns ENOMEM when the copy could not be had, 0 otherwise. (6.x faults with
+ * FAULT_FLAG_UNSHARE, which copies without making the pte writable; the model's
+ * write fault gives the same page and contents, and a writable pte where the area
+ * is writable: the next write then faults no more, which nothing observes.)
  */
 export function breakKsm(ksm: Ksm, vma: Vma, addr: number): number {
   const mem = ksm.kernel.mem;
   let ret: number;
   do {
     const pfn = followPage(ksm, vma, addr);
-    if (pfn < 0) break;
-    if (mem.isKsm(pfn)) {
+    // 6.x: a KSM zero page is KSM's too (folio_walk_start(FW_ZEROPAGE) finds it),
+    // and is broken like a KSM page: the write gets a fresh zeroed page.
+    const ksmPage = pfn < 0 ? isKsmZeroPte(ksm, vma.mm.getPte(addr)) : mem.isKsm(pfn);
+    if (pfn < 0 && !ksmPage) break;
+    if (ksmPage) {
       ret = handleMmFault(ksm.kernel, vma, addr, true);
       if ((ret & VM_FAULT_WRITE) !== 0) ksm.work.unmerges++;
     } else {
       ret = VM_FAULT_WRITE;
     }
-    mem.putPage(pfn);
+    if (pfn >= 0) mem.putPage(pfn);
     if ((ret & VM_FAULT_OOM) !== 0) return ENOMEM;
   } while ((ret & (VM_FAULT_WRITE | VM_FAULT_SIGBUS | VM_FAULT_OOM)) === 0);
   return 0;
@@ -51,9 +58,20 @@ export function breakCow(ksm: Ksm, item: RmapItem): void {
  */
 export function unmergeKsmPages(ksm: Ksm, vma: Vma, start: number, end: number): number {
   let err = 0;
-  for (let addr = start; addr < end && err === 0; addr += PAGE_SIZE) {
-    if (testExit(vma.mm)) break;
+  const mm = vma.mm;
+  for (let addr = start; addr < end && err === 0; ) {
+    if (testExit(mm)) break;
+    // The loop is per address, but the walk under break_ksm() finds an empty page
+    // table at once (pmd_none; 6.18's folio_walk_start() the same): skip to the next
+    // table, so unmerging a sparse area of TiBs costs its tables, not its addresses.
+    // Nothing changes: an address without a table has no page to break.
+    const next = mm.nextTableAddr(addr, end);
+    if (next > addr) {
+      addr = next;
+      continue;
+    }
     err = breakKsm(ksm, vma, addr);
+    addr += PAGE_SIZE;
   }
   return err;
 }
@@ -76,7 +94,9 @@ export function unmergeAndRemoveAllRmapItems(ksm: Ksm): number {
     ksm.scanSlot = slot.next;
     if (testExit(mm)) freeSlot(ksm, slot);
   }
+  // 6.x: clean up stable nodes, but don't worry if some are still busy.
+  if (ksm.profile.features.stableNodeChains) removeAllStableNodes(ksm);
   ksm.seqnr = 0;
-  ksm.rootUnstableTree.node = null; // empty already: every rmap_item is gone
+  for (const root of ksm.unstableRoots) root.node = null; // empty already: every rmap_item is gone
   return 0;
 }

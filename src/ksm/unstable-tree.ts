@@ -1,6 +1,7 @@
 import { rbInsertColor, rbLinkNode, type RbNode } from '../lib/rbtree.js';
 import type { Ksm } from './ksm.js';
-import { getMergeablePage, memcmpPages } from './pages.js';
+import { comparePagesInDomains, getMergeablePage } from './pages.js';
+import { getKpfnNid } from './stable-tree.js';
 import { SEQNR_MASK, UNSTABLE_FLAG, type RmapItem } from './structs.js';
 
 /*
@@ -24,9 +25,12 @@ export interface TreePageOut {
  */
 export function unstableTreeSearchInsert(ksm: Ksm, item: RmapItem, pfn: number, out: TreePageOut): RmapItem | null {
   const mem = ksm.kernel.mem;
+  // 6.x with merge_across_nodes 0: the tree of the page's node (2.6.33: tree 0).
+  const nid = getKpfnNid(ksm, pfn);
+  const root = ksm.unstableRoots[nid]!;
   let parent: RbNode | null = null;
   let left = false;
-  let cur = ksm.rootUnstableTree.node as RmapItem | null;
+  let cur = root.node as RmapItem | null;
   while (cur !== null) {
     const treePfn = getMergeablePage(ksm, cur);
     if (treePfn < 0) return null;
@@ -36,7 +40,7 @@ export function unstableTreeSearchInsert(ksm: Ksm, item: RmapItem, pfn: number, 
       return null;
     }
     ksm.work.unstableTreeCompares++;
-    const ret = memcmpPages(ksm, pfn, treePfn);
+    const ret = comparePagesInDomains(ksm, pfn, item.mm.ksmMergeDomain, treePfn, cur.mm.ksmMergeDomain);
     parent = cur;
     if (ret < 0) {
       mem.putPage(treePfn);
@@ -46,14 +50,20 @@ export function unstableTreeSearchInsert(ksm: Ksm, item: RmapItem, pfn: number, 
       mem.putPage(treePfn);
       left = false;
       cur = cur.rbRight as RmapItem | null;
+    } else if (ksm.mergeAcrossNodes === 0 && mem.nodeOf(treePfn) !== nid) {
+      // The tree page has migrated to another node: it will be flushed out and put
+      // in the right unstable tree next time; only merge with it across nodes.
+      mem.putPage(treePfn);
+      return null;
     } else {
       out.pfn = treePfn;
       return cur;
     }
   }
   item.flags |= UNSTABLE_FLAG | (ksm.seqnr & SEQNR_MASK);
-  rbLinkNode(item, parent, left, ksm.rootUnstableTree);
-  rbInsertColor(item, ksm.rootUnstableTree);
+  item.nid = nid;
+  rbLinkNode(item, parent, left, root);
+  rbInsertColor(item, root);
   ksm.pagesUnshared++;
   return null;
 }

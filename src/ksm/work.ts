@@ -22,9 +22,9 @@ import type { Ksm } from './ksm.js';
  * operation, nothing allocated.
  */
 export class KsmWork {
-  /** calc_checksum() in cmp_and_merge_page() (scan.ts). */
+  /** calc_checksum() in cmp_and_merge_page() (scan.ts: 2.6.33's and 6.x's). */
   checksums: number;
-  /** memcmp_pages() in stable_tree_search() and stable_tree_insert() (stable-tree.ts). */
+  /** memcmp_pages() in stable_tree_search() and stable_tree_insert() (stable-tree.ts: 2.6.33's and 6.x's). */
   stableTreeCompares: number;
   /** memcmp_pages() in unstable_tree_search_insert() (unstable-tree.ts). */
   unstableTreeCompares: number;

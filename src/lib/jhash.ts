@@ -24,6 +24,7 @@
  */
 
 import { PAGE_CHECKSUM_BATCH, type PageChecksum, type PageChecksumBatchLike } from './checksum.js';
+import { instantiateWasm, sleb128, uleb128, wasmModule } from './wasm.js';
 
 /** include/linux/jhash.h JHASH_GOLDEN_RATIO, as an int32. */
 const GOLDEN_RATIO = 0x9e3779b9 | 0;
@@ -190,27 +191,6 @@ const PAGE_BYTES = PAGE_WORDS * 4;
  */
 const OUT_BASE = PAGE_CHECKSUM_BATCH * PAGE_BYTES;
 
-function uleb128(n: number, out: number[]): void {
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-}
-
-function sleb128(n: number, out: number[]): void {
-  for (;;) {
-    const byte = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
-      out.push(byte);
-      return;
-    }
-    out.push(byte | 0x80);
-  }
-}
-
 /** One function body of the kernel: `chains` vector chains of four pages each. */
 function simdHashBody(chains: number): number[] {
   const code: number[] = [];
@@ -337,45 +317,14 @@ function simdHashBody(chains: number): number[] {
 }
 
 function simdHashModule(): Uint8Array {
-  const section = (id: number, body: number[], out: number[]): void => {
-    out.push(id);
-    uleb128(body.length, out);
-    out.push(...body);
-  };
-  const name = (s: string, out: number[]): void => {
-    out.push(s.length);
-    for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i));
-  };
-  const bytes: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-  section(1, [1, 0x60, 0, 0], bytes); // one type: [] -> []
-  section(3, [2, 0, 0], bytes); // two functions of that type
-  section(5, [1, 0x00, 1], bytes); // one memory, one 64 KiB page, no maximum
-  const exports: number[] = [3];
-  name('hash4', exports);
-  exports.push(0x00, 0);
-  name('hash8', exports);
-  exports.push(0x00, 1);
-  name('memory', exports);
-  exports.push(0x02, 0);
-  section(7, exports, bytes);
-  const code: number[] = [2];
-  for (const chains of [1, 2]) {
-    const body = simdHashBody(chains);
-    uleb128(body.length, code);
-    code.push(...body);
-  }
-  section(10, code, bytes);
-  return Uint8Array.from(bytes);
-}
-
-/**
- * The few members of the WebAssembly JS API used here: neither lib ES2022 nor
- * @types/node 20 declares the namespace.
- */
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: unknown };
+  return wasmModule({
+    params: [],
+    functions: [
+      { name: 'hash4', body: simdHashBody(1) },
+      { name: 'hash8', body: simdHashBody(2) },
+    ],
+    memoryPages: 1,
+  });
 }
 
 interface SimdHash {
@@ -384,23 +333,12 @@ interface SimdHash {
   memory: { buffer: ArrayBuffer };
 }
 
-let simdModule: object | null | undefined;
+let simdBytes: Uint8Array | null = null;
 
 /** A fresh instance of the SIMD kernel (each batch has its own memory), or null without SIMD. */
 function instantiateSimdHash(): SimdHash | null {
-  const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  if (wasm === undefined) return null;
-  if (simdModule === undefined) {
-    simdModule = null;
-    try {
-      const bytes = simdHashModule();
-      if (wasm.validate(bytes)) simdModule = new wasm.Module(bytes);
-    } catch {
-      simdModule = null;
-    }
-  }
-  if (simdModule === null) return null;
-  return new wasm.Instance(simdModule).exports as SimdHash;
+  simdBytes ??= simdHashModule();
+  return instantiateWasm(simdBytes) as SimdHash | null;
 }
 
 /**

@@ -287,6 +287,26 @@ export function rbErase(node: RbNode, root: RbRoot): void {
   rbInitNode(node);
 }
 
+/**
+ * lib/rbtree.c rb_replace_node(): `victim`'s place in the tree, colour and children go
+ * to `replacement`, which must be in no tree; no rebalancing is needed. `victim` is
+ * left with no links. Only valid when replacement sorts where victim did (KSM: a
+ * chain standing in for the dup it replaces, or the reverse).
+ */
+export function rbReplaceNode(victim: RbNode, replacement: RbNode, root: RbRoot): void {
+  const parent = victim.rbParent;
+  if (parent === null) root.node = replacement;
+  else if (parent.rbLeft === victim) parent.rbLeft = replacement;
+  else parent.rbRight = replacement;
+  if (victim.rbLeft !== null) victim.rbLeft.rbParent = replacement;
+  if (victim.rbRight !== null) victim.rbRight.rbParent = replacement;
+  replacement.rbParent = parent;
+  replacement.rbLeft = victim.rbLeft;
+  replacement.rbRight = victim.rbRight;
+  replacement.rbRed = victim.rbRed;
+  rbInitNode(victim);
+}
+
 /** lib/rbtree.c rb_first(): the leftmost node, or null for an empty tree. */
 export function rbFirst(root: RbRoot): RbNode | null {
   let n = root.node;

@@ -18,7 +18,9 @@ import {
   hexAddr,
   ptePayload,
 } from './constants.js';
+import { CONTENT_ZERO, FILL_CONTENTS } from './contents.js';
 import type { HostKernel } from './kernel.js';
+import { checkHugeInvariants } from './huge-memory.js';
 import type { AnonVma, ShmemFile } from './vma.js';
 
 /**
@@ -78,7 +80,7 @@ export function checkMmInvariants(k: HostKernel): void {
           refs[pfn]!++;
           const f = mem.flags[pfn]!;
           if ((f & PG_ANON) !== 0 && (f & PG_KSM) === 0) {
-            if (mem.mapping[pfn] !== vma.anonVma) {
+            if (mem.mappingOf(pfn) !== vma.anonVma) {
               throw new InvariantError(`${where}: anon page's anon_vma is not the area's: ${mem.describe(pfn)}`);
             }
             if (vma.addressOf(mem.index[pfn]!) !== addr) {
@@ -136,11 +138,20 @@ export function checkMmInvariants(k: HostKernel): void {
   let free = 0;
   const lruCount = new Int32Array(3);
   for (let pfn = 0; pfn < n; pfn++) {
+    if (mem.untouched(pfn)) {
+      // A block never used: every frame free, no metadata yet (physmem.ts initBlock).
+      const b = mem.blockOf(pfn);
+      if (b.nrFree !== mem.framesIn(b)) throw new InvariantError(`memory block ${b.index} is untouched but counts ${b.nrFree} of ${mem.framesIn(b)} frames free`);
+      if (b.online && !b.isolated) free += b.nrFree;
+      pfn = b.startPfn + mem.framesIn(b) - 1;
+      continue;
+    }
     const f = mem.flags[pfn]!;
     if ((f & PG_BUDDY) !== 0) {
-      if (mem.count[pfn] !== 0 || mem.mapcount[pfn] !== -1 || mem.mapping[pfn] !== null || (f & ~(PG_BUDDY | PG_OFFLINE)) !== 0) {
+      if (mem.count[pfn] !== 0 || mem.mapcount[pfn] !== -1 || mem.mappingOf(pfn) !== null || (f & ~(PG_BUDDY | PG_OFFLINE)) !== 0) {
         throw new InvariantError(`free frame in use: ${mem.describe(pfn)}`);
       }
+      if (mem.content[pfn] !== CONTENT_ZERO) throw new InvariantError(`free frame ${mem.describe(pfn)} holds ${mem.store.describe(mem.content[pfn]!)}, not the zero content`);
       const b = mem.blockOf(pfn);
       if (b.online && !b.isolated) free++;
       continue;
@@ -163,6 +174,20 @@ export function checkMmInvariants(k: HostKernel): void {
     if ((f & PG_LRU) !== 0) lruCount[mem.lruListOf(pfn)]!++;
   }
   if (free !== mem.nrFreeOnline) throw new InvariantError(`allocator counts ${mem.nrFreeOnline} free frames, ${free} really`);
+  // The content store: every content's references are the frames and swap slots naming it.
+  const named = new Map<number, number>();
+  const name = (c: number): void => {
+    if (c >= FILL_CONTENTS) named.set(c, (named.get(c) ?? 0) + 1);
+  };
+  for (let pfn = 0; pfn < n; pfn++) {
+    if (mem.untouched(pfn)) pfn = mem.blockOf(pfn).startPfn + mem.framesIn(mem.blockOf(pfn)) - 1;
+    else name(mem.content[pfn]!);
+  }
+  const swc = k.swap;
+  if (swc !== null) for (let off = 1; off <= swc.nrSlots; off++) name(swc.content[off]!);
+  mem.store.check(named, (msg) => {
+    throw new InvariantError(msg);
+  });
   for (let l = 0; l < 3; l++) {
     let walked = 0;
     for (let p = mem.lruHead[l]!; p >= 0; p = mem.lruNext[p]!) {
@@ -173,4 +198,5 @@ export function checkMmInvariants(k: HostKernel): void {
       throw new InvariantError(`LRU list ${l}: size ${mem.lruSize[l]}, walked ${walked}, flagged ${lruCount[l]}`);
     }
   }
+  checkHugeInvariants(k);
 }

@@ -64,6 +64,7 @@ export function registerMemorySysfs(k: HostKernel): void {
 function isRemovable(k: HostKernel, block: MemoryBlock): boolean {
   const mem = k.mem;
   if (!block.online) return false;
+  if (!block.initialized) return true; // never used: every frame free
   const end = block.startPfn + mem.framesIn(block);
   for (let pfn = block.startPfn; pfn < end; pfn++) {
     const f = mem.flags[pfn]!;

@@ -1,6 +1,6 @@
 import { KernelError, bug } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
-import { MAX_WAKEUPS_PER_CALL, checkCount, checkFinite, checkInt, checkOptions, checkString, describe } from '../lib/validate.js';
+import { MAX_WAKEUPS_PER_CALL, checkBool, checkCount, checkFinite, checkInt, checkKnownKeys, checkOneOf, checkOptions, checkRecord, checkString, describe } from '../lib/validate.js';
 import {
   PAGE_SIZE,
   PG_ANON,
@@ -9,6 +9,7 @@ import {
   PG_RESERVED,
   PG_SHMEM,
   PG_SWAPCACHE,
+  MAX_MEMORY_MIB,
 } from './constants.js';
 import type { KsmOps } from './ksm-ops.js';
 import type { KernelImagePart } from './snapshot.js';
@@ -21,41 +22,71 @@ import { Sysfs, parseUintKnob } from './sysfs.js';
 import { compactMemory, migratePage } from './migrate.js';
 import { registerMemorySysfs, type MemoryNotifier, type MemoryNotify } from './hotplug.js';
 import { shrinkPages } from './swapops.js';
+import { THP_MODES, TransparentHugepage, nrAnonThps, registerThpSysfs, restoreThpImage, saveThpImage, thpVmstatLines, type ThpImage, type ThpOptions } from './huge-memory.js';
 
 export interface KernelOptions {
   /**
-   * RAM in MiB, at most 256 GiB. Memory blocks of blockMiB each, the last one
-   * partial when blockMiB does not divide it (32 MiB is one partial 128 MiB block).
+   * RAM in MiB, at most 4 TiB (MAX_MEMORY_MIB). Memory blocks of blockMiB each, the
+   * last one partial when blockMiB does not divide it (32 MiB is one partial 128 MiB block).
    */
   memoryMiB?: number;
-  /** Swap device size in MiB (under 256 GiB); 0 for none. */
+  /** Swap device size in MiB (at most 4 TiB); 0 for none. */
   swapMiB?: number;
   /** Memory block size in MiB: a power of two up to 2048 (Linux's largest, 2 GiB); 128 as on x86-64. */
   blockMiB?: number;
   /** Seed of the kernel's PRNG. */
   seed?: number;
+  /** NUMA nodes, each a run of whole memory blocks (physmem.ts): 1 to the number of blocks; default 1. */
+  nodes?: number;
+  /**
+   * Transparent huge pages (src/mm/huge-memory.ts), or null for a kernel without
+   * them (2.6.33, the default). The KSM side sets it from the kernel profile.
+   */
+  thp?: ThpOptions | null;
 }
 
 /** The largest memory block Linux has (x86-64's MAX_BLOCK_SIZE): 2 GiB. */
 export const MAX_BLOCK_MIB = 2048;
-/** The most RAM a pte can address here (26 bits of pfn). */
-export const MAX_MEMORY_MIB = 256 * 1024;
-/** The most swap a kernel (and its image) takes: just under 256 GiB. */
-export const MAX_SWAP_MIB = 256 * 1024 - 1;
+/** The most swap a kernel (and its image) takes: as many slots as a swap pte addresses (constants.ts). */
+export const MAX_SWAP_MIB = MAX_MEMORY_MIB;
+
+const KERNEL_OPTIONS = ['memoryMiB', 'swapMiB', 'blockMiB', 'seed', 'nodes', 'thp'] as const;
+const THP_OPTIONS = ['mode', 'remapZeroSubpages'] as const;
+const SPAWN_OPTIONS = ['node', 'mergeDomain'] as const;
 
 /**
  * KernelOptions checked, defaults filled in. The same limits bind a kernel image's
  * options (src/mm/snapshot.ts), so a kernel this accepts always saves an image that
  * restores.
  */
-export function checkKernelOptions(optsIn: unknown): Required<KernelOptions> {
+export function checkKernelOptions(optsIn: unknown): Required<Omit<KernelOptions, 'thp'>> & { thp: ThpOptions | null } {
   const o = checkOptions('Kernel options', optsIn);
+  checkKnownKeys('Kernel options', o, KERNEL_OPTIONS);
   const blockMiB = o.blockMiB === undefined ? 128 : checkInt('Kernel options: blockMiB', o.blockMiB, 1, MAX_BLOCK_MIB);
   if ((blockMiB & (blockMiB - 1)) !== 0) throw new KernelError('EINVAL', `Kernel options: blockMiB: expected a power of two up to ${MAX_BLOCK_MIB}, found ${blockMiB}`);
-  const memoryMiB = o.memoryMiB === undefined ? 512 : checkInt('Kernel options: memoryMiB', o.memoryMiB, 1, MAX_MEMORY_MIB);
-  const swapMiB = o.swapMiB === undefined ? 0 : checkInt('Kernel options: swapMiB', o.swapMiB, 0, MAX_SWAP_MIB);
+  const memoryMiB = o.memoryMiB === undefined ? 512 : checkInt('Kernel options: memoryMiB', o.memoryMiB, 1, Number.MAX_SAFE_INTEGER);
+  if (memoryMiB > MAX_MEMORY_MIB) throw new KernelError('EINVAL', `Kernel options: memoryMiB ${memoryMiB} exceeds the ${MAX_MEMORY_MIB} MiB (4 TiB) a pte can address`);
+  const swapMiB = o.swapMiB === undefined ? 0 : checkInt('Kernel options: swapMiB', o.swapMiB, 0, Number.MAX_SAFE_INTEGER);
+  if (swapMiB > MAX_SWAP_MIB) throw new KernelError('EINVAL', `Kernel options: swapMiB ${swapMiB} exceeds the ${MAX_SWAP_MIB} MiB (4 TiB) of slots a swap pte can address`);
   const seed = o.seed === undefined ? 1 : checkInt('Kernel options: seed', o.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-  return { memoryMiB, swapMiB, blockMiB, seed };
+  const nodes = o.nodes === undefined ? 1 : checkInt('Kernel options: nodes (one memory block at least each)', o.nodes, 1, Math.ceil(memoryMiB / blockMiB));
+  let thp: ThpOptions | null = null;
+  if (o.thp !== undefined && o.thp !== null) {
+    const t = checkRecord('Kernel options: thp', o.thp);
+    checkKnownKeys('Kernel options: thp', t, THP_OPTIONS);
+    thp = {
+      remapZeroSubpages: checkBool('Kernel options: thp.remapZeroSubpages', t.remapZeroSubpages),
+      ...(t.mode === undefined ? {} : { mode: checkOneOf('Kernel options: thp.mode', t.mode, THP_MODES) }),
+    };
+  }
+  return { memoryMiB, swapMiB, blockMiB, seed, nodes, thp };
+}
+
+/** A KSM merge domain name (mergeDomainProblem's rules), else EINVAL. */
+export function checkMergeDomain(what: string, d: unknown): string {
+  const problem = mergeDomainProblem(d);
+  if (problem !== null) throw new KernelError('EINVAL', `${what} ${problem}`);
+  return d as string;
 }
 
 /**
@@ -103,6 +134,8 @@ export interface KernelState {
   /** Prng.getState(). */
   prng: number[];
   vmstat: VmStat;
+  /** Kernels with THP only: its mode and counters. */
+  thp?: ThpImage;
 }
 
 /**
@@ -113,9 +146,21 @@ export interface KernelState {
  * time, in due-time order (ties in registration order). Nothing reads a clock or
  * Math.random; `prng` is the one source of randomness.
  */
+/** Longest KSM merge domain name (model-only: mm.ts ksmMergeDomain). */
+export const MERGE_DOMAIN_MAX = 64;
+
+/** Why `d` cannot name a KSM merge domain, or null: '' or 1–64 of [A-Za-z0-9._-]. */
+export function mergeDomainProblem(d: unknown): string | null {
+  if (typeof d !== 'string') return `must be a string, got ${typeof d}`;
+  if (d.length > MERGE_DOMAIN_MAX || !/^[A-Za-z0-9._-]*$/.test(d)) return `must be at most ${MERGE_DOMAIN_MAX} of the characters A-Z a-z 0-9 . _ -, got ${JSON.stringify(d)}`;
+  return null;
+}
+
 export class HostKernel {
   /** The options it was built with, defaults filled in (a snapshot rebuilds from them). */
-  readonly options: Readonly<Required<KernelOptions>>;
+  readonly options: Readonly<Required<Omit<KernelOptions, 'thp'>>>;
+  /** Transparent huge pages: null in a kernel without them (2.6.33). */
+  readonly thp: TransparentHugepage | null;
   readonly mem: PhysMem;
   readonly swap: SwapDevice | null;
   readonly sysfs: Sysfs;
@@ -138,12 +183,10 @@ export class HostKernel {
 
   constructor(optsIn: KernelOptions = {}) {
     const opts = checkKernelOptions(optsIn);
-    const memoryMiB = opts.memoryMiB;
-    const blockMiB = opts.blockMiB;
-    const swapMiB = opts.swapMiB;
-    this.options = opts;
-    this.mem = new PhysMem({ memoryMiB, blockMiB });
-    this.swap = swapMiB > 0 ? new SwapDevice(swapMiB) : null;
+    const { memoryMiB, blockMiB, swapMiB, nodes } = opts;
+    this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed, nodes };
+    this.mem = new PhysMem({ memoryMiB, blockMiB, nodes });
+    this.swap = swapMiB > 0 ? new SwapDevice(swapMiB, this.mem.store) : null;
     this.sysfs = new Sysfs();
     this.prng = new Prng(opts.seed);
     this.now = 0;
@@ -165,7 +208,9 @@ export class HostKernel {
       cow_faults: 0,
     };
     this.nextPid = 1;
+    this.thp = opts.thp === undefined || opts.thp === null ? null : new TransparentHugepage(opts.thp);
     this.registerProcFiles();
+    if (this.thp !== null) registerThpSysfs(this, this.thp);
     registerMemorySysfs(this);
   }
 
@@ -180,9 +225,14 @@ export class HostKernel {
     return shrinkPages(this, checkCount('reclaim: pages', pages));
   }
 
-  /** Migrate one anonymous or KSM page to a new frame; returns the new frame. */
-  migratePage(pfn: number): number {
-    return migratePage(this, checkInt('migratePage: pfn', pfn, 0, this.mem.nrFrames - 1));
+  /**
+   * Migrate one anonymous or KSM page to a new frame; returns the new frame. `node`:
+   * the NUMA node to move it to (move_pages()); by default its own.
+   */
+  migratePage(pfn: number, node?: number): number {
+    const p = checkInt('migratePage: pfn', pfn, 0, this.mem.nrFrames - 1);
+    const nid = node === undefined ? -1 : checkInt('migratePage: node', node, 0, this.mem.nrNodes - 1);
+    return migratePage(this, p, -1, nid);
   }
 
   /** Compact every online memory block (writing /proc/sys/vm/compact_memory); returns pages moved. */
@@ -192,10 +242,21 @@ export class HostKernel {
 
   // ---- processes -------------------------------------------------------------------
 
-  /** A new process with an empty address space (think: exec of a fresh program). */
-  spawn(name: string): Process {
+  /**
+   * A new process with an empty address space (think: exec of a fresh program).
+   * `node`: the NUMA node its memory comes from first (physmem.ts; default 0), as
+   * with `numactl --preferred=node`. `mergeDomain`: the KSM merge domain of its
+   * mm (mm.ts ksmMergeDomain; default '', the common one), inherited over fork.
+   */
+  spawn(name: string, optsIn: { node?: number; mergeDomain?: string } = {}): Process {
     checkString('spawn: name', name);
+    const opts = checkOptions('spawn: options', optsIn);
+    checkKnownKeys('spawn: options', opts, SPAWN_OPTIONS);
+    const node = opts.node === undefined ? 0 : checkInt('spawn: node', opts.node, 0, this.mem.nrNodes - 1);
+    const domain = opts.mergeDomain === undefined ? '' : checkMergeDomain('spawn: mergeDomain', opts.mergeDomain);
     const p = new Process(this, this.nextPid++, name, null);
+    p.mm.node = node;
+    p.mm.ksmMergeDomain = domain;
     this.processes.set(p.pid, p);
     return p;
   }
@@ -248,7 +309,10 @@ export class HostKernel {
 
   /** The kernel-wide scalars of the image (src/mm/snapshot.ts): time, the pid counter, the PRNG, vmstat. */
   saveState(): KernelState {
-    return { now: this.now, nextPid: this.nextPid, prng: this.prng.getState(), vmstat: { ...this.vmstat } };
+    const s: KernelState = { now: this.now, nextPid: this.nextPid, prng: this.prng.getState(), vmstat: { ...this.vmstat } };
+    // Only a kernel with THP says anything of it: 2.6.33's images stay as they were.
+    if (this.thp !== null) s.thp = saveThpImage(this.thp);
+    return s;
   }
 
   /** Set what saveState() gave (checked by src/mm/snapshot.ts), on a kernel being restored. */
@@ -257,6 +321,7 @@ export class HostKernel {
     this.nextPid = s.nextPid;
     this.prng.setState(s.prng);
     for (const key of VMSTAT_KEYS) this.vmstat[key] = s.vmstat[key];
+    if (this.thp !== null && s.thp !== undefined) restoreThpImage(this.thp, s.thp);
   }
 
   // ---- time ------------------------------------------------------------------------------
@@ -323,6 +388,11 @@ export class HostKernel {
     let shmem = 0;
     let swapCached = 0;
     for (let pfn = 0; pfn < mem.nrFrames; pfn++) {
+      if (mem.untouched(pfn)) {
+        const b = mem.blockOf(pfn);
+        pfn = b.startPfn + mem.framesIn(b) - 1; // a block never used holds nothing
+        continue;
+      }
       const f = mem.flags[pfn]!;
       if ((f & (PG_BUDDY | PG_RESERVED)) !== 0) continue;
       if ((f & PG_ANON) !== 0 && mem.mapcount[pfn]! >= 0) anon++;
@@ -342,6 +412,8 @@ export class HostKernel {
       Mlocked: mlocked * kb,
       SwapTotal: swapTotal * kb,
       SwapFree: swapFree * kb,
+      // Kernels with THP only (2.6.33's meminfo had no such line).
+      ...(this.thp !== null ? { AnonHugePages: nrAnonThps(this) * 2048 } : {}),
     };
   }
 
@@ -362,7 +434,7 @@ export class HostKernel {
       show: () =>
         Object.entries(this.vmstat)
           .map(([k, v]) => `${k} ${v}\n`)
-          .join(''),
+          .join('') + (this.thp !== null ? thpVmstatLines(this.thp) : ''),
     });
   }
 

@@ -23,6 +23,8 @@ import {
   mkPte,
   ptePayload,
   ptePresent,
+  pteClear,
+  pteSet,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
 import type { MmStruct } from './mm.js';
@@ -30,6 +32,7 @@ import { LRU_ACTIVE_ANON, LRU_UNEVICTABLE } from './physmem.js';
 import { SWAP_AGAIN, SWAP_MLOCK, pageAddNewAnonRmap, pageDupRmap, pageRemoveRmap, rmapWalk, type RmapWalkControl } from './rmap.js';
 import { SWAP_CLUSTER_MAX, doSwapPage, freeSwapAndCache, shrinkPages, tryToFreeSwap } from './swapops.js';
 import { AnonVma, ShmemFile, type Vma } from './vma.js';
+import { VM_FAULT_FALLBACK, doHugePmdAnonymousPage, isThpFrame, splitHugeForRange, splitHugePmd } from './huge-memory.js';
 
 /**
  * Faults, copy-on-write, unmapping and fork's page-table copy (mm/memory.c, 2.6.33).
@@ -45,14 +48,15 @@ export const VM_FAULT_MAJOR = 0x0004;
 export const VM_FAULT_WRITE = 0x0008;
 
 /**
- * alloc_page_vma(): a frame, reclaiming (and so swapping) first when none is free.
- * Returns -1 when memory is exhausted: the caller reports VM_FAULT_OOM.
+ * alloc_page_vma(): a frame, from node `nid` first (the faulting mm's: physmem.ts),
+ * reclaiming (and so swapping) first when none is free. Returns -1 when memory is
+ * exhausted: the caller reports VM_FAULT_OOM.
  */
-export function allocPage(k: HostKernel, zero: boolean): number {
-  let pfn = k.mem.allocFrame(zero);
+export function allocPage(k: HostKernel, zero: boolean, nid = 0): number {
+  let pfn = k.mem.allocFrame(zero, nid);
   if (pfn < 0 && k.swap !== null) {
     shrinkPages(k, SWAP_CLUSTER_MAX);
-    pfn = k.mem.allocFrame(zero);
+    pfn = k.mem.allocFrame(zero, nid);
   }
   return pfn;
 }
@@ -138,7 +142,7 @@ export function handleMmFault(k: HostKernel, vma: Vma, addr: number, write: bool
       return vma.shmem !== null ? doSharedFault(k, vma, addr, write) : doAnonymousPage(k, vma, addr, write);
     case PTE_PRESENT:
       if (write && (pte & PTE_WRITE) === 0) return doWpPage(k, vma, addr, pte);
-      mm.setPte(addr, pte | PTE_YOUNG | (write ? PTE_DIRTY : 0));
+      mm.setPte(addr, pteSet(pte, PTE_YOUNG | (write ? PTE_DIRTY : 0)));
       return VM_FAULT_MINOR;
     case PTE_SWAP:
       return doSwapPage(k, vma, addr, pte, write);
@@ -157,8 +161,13 @@ function doAnonymousPage(k: HostKernel, vma: Vma, addr: number, write: boolean):
     mm.setPte(addr, mkPte(k.mem.zeroPfn, PTE_SPECIAL | PTE_YOUNG));
     return VM_FAULT_MINOR;
   }
+  // create_huge_pmd(): an area that may have THPs tries for one first.
+  if (k.thp !== null) {
+    const r = doHugePmdAnonymousPage(k, vma, addr, anonVmaPrepare);
+    if (r !== VM_FAULT_FALLBACK) return r;
+  }
   anonVmaPrepare(vma);
-  const pfn = allocPage(k, true);
+  const pfn = allocPage(k, true, mm.node);
   if (pfn < 0) return VM_FAULT_OOM;
   const writable = (vma.flags & VM_WRITE) !== 0;
   mm.setPte(addr, mkPte(pfn, PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0)));
@@ -174,10 +183,10 @@ function doSharedFault(k: HostKernel, vma: Vma, addr: number, write: boolean): n
   const index = vma.linearIndex(addr);
   let pfn = file.pages.get(index) ?? -1;
   if (pfn < 0) {
-    pfn = allocPage(k, true);
+    pfn = allocPage(k, true, vma.mm.node);
     if (pfn < 0) return VM_FAULT_OOM;
     mem.flags[pfn]! |= PG_SHMEM | PG_DIRTY;
-    mem.mapping[pfn] = file;
+    mem.setMapping(pfn, file);
     mem.index[pfn] = index;
     file.pages.set(index, pfn); // the file's own reference is the allocation's
   }
@@ -236,20 +245,23 @@ export function doWpPage(k: HostKernel, vma: Vma, addr: number, pte: number): nu
   const special = (pte & PTE_SPECIAL) !== 0;
   if (!special && (mem.flags[old]! & (PG_ANON | PG_KSM)) === PG_ANON && (mem.flags[old]! & PG_LOCKED) === 0) {
     if (reuseSwapPage(k, old)) {
-      mm.setPte(addr, pte | PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0));
+      mm.setPte(addr, pteSet(pte, PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0)));
       if (!writable) mem.flags[old]! |= PG_DIRTY;
       return VM_FAULT_WRITE;
     }
   }
   if (!special && (mem.flags[old]! & PG_SHMEM) !== 0) {
     // A shared mapping is never copied: the write just needs the pte writable.
-    mm.setPte(addr, pte | PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0));
+    mm.setPte(addr, pteSet(pte, PTE_YOUNG | (writable ? PTE_WRITE | PTE_DIRTY : 0)));
     return VM_FAULT_WRITE;
   }
+  // do_huge_pmd_wp_page(): a THP that must be copied (fork shares it) is split
+  // into small pages first, and the small page at addr is copied.
+  if (!special && isThpFrame(mem.flags, old)) splitHugePmd(k, old);
   anonVmaPrepare(vma);
   // Hold the old page across the allocation: reclaim may run inside it.
   if (!special) mem.getPage(old);
-  const pfn = allocPage(k, special);
+  const pfn = allocPage(k, special, mm.node);
   if (pfn < 0) {
     if (!special) mem.putPage(old);
     return VM_FAULT_OOM;
@@ -257,7 +269,7 @@ export function doWpPage(k: HostKernel, vma: Vma, addr: number, pte: number): nu
   if (!special) mem.copyPage(pfn, old);
   // Reclaim inside the allocation may have swapped this very pte out: then back
   // out and let the caller fault again (the pte_same() check).
-  if ((mm.getPte(addr) & ~(PTE_YOUNG | PTE_DIRTY)) !== (pte & ~(PTE_YOUNG | PTE_DIRTY))) {
+  if (pteClear(mm.getPte(addr), PTE_YOUNG | PTE_DIRTY) !== pteClear(pte, PTE_YOUNG | PTE_DIRTY)) {
     mem.putPage(pfn);
     if (!special) mem.putPage(old);
     return VM_FAULT_MINOR;
@@ -284,6 +296,8 @@ export function doWpPage(k: HostKernel, vma: Vma, addr: number, pte: number): nu
 export function zapRange(k: HostKernel, vma: Vma, start: number, end: number): void {
   const mem = k.mem;
   const mm = vma.mm;
+  // zap_huge_pmd() takes a THP whole; one covered in part is split first.
+  if (k.thp !== null) splitHugeForRange(k, mm, start, end);
   mm.forEachPte(start, end, (addr, pte, table, slot) => {
     table[slot] = PTE_NONE;
     switch (pte & PTE_KIND_MASK) {
@@ -326,7 +340,7 @@ export function unlinkVma(k: HostKernel, vma: Vma): void {
 function releaseShmem(k: HostKernel, file: ShmemFile): void {
   if (--file.users > 0) return;
   for (const pfn of file.pages.values()) {
-    k.mem.mapping[pfn] = null;
+    k.mem.setMapping(pfn, null);
     k.mem.flags[pfn]! &= ~PG_SHMEM;
     k.mem.putPage(pfn);
   }
@@ -353,8 +367,8 @@ export function copyPageRange(k: HostKernel, dst: MmStruct, src: MmStruct, vma: 
           pageDupRmap(k, pfn);
         }
         if (cow && (pte & PTE_WRITE) !== 0) {
-          table[slot] = pte & ~PTE_WRITE;
-          child = pte & ~PTE_WRITE;
+          table[slot] = pteClear(pte, PTE_WRITE);
+          child = pteClear(pte, PTE_WRITE);
         }
         child &= ~PTE_YOUNG;
         break;

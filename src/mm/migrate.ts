@@ -22,6 +22,7 @@ import {
   ptePayload,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
+import { isThpFrame, splitHugePmd } from './huge-memory.js';
 import { SWAP_AGAIN, TTU_IGNORE_MLOCK, TTU_MIGRATION, pageAddAnonRmap, rmapWalk, tryToUnmap, type RmapWalkControl } from './rmap.js';
 import type { Vma } from './vma.js';
 
@@ -47,6 +48,7 @@ const MIGRATE_FLAGS = PG_ANON | PG_KSM | PG_DIRTY | PG_REFERENCED | PG_UPTODATE 
 export function migrationBlocker(k: HostKernel, pfn: number): { code: 'EINVAL' | 'EBUSY' | 'EAGAIN'; why: string } | null {
   const mem = k.mem;
   if (!Number.isInteger(pfn) || pfn < 0 || pfn >= mem.nrFrames) return { code: 'EINVAL', why: `pfn ${pfn} is not a frame of this machine` };
+  if (mem.untouched(pfn)) return { code: 'EINVAL', why: `pfn ${pfn} is free` };
   const f = mem.flags[pfn]!;
   if ((f & (PG_BUDDY | PG_OFFLINE)) !== 0) return { code: 'EINVAL', why: `pfn ${pfn} is free` };
   if ((f & PG_RESERVED) !== 0) return { code: 'EINVAL', why: `pfn ${pfn} is reserved (the zero page)` };
@@ -62,12 +64,17 @@ export function migrationBlocker(k: HostKernel, pfn: number): { code: 'EINVAL' |
 
 /**
  * Migrate the page at `pfn` to `newPfn` (a frame already allocated for us, count 1),
- * or to a frame of the allocator's choice when newPfn is -1. Returns the new frame.
+ * or to a frame of the allocator's choice when newPfn is -1: on node `nid`, or on
+ * the page's own node when nid is -1, falling back as allocation does. Returns the
+ * new frame.
  * Throws KernelError (EINVAL, EBUSY, EAGAIN, ENOMEM) with nothing changed.
  */
-export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
+export function migratePage(k: HostKernel, pfn: number, newPfn = -1, nid = -1): number {
   const mem = k.mem;
   const blocker = migrationBlocker(k, pfn);
+  // A THP moves as small pages (see src/mm/huge-memory.ts): split it once it is
+  // known the page can move.
+  if (blocker === null && isThpFrame(mem.flags, pfn)) splitHugePmd(k, pfn);
   if (blocker !== null) {
     if (newPfn >= 0) mem.putPage(newPfn);
     // Only a page taken for migration that then could not move (EAGAIN: locked or
@@ -78,7 +85,9 @@ export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
     throw new KernelError(blocker.code, `cannot migrate: ${blocker.why}`);
   }
   if (newPfn < 0) {
-    newPfn = mem.allocFrame(false);
+    // The page's own node unless told otherwise (move_pages()): migration for
+    // compaction stays on the node.
+    newPfn = mem.allocFrame(false, nid >= 0 ? nid : mem.nodeOf(pfn));
     if (newPfn < 0) {
       k.vmstat.pgmigrate_fail++;
       throw new KernelError('ENOMEM', `cannot migrate pfn ${pfn}: no free frame to move it to`);
@@ -108,7 +117,7 @@ export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
   // migrate_page_move_mapping() + migrate_page_copy()
   const oldFlags = mem.flags[pfn]!;
   mem.flags[newPfn]! |= oldFlags & MIGRATE_FLAGS;
-  mem.mapping[newPfn] = mem.mapping[pfn]!;
+  mem.setMapping(newPfn, mem.mappingOf(pfn));
   mem.index[newPfn] = mem.index[pfn]!;
   if ((oldFlags & PG_SWAPCACHE) !== 0) {
     const off = mem.private[pfn]!;
@@ -124,7 +133,7 @@ export function migratePage(k: HostKernel, pfn: number, newPfn = -1): number {
   // The old page is no longer anything's: it keeps no mapping or flags that a
   // keyhole or an rmap walk could mistake for the live page.
   mem.flags[pfn]! &= ~(MIGRATE_FLAGS & ~PG_LOCKED);
-  mem.mapping[pfn] = null;
+  mem.setMapping(pfn, null);
 
   removeMigrationPtes(k, pfn, newPfn);
   assert(mem.pageMapcount(newPfn) === mapped, () => `migration of pfn ${pfn}: ${mapped} mappings before, ${mem.pageMapcount(newPfn)} after`);
@@ -183,7 +192,8 @@ export function compactMemory(k: HostKernel): number {
   const mem = k.mem;
   let moved = 0;
   for (const block of mem.blocks) {
-    if (!block.online || block.isolated) continue;
+    // A block never used has nothing to move (and its free frames no metadata yet).
+    if (!block.online || block.isolated || !block.initialized) continue;
     let low = block.startPfn;
     let high = block.startPfn + mem.framesIn(block) - 1;
     for (;;) {

@@ -13,7 +13,8 @@ let nextMmId = 1;
  *
  * `vmas` is sorted by address and never overlapping (the mmap list; find_vma is a
  * binary search). Page tables are `pgtables`: pmd index (addr / 2 MiB) → a
- * Uint32Array of 512 ptes (constants.ts has the pte layout); a table exists once
+ * Float64Array of 512 ptes (constants.ts has the pte layout: wider than 32 bits, for
+ * 4 TiB of frames); a table exists once
  * any pte in its range was set and is dropped when its area is unmapped.
  *
  * `mmUsers` counts users of the address space (the process; 0 once it exited:
@@ -26,15 +27,27 @@ export class MmStruct {
   /** Name of the owning process, for messages. */
   readonly owner: string;
   readonly vmas: Vma[];
-  readonly pgtables: Map<number, Uint32Array>;
+  readonly pgtables: Map<number, Float64Array>;
   mmUsers: number;
   mmCount: number;
   flags: number;
   /** Highest address that mmap may use (mmap_base), searched top down. */
   readonly mmapBase: number;
+  /**
+   * The NUMA node this address space's pages come from first: its task's memory
+   * policy (MPOL_PREFERRED), kept on the mm since a model process is one task.
+   */
+  node: number;
+  /**
+   * The KSM merge domain of this address space ('' the common one): KSM merges a
+   * page only with pages of mms in the same domain. Not in Linux (see ksm/pages.ts
+   * comparePagesInDomains): a model of VMware's page-sharing salt, set at spawn and
+   * inherited over fork, like the mm's other KSM state.
+   */
+  ksmMergeDomain: string;
   /** A one-entry cache of the last page table looked up (a TLB for the simulator). */
   private cachedPmd: number;
-  private cachedTable: Uint32Array | null;
+  private cachedTable: Float64Array | null;
 
   constructor(owner: string) {
     this.id = nextMmId++;
@@ -45,6 +58,8 @@ export class MmStruct {
     this.mmCount = 1;
     this.flags = 0;
     this.mmapBase = MMAP_BASE;
+    this.node = 0;
+    this.ksmMergeDomain = '';
     this.cachedPmd = -1;
     this.cachedTable = null;
   }
@@ -100,7 +115,7 @@ export class MmStruct {
   // ---- page tables ------------------------------------------------------------------
 
   /** The page table covering addr, or null when none was ever set up. */
-  table(addr: number): Uint32Array | null {
+  table(addr: number): Float64Array | null {
     const pmd = Math.floor(addr / PMD_SIZE);
     if (pmd === this.cachedPmd) return this.cachedTable;
     const t = this.pgtables.get(pmd) ?? null;
@@ -132,11 +147,11 @@ export class MmStruct {
   }
 
   /** pte_alloc(): the page table covering addr, created when missing. */
-  tableAlloc(addr: number): Uint32Array {
+  tableAlloc(addr: number): Float64Array {
     const t = this.table(addr);
     if (t !== null) return t;
     const pmd = Math.floor(addr / PMD_SIZE);
-    const n = new Uint32Array(PTRS_PER_PTE);
+    const n = new Float64Array(PTRS_PER_PTE);
     this.pgtables.set(pmd, n);
     this.cachedPmd = pmd;
     this.cachedTable = n;
@@ -177,7 +192,7 @@ export class MmStruct {
   }
 
   /** Every (address, pte) with a non-none pte, in address order; for checks and fork. */
-  forEachPte(start: number, end: number, fn: (addr: number, pte: number, table: Uint32Array, slot: number) => void): void {
+  forEachPte(start: number, end: number, fn: (addr: number, pte: number, table: Float64Array, slot: number) => void): void {
     if (start >= end) return;
     const firstPmd = Math.floor(start / PMD_SIZE);
     const lastPmd = Math.floor((end - 1) / PMD_SIZE);
@@ -197,7 +212,7 @@ export class MmStruct {
     }
   }
 
-  private forEachPteInTable(pmd: number, from: number, to: number, fn: (addr: number, pte: number, table: Uint32Array, slot: number) => void): void {
+  private forEachPteInTable(pmd: number, from: number, to: number, fn: (addr: number, pte: number, table: Float64Array, slot: number) => void): void {
     const t = this.pgtables.get(pmd);
     if (t === undefined) return;
     for (let addr = from; addr < to; addr += PAGE_SIZE) {

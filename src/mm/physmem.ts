@@ -10,17 +10,20 @@ import {
   PG_OFFLINE,
   PG_UNEVICTABLE,
   PG_RESERVED,
-  WORDS_PER_PAGE,
+  MAX_MEMORY_MIB,
   decodePageFlags,
 } from './constants.js';
+import { CONTENT_ZERO, ContentStore, type ContentView } from './contents.js';
 
 /**
  * Physical memory: frames numbered 0..nrFrames-1, grouped in memory blocks.
  *
- * Contents live per block: one ArrayBuffer of `blockPages * 4096` bytes, seen as a
- * Buffer (for compare/fill/copy) and as a Uint32Array (for hashing), so no page ever
- * needs an object of its own. Offlining a block drops its buffer; onlining makes a
- * new, zeroed one.
+ * Contents live in the content store (contents.ts): content[pfn] names the frame's
+ * bytes there, identical contents once, generated ones not at all. A free frame
+ * holds CONTENT_ZERO (freeing gives its content back), so a frame is handed out
+ * zeroed without a write, and a never-used frame costs nothing: 0 is the default
+ * of the fresh array. Copying a page shares its content; a write first makes the
+ * frame's content its own (copy-on-write inside the store).
  *
  * Metadata is one flat array per field, indexed by pfn (FLATMEM's mem_map rather
  * than per-section arrays: we never hot-add beyond the memory we boot with, so one
@@ -30,34 +33,37 @@ import {
  *   count[pfn]     _count: references. 0 exactly when the frame is free (PG_BUDDY).
  *   mapcount[pfn]  _mapcount as Linux keeps it: -1 when no pte maps the page;
  *                  page_mapcount() is mapcount + 1.
- *   mapping[pfn]   anon_vma (PG_ANON), stable node (PG_ANON|PG_KSM, may be null),
+ *   mappingOf(pfn) anon_vma (PG_ANON), stable node (PG_ANON|PG_KSM, may be null),
  *                  ShmemFile (PG_SHMEM), or null. Freeing a frame resets it to null:
  *                  KSM's keyhole reference (get_ksm_page) relies on that.
  *   index[pfn]     page->index: the linear page index in its anon_vma or file.
  *   private[pfn]   the swap entry while PG_SWAPCACHE is set.
  *   lruPrev/Next   the frame's links in its LRU list (-1 when not on one).
  *
+ *   content[pfn]   the frame's content id (contents.ts); CONTENT_ZERO when free.
+ *
  * Facts about the contents, kept so that they need not be recomputed:
  *
- *   contentsEpoch      bumped by every write to any frame's bytes. Anything
- *                      computed from frame contents stays true while it holds
- *                      (KSM's memcmp memo relies on it).
- *   checksumMemo[pfn]  the frame's KSM checksum (jhash2 of its 4096 bytes), valid
- *   checksumValid[pfn] while this is 1. A pure function of the bytes, so using it
- *                      cannot change what KSM decides.
- *   zeroWords[pfn]     how many of the frame's 32-bit words, from its start, are 0
- *                      (0..1024), or -1 when not known. firstDifference() uses it
- *                      to find where two mostly-zero pages part without reading
- *                      their zeros again.
- *   neverUsed[pfn]     1 while the frame has not been handed out since its block
- *                      came online: its bytes are still the zeros of the fresh
- *                      buffer, so allocFrame(true) need not clear them. Cleared by
- *                      every allocator, so it does not rely on writers reporting.
+ *   contentsEpoch  bumped by every change to any frame's content (a new content
+ *                  named, or bytes written in place). Anything computed from
+ *                  frame contents stays true while it holds (KSM's memcmp memo
+ *                  relies on it).
+ *   KSM's checksum is memoized per content in the store (store.sum/sumValid), not
+ *   per frame: a pure function of the bytes, so using it cannot change a decision.
  *
- * Every write to a frame's bytes goes through contentsChanged() (copyPage and
- * onlineBlock do the same themselves): it bumps the epoch and clears the frame's
- * checksum and zero-words memos. Whoever writes through dataOf()/wordsOf() must call it too;
- * KSM's checkInvariants recomputes every memoized checksum to catch one who did not.
+ * Every change to a frame's bytes goes through setContent(), writeBytes() or
+ * fillBytes(), which keep the epoch and the store's memos; there is no other way
+ * to reach a frame's bytes for writing.
+ *
+ * Frames at scale: a block's frames get their metadata (PG_BUDDY, mapcount -1, free
+ * list links, a mapping array) when the block is first used (initBlock), not at boot:
+ * the typed arrays are zeroed by the OS page by page as they are first written, so
+ * a 512 GiB host with a few GiB touched commits a few GiB's worth of metadata. A
+ * block not yet initialized (`block.initialized` false) is online and wholly free;
+ * whoever reads its frames' metadata directly (checks, statistics, hot-remove,
+ * compaction) initializes it or skips it as free. `mapping` is per block for the
+ * same reason: one JS array of references for every frame would cost 8 bytes a
+ * frame at boot (1 GiB for 512 GiB).
  *
  * Always true: a free frame has count 0, mapcount -1, mapping null, flags exactly
  * PG_BUDDY (plus PG_OFFLINE when its block is offline); the zero page (pfn 0) is
@@ -76,12 +82,13 @@ export class MemoryBlock {
   readonly index: number;
   readonly startPfn: number;
   readonly nrPages: number;
-  /** Page contents, or null while the block is offline. */
-  data: Buffer | null;
-  words: Uint32Array | null;
+  /** The NUMA node the block belongs to (see PhysMem: nodes). */
+  readonly node: number;
   online: boolean;
   /** Isolated for offlining: the allocator skips it (MIGRATE_ISOLATE). */
   isolated: boolean;
+  /** Its frames have their metadata (PhysMem.initBlock); until then all are free. */
+  initialized: boolean;
   /**
    * Free frames of this block: a list through the frames' lruPrev/lruNext links
    * (a free frame is on no LRU list, so, as the buddy allocator reuses page->lru,
@@ -90,61 +97,62 @@ export class MemoryBlock {
   freeHead: number;
   nrFree: number;
 
-  constructor(index: number, startPfn: number, nrPages: number) {
+  constructor(index: number, startPfn: number, nrPages: number, node: number) {
     this.index = index;
     this.startPfn = startPfn;
     this.nrPages = nrPages;
-    this.data = null;
-    this.words = null;
+    this.node = node;
     this.online = false;
     this.isolated = false;
+    this.initialized = false;
     this.freeHead = -1;
     this.nrFree = 0;
   }
 
-  attachBuffer(): void {
-    const ab = new ArrayBuffer(this.nrPages * PAGE_SIZE);
-    this.data = Buffer.from(ab);
-    this.words = new Uint32Array(ab);
-  }
-
-  releaseBuffer(): void {
-    this.data = null;
-    this.words = null;
-  }
-}
-
-/** Words comparePages() looks at itself before calling Buffer.compare for the rest. */
-const COMPARE_PREFIX_WORDS = 16;
-
-/** The offset of the lowest non-zero byte of a non-zero little-endian word: memcmp order is byte order. */
-function lowestByteSet(x: number): number {
-  return (31 - Math.clz32(x & -x)) >>> 3;
 }
 
 export interface PhysMemOptions {
   memoryMiB: number;
   blockMiB: number;
+  /** NUMA nodes (default 1). */
+  nodes?: number;
 }
+
+/*
+ * NUMA nodes, the model's way. A node is a run of whole memory blocks: memory is cut
+ * into `nodes` contiguous parts as equal as the blocks allow (block b belongs to node
+ * floor(b * nodes / blocks)), as firmware lays out each node's memory as one physical
+ * range. There are no CPUs, so no "local" node: an allocation names the node it
+ * prefers (the faulting process's, Process.node, like a task's MPOL_PREFERRED
+ * policy; 0 unless set), is served from that node's blocks first, lowest block first,
+ * and falls back to the next nodes in turn (node+1, node+2, ... wrapping), as the
+ * zonelist falls back when the preferred node is full. With one node this is the
+ * plain lowest-block-first order the model always had.
+ *
+ * The road not taken: zones and distances. KSM only asks which node a page is on
+ * (pfn_to_nid(), for merge_across_nodes 0); nothing in the model weighs distance.
+ */
 
 export class PhysMem {
   readonly nrFrames: number;
   readonly blockPages: number;
   readonly blockShift: number;
   readonly blocks: MemoryBlock[];
+  readonly nrNodes: number;
+  /** The first block of each node (nodeFirstBlock[nrNodes] is blocks.length). */
+  readonly nodeFirstBlock: Int32Array;
 
   readonly flags: Uint32Array;
   readonly count: Int32Array;
   readonly mapcount: Int32Array;
-  readonly mapping: (object | null)[];
+  /** Per block: its frames' mapping, allocated with the block's metadata (initBlock), else null. */
+  private readonly mappings: ((object | null)[] | null)[];
   readonly index: Float64Array;
   readonly private: Uint32Array;
   readonly lruPrev: Int32Array;
   readonly lruNext: Int32Array;
-  readonly checksumMemo: Uint32Array;
-  readonly checksumValid: Uint8Array;
-  readonly zeroWords: Int16Array;
-  readonly neverUsed: Uint8Array;
+  readonly content: Uint32Array;
+  readonly store: ContentStore;
   contentsEpoch: number;
 
   /**
@@ -163,8 +171,9 @@ export class PhysMem {
 
   constructor(opts: PhysMemOptions) {
     const { memoryMiB, blockMiB } = opts;
+    const nodes = opts.nodes ?? 1;
     // HostKernel's checkKernelOptions() has checked both (types and limits); these
-    // are what the arithmetic below relies on.
+    // are what the arithmetic below relies on. Linux's largest memory block is 2 GiB.
     if (!Number.isInteger(blockMiB) || blockMiB <= 0 || blockMiB > 2048 || (blockMiB & (blockMiB - 1)) !== 0) {
       throw new KernelError('EINVAL', `blockMiB must be a power of two up to 2048, got ${blockMiB}`);
     }
@@ -174,22 +183,27 @@ export class PhysMem {
     this.blockPages = (blockMiB * 1024 * 1024) / PAGE_SIZE;
     this.blockShift = Math.log2(this.blockPages);
     this.nrFrames = (memoryMiB * 1024 * 1024) / PAGE_SIZE;
-    if (this.nrFrames > 1 << 26) {
-      throw new KernelError('EINVAL', `memoryMiB ${memoryMiB} exceeds the 256 GiB a pte can address`);
+    if (memoryMiB > MAX_MEMORY_MIB) {
+      throw new KernelError('EINVAL', `memoryMiB ${memoryMiB} exceeds the ${MAX_MEMORY_MIB} MiB (4 TiB) a pte can address`);
     }
+    const nrBlocks = Math.ceil(this.nrFrames / this.blockPages);
+    if (!Number.isInteger(nodes) || nodes < 1 || nodes > nrBlocks) {
+      throw new KernelError('EINVAL', `nodes must be an integer from 1 to the number of memory blocks (${nrBlocks}), got ${nodes}`);
+    }
+    this.nrNodes = nodes;
+    this.nodeFirstBlock = new Int32Array(nodes + 1);
+    for (let nid = 0; nid <= nodes; nid++) this.nodeFirstBlock[nid] = Math.ceil((nid * nrBlocks) / nodes);
     const n = this.nrFrames;
     this.flags = new Uint32Array(n);
     this.count = new Int32Array(n);
-    this.mapcount = new Int32Array(n).fill(-1);
-    this.mapping = new Array<object | null>(n).fill(null);
+    this.mapcount = new Int32Array(n);
+    this.mappings = [];
     this.index = new Float64Array(n);
     this.private = new Uint32Array(n);
-    this.lruPrev = new Int32Array(n).fill(-1);
-    this.lruNext = new Int32Array(n).fill(-1);
-    this.checksumMemo = new Uint32Array(n);
-    this.checksumValid = new Uint8Array(n);
-    this.zeroWords = new Int16Array(n).fill(-1);
-    this.neverUsed = new Uint8Array(n);
+    this.lruPrev = new Int32Array(n);
+    this.lruNext = new Int32Array(n);
+    this.content = new Uint32Array(n);
+    this.store = new ContentStore();
     this.contentsEpoch = 0;
     this.lruHead = new Int32Array(3).fill(-1);
     this.lruTail = new Int32Array(3).fill(-1);
@@ -198,10 +212,11 @@ export class PhysMem {
     this.nrFreeOnline = 0;
     // Linux's memory blocks are all one size, but the last may be only partly
     // populated (a machine with 32 MiB and 128 MiB blocks has one block, a quarter
-    // present). Here the last block simply has fewer frames.
+    // present). The last block keeps the common size; framesIn() counts the frames it has.
     for (let b = 0; b * this.blockPages < n; b++) {
-      const block = new MemoryBlock(b, b * this.blockPages, Math.min(this.blockPages, n - b * this.blockPages));
+      const block = new MemoryBlock(b, b * this.blockPages, this.blockPages, Math.floor((b * nodes) / nrBlocks));
       this.blocks.push(block);
+      this.mappings.push(null);
       this.onlineBlock(block);
     }
     // The zero page: reserved, one reference held forever, never mapped "normally".
@@ -209,55 +224,106 @@ export class PhysMem {
     this.flags[this.zeroPfn] = PG_RESERVED;
   }
 
+  /** page->mapping (see the layout above). */
+  mappingOf(pfn: number): object | null {
+    const m = this.mappings[pfn >>> this.blockShift]!;
+    return m === null ? null : m[pfn & (this.blockPages - 1)]!;
+  }
+
+  setMapping(pfn: number, to: object | null): void {
+    const b = pfn >>> this.blockShift;
+    let m = this.mappings[b]!;
+    if (m === null) {
+      if (to === null) return;
+      m = new Array<object | null>(this.blockPages).fill(null);
+      this.mappings[b] = m;
+    }
+    m[pfn & (this.blockPages - 1)] = to;
+  }
+
+  /**
+   * Give a block's frames their metadata, once (see "Frames at scale" above): every
+   * frame free (or offline), on the free list so that allocation hands out ascending
+   * pfns, exactly as if it had been done at boot.
+   */
+  initBlock(block: MemoryBlock): void {
+    if (block.initialized) return;
+    block.initialized = true;
+    const end = block.startPfn + this.framesIn(block);
+    const flags = block.online ? PG_BUDDY : PG_BUDDY | PG_OFFLINE;
+    for (let pfn = end - 1; pfn >= block.startPfn; pfn--) {
+      this.flags[pfn] = flags;
+      this.mapcount[pfn] = -1;
+      if (block.online) {
+        const head = block.freeHead;
+        this.lruPrev[pfn] = -1;
+        this.lruNext[pfn] = head;
+        if (head >= 0) this.lruPrev[head] = pfn;
+        block.freeHead = pfn;
+      } else {
+        this.lruPrev[pfn] = -1;
+        this.lruNext[pfn] = -1;
+      }
+    }
+  }
+
+  /** No frame of the block maps anything (a kernel image being restored). */
+  clearMappings(block: MemoryBlock): void {
+    this.mappings[block.index] = null;
+  }
+
+  /** Whether pfn lies in a block whose frames have no metadata yet (all free). */
+  untouched(pfn: number): boolean {
+    return !this.blocks[pfn >>> this.blockShift]!.initialized;
+  }
+
+  /** Every block initialized (a kernel image lists every frame's state). */
+  initAllBlocks(): void {
+    for (const b of this.blocks) this.initBlock(b);
+  }
+
   blockOf(pfn: number): MemoryBlock {
     return this.blocks[pfn >>> this.blockShift]!;
   }
 
-  /** Byte offset of pfn's contents inside its block's buffer. */
-  offsetOf(pfn: number): number {
-    // A multiplication, not `<< PAGE_SHIFT`: in a 2 GiB block the offset reaches
-    // 2^31, where a 32-bit shift turns negative.
-    return (pfn & (this.blockPages - 1)) * PAGE_SIZE;
+  /** pfn_to_nid() */
+  nodeOf(pfn: number): number {
+    return this.blocks[pfn >>> this.blockShift]!.node;
   }
 
   /**
-   * The block buffer holding pfn (online blocks only). Reading is free; whoever writes
-   * a frame's bytes through it must call contentsChanged(pfn).
+   * Where pfn's bytes can be read (contents.ts view(): valid until a few more contents
+   * are made; read, never keep, never write).
    */
-  dataOf(pfn: number): Buffer {
-    const data = this.blocks[pfn >>> this.blockShift]!.data;
-    if (data === null) bug(`pfn ${pfn} lies in offline memory block ${pfn >>> this.blockShift}`);
-    return data;
+  view(pfn: number, into?: ContentView): ContentView {
+    return this.store.view(this.content[pfn]!, into);
   }
 
-  wordsOf(pfn: number): Uint32Array {
-    const words = this.blocks[pfn >>> this.blockShift]!.words;
-    if (words === null) bug(`pfn ${pfn} lies in offline memory block ${pfn >>> this.blockShift}`);
-    return words;
-  }
-
-  wordOffsetOf(pfn: number): number {
-    return (pfn & (this.blockPages - 1)) * WORDS_PER_PAGE;
+  /** A copy of pfn's 4096 bytes (tests, messages). */
+  readPage(pfn: number): Buffer {
+    const v = this.view(pfn);
+    return Buffer.from(v.buf.subarray(v.off, v.off + PAGE_SIZE));
   }
 
   // ---- allocator -----------------------------------------------------------------
 
   /**
-   * alloc_page(): a frame with count 1, flags 0, zeroed contents when `zero`.
+   * alloc_page(): a frame with count 1, flags 0, and zeroed contents, asked for
+   * (`_zero`, __GFP_ZERO) or not: a free frame holds CONTENT_ZERO.
    * Returns -1 when no online block has a free frame (the caller decides between
-   * reclaim and ENOMEM). Lowest block first, so that tests see stable numbers.
+   * reclaim and ENOMEM). From node `nid` first, then the next nodes (see NUMA
+   * above); lowest block first within, so that tests see stable numbers.
    */
-  allocFrame(zero: boolean): number {
-    for (let b = 0; b < this.blocks.length; b++) {
+  allocFrame(_zero: boolean, nid = 0): number {
+    const nb = this.blocks.length;
+    const first = this.nodeFirstBlock[nid]!;
+    for (let i = 0; i < nb; i++) {
+      const b = first + i < nb ? first + i : first + i - nb;
       const block = this.blocks[b]!;
       if (block.nrFree === 0 || !block.online || block.isolated) continue;
+      if (!block.initialized) this.initBlock(block);
       const pfn = block.freeHead;
-      // A frame never used since its block came online is zero already.
-      if (!this.handOut(block, pfn) && zero) {
-        const off = this.offsetOf(pfn);
-        block.data!.fill(0, off, off + PAGE_SIZE);
-        this.contentsChanged(pfn);
-      }
+      this.handOut(block, pfn);
       return pfn;
     }
     return -1;
@@ -268,6 +334,7 @@ export class PhysMem {
     for (let b = 0; b < this.blocks.length; b++) {
       const block = this.blocks[b]!;
       if (block === avoid || block.nrFree === 0 || !block.online || block.isolated) continue;
+      if (!block.initialized) this.initBlock(block);
       const pfn = block.freeHead;
       this.handOut(block, pfn);
       return pfn;
@@ -281,6 +348,7 @@ export class PhysMem {
    */
   allocSpecificFrame(pfn: number): boolean {
     const block = this.blocks[pfn >>> this.blockShift]!;
+    if (!block.initialized) this.initBlock(block);
     if ((this.flags[pfn]! & (PG_BUDDY | PG_OFFLINE)) !== PG_BUDDY || !block.online || block.isolated) return false;
     this.handOut(block, pfn);
     return true;
@@ -288,17 +356,14 @@ export class PhysMem {
 
   /**
    * What every allocator does with the free frame it picked (in an online,
-   * non-isolated block): off the free list, count 1, flags 0, and no longer
-   * never-used. Returns whether it was never used, i.e. its bytes are still zero.
+   * non-isolated block): off the free list, count 1, flags 0. Its content is
+   * CONTENT_ZERO already (freeFrame saw to it).
    */
-  private handOut(block: MemoryBlock, pfn: number): boolean {
+  private handOut(block: MemoryBlock, pfn: number): void {
     this.unlinkFree(block, pfn);
     this.nrFreeOnline--;
     this.flags[pfn] = 0;
     this.count[pfn] = 1;
-    const fresh = this.neverUsed[pfn] !== 0;
-    this.neverUsed[pfn] = 0;
-    return fresh;
   }
 
   /** __free_page(): only for a frame whose count has dropped to 0. */
@@ -311,9 +376,18 @@ export class PhysMem {
     // __page_cache_release(): a page leaves its LRU list when its last reference goes.
     if ((this.flags[pfn]! & PG_LRU) !== 0) this.lruDel(pfn);
     this.flags[pfn] = PG_BUDDY;
-    this.mapping[pfn] = null;
+    this.setMapping(pfn, null);
     this.index[pfn] = 0;
     this.private[pfn] = 0;
+    // The frame's bytes go back to the store: RSS falls when KSM frees frames. Nothing
+    // reads a free frame's bytes (every allocation is either used zeroed or has a
+    // page copied over it), so the old bytes need not outlive it, as Linux's do.
+    const c = this.content[pfn]!;
+    if (c !== CONTENT_ZERO) {
+      this.content[pfn] = CONTENT_ZERO;
+      this.store.put(c);
+      this.contentsEpoch++;
+    }
     const block = this.blocks[pfn >>> this.blockShift]!;
     this.pushFree(block, pfn);
     if (block.online && !block.isolated) this.nrFreeOnline++;
@@ -439,101 +513,65 @@ export class PhysMem {
 
   // ---- contents --------------------------------------------------------------------
 
-  /** memcmp of two frames: <0, 0, >0. */
+  /** memcmp of two frames: <0, 0, >0 (frames sharing a content compare equal without a look). */
   comparePages(a: number, b: number): number {
-    const offA = this.offsetOf(a);
-    const offB = this.offsetOf(b);
-    // Most pages a tree walk meets differ within their first few words, where the
-    // native call's own cost (~90 ns) would dominate: look at the first 64 bytes
-    // here, a word at a time, and leave the rest to Buffer.compare. memcmp order is
-    // byte order: in a little-endian word the first differing byte is the lowest.
-    const wa = this.wordsOf(a);
-    const wb = this.wordsOf(b);
-    const ia = offA >>> 2;
-    const ib = offB >>> 2;
-    for (let i = 0; i < COMPARE_PREFIX_WORDS; i++) {
-      const x = wa[ia + i]!;
-      const y = wb[ib + i]!;
-      if (x !== y) {
-        const shift = (31 - Math.clz32((x ^ y) & -(x ^ y))) & ~7;
-        return ((x >>> shift) & 0xff) < ((y >>> shift) & 0xff) ? -1 : 1;
-      }
-    }
-    const skip = COMPARE_PREFIX_WORDS * 4;
-    return this.dataOf(a).compare(this.dataOf(b), offB + skip, offB + PAGE_SIZE, offA + skip, offA + PAGE_SIZE);
+    return this.store.compare(this.content[a]!, this.content[b]!);
   }
 
-  /**
-   * Where memcmp of two frames stops: the offset of the first byte that differs, or
-   * PAGE_SIZE when none does (the sign is then the order of the two bytes there).
-   * KSM counts the bytes its memcmp reads with it (ksm/work.ts), so it must be the
-   * exact byte, not the word, and cost little more than comparePages().
-   *
-   * Buffer.compare answers only "equal or not", and looking for the word in JS costs
-   * ~3 µs a page, against ~0.1 µs for the native compare. Pages that agree past their
-   * first 64 bytes and then part are mostly mostly-zero pages (a tree walk over
-   * zero-filled pages with a little data each: the ksmpages benchmark is nothing
-   * else). So: the first 64 bytes here, a word at a time (most comparisons end there);
-   * then each page's run of leading zero words (zeroWords, memoized per frame): if
-   * the runs differ, the shorter one ends at the first difference; if not, the
-   * native compare from the end of the run, and only if that finds a difference,
-   * the JS search for it, from there.
-   */
+  /** Where memcmp of two frames stops: the first differing byte's offset, or PAGE_SIZE (contents.ts firstDifference()). */
   firstDifference(a: number, b: number): number {
-    const wa = this.wordsOf(a);
-    const wb = this.wordsOf(b);
-    const ia = this.offsetOf(a) >>> 2;
-    const ib = this.offsetOf(b) >>> 2;
-    for (let i = 0; i < COMPARE_PREFIX_WORDS; i++) {
-      const x = wa[ia + i]!;
-      const y = wb[ib + i]!;
-      if (x !== y) return i * 4 + lowestByteSet(x ^ y);
-    }
-    const za = this.leadingZeroWords(a);
-    const zb = this.leadingZeroWords(b);
-    // A run that ends first ends at a non-zero word where the other page holds 0.
-    if (za < zb) return za * 4 + lowestByteSet(wa[ia + za]!);
-    if (zb < za) return zb * 4 + lowestByteSet(wb[ib + zb]!);
-    const from = za > COMPARE_PREFIX_WORDS ? za : COMPARE_PREFIX_WORDS;
-    if (from === PAGE_SIZE / 4) return PAGE_SIZE; // both all zero
-    const offA = ia << 2;
-    const offB = ib << 2;
-    if (this.dataOf(a).compare(this.dataOf(b), offB + from * 4, offB + PAGE_SIZE, offA + from * 4, offA + PAGE_SIZE) === 0) return PAGE_SIZE;
-    for (let i = from; i < PAGE_SIZE / 4; i++) {
-      const x = wa[ia + i]!;
-      const y = wb[ib + i]!;
-      if (x !== y) return i * 4 + lowestByteSet(x ^ y);
-    }
-    return bug(`frames ${a} and ${b}: Buffer.compare found a difference past word ${from} that their words do not show`);
+    return this.store.firstDifference(this.content[a]!, this.content[b]!);
   }
 
-  /** How many words from the frame's start are 0 (memoized in zeroWords). */
-  leadingZeroWords(pfn: number): number {
-    let z = this.zeroWords[pfn]!;
-    if (z >= 0) return z;
-    const w = this.wordsOf(pfn);
-    const i0 = this.offsetOf(pfn) >>> 2;
-    z = 0;
-    while (z < PAGE_SIZE / 4 && w[i0 + z] === 0) z++;
-    this.zeroWords[pfn] = z;
-    return z;
+  /** Byte `off` of the frame. */
+  byteAt(pfn: number, off: number): number {
+    return this.store.byteAt(this.content[pfn]!, off);
   }
 
-  /** copy_highpage(dst, src): dst's checksum memo becomes src's (same bytes). */
+  /** copy_highpage(dst, src): dst names src's content (shared, copy-on-write in the store). */
   copyPage(dst: number, src: number): void {
-    const offS = this.offsetOf(src);
-    this.dataOf(src).copy(this.dataOf(dst), this.offsetOf(dst), offS, offS + PAGE_SIZE);
-    this.checksumMemo[dst] = this.checksumMemo[src]!;
-    this.checksumValid[dst] = this.checksumValid[src]!;
-    this.zeroWords[dst] = this.zeroWords[src]!;
+    const c = this.content[src]!;
+    this.store.get(c);
+    this.setContent(dst, c);
+  }
+
+  /** The frame's content becomes `id`, whose reference the caller took; the old one is put. */
+  setContent(pfn: number, id: number): void {
+    const old = this.content[pfn]!;
+    this.content[pfn] = id;
+    this.store.put(old);
     this.contentsEpoch++;
   }
 
-  /** The frame's bytes were written: forget what we knew of them. */
-  contentsChanged(pfn: number): void {
-    this.checksumValid[pfn] = 0;
-    this.zeroWords[pfn] = -1;
+  /** Write src[srcStart, srcStart + len) at byte `pageOff` of the frame. */
+  writeBytes(pfn: number, pageOff: number, src: Buffer, srcStart: number, len: number): void {
+    const store = this.store;
+    if (len === PAGE_SIZE) {
+      // A whole page: a new content (a fill when it is one), nothing copied first.
+      this.setContent(pfn, store.fromBytes(src, srcStart));
+      return;
+    }
+    const id = store.writable(this.content[pfn]!);
+    this.content[pfn] = id;
     this.contentsEpoch++;
+    const dst = store.storedBuf(id);
+    const off = store.storedOffset(id) + pageOff;
+    src.copy(dst, off, srcStart, srcStart + len);
+  }
+
+  /** memset() len bytes at byte `pageOff` of the frame with `value`. */
+  fillBytes(pfn: number, pageOff: number, value: number, len: number): void {
+    const v = value & 0xff;
+    if (len === PAGE_SIZE) {
+      this.setContent(pfn, v);
+      return;
+    }
+    const store = this.store;
+    const id = store.writable(this.content[pfn]!);
+    this.content[pfn] = id;
+    this.contentsEpoch++;
+    const off = store.storedOffset(id) + pageOff;
+    store.storedBuf(id).fill(v, off, off + len);
   }
 
   // ---- blocks ------------------------------------------------------------------------
@@ -541,22 +579,22 @@ export class PhysMem {
   /** Bring a block's frames into service: a fresh zeroed buffer, every frame free. */
   onlineBlock(block: MemoryBlock): void {
     assert(!block.online, () => `memory block ${block.index} already online`);
-    block.attachBuffer();
-    this.contentsEpoch++;
     block.online = true;
     block.isolated = false;
     block.nrFree = 0;
     block.freeHead = -1;
+    if (!block.initialized) {
+      // Never used: its frames get their metadata when first allocated (initBlock).
+      block.nrFree = this.framesIn(block);
+      this.nrFreeOnline += block.nrFree;
+      return;
+    }
     const end = Math.min(block.startPfn + block.nrPages, this.nrFrames);
     // Push in descending order so that allocation hands out ascending pfns.
     for (let pfn = end - 1; pfn >= block.startPfn; pfn--) {
-      this.checksumValid[pfn] = 0;
-      this.zeroWords[pfn] = -1;
-      this.neverUsed[pfn] = 1;
       this.flags[pfn] = PG_BUDDY;
       this.count[pfn] = 0;
       this.mapcount[pfn] = -1;
-      this.mapping[pfn] = null;
       this.pushFree(block, pfn);
     }
     this.nrFreeOnline += block.nrFree;
@@ -565,6 +603,7 @@ export class PhysMem {
   /** Isolate a block so that nothing new is allocated from it. */
   isolateBlock(block: MemoryBlock): void {
     if (block.isolated) return;
+    this.initBlock(block);
     block.isolated = true;
     this.nrFreeOnline -= block.nrFree;
   }
@@ -583,16 +622,13 @@ export class PhysMem {
       this.flags[pfn] = PG_BUDDY | PG_OFFLINE;
       this.lruPrev[pfn] = -1;
       this.lruNext[pfn] = -1;
-      this.checksumValid[pfn] = 0;
-      this.zeroWords[pfn] = -1;
-      this.neverUsed[pfn] = 0;
     }
     block.nrFree = 0;
     block.freeHead = -1;
     block.online = false;
     block.isolated = false;
-    block.releaseBuffer();
-    this.contentsEpoch++;
+    // Every frame is free: no mapping left to keep.
+    this.mappings[block.index] = null;
   }
 
   framesIn(block: MemoryBlock): number {

@@ -1,6 +1,7 @@
 import { KernelError, assertNever, bug } from '../lib/errors.js';
 import { MAX_RW_COUNT, checkAddr, checkBytes, checkInt, checkKnownKeys, checkOptions, checkString, describe } from '../lib/validate.js';
 import {
+  MMF_INIT_MASK,
   MMF_VM_MERGEABLE,
   PAGE_SIZE,
   PTE_DIRTY,
@@ -29,6 +30,8 @@ import {
   hexAddr,
   ptePayload,
   ptePresent,
+  pteClear,
+  pteSet,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
 import {
@@ -46,9 +49,10 @@ import type { PrctlOption } from './ksm-ops.js';
 import { MmStruct } from './mm.js';
 import { newMemSizeStats, pagemapFrames, smapGatherStats, type MemSizeStats } from './task-mmu.js';
 import { ShmemFile, Vma } from './vma.js';
+import { HPAGE_PMD_SIZE, hugepageMadvise, splitHugeAtBoundary, thpGetUnmappedArea } from './huge-memory.js';
 
 export type Prot = 'none' | 'r' | 'rw';
-export type Advice = 'MADV_MERGEABLE' | 'MADV_UNMERGEABLE' | 'MADV_DONTNEED' | 'MADV_NORMAL';
+export type Advice = 'MADV_MERGEABLE' | 'MADV_UNMERGEABLE' | 'MADV_DONTNEED' | 'MADV_NORMAL' | 'MADV_HUGEPAGE' | 'MADV_NOHUGEPAGE';
 
 /** Device-like mappings, for what madvise and fork treat specially. */
 export type MapSpecial = 'hugetlb' | 'pfnmap' | 'io' | 'dontexpand' | 'mixedmap' | 'dontcopy';
@@ -159,7 +163,11 @@ export class Process {
     // VM_MERGEABLE before it exists, so it can merge with mergeable neighbours.
     if (this.kernel.ksm !== null) flags = this.kernel.ksm.vmaFlags(this.mm, flags);
     const size = Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
-    const addr = this.mm.getUnmappedArea(size);
+    // __get_unmapped_area(): with THP (6.7+), a private anonymous mapping whose
+    // length is a multiple of 2 MiB starts on a 2 MiB boundary.
+    let addr = -1;
+    if (this.kernel.thp !== null && opts.shared !== true && size % HPAGE_PMD_SIZE === 0) addr = thpGetUnmappedArea(this.mm, size);
+    if (addr < 0) addr = this.mm.getUnmappedArea(size);
     if (addr < 0) throw new KernelError('ENOMEM', `mmap: no room for ${size} bytes in ${this.name}'s address space`);
     const vma = new Vma(this.mm, addr, addr + size, flags, addr / PAGE_SIZE);
     if (opts.shared === true) {
@@ -199,6 +207,8 @@ export class Process {
     const mm = this.mm;
     const vma = mm.vmaAt(addr);
     if (vma === null || vma.start === addr) return;
+    // vma_adjust_trans_huge(): no THP may straddle the new boundary.
+    splitHugeAtBoundary(this.kernel, mm, addr);
     const tail = new Vma(mm, addr, vma.end, vma.flags, vma.pgoff + (addr - vma.start) / PAGE_SIZE);
     tail.anonVma = vma.anonVma;
     tail.shmem = vma.shmem;
@@ -288,7 +298,7 @@ export class Process {
       // granting it leaves them read-only, so a private page still faults and COWs.
       if ((nf & VM_WRITE) === 0 && (vma.flags & VM_WRITE) !== 0) {
         this.mm.forEachPte(s, e, (_a, pte, table, slot) => {
-          if (ptePresent(pte)) table[slot] = pte & ~PTE_WRITE;
+          if (ptePresent(pte)) table[slot] = pteClear(pte, PTE_WRITE);
         });
       }
       return nf;
@@ -300,8 +310,12 @@ export class Process {
   madvise(addr: number, len: number, advice: Advice): void {
     this.live('madvise');
     // sys_madvise(): the advice first (madvise_behavior_valid), then the range.
-    if (advice !== 'MADV_MERGEABLE' && advice !== 'MADV_UNMERGEABLE' && advice !== 'MADV_DONTNEED' && advice !== 'MADV_NORMAL') {
+    if (advice !== 'MADV_MERGEABLE' && advice !== 'MADV_UNMERGEABLE' && advice !== 'MADV_DONTNEED' && advice !== 'MADV_NORMAL' && advice !== 'MADV_HUGEPAGE' && advice !== 'MADV_NOHUGEPAGE') {
       throw new KernelError('EINVAL', `madvise: unknown advice ${describe(advice)}`);
+    }
+    // madvise_behavior_valid(): a kernel without THP (2.6.33) knows no such advice.
+    if ((advice === 'MADV_HUGEPAGE' || advice === 'MADV_NOHUGEPAGE') && this.kernel.thp === null) {
+      throw new KernelError('EINVAL', `madvise: ${advice} needs transparent huge pages, and this kernel has none`);
     }
     const end = this.range('madvise', addr, len, true);
     const ksm = this.kernel.ksm;
@@ -333,6 +347,10 @@ export class Process {
         case 'MADV_MERGEABLE':
         case 'MADV_UNMERGEABLE':
           return ksm!.madvise(vma, s, e, advice, vma.flags);
+        case 'MADV_HUGEPAGE':
+        case 'MADV_NOHUGEPAGE':
+          // hugepage_madvise(): only the flags; THPs already there stay.
+          return hugepageMadvise(vma.flags, advice);
         default:
           return assertNever(advice, 'madvise advice');
       }
@@ -414,6 +432,13 @@ export class Process {
     checkString('fork: name', name);
     const k = this.kernel;
     const mm = new MmStruct(name);
+    // dup_mm(): the child's mm starts as a copy of ours, of which the flags in
+    // MMF_INIT_MASK survive mm_init() (a 6.x whole-process merge is inherited).
+    mm.flags = this.mm.flags & MMF_INIT_MASK;
+    // The child's memory policy is its parent's.
+    mm.node = this.mm.node;
+    // So is its KSM merge domain (model-only, mm.ts).
+    mm.ksmMergeDomain = this.mm.ksmMergeDomain;
     // dup_mmap() calls ksm_fork() before copying any area.
     if ((this.mm.flags & MMF_VM_MERGEABLE) !== 0 && k.ksm !== null) k.ksm.fork(mm, this.mm);
     for (const vma of this.mm.vmas) {
@@ -489,11 +514,11 @@ export class Process {
       const pte = mm.getPte(addr);
       if (ptePresent(pte)) {
         if (!write) {
-          if ((pte & PTE_YOUNG) === 0) mm.setPte(addr, pte | PTE_YOUNG);
+          if ((pte & PTE_YOUNG) === 0) mm.setPte(addr, pteSet(pte, PTE_YOUNG));
           return ptePayload(pte);
         }
         if ((pte & PTE_WRITE) !== 0) {
-          if ((pte & (PTE_YOUNG | PTE_DIRTY)) !== (PTE_YOUNG | PTE_DIRTY)) mm.setPte(addr, pte | PTE_YOUNG | PTE_DIRTY);
+          if ((pte & (PTE_YOUNG | PTE_DIRTY)) !== (PTE_YOUNG | PTE_DIRTY)) mm.setPte(addr, pteSet(pte, PTE_YOUNG | PTE_DIRTY));
           return ptePayload(pte);
         }
       }
@@ -541,8 +566,9 @@ export class Process {
       const inPage = Math.min(PAGE_SIZE - (a - pageAddr), length - done);
       vma = this.vmaFor(a, vma);
       const pfn = this.faultIn(vma, pageAddr, false, false);
-      const off = mem.offsetOf(pfn) + (a - pageAddr);
-      mem.dataOf(pfn).copy(outBuf, done, off, off + inPage);
+      const v = mem.view(pfn);
+      const off = v.off + (a - pageAddr);
+      v.buf.copy(outBuf, done, off, off + inPage);
       done += inPage;
     }
     return out;
@@ -577,10 +603,41 @@ export class Process {
       const inPage = Math.min(PAGE_SIZE - (a - pageAddr), bytes.length - done);
       vma = this.vmaFor(a, vma);
       const pfn = this.faultIn(vma, pageAddr, true, force);
-      src.copy(mem.dataOf(pfn), mem.offsetOf(pfn) + (a - pageAddr), done, done + inPage);
-      mem.contentsChanged(pfn);
+      mem.writeBytes(pfn, a - pageAddr, src, done, inPage);
       done += inPage;
     }
+  }
+
+  /**
+   * Write a whole page at `addr` (page-aligned) whose bytes generator `g` of the
+   * kernel's content store (store.registerGenerator) makes from the key k0..k3: the
+   * same fault as write() of those 4096 bytes, so every mm and KSM decision is the
+   * same, but the frame names the generated content instead of holding a copy
+   * (identical pages of many guests name one content, and none of it is stored).
+   */
+  writeGeneratedPage(addr: number, g: number, k0: number, k1: number, k2: number, k3: number): void {
+    this.live('write');
+    this.checkAccess('write', addr, PAGE_SIZE, true, false);
+    if (addr % PAGE_SIZE !== 0) throw new KernelError('EINVAL', `writeGeneratedPage: expected a page-aligned address, got ${hexAddr(addr)}`);
+    checkInt('writeGeneratedPage: generator', g, 0, this.kernel.mem.store.nrGenerators() - 1);
+    // The key is four 32-bit words, as the store keeps it: another number would name
+    // a content no generator was asked for.
+    checkInt('writeGeneratedPage: k0', k0, 0, 0xffffffff);
+    checkInt('writeGeneratedPage: k1', k1, 0, 0xffffffff);
+    checkInt('writeGeneratedPage: k2', k2, 0, 0xffffffff);
+    checkInt('writeGeneratedPage: k3', k3, 0, 0xffffffff);
+    const pfn = this.faultIn(this.vmaFor(addr, null), addr, true, false);
+    this.kernel.mem.setContent(pfn, this.kernel.mem.store.internSource(g, k0, k1, k2, k3));
+  }
+
+  /** write() of a whole page (page-aligned `addr`) every byte of which is `value`: the frame names the fill. */
+  writeFilledPage(addr: number, value: number): void {
+    this.live('write');
+    this.checkAccess('write', addr, PAGE_SIZE, true, false);
+    if (addr % PAGE_SIZE !== 0) throw new KernelError('EINVAL', `writeFilledPage: expected a page-aligned address, got ${hexAddr(addr)}`);
+    checkInt('writeFilledPage: value (a byte)', value, 0, 0xff);
+    const pfn = this.faultIn(this.vmaFor(addr, null), addr, true, false);
+    this.kernel.mem.fillBytes(pfn, 0, value, PAGE_SIZE);
   }
 
   /** memset(addr, value, len) through the MMU. */
@@ -602,17 +659,25 @@ export class Process {
       const pte = mm.getPte(pageAddr);
       let pfn: number;
       if ((pte & (PTE_KIND_MASK | PTE_WRITE)) === (PTE_PRESENT | PTE_WRITE)) {
-        if ((pte & (PTE_YOUNG | PTE_DIRTY)) !== (PTE_YOUNG | PTE_DIRTY)) mm.setPte(pageAddr, pte | PTE_YOUNG | PTE_DIRTY);
+        if ((pte & (PTE_YOUNG | PTE_DIRTY)) !== (PTE_YOUNG | PTE_DIRTY)) mm.setPte(pageAddr, pteSet(pte, PTE_YOUNG | PTE_DIRTY));
         pfn = ptePayload(pte);
       } else {
         vma = this.vmaFor(a, vma);
         pfn = this.faultIn(vma, pageAddr, true, false);
       }
-      const off = mem.offsetOf(pfn) + (a - pageAddr);
-      mem.dataOf(pfn).fill(v, off, off + inPage);
-      mem.contentsChanged(pfn);
+      mem.fillBytes(pfn, a - pageAddr, v, inPage);
       done += inPage;
     }
+  }
+
+  /** The NUMA node this process's pages come from first (spawn's `node`, inherited over fork). */
+  get node(): number {
+    return this.mm.node;
+  }
+
+  /** The KSM merge domain of this process's mm (spawn's `mergeDomain`, inherited over fork). */
+  get mergeDomain(): string {
+    return this.mm.ksmMergeDomain;
   }
 
   /** Like /proc/pid/pagemap: the frame mapped at addr, or null (none, or swapped out). */

@@ -12,6 +12,7 @@ import {
   mkMigrationPte,
   ptePayload,
   ptePresent,
+  pteClear,
 } from './constants.js';
 import type { ReferencedState } from './ksm-ops.js';
 import type { HostKernel } from './kernel.js';
@@ -47,7 +48,7 @@ export function pageAddNewAnonRmap(k: HostKernel, pfn: number, vma: Vma, addr: n
   assert(vma.anonVma !== null, () => `new anon rmap in ${vma} without anon_vma`);
   mem.mapcount[pfn] = 0;
   mem.flags[pfn]! |= PG_ANON;
-  mem.mapping[pfn] = vma.anonVma;
+  mem.setMapping(pfn, vma.anonVma);
   mem.index[pfn] = vma.linearIndex(addr);
   // lru_cache_add_active_or_unevictable()
   mem.lruAdd(pfn, (vma.flags & VM_LOCKED) !== 0 ? LRU_UNEVICTABLE : LRU_ACTIVE_ANON);
@@ -63,7 +64,7 @@ export function pageAddAnonRmap(k: HostKernel, pfn: number, vma: Vma, addr: numb
   if (++mem.mapcount[pfn]! === 0 && (mem.flags[pfn]! & PG_ANON) === 0) {
     assert(vma.anonVma !== null, () => `anon rmap in ${vma} without anon_vma`);
     mem.flags[pfn]! |= PG_ANON;
-    mem.mapping[pfn] = vma.anonVma;
+    mem.setMapping(pfn, vma.anonVma);
     mem.index[pfn] = vma.linearIndex(addr);
   }
 }
@@ -83,7 +84,7 @@ export function pageRemoveRmap(k: HostKernel, pfn: number): void {
 export function pageAddressInVma(k: HostKernel, pfn: number, vma: Vma): number {
   const mem = k.mem;
   if ((mem.flags[pfn]! & (PG_ANON | PG_KSM)) === PG_ANON) {
-    if (vma.anonVma !== mem.mapping[pfn]) return -1;
+    if (vma.anonVma !== mem.mappingOf(pfn)) return -1;
   } else if ((mem.flags[pfn]! & PG_KSM) === 0) {
     return -1;
   }
@@ -109,7 +110,7 @@ export interface RmapWalkControl {
 
 /** rmap_walk_anon() */
 function rmapWalkAnon(k: HostKernel, pfn: number, rwc: RmapWalkControl): number {
-  const anonVma = k.mem.mapping[pfn] as AnonVma | null;
+  const anonVma = k.mem.mappingOf(pfn) as AnonVma | null;
   if (anonVma === null) return SWAP_AGAIN;
   const index = k.mem.index[pfn]!;
   // The list may change under us only through rmapOne, which never unlinks vmas.
@@ -150,7 +151,7 @@ export function pageReferencedOne(_k: HostKernel, pfn: number, vma: Vma, addr: n
     return 1;
   }
   if ((pte & PTE_YOUNG) !== 0) {
-    mm.setPte(addr, pte & ~PTE_YOUNG);
+    mm.setPte(addr, pteClear(pte, PTE_YOUNG));
     referenced = 1;
   }
   if (referenced !== 0) state.vmFlags |= vma.flags;
@@ -214,7 +215,7 @@ export function tryToUnmapOne(k: HostKernel, pfn: number, vma: Vma, addr: number
     if ((vma.flags & VM_LOCKED) !== 0) return SWAP_MLOCK;
     // Reclaim does not take a page away from a process that just used it.
     if ((flags & TTU_IGNORE_ACCESS) === 0 && (pte & PTE_YOUNG) !== 0) {
-      mm.setPte(addr, pte & ~PTE_YOUNG);
+      mm.setPte(addr, pteClear(pte, PTE_YOUNG));
       return SWAP_FAIL;
     }
   }

@@ -1,5 +1,6 @@
-import { PAGE_CHECKSUM_BATCH, PageChecksumBatch } from '../lib/jhash.js';
+import { JHASH2_PAGE_CHECKSUM, PAGE_CHECKSUM_BATCH, PageChecksumBatch, pageChecksum } from '../lib/jhash.js';
 import { PAGE_SIZE } from './constants.js';
+import type { ContentStore } from './contents.js';
 
 /*
  * The content table of a kernel image: each distinct 4 KiB page once, in chunks;
@@ -129,6 +130,33 @@ export class ContentTable {
     }
   }
 
+  /**
+   * out[i] = the content index of the store's content ids[i], interning the new ones,
+   * or -1 where ids[i] is -1 (bytes not kept). Each distinct id is read and hashed
+   * once: 24 guests' copies of a page cost one lookup each after the first. The
+   * store's checksum memo is the table's own hash only while it holds jhash2 (a 6.x
+   * kernel's KSM memoizes xxhash: then each distinct content is hashed here).
+   */
+  internContents(store: ContentStore, ids: Int32Array | Uint32Array, out: Int32Array | Uint32Array): void {
+    const seen = new Map<number, number>();
+    const memoIsJhash2 = store.sumName === JHASH2_PAGE_CHECKSUM.name;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (id < 0) {
+        out[i] = -1;
+        continue;
+      }
+      let t = seen.get(id);
+      if (t === undefined) {
+        const v = store.view(id);
+        const h = memoIsJhash2 && store.sumValid[id] !== 0 ? store.sum[id]! : pageChecksum(v.words, v.wordOff);
+        t = this.intern(v.buf, v.off, h);
+        seen.set(id, t);
+      }
+      out[i] = t;
+    }
+  }
+
   /** The index of the page at data[off, off + 4096) whose jhash2 is h, added if new. */
   private intern(data: Buffer, off: number, h: number): number {
     const mask = this.mask;
@@ -213,11 +241,33 @@ export class ContentChunks {
   readonly pages: number;
   private readonly chunks: readonly Buffer[];
   private readonly chunkPages: number;
+  /** contentIn()'s memo: the store content made for each entry, -1 before. */
+  private made: Int32Array | null;
+  private madeIn: ContentStore | null;
 
   constructor(pages: number, chunkPages: number, chunks: readonly Buffer[]) {
     this.pages = pages;
     this.chunkPages = chunkPages;
     this.chunks = chunks;
+    this.made = null;
+    this.madeIn = null;
+  }
+
+  /** The store's content for table entry c, with a reference for the caller (made once per entry). */
+  contentIn(store: ContentStore, c: number): number {
+    if (this.made === null || this.madeIn !== store) {
+      this.made = new Int32Array(this.pages).fill(-1);
+      this.madeIn = store;
+    }
+    const id = this.made[c]!;
+    if (id >= 0) {
+      store.get(id);
+      return id;
+    }
+    const cp = this.chunkPages;
+    const made = store.fromBytes(this.chunks[(c / cp) | 0]!, (c % cp) * PAGE_SIZE);
+    this.made[c] = made;
+    return made;
   }
 
   /** Copy content c to dst[dstOffset, dstOffset + 4096). */

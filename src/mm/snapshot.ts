@@ -21,7 +21,10 @@ import {
   u32s,
   ImageError,
 } from '../lib/snapshot.js';
+import { checkThpImage, type ThpImage } from './huge-memory.js';
 import {
+  MAX_MEMORY_MIB,
+  MAX_PTE_PAYLOAD,
   PAGE_SIZE,
   PG_BUDDY,
   PG_DIRTY,
@@ -38,11 +41,11 @@ import {
   hexAddr,
   ptePayload,
 } from './constants.js';
-import { MAX_BLOCK_MIB, MAX_MEMORY_MIB, MAX_SWAP_MIB, VMSTAT_KEYS, type HostKernel, type KernelOptions, type VmStat } from './kernel.js';
+import { MAX_BLOCK_MIB, MAX_SWAP_MIB, VMSTAT_KEYS, mergeDomainProblem, type HostKernel, type KernelOptions, type VmStat } from './kernel.js';
 import { MmStruct, PMD_SIZE, PTRS_PER_PTE } from './mm.js';
 import { lruListOfFlags, type MemoryBlock, type PhysMem } from './physmem.js';
 import { Process } from './process.js';
-import { ContentChunks, ContentTable, type ContentsImage, type PagesToIntern } from './snapshot-contents.js';
+import { ContentChunks, ContentTable, type ContentsImage } from './snapshot-contents.js';
 import type { DecodedSwap, SwapImage } from './swap.js';
 import { AnonVma, ShmemFile, Vma } from './vma.js';
 
@@ -79,8 +82,7 @@ import { AnonVma, ShmemFile, Vma } from './vma.js';
  *   order. Frames of an offline block are all free and on no list. Free frames
  *   keep nothing else: their flags, counts and mapping are what freeing sets, and
  *   their bytes are never read before being written (every allocation either zeroes
- *   the frame or copies a page over it). `neverUsed` is kept exactly (as runs), so
- *   that a restored kernel zeroes, and bumps contentsEpoch for, the same frames.
+ *   the frame or copies a page over it; a free frame holds the zero content).
  * - Contents: each distinct 4 KiB page once (snapshot-contents.ts); frames and swap
  *   slots refer to it by index. Numbered frames by pfn first, then swap slots by offset.
  * - Swap: every slot in use, its count and swap-cache frame and its bytes (not for
@@ -92,6 +94,9 @@ import { AnonVma, ShmemFile, Vma } from './vma.js';
  *   in the Map's order, empty ones too), processes in kernel.processes' order.
  * - Simulated time, the pid counter, the PRNG state, vmstat (HostKernel.saveState),
  *   contentsEpoch.
+ * - NUMA: the options' `nodes`, each block's node (which `nodes` decides; an image
+ *   whose blocks say otherwise is refused) and each mm's preferred node, from which
+ *   its faults allocate (physmem.ts).
  *
  * What is dropped, and why that changes no decision:
  *
@@ -106,8 +111,15 @@ import { AnonVma, ShmemFile, Vma } from './vma.js';
  * the model itself never outlives a call, so there is none at rest).
  */
 
-/** Version 2: each layer's state in its own part (v1 saved the whole kernel from src/ksm). */
-export const KERNEL_IMAGE_VERSION = 2;
+/**
+ * Version 4: frames' contents from the content store, no neverUsed runs (a free frame
+ * holds the zero content). Version 3 added NUMA nodes (the options' `nodes`, each
+ * block's node, each mm's node) and KSM's part naming its kernel version with the
+ * state of every version (6.x's chains, zero pages, smart scan, advisor, per-node
+ * trees). 2 had each layer's state in its own part, but kernels
+ * of 2.6.33 only; 1 saved the whole kernel from src/ksm. Older versions are refused.
+ */
+export const KERNEL_IMAGE_VERSION = 4;
 
 /** mem.mapping codes: index * 4 + kind. MAP_PART indexes the parts' objects (each part's mappings, parts in registration order, one after the other). */
 const MAP_NONE = 0;
@@ -122,10 +134,12 @@ const TWO_POW_32 = 0x100000000;
 /** The frames: metadata of those in use, free lists, LRU lists. */
 export interface MemImage {
   contentsEpoch: number;
-  /** One per memory block. `free`: the block's free list, head first, as runs (lib/snapshot.ts RunWriter). Empty for an offline block. */
-  blocks: { online: boolean; isolated: boolean; free: Uint8Array }[];
-  /** neverUsed over every frame, as u32 run lengths alternating 0s and 1s, 0s first. */
-  neverUsed: Uint8Array;
+  /**
+   * One per memory block. `free`: the block's free list, head first, as runs (lib/snapshot.ts
+   * RunWriter). Empty for an offline block. `node`: its NUMA node, which the options'
+   * `nodes` decide (physmem.ts); kept so that an image says where every frame is.
+   */
+  blocks: { online: boolean; isolated: boolean; node: number; free: Uint8Array }[];
   /** Per frame in use (every frame of an online block that is on no free list), in ascending pfn order: u32 page flags. */
   flags: Uint8Array;
   /** i32 _count. */
@@ -174,10 +188,14 @@ export interface MmImage {
   mmUsers: number;
   mmCount: number;
   flags: number;
+  /** The NUMA node its pages come from first (MmStruct.node). */
+  node: number;
+  /** Its KSM merge domain (MmStruct.ksmMergeDomain; '' the common one). */
+  mergeDomain: string;
   vmas: VmaImage[];
   /** f64 pmd numbers (address / 2 MiB) of the page tables, in the Map's order. */
   pmds: Uint8Array;
-  /** u32 ptes, 512 per table, tables in `pmds` order. */
+  /** f64 ptes (constants.ts: wider than 32 bits), 512 per table, tables in `pmds` order. */
   ptes: Uint8Array;
 }
 
@@ -194,11 +212,13 @@ export interface ProcessImage {
  */
 export interface KernelImage {
   imageVersion: number;
-  options: Required<KernelOptions>;
+  options: Required<Omit<KernelOptions, 'thp'>>;
   now: number;
   nextPid: number;
   prng: number[];
   vmstat: VmStat;
+  /** Kernels with transparent huge pages only: their mode and counters. */
+  thp?: ThpImage;
   mem: MemImage;
   contents: ContentsImage;
   swap: SwapImage | null;
@@ -268,6 +288,8 @@ export interface ImageCheckContext {
   /** Where the part lies in the image, for messages: `parts.ksm`. */
   readonly path: string;
   readonly nrFrames: number;
+  /** NUMA nodes (the options' `nodes`). */
+  readonly nodes: number;
   readonly mms: number;
   readonly anonVmas: number;
   /** The part holds mm `i` (an mm no process has must be held by some part). */
@@ -297,6 +319,8 @@ export function saveKernelImage(k: HostKernel): KernelImage {
     throw new KernelError('EBUSY', `cannot save the kernel while pages are pinned (get_user_pages): pfn ${pins.join(', ')}; release the pins first`);
   }
   const mem = k.mem;
+  // The image lists every frame: blocks never used get their (free) metadata first.
+  mem.initAllBlocks();
   const mms = new Numbering<MmStruct>();
   const anonVmas = new Numbering<AnonVma>();
   const shmems = new Numbering<ShmemFile>();
@@ -348,21 +372,21 @@ export function saveKernelImage(k: HostKernel): KernelImage {
       });
     }
     const pmds = new Float64Array(mm.pgtables.size);
-    const ptes = new Uint32Array(mm.pgtables.size * PTRS_PER_PTE);
+    const ptes = new Float64Array(mm.pgtables.size * PTRS_PER_PTE);
     let i = 0;
     for (const [pmd, table] of mm.pgtables) {
       pmds[i] = pmd;
       ptes.set(table, i * PTRS_PER_PTE);
       i++;
     }
-    mmImages.push({ owner: mm.owner, mmUsers: mm.mmUsers, mmCount: mm.mmCount, flags: mm.flags, vmas, pmds: bytesOf(pmds), ptes: bytesOf(ptes) });
+    mmImages.push({ owner: mm.owner, mmUsers: mm.mmUsers, mmCount: mm.mmCount, flags: mm.flags, node: mm.node, mergeDomain: mm.ksmMergeDomain, vmas, pmds: bytesOf(pmds), ptes: bytesOf(ptes) });
   }
 
   // What each frame in use maps, now that everything is numbered.
   const mapping = new Uint32Array(nrUsed);
   for (let u = 0; u < nrUsed; u++) {
     const pfn = usedPfns[u]!;
-    const m = mem.mapping[pfn]!;
+    const m = mem.mappingOf(pfn);
     if (m === null) mapping[u] = MAP_NONE;
     else if (m instanceof AnonVma) mapping[u] = anonVmas.of(m) * 4 + MAP_ANON;
     else if (m instanceof ShmemFile) mapping[u] = shmems.of(m) * 4 + MAP_SHMEM;
@@ -373,17 +397,9 @@ export function saveKernelImage(k: HostKernel): KernelImage {
   const sw = k.swap;
   const table = new ContentTable(nrUsed + (sw === null ? 0 : sw.usedSlots));
   const content = new Uint32Array(nrUsed);
-  const framePages: PagesToIntern = {
-    n: nrUsed,
-    data: (u) => mem.dataOf(usedPfns[u]!),
-    words: (u) => mem.wordsOf(usedPfns[u]!),
-    offset: (u) => mem.offsetOf(usedPfns[u]!),
-    knownHash: (u) => {
-      const pfn = usedPfns[u]!;
-      return mem.checksumValid[pfn] !== 0 ? mem.checksumMemo[pfn]! : -1;
-    },
-  };
-  table.internAll(framePages, content);
+  const frameIds = new Uint32Array(nrUsed);
+  for (let u = 0; u < nrUsed; u++) frameIds[u] = mem.content[usedPfns[u]!]!;
+  table.internContents(mem.store, frameIds, content);
   const swap = sw === null ? null : sw.saveImage(table, (pfn) => (mem.flags[pfn]! & PG_DIRTY) !== 0);
 
   // LRU lists.
@@ -428,7 +444,6 @@ export function saveKernelImage(k: HostKernel): KernelImage {
     mem: {
       contentsEpoch: mem.contentsEpoch,
       blocks: frames.blocks,
-      neverUsed: neverUsedRuns(mem),
       flags: bytesOf(frames.flags),
       count: bytesOf(frames.count),
       mapcount: bytesOf(frames.mapcount),
@@ -490,7 +505,7 @@ function saveFrames(mem: PhysMem): {
       if (listed !== 0) inconsistent(`offline memory${block.index} has a free list`);
       free.fill(1, block.startPfn, end);
     }
-    blocks.push({ online: block.online, isolated: block.isolated, free: runs.done() });
+    blocks.push({ online: block.online, isolated: block.isolated, node: block.node, free: runs.done() });
   }
   let nrUsed = 0;
   for (let p = 0; p < nrFrames; p++) if (free[p] === 0) nrUsed++;
@@ -515,38 +530,20 @@ function saveFrames(mem: PhysMem): {
       priv.push(pfn);
       priv.push(mem.private[pfn]!);
     }
-    const m = mem.mapping[pfn]!;
+    const m = mem.mappingOf(pfn);
     if (m !== null && !(m instanceof AnonVma) && !(m instanceof ShmemFile)) foreign.push(m);
   }
   return { blocks, free, usedPfns, flags, count, mapcount, index, priv: priv.done(), foreign };
-}
-
-/** neverUsed, as alternating run lengths, 0s first. */
-function neverUsedRuns(mem: PhysMem): Uint8Array {
-  const never = new IntList();
-  let bit = 0;
-  let len = 0;
-  for (let p = 0; p < mem.nrFrames; p++) {
-    if (mem.neverUsed[p] === bit) len++;
-    else {
-      never.push(len);
-      bit ^= 1;
-      len = 1;
-    }
-  }
-  never.push(len);
-  return never.done();
 }
 
 // ---- checking an untrusted image ---------------------------------------------------------
 
 /** What an image decodes to: its typed arrays as views (or aligned copies), and derived facts. */
 export interface DecodedKernelImage {
-  readonly options: Required<KernelOptions>;
+  readonly options: Required<Omit<KernelOptions, 'thp'>>;
   readonly img: KernelImage;
   readonly freeLists: Int32Array[];
   readonly usedPfns: Int32Array;
-  readonly neverUsed: Uint32Array;
   readonly flags: Uint32Array;
   readonly count: Int32Array;
   readonly mapcount: Int32Array;
@@ -558,7 +555,7 @@ export interface DecodedKernelImage {
   readonly contents: ContentChunks;
   readonly swap: DecodedSwap | null;
   readonly shmems: { indices: Float64Array; pfns: Uint32Array }[];
-  readonly mms: { pmds: Float64Array; ptes: Uint32Array }[];
+  readonly mms: { pmds: Float64Array; ptes: Float64Array }[];
   /** Each part's decoded image, in the order of the checkers. */
   readonly parts: { name: string; decoded: unknown }[];
 }
@@ -597,6 +594,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
   const blockPages = (blockMiB * 1024 * 1024) / PAGE_SIZE;
   // The last block is partial when blockMiB does not divide the memory.
   const nBlocks = Math.ceil(memoryMiB / blockMiB);
+  const nodes = int(o.nodes, 'options.nodes', 1, nBlocks);
   const nrSlots = (swapMiB * 1024 * 1024) / PAGE_SIZE;
   const now = finite(img.now, 'now');
   if (now < 0) fail('now', `expected a time >= 0, found ${now}`);
@@ -605,6 +603,8 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
   prng.forEach((w, i) => int(w, `prng[${i}]`, 0, TWO_POW_32 - 1));
   const vmstat = obj(img.vmstat, 'vmstat');
   for (const key of VMSTAT_KEYS) int(vmstat[key], `vmstat.${key}`, 0, Number.MAX_SAFE_INTEGER);
+  // A kernel with transparent huge pages keeps their mode and counters (src/mm/huge-memory.ts).
+  if (img.thp !== undefined) checkThpImage(img.thp, 'thp');
 
   // ---- table sizes, needed to check references ----
   const anonVmasImg = array(img.anonVmas, 'anonVmas');
@@ -635,6 +635,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     const checked = part.check(partsImg[part.name], {
       path: `parts.${part.name}`,
       nrFrames,
+      nodes,
       mms: mmsImg.length,
       anonVmas: anonVmasImg.length,
       holdMm: (i) => {
@@ -656,6 +657,8 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     const bi = obj(blocksImg[b], path);
     const online = bool(bi.online, `${path}.online`);
     const isolated = bool(bi.isolated, `${path}.isolated`);
+    const node = Math.floor((b * nodes) / nBlocks);
+    if (bi.node !== node) fail(`${path}.node`, `expected ${node} (block ${b} of ${nBlocks} with ${nodes} node${nodes === 1 ? '' : 's'}), found ${found(bi.node)}`);
     if (isolated && !online) fail(`${path}.isolated`, 'an offline block cannot be isolated');
     const start = b * blockPages;
     const end = Math.min(start + blockPages, nrFrames);
@@ -669,10 +672,6 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     if (!online) free.fill(1, start, end);
     freeLists.push(list);
   }
-  const neverUsed = u32s(m.neverUsed, 'mem.neverUsed');
-  let neverTotal = 0;
-  for (let i = 0; i < neverUsed.length; i++) neverTotal += neverUsed[i]!;
-  if (neverTotal !== nrFrames) fail('mem.neverUsed', `the runs cover ${neverTotal} frames, expected ${nrFrames}`);
   // The frames in use are those the free lists leave; every per-frame array has one entry each.
   let nrUsed = 0;
   for (let p = 0; p < nrFrames; p++) if (free[p] === 0) nrUsed++;
@@ -789,6 +788,9 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
     int(mi.mmUsers, `${path}.mmUsers`, 0, 0x7fffffff);
     int(mi.mmCount, `${path}.mmCount`, 0, 0x7fffffff);
     int(mi.flags, `${path}.flags`, 0, 0x7fffffff);
+    int(mi.node, `${path}.node`, 0, nodes - 1);
+    const domainProblem = mergeDomainProblem(mi.mergeDomain);
+    if (domainProblem !== null) fail(`${path}.mergeDomain`, domainProblem);
     const vmasImg = array(mi.vmas, `${path}.vmas`);
     const starts: number[] = [];
     const ends: number[] = [];
@@ -809,7 +811,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
       ends.push(end);
     });
     const pmds = f64s(mi.pmds, `${path}.pmds`);
-    const ptes = u32s(mi.ptes, `${path}.ptes`, pmds.length * PTRS_PER_PTE);
+    const ptes = f64s(mi.ptes, `${path}.ptes`, pmds.length * PTRS_PER_PTE);
     const seen = new Set<number>();
     for (let t = 0; t < pmds.length; t++) {
       const pmd = pmds[t]!;
@@ -819,6 +821,7 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
         const pte = ptes[t * PTRS_PER_PTE + e]!;
         if (pte === PTE_NONE) continue;
         const addr = pmd * PMD_SIZE + e * PAGE_SIZE;
+        if (!Number.isSafeInteger(pte) || pte < 0 || ptePayload(pte) > MAX_PTE_PAYLOAD) fail(`${path}.ptes[${t * PTRS_PER_PTE + e}]`, `pte ${pte} at ${hexAddr(addr)} is no pte`);
         // The vma containing addr: vmas are sorted (tables need not be).
         let lo = 0;
         let hi = ends.length;
@@ -908,11 +911,10 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
   }
 
   return {
-    options: { memoryMiB, swapMiB, blockMiB, seed },
+    options: { memoryMiB, swapMiB, blockMiB, seed, nodes },
     img: img as unknown as KernelImage,
     freeLists,
     usedPfns,
-    neverUsed,
     flags,
     count,
     mapcount,
@@ -948,13 +950,14 @@ function linkList(mem: PhysMem, list: Int32Array): void {
 export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
   const img = d.img;
   const opts = k.options;
-  if (opts.memoryMiB !== d.options.memoryMiB || opts.swapMiB !== d.options.swapMiB || opts.blockMiB !== d.options.blockMiB || opts.seed !== d.options.seed) {
+  if (opts.memoryMiB !== d.options.memoryMiB || opts.swapMiB !== d.options.swapMiB || opts.blockMiB !== d.options.blockMiB || opts.seed !== d.options.seed || opts.nodes !== d.options.nodes) {
     bug(`restoreKernelImage: the kernel was built with ${JSON.stringify(opts)}, the image has ${JSON.stringify(d.options)}`);
   }
   if (k.imageParts.length !== d.parts.length || k.imageParts.some((p, i) => p.name !== d.parts[i]!.name)) {
     bug(`restoreKernelImage: the kernel has image parts ${k.imageParts.map((p) => p.name).join(', ')}, the image was checked with ${d.parts.map((p) => p.name).join(', ')}`);
   }
   const mem = k.mem;
+  mem.initAllBlocks();
 
   // ---- frames: every frame reset as free, then the free lists, then those in use ----
   for (let b = 0; b < mem.blocks.length; b++) {
@@ -965,13 +968,18 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     mem.flags.fill(bi.online ? PG_BUDDY : PG_BUDDY | PG_OFFLINE, start, end);
     mem.count.fill(0, start, end);
     mem.mapcount.fill(-1, start, end);
-    mem.mapping.fill(null, start, end);
+    mem.clearMappings(block);
     mem.index.fill(0, start, end);
     mem.private.fill(0, start, end);
     mem.lruPrev.fill(-1, start, end);
     mem.lruNext.fill(-1, start, end);
-    mem.checksumValid.fill(0, start, end);
-    mem.zeroWords.fill(-1, start, end);
+    for (let p = start; p < end; p++) {
+      const c = mem.content[p]!;
+      if (c !== 0) {
+        mem.content[p] = 0;
+        mem.store.put(c);
+      }
+    }
     const list = d.freeLists[b]!;
     linkList(mem, list);
     block.freeHead = list.length > 0 ? list[0]! : -1;
@@ -979,22 +987,11 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     block.isolated = bi.isolated;
     if (!bi.online) {
       block.online = false;
-      block.releaseBuffer();
     }
   }
   let nrFreeOnline = 0;
   for (const block of mem.blocks) if (block.online && !block.isolated) nrFreeOnline += block.nrFree;
   mem.nrFreeOnline = nrFreeOnline;
-  {
-    let p = 0;
-    let bit = 0;
-    for (let r = 0; r < d.neverUsed.length; r++) {
-      const len = d.neverUsed[r]!;
-      mem.neverUsed.fill(bit, p, p + len);
-      p += len;
-      bit ^= 1;
-    }
-  }
   mem.contentsEpoch = img.mem.contentsEpoch;
   const used = d.usedPfns;
   const contents = d.contents;
@@ -1004,7 +1001,7 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     mem.count[pfn] = d.count[u]!;
     mem.mapcount[pfn] = d.mapcount[u]!;
     mem.index[pfn] = d.index[u]!;
-    contents.copy(d.content[u]!, mem.dataOf(pfn), mem.offsetOf(pfn));
+    mem.content[pfn] = contents.contentIn(mem.store, d.content[u]!);
   }
   for (let i = 0; i < d.priv.length; i += 2) mem.private[d.priv[i]!] = d.priv[i + 1]!;
   for (let l = 0; l < 3; l++) {
@@ -1038,6 +1035,8 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     mm.mmUsers = mi.mmUsers;
     mm.mmCount = mi.mmCount;
     mm.flags = mi.flags;
+    mm.node = mi.node;
+    mm.ksmMergeDomain = mi.mergeDomain;
     for (const vi of mi.vmas) {
       const vma = new Vma(mm, vi.start, vi.end, vi.flags, vi.pgoff);
       vma.anonVma = vi.anonVma < 0 ? null : anonVmas[vi.anonVma]!;
@@ -1053,7 +1052,7 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     for (const v of a.vmas) anonVmas[i]!.vmas.push(vmaList[v]!);
   });
   for (const pi of img.processes) k.processes.set(pi.pid, new Process(k, pi.pid, pi.name, mms[pi.mm]!));
-  k.restoreState({ now: img.now, nextPid: img.nextPid, prng: img.prng, vmstat: img.vmstat });
+  k.restoreState({ now: img.now, nextPid: img.nextPid, prng: img.prng, vmstat: img.vmstat, ...(img.thp !== undefined ? { thp: img.thp } : {}) });
 
   // ---- the parts of the layers above ----
   const ctx: ImageRestoreContext = { mms, anonVmas };
@@ -1067,6 +1066,6 @@ export function restoreKernelImage(k: HostKernel, d: DecodedKernelImage): void {
     const code = d.mapping[u]!;
     const kind = code & 3;
     const i = code >>> 2;
-    mem.mapping[used[u]!] = kind === MAP_ANON ? anonVmas[i]! : kind === MAP_PART ? partObjects[i]! : kind === MAP_SHMEM ? shmems[i]! : null;
+    mem.setMapping(used[u]!, kind === MAP_ANON ? anonVmas[i]! : kind === MAP_PART ? partObjects[i]! : kind === MAP_SHMEM ? shmems[i]! : null);
   }
 }

@@ -1,7 +1,8 @@
 import { assert, bug } from '../lib/errors.js';
 import { bytesOf } from '../lib/snapshot.js';
 import { PAGE_SIZE, mkSwapPte } from './constants.js';
-import type { ContentChunks, ContentTable, PagesToIntern } from './snapshot-contents.js';
+import type { ContentStore } from './contents.js';
+import type { ContentChunks, ContentTable } from './snapshot-contents.js';
 
 /** The swap device in a kernel image (src/mm/snapshot.ts): its slots in use. */
 export interface SwapImage {
@@ -31,6 +32,11 @@ export interface DecodedSwap {
  * real contents, addressed by offset 1..nrSlots (offset 0 is the header, never an
  * entry, so 0 can mean "no entry" in page->private).
  *
+ *   content[offset]  the slot's bytes: a content id in the kernel's store
+ *                    (contents.ts), holding a reference; CONTENT_ZERO while free.
+ *                    Writing a page out shares its content, O(1) and no copy: a
+ *                    device of any size costs 4 bytes a slot, not 4 KiB (a single
+ *                    Buffer of the device stopped at 4 GiB).
  *   refs[offset]   swap_map's count: how many swap ptes refer to the slot.
  *   cache[offset]  the frame in the swap cache for this slot (SWAP_HAS_CACHE), or -1.
  *
@@ -40,17 +46,18 @@ export interface DecodedSwap {
  */
 export class SwapDevice {
   readonly nrSlots: number;
-  /** Slot contents: slot `off` is bytes [(off-1)*4096, off*4096). */
-  private readonly data: Buffer;
+  readonly content: Uint32Array;
+  private readonly store: ContentStore;
   readonly refs: Int32Array;
   readonly cache: Int32Array;
   nrFree: number;
   /** Where the next search for a free slot starts (scan_swap_map's cluster_next). */
   private next: number;
 
-  constructor(swapMiB: number) {
+  constructor(swapMiB: number, store: ContentStore) {
     this.nrSlots = (swapMiB * 1024 * 1024) / PAGE_SIZE;
-    this.data = Buffer.alloc(this.nrSlots * PAGE_SIZE);
+    this.content = new Uint32Array(this.nrSlots + 1);
+    this.store = store;
     this.refs = new Int32Array(this.nrSlots + 1);
     this.cache = new Int32Array(this.nrSlots + 1).fill(-1);
     this.nrFree = this.nrSlots;
@@ -99,7 +106,13 @@ export class SwapDevice {
   }
 
   private maybeRelease(off: number): void {
-    if (this.refs[off] === 0 && this.cache[off] === -1) this.nrFree++;
+    if (this.refs[off] === 0 && this.cache[off] === -1) {
+      this.nrFree++;
+      // A free slot's bytes are never read again: give them back to the store.
+      const c = this.content[off]!;
+      this.content[off] = 0;
+      this.store.put(c);
+    }
   }
 
   inUse(off: number): boolean {
@@ -110,15 +123,19 @@ export class SwapDevice {
     return mkSwapPte(off);
   }
 
-  /** swap_writepage() */
-  writeSlot(off: number, src: Buffer, srcOffset: number): void {
-    src.copy(this.data, (off - 1) * PAGE_SIZE, srcOffset, srcOffset + PAGE_SIZE);
+  /** swap_writepage(): the slot holds content `c` (shared with the page written). */
+  writeSlot(off: number, c: number): void {
+    this.store.get(c);
+    const old = this.content[off]!;
+    this.content[off] = c;
+    this.store.put(old);
   }
 
-  /** swap_readpage() */
-  readSlot(off: number, dst: Buffer, dstOffset: number): void {
-    const s = (off - 1) * PAGE_SIZE;
-    this.data.copy(dst, dstOffset, s, s + PAGE_SIZE);
+  /** swap_readpage(): the slot's content, with a reference for the reader. */
+  readSlot(off: number): number {
+    const c = this.content[off]!;
+    this.store.get(c);
+    return c;
   }
 
   get usedSlots(): number {
@@ -147,17 +164,10 @@ export class SwapDevice {
       cache[i] = this.cache[off]!;
       i++;
     }
-    const data = this.data;
-    const words = data.byteOffset % 4 === 0 ? new Uint32Array(data.buffer, data.byteOffset, data.length >>> 2) : null;
-    const pages: PagesToIntern = {
-      n: ns,
-      data: (i) => (cache[i] !== -1 && dirty(cache[i]!) ? null : data),
-      words: () => words,
-      offset: (i) => (slots[i]! - 1) * PAGE_SIZE,
-      knownHash: () => -1,
-    };
+    const ids = new Int32Array(ns);
+    for (let i = 0; i < ns; i++) ids[i] = cache[i] !== -1 && dirty(cache[i]!) ? -1 : this.content[slots[i]!]!;
     const content = new Int32Array(ns);
-    table.internAll(pages, content);
+    table.internContents(this.store, ids, content);
     return { next: this.next, slots: bytesOf(slots), refs: bytesOf(refs), cache: bytesOf(cache), content: bytesOf(content) };
   }
 
@@ -170,7 +180,11 @@ export class SwapDevice {
       this.refs[off] = s.refs[i]!;
       this.cache[off] = s.cache[i]!;
       const c = s.content[i]!;
-      if (c >= 0) contents.copy(c, this.data, (off - 1) * PAGE_SIZE);
+      if (c >= 0) {
+        const old = this.content[off]!;
+        this.content[off] = contents.contentIn(this.store, c);
+        this.store.put(old);
+      }
     }
     this.nrFree = this.nrSlots - s.slots.length;
     this.next = s.next;

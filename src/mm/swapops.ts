@@ -16,6 +16,7 @@ import {
   ptePayload,
 } from './constants.js';
 import type { HostKernel } from './kernel.js';
+import { isThpFrame, splitHugePmd } from './huge-memory.js';
 import type { ReferencedState } from './ksm-ops.js';
 import { VM_FAULT_MAJOR, VM_FAULT_MINOR, VM_FAULT_OOM, allocPage, anonVmaPrepare, deleteFromSwapCache, doWpPage, mlockVmaPage, reuseSwapPage } from './memory.js';
 import { LRU_ACTIVE_ANON, LRU_INACTIVE_ANON, LRU_UNEVICTABLE } from './physmem.js';
@@ -62,6 +63,8 @@ function shrinkPage(k: HostKernel, pfn: number): PageVerdict {
   if ((scratchRef.vmFlags & VM_LOCKED) !== 0) return 'cull';
   if (referenced > 0 && mem.pageMapcount(pfn) > 0) return 'activate';
   if (!mem.isAnon(pfn)) return 'keep';
+  // A THP is swapped out as small pages (see src/mm/huge-memory.ts).
+  if (isThpFrame(mem.flags, pfn)) splitHugePmd(k, pfn);
   if ((mem.flags[pfn]! & PG_SWAPCACHE) === 0 && !addToSwap(k, pfn)) return 'activate';
   mem.lockPage(pfn);
   if (mem.pageMapcount(pfn) > 0) {
@@ -74,7 +77,7 @@ function shrinkPage(k: HostKernel, pfn: number): PageVerdict {
   // pageout(): write the contents to the slot if they differ from it.
   const off = mem.private[pfn]!;
   if ((mem.flags[pfn]! & PG_DIRTY) !== 0) {
-    k.swap!.writeSlot(off, mem.dataOf(pfn), mem.offsetOf(pfn));
+    k.swap!.writeSlot(off, mem.content[pfn]!);
     mem.flags[pfn]! &= ~PG_DIRTY;
     k.vmstat.pswpout++;
   }
@@ -160,15 +163,14 @@ export function doSwapPage(k: HostKernel, vma: Vma, addr: number, pte: number, w
     mem.getPage(pfn);
   } else {
     // read_swap_cache_async(): a new page, into the swap cache, read from the slot.
-    pfn = allocPage(k, false);
+    pfn = allocPage(k, false, vma.mm.node);
     if (pfn < 0) return VM_FAULT_OOM;
     if (vma.mm.getPte(addr) !== pte) {
       // Reclaim during the allocation changed things; let the caller retry.
       mem.putPage(pfn);
       return VM_FAULT_MINOR;
     }
-    swp.readSlot(off, mem.dataOf(pfn), mem.offsetOf(pfn));
-    mem.contentsChanged(pfn);
+    mem.setContent(pfn, swp.readSlot(off));
     mem.flags[pfn]! |= PG_SWAPCACHE | PG_UPTODATE | PG_SWAPBACKED;
     mem.private[pfn] = off;
     swp.setCache(off, pfn);
@@ -223,6 +225,7 @@ export function swapOutPage(k: HostKernel, pfn: number): boolean {
   const mem = k.mem;
   if (k.swap === null || !mem.isAnon(pfn)) return false;
   if ((mem.flags[pfn]! & (PG_LOCKED | PG_MLOCKED)) !== 0 || k.isPinned(pfn)) return false;
+  if (isThpFrame(mem.flags, pfn)) splitHugePmd(k, pfn);
   const list = mem.lruListOf(pfn);
   const onLru = (mem.flags[pfn]! & PG_LRU) !== 0;
   if (onLru) mem.lruDel(pfn);
@@ -242,7 +245,7 @@ export function swapOutPage(k: HostKernel, pfn: number): boolean {
   }
   const off = mem.private[pfn]!;
   if ((mem.flags[pfn]! & PG_DIRTY) !== 0) {
-    k.swap.writeSlot(off, mem.dataOf(pfn), mem.offsetOf(pfn));
+    k.swap.writeSlot(off, mem.content[pfn]!);
     mem.flags[pfn]! &= ~PG_DIRTY;
     k.vmstat.pswpout++;
   }

@@ -15,12 +15,37 @@ export interface SysfsFile {
   store?: (value: string) => void;
 }
 
+/**
+ * Files that exist per object, like /proc/<pid>/ksm_stat: a pattern over the path,
+ * and the file for a match, or null when there is no such object (ENOENT).
+ */
+export interface SysfsPattern {
+  readonly pattern: RegExp;
+  resolve(match: RegExpExecArray): SysfsFile | null;
+}
+
 export class Sysfs {
   private readonly files = new Map<string, SysfsFile>();
+  private readonly patterns: SysfsPattern[] = [];
 
   register(path: string, file: SysfsFile): void {
     if (this.files.has(path)) throw new KernelError('EEXIST', `sysfs file ${path} is already registered`);
     this.files.set(path, file);
+  }
+
+  /** Files made on lookup, for paths that name an object (a pid). Exact files come first. */
+  registerPattern(pattern: RegExp, resolve: (match: RegExpExecArray) => SysfsFile | null): void {
+    this.patterns.push({ pattern, resolve });
+  }
+
+  private lookup(path: string): SysfsFile | undefined {
+    const f = this.files.get(path);
+    if (f !== undefined) return f;
+    for (const p of this.patterns) {
+      const m = p.pattern.exec(path);
+      if (m !== null) return p.resolve(m) ?? undefined;
+    }
+    return undefined;
   }
 
   unregister(path: string): void {
@@ -28,25 +53,25 @@ export class Sysfs {
   }
 
   has(path: string): boolean {
-    return this.files.has(path);
+    return this.lookup(path) !== undefined;
   }
 
   read(path: string): string {
-    const f = typeof path === 'string' ? this.files.get(path) : undefined;
+    const f = typeof path === 'string' ? this.lookup(path) : undefined;
     if (f === undefined) throw new KernelError('ENOENT', `no such file: ${describe(path)}`);
     if (f.show === undefined) throw new KernelError('EACCES', `${path} is write-only`);
     return f.show();
   }
 
   write(path: string, value: string): void {
-    const f = typeof path === 'string' ? this.files.get(path) : undefined;
+    const f = typeof path === 'string' ? this.lookup(path) : undefined;
     if (f === undefined) throw new KernelError('ENOENT', `no such file: ${describe(path)}`);
     if (f.store === undefined) throw new KernelError('EACCES', `${path} is read-only`);
     // What write(2) hands a store(): bytes, a page at most (sysfs's buffer is one page).
     f.store(checkString(`${path}: value`, value, 4096));
   }
 
-  /** Every path under a directory prefix, sorted: `ls`. */
+  /** Every registered path under a directory prefix, sorted: `ls` (files made by a pattern are not listed). */
   list(prefix: string): string[] {
     const dir = prefix.endsWith('/') ? prefix : prefix + '/';
     return [...this.files.keys()].filter((p) => p.startsWith(dir)).sort();

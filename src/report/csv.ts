@@ -11,8 +11,10 @@ import type { HostSample } from '../vmm/types.js';
  * (bytes, ms, counts; ksmd_cpu a fraction of one core).
  *
  * The columns, in order (CSV_COLUMNS): scenario, variant (empty without variants),
- * t_ms; every KSM statistic (pages_shared, pages_sharing, pages_unshared,
- * pages_volatile, full_scans, pages_scanned); saved_bytes, total_bytes, free_bytes,
+ * kernel, t_ms; every KSM statistic (pages_shared, pages_sharing, pages_unshared,
+ * pages_volatile, full_scans, pages_scanned, then 6.x's pages_skipped, ksm_zero_pages,
+ * stable_node_chains, stable_node_dups, general_profit: empty in a run whose kernel
+ * has no such statistic, so that variants of both kernels share one header); saved_bytes, total_bytes, free_bytes,
  * swap_used_bytes; the knobs run, pages_to_scan, sleep_millisecs; ksmd_cpu (share of
  * one core since the previous sample), ksmd_cpu_ms (estimated CPU since the start);
  * ksmd's work counters as work_checksums, work_stable_tree_compares, … (cumulative);
@@ -36,8 +38,9 @@ const count = (s: HostSample, states: readonly string[]): string => String(s.gue
 export const CSV_COLUMNS: readonly Column[] = [
   { name: 'scenario', value: (r) => r.scenario },
   { name: 'variant', value: (r) => r.variant ?? '' },
+  { name: 'kernel', value: (r) => r.kernel },
   { name: 't_ms', value: (_, s) => num(s.t) },
-  ...KSM_STATS.map((k): Column => ({ name: snake(k.name), value: (_, s) => num(s[k.name]) })),
+  ...KSM_STATS.map((k): Column => ({ name: snake(k.name), value: (_, s) => (s[k.name] === undefined ? '' : num(s[k.name]!)) })),
   { name: 'saved_bytes', value: (_, s) => num(s.savedBytes) },
   { name: 'total_bytes', value: (_, s) => num(s.totalBytes) },
   { name: 'free_bytes', value: (_, s) => num(s.freeBytes) },

@@ -25,16 +25,20 @@ import { GUEST_STATES, HOST_EVENT_KINDS, type GuestSample, type HostSample } fro
  * (this reader refuses unknown fields, so an older one would refuse the file anyway);
  * readers refuse versions they do not know rather than misread them. Version 2 added
  * the guest states oom-killed and refused, each event's kind and guest, ksmd's work
- * and CPU in samples and summaries, and the convergence figures.
+ * and CPU in samples and summaries, and the convergence figures. Version 3: each run
+ * says which kernel it ran (`kernel`), and samples and summaries carry a later
+ * kernel's statistics (pages_skipped, ksm_zero_pages, ...) when it has them.
  */
 
 export const RUN_FORMAT = 'samepage-run';
-export const RUN_FORMAT_VERSION = 2;
+export const RUN_FORMAT_VERSION = 3;
 
 // ---- the shapes ------------------------------------------------------------------------------
 
-type Kind = NumberKind | NumberOrNullKind | StringKind | BooleanKind | StringOrNullKind | EnumKind | ListKind | ObjectKind;
+type Kind = NumberKind | OptionalNumberKind | NumberOrNullKind | StringKind | BooleanKind | StringOrNullKind | EnumKind | ListKind | ObjectKind;
 interface NumberKind { type: 'number' }
+/** A number a record may leave out (a KSM statistic the run's kernel does not have). */
+interface OptionalNumberKind { type: 'number?' }
 interface NumberOrNullKind { type: 'number|null' }
 interface StringKind { type: 'string' }
 interface BooleanKind { type: 'boolean' }
@@ -52,6 +56,8 @@ type Shape = Readonly<Record<string, Kind>>;
 type ShapeOf<T> = { readonly [K in keyof T]-?: KindFor<T[K]> };
 type KindFor<V> = [V] extends [number]
   ? NumberKind
+  : [V] extends [number | undefined]
+    ? OptionalNumberKind
   : [V] extends [number | null]
     ? NumberOrNullKind
   : [V] extends [boolean]
@@ -67,6 +73,7 @@ type KindFor<V> = [V] extends [number]
           : ObjectKind & { shape: ShapeOf<V> };
 
 const num: NumberKind = { type: 'number' };
+const optNum: OptionalNumberKind = { type: 'number?' };
 const numOrNull: NumberOrNullKind = { type: 'number|null' };
 const str: StringKind = { type: 'string' };
 const bool: BooleanKind = { type: 'boolean' };
@@ -86,8 +93,11 @@ const GUEST_SAMPLE: ShapeOf<GuestSample> = {
   swapBytes: num,
 };
 
-/** Every KSM statistic, in KSM_STATS order: the record a sample and a summary carry. */
-const KSM_STATS_SHAPE = Object.fromEntries(KSM_STATS.map((s) => [s.name, num])) as ShapeOf<KsmStats>;
+/**
+ * Every KSM statistic, in KSM_STATS order: the record a sample and a summary carry.
+ * Those a later kernel brought are left out of a run whose kernel lacks them.
+ */
+const KSM_STATS_SHAPE = Object.fromEntries(KSM_STATS.map((s) => [s.name, s.feature === null ? num : optNum])) as unknown as ShapeOf<KsmStats>;
 
 /** ksmd's work counters, in KSM_WORK_FIELDS order. */
 const KSM_WORK_SHAPE = Object.fromEntries(KSM_WORK_FIELDS.map((f) => [f, num])) as ShapeOf<KsmWorkCounts>;
@@ -152,6 +162,7 @@ const RUN_RESULT: ShapeOf<RunResult> = {
   scenario: str,
   variant: strOrNull,
   policy: str,
+  kernel: str,
   seed: num,
   durationMs: num,
   samples: { type: 'list', of: HOST_SAMPLE },
@@ -220,7 +231,9 @@ function conform(value: unknown, shape: Shape, path: string): Record<string, unk
   const out: Record<string, unknown> = {};
   for (const [key, kind] of Object.entries(shape)) {
     const where = `${path}.${key}`;
-    if (!Object.hasOwn(value, key) || value[key] === undefined) throw new Error(`${where}: missing`);
+    const absent = !Object.hasOwn(value, key) || value[key] === undefined;
+    if (absent && kind.type === 'number?') continue;
+    if (absent) throw new Error(`${where}: missing`);
     out[key] = conformKind(value[key], kind, where);
   }
   return out;
@@ -229,6 +242,7 @@ function conform(value: unknown, shape: Shape, path: string): Record<string, unk
 function conformKind(v: unknown, kind: Kind, where: string): unknown {
   switch (kind.type) {
     case 'number':
+    case 'number?':
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${where}: expected a finite number, got ${describe(v)}`);
       return v;
     case 'number|null':

@@ -1,4 +1,5 @@
-import { KSM_STATS } from '../ksm/stats.js';
+import { DEFAULT_KERNEL_VERSION } from '../ksm/profile.js';
+import { statsIn } from '../ksm/stats.js';
 import type { GuestSummary, RunEvent, RunResult } from '../scenario/types.js';
 import { formatDuration, formatSize } from '../vmm/config.js';
 
@@ -60,19 +61,22 @@ function textWidth(s: string): number {
  * output for one and for two variants.
  */
 export function formatSummary(results: readonly RunResult[]): string {
-  const blocks = results.map(formatResult);
-  if (results.length >= 2) blocks.push(formatComparison(results));
+  // Which kernel ran is said wherever a run is not the default 2.6.33 (so runs of
+  // 2.6.33 alone print as they always did).
+  const showKernel = results.some((r) => r.kernel !== DEFAULT_KERNEL_VERSION);
+  const blocks = results.map((r) => formatResult(r, showKernel));
+  if (results.length >= 2) blocks.push(formatComparison(results, showKernel));
   return blocks.length === 0 ? '' : `${blocks.join('\n\n')}\n`;
 }
 
-function formatResult(r: RunResult): string {
+function formatResult(r: RunResult, showKernel: boolean): string {
   const out: string[] = [];
-  out.push(titleLine(r));
+  out.push(titleLine(r, showKernel));
   out.push('');
   out.push(guestTable(r));
   out.push('');
   const h = r.host;
-  out.push(`ksm: ${KSM_STATS.map((s) => `${s.label} ${h[s.name]}`).join(', ')}`);
+  out.push(`ksm: ${statsIn(h).map((s) => `${s.label} ${h[s.name]}`).join(', ')}`);
   out.push(
     `ksmd: ${percent(h.ksmdCpuAvg)} of a core on average, peak ${percent(h.ksmdCpuPeak)} at ${formatDuration(h.ksmdCpuPeakAt)}; ` +
       `${seconds(h.ksmdCpuMs)} of CPU (estimated from its work: ${h.work.checksums} checksums, ${h.work.stableTreeCompares + h.work.unstableTreeCompares} tree comparisons, ${h.work.merges} merges)`,
@@ -124,9 +128,10 @@ export function casualtyLines(events: readonly RunEvent[]): string[] {
 }
 
 /** "web-fleet (variant ksmtuned): 5min simulated, seed 42, policy ksmtuned". The policy is free text, so it goes last. */
-function titleLine(r: RunResult): string {
+function titleLine(r: RunResult, showKernel: boolean): string {
   const variant = r.variant === null ? '' : ` (variant ${r.variant})`;
-  return `${r.scenario}${variant}: ${formatDuration(r.durationMs)} simulated, seed ${r.seed}, policy ${r.policy}`;
+  const kernel = showKernel ? `Linux ${r.kernel}, ` : '';
+  return `${r.scenario}${variant}: ${formatDuration(r.durationMs)} simulated, seed ${r.seed}, ${kernel}policy ${r.policy}`;
 }
 
 /**
@@ -155,12 +160,13 @@ function overcommit(guestRam: number, hostRam: number): string {
   return `overcommit ${ratio} (${formatSize(guestRam)} promised / ${formatSize(hostRam)} RAM)`;
 }
 
-function formatComparison(results: readonly RunResult[]): string {
+function formatComparison(results: readonly RunResult[], showKernel: boolean): string {
   const sameScenario = results.every((r) => r.scenario === results[0]!.scenario);
   const rows = results.map((r, i) => {
     const h = r.host;
     return [
       variantLabel(r, i, sameScenario),
+      ...(showKernel ? [r.kernel] : []),
       formatSize(h.savedBytes),
       `${formatSize(h.peakSavedBytes)} at ${formatDuration(h.peakSavedAt)}`,
       String(h.pagesScanned),
@@ -171,7 +177,9 @@ function formatComparison(results: readonly RunResult[]): string {
       h.saved90At === null ? '-' : formatDuration(h.saved90At),
     ];
   });
-  const table = formatTable(['variant', 'saved', 'peak saved', 'pages scanned', 'full scans', 'swap used', 'free', 'ksmd CPU', '90% saved at'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
+  const table = showKernel
+    ? formatTable(['variant', 'kernel', 'saved', 'peak saved', 'pages scanned', 'full scans', 'swap used', 'free', 'ksmd CPU', '90% saved at'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'])
+    : formatTable(['variant', 'saved', 'peak saved', 'pages scanned', 'full scans', 'swap used', 'free', 'ksmd CPU', '90% saved at'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']);
   return `${results.length} variants at the end of the run:\n\n${table}`;
 }
 

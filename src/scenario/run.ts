@@ -1,12 +1,16 @@
+import { PROFILE_6_18 } from '../ksm/profile.js';
 import { pickKsmStats } from '../ksm/stats.js';
 import { KernelError, assertNever } from '../lib/errors.js';
 import { Host, checkKsmPolicy, describePolicy, type KsmPolicy } from '../vmm/host.js';
 import { MAX_DURATION_MS, formatSize } from '../vmm/config.js';
 import type { ImageCatalog } from '../vmm/image.js';
+import { CaptureSource } from '../vmm/capture-source.js';
+import type { PageSource, PageSourceCatalog, PageSourceRef } from '../vmm/page-source.js';
+import { loadCapture } from './load.js';
 import { DEFAULT_KSMD_COSTS, type KsmdCosts } from '../ksm/cost.js';
 import { SnapshotError, restoreHost, saveHost } from '../vmm/snapshot.js';
 import type { HostSample } from '../vmm/types.js';
-import type { Scenario, ScenarioAction } from './schema.js';
+import type { Scenario, ScenarioAction, ScenarioVariant } from './schema.js';
 import type { GuestSummary, HostSummary, RunResult } from './types.js';
 
 export interface RunOptions {
@@ -17,6 +21,12 @@ export interface RunOptions {
   variant?: string;
   /** Called after every sample with the simulated time reached. */
   onProgress?: (variant: string | null, t: number, durationMs: number) => void;
+  /**
+   * Called every simulated second between samples, with how many guests are still
+   * booting: a big host's boot (guest setup) takes minutes of wall time inside one
+   * sample interval, and a progress bar should move meanwhile.
+   */
+  onStep?: (variant: string | null, t: number, durationMs: number, booting: number) => void;
   /** Run the kernel's deep invariant check after every sample (slow; tests use it). */
   checkInvariants?: boolean;
   /** ns per ksmd operation, for the CPU estimate (default: src/ksm/cost.ts's, measured on the development machine). */
@@ -26,6 +36,9 @@ export interface RunOptions {
   onSave?: (snapshot: Uint8Array, variant: string | null) => void;
 }
 
+/** How far onStep's steps go. */
+const STEP_MS = 1000;
+
 /** Run every variant of a scenario (or the one asked for); one result each. */
 export function runScenario(s: Scenario, opts: RunOptions): RunResult[] {
   const variants = opts.variant === undefined ? s.variants : s.variants.filter((v) => v.name === opts.variant);
@@ -33,7 +46,7 @@ export function runScenario(s: Scenario, opts: RunOptions): RunResult[] {
     throw new KernelError('ENOENT', `scenario ${s.name} has no variant ${JSON.stringify(opts.variant)} (variants: ${s.variants.map((v) => v.name ?? '(none)').join(', ')})`);
   }
   return variants.map((v) => {
-    const run = ScenarioRun.start(s, v.name, v.ksm, opts.images, opts.seed ?? s.seed, opts);
+    const run = ScenarioRun.start(s, v, opts.images, opts.seed ?? s.seed, opts);
     if (opts.saveAt !== undefined) {
       run.runTo(opts.saveAt, opts);
       opts.onSave?.(run.save(), v.name);
@@ -42,16 +55,39 @@ export function runScenario(s: Scenario, opts: RunOptions): RunResult[] {
   });
 }
 
-/** Build the scenario's host with its guests defined (none booted yet). */
-export function buildHost(s: Scenario, ksm: KsmPolicy, images: ImageCatalog, seed: number): Host {
-  const host = new Host({ memoryMiB: s.memoryMiB, swapMiB: s.swapMiB, blockMiB: s.blockMiB, seed, ksm, images, tickMs: s.tickMs });
+/** A captured guest's page source, its file read again (cached) and checked against the digest taken when the scenario was read. */
+function captureSource(c: { file: string; guest: string; digest: string }): CaptureSource {
+  const r = loadCapture(c.file);
+  if (r.digest !== c.digest) throw new Error(`capture ${c.file} has changed since the scenario was read (sha256 ${r.digest.slice(0, 12)}…, was ${c.digest.slice(0, 12)}…)`);
+  return new CaptureSource(r.capture, c.guest, c.file, c.digest);
+}
+
+/** Captured guests' refs resolved again from their files (samepage resume). */
+const CAPTURE_CATALOG: PageSourceCatalog = {
+  resolve(ref: PageSourceRef): PageSource | string {
+    try {
+      return captureSource({ file: ref.name, guest: ref.version, digest: ref.digest });
+    } catch (e) {
+      return (e as Error).message;
+    }
+  },
+};
+
+/**
+ * Build the scenario's host, on the given kernel, with its guests defined (none booted
+ * yet), each in its merge domain unless `mergeDomains` is false (a variant's
+ * merge_domains: off).
+ */
+export function buildHost(s: Scenario, ksm: KsmPolicy, images: ImageCatalog, seed: number, kernel: string = s.kernel, mergeDomains = true): Host {
+  const host = new Host({ memoryMiB: s.memoryMiB, swapMiB: s.swapMiB, blockMiB: s.blockMiB, seed, ksm, images, tickMs: s.tickMs, version: kernel });
   for (const g of s.guests) {
     host.createGuest({
       name: g.name,
-      image: g.image,
-      ...(g.version === null ? {} : { version: g.version }),
+      image: g.capture === null ? g.image : captureSource(g.capture),
+      ...(g.version === null || g.capture !== null ? {} : { version: g.version }),
       memoryMiB: g.memoryMiB,
       memMerge: g.memMerge,
+      ...(mergeDomains && g.mergeDomain !== '' ? { mergeDomain: g.mergeDomain } : {}),
       workload: g.workload,
     });
   }
@@ -80,7 +116,7 @@ export interface RunPosition {
   finished: boolean;
 }
 
-type RunHooks = Pick<RunOptions, 'onProgress' | 'checkInvariants' | 'ksmdCosts'>;
+type RunHooks = Pick<RunOptions, 'onProgress' | 'onStep' | 'checkInvariants' | 'ksmdCosts'>;
 
 /**
  * One run of one variant, step by step. The timeline is a list of points: the
@@ -115,9 +151,9 @@ export class ScenarioRun {
     this.finished = pos.finished;
   }
 
-  /** Build the host and take the first sample, at time 0. */
-  static start(s: Scenario, variant: string | null, ksm: KsmPolicy, images: ImageCatalog, seed: number, hooks: RunHooks = {}): ScenarioRun {
-    const run = new ScenarioRun(buildHost(s, ksm, images, seed), { scenario: s, variant, ksm, seed, eventIndex: 0, nextSample: s.sampleEveryMs, samples: [], finished: false });
+  /** Build the host for one variant (its policy and kernel) and take the first sample, at time 0. */
+  static start(s: Scenario, v: ScenarioVariant, images: ImageCatalog, seed: number, hooks: RunHooks = {}): ScenarioRun {
+    const run = new ScenarioRun(buildHost(s, v.ksm, images, seed, v.kernel, v.mergeDomains), { scenario: s, variant: v.name, ksm: v.ksm, seed, eventIndex: 0, nextSample: s.sampleEveryMs, samples: [], finished: false });
     run.take(hooks);
     return run;
   }
@@ -127,7 +163,7 @@ export class ScenarioRun {
    * page sources are resolved in it); throws SnapshotError for a file that cannot be used.
    */
   static resume(bytes: Uint8Array, images: ImageCatalog | null): ScenarioRun {
-    const { host, extra } = restoreHost(bytes, images);
+    const { host, extra } = restoreHost(bytes, images, CAPTURE_CATALOG);
     const problem = checkPosition(extra) ?? checkSamples((extra as RunPosition).samples, host.sample());
     if (problem !== null) throw new SnapshotError('invalid', `snapshot run position: ${problem}`);
     const pos = extra as RunPosition;
@@ -170,7 +206,20 @@ export class ScenarioRun {
   private step(hooks: RunHooks): void {
     const s = this.scenario;
     const next = this.nextPoint();
-    this.host.advance(next - this.host.now);
+    if (hooks.onStep === undefined) this.host.advance(next - this.host.now);
+    else {
+      // A simulated second at a time, telling onStep after each. Host.advance() may be
+      // split anywhere (a run saved mid-interval resumes identically), so this changes
+      // nothing the run does.
+      while (this.host.now < next) {
+        this.host.advance(Math.min(next, this.host.now + STEP_MS) - this.host.now);
+        if (this.host.now < next) {
+          let booting = 0;
+          for (const g of this.host.guests) if (g.state === 'booting') booting++;
+          hooks.onStep(this.variant, this.host.now, s.durationMs, booting);
+        }
+      }
+    }
     while (this.eventIndex < this.events.length && this.events[this.eventIndex]!.at === next) apply(this.host, this.events[this.eventIndex++]!.action);
     if (next === s.durationMs) {
       this.take(hooks);
@@ -398,12 +447,18 @@ function describeAction(a: ScenarioAction): string {
       return `${a.kind} memory${a.block}`;
     case 'knobs': {
       // Named as the scenario and /sys/kernel/mm/ksm name them, not by the fields here.
-      const knobs: [string, number | undefined][] = [
+      const knobs: [string, number | string | undefined][] = [
         ['run', a.run],
         ['pages_to_scan', a.pagesToScan],
         ['sleep_millisecs', a.sleepMillisecs],
         ['max_kernel_pages', a.maxKernelPages],
       ];
+      // Then a later kernel's knobs, in its profile's order.
+      for (const spec of PROFILE_6_18.knobs) {
+        const v = a[spec.field];
+        if (v === undefined || ['run', 'pagesToScan', 'sleepMillisecs'].includes(spec.field)) continue;
+        knobs.push([spec.file, spec.choices === null ? v : (spec.choices[v] ?? v)]);
+      }
       return `knobs ${knobs.filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(' ')}`;
     }
     case 'ksm':
@@ -478,6 +533,7 @@ function summarize(s: Scenario, variant: string | null, ksm: KsmPolicy, seed: nu
     scenario: s.name,
     variant,
     policy: describePolicy(ksm),
+    kernel: host.kernel.version,
     seed,
     durationMs: s.durationMs,
     samples,

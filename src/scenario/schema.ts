@@ -1,18 +1,21 @@
-import { constants as bufferConstants } from 'node:buffer';
 import { z } from 'zod';
 import { assertNever } from '../lib/errors.js';
+import { MAX_MEMORY_MIB } from '../mm/constants.js';
 import { KSMTUNED_DEFAULTS, type KsmtunedConfig } from '../vmm/ksmtuned.js';
 import { parseKsmtunedConf } from '../vmm/ksmtuned-conf.js';
 import { KUBEVIRT_ANNOTATIONS, resolveKubevirtParams, type KubevirtConfig } from '../vmm/kubevirt.js';
 import { MOM_DEFAULTS, type MomConfig } from '../vmm/mom.js';
 import { NODE_MEMORY_PARAMS, nodeMemoryParamProblem } from '../vmm/node-memory-tune.js';
 import { MAX_BLOCK_MIB } from '../mm/kernel.js';
+import { DEFAULT_KERNEL_VERSION, KERNEL_VERSIONS, kernelProfile, type KernelVersion, type KsmKnobField } from '../ksm/profile.js';
 
-/** The most guests one entry's count may make: 256 GiB of RAM in guests of 16 MiB. */
-const MAX_GUESTS = 16384;
+/** The most guests one entry's count may make: a host of 4 TiB in guests of the smallest RAM, 16 MiB. */
+const MAX_GUESTS = MAX_MEMORY_MIB / 16;
 import { ConfigDocument, ConfigError, describe, formatSize, zCount, zDuration, zFraction, zSizeMiB, type ConfigProblem } from '../vmm/config.js';
 import type { KsmKnobSettings, KsmPolicy } from '../vmm/host.js';
 import { layoutGuest, type ImageCatalog } from '../vmm/image.js';
+import type { Capture } from '../vmm/capture-file.js';
+import { CaptureSource } from '../vmm/capture-source.js';
 import type { WorkloadSpec } from '../vmm/workload.js';
 
 /**
@@ -26,14 +29,23 @@ const MiB = 1024 * 1024;
 const UINT_MAX = 4294967295;
 
 /**
- * The largest host the model can hold: a pte addresses 2^26 frames (src/mm/constants.ts),
- * and the swap device keeps its contents in one Buffer, which Node.js caps.
+ * The largest host the model can hold: a pte addresses 2^30 frames (4 TiB) and as many
+ * swap slots (src/mm/constants.ts MAX_MEMORY_MIB). Swap slots name contents in the
+ * kernel's content store, so no buffer of the device's size is ever made.
  */
-const MAX_HOST_MEMORY = 2 ** 26 * 4096;
-const MAX_SWAP = Math.min(bufferConstants.MAX_LENGTH, (2 ** 26 - 1) * 4096);
+const MAX_HOST_MEMORY = MAX_MEMORY_MIB * MiB;
+const MAX_SWAP = MAX_MEMORY_MIB * MiB;
 
-/** The files of 2.6.33's /sys/kernel/mm/ksm, for libvirt's names (node-memory-tune.ts). */
-const KSM_FILES = new Set(['run', 'pages_to_scan', 'sleep_millisecs', 'max_kernel_pages', 'pages_shared', 'pages_sharing', 'pages_unshared', 'pages_volatile', 'full_scans']);
+/** The files under /sys/kernel/mm/ksm of a kernel version, for its knobs and libvirt's names (node-memory-tune.ts). */
+function ksmFiles(version: KernelVersion): Set<string> {
+  const p = kernelProfile(version);
+  return new Set([...p.knobs.map((k) => k.file), ...p.statFiles.map((f) => f.file)]);
+}
+
+const KERNEL_EXPECTED = (i: { input?: unknown }): string =>
+  `expected a kernel version Samepage has a profile for: ${KERNEL_VERSIONS.map((v) => `"${v}"`).join(' or ')}, got ${describe(i.input)}`;
+/** A kernel version: YAML reads 6.18 unquoted as a number, which is taken as written. */
+const zKernel = z.union([z.enum(KERNEL_VERSIONS as unknown as [KernelVersion, ...KernelVersion[]], { error: KERNEL_EXPECTED }), z.number().transform(String).pipe(z.enum(KERNEL_VERSIONS as unknown as [KernelVersion, ...KernelVersion[]], { error: KERNEL_EXPECTED }))], { error: KERNEL_EXPECTED });
 
 const RUN_EXPECTED = (i: { input?: unknown }): string => `expected 0 (stop) or 1 (merge), got ${describe(i.input)}`;
 
@@ -42,16 +54,71 @@ function zUint(what: string): z.ZodNumber {
   return zCount(what).max(UINT_MAX, { error: (i) => `expected at most 4294967295 (UINT_MAX): the kernel refuses larger values with EINVAL, got ${describe(i.input)}` });
 }
 
-/** libvirt's node-memory-tune names (src/vmm/node-memory-tune.ts) that a knob map takes. */
+const BOOL_EXPECTED = (i: { input?: unknown }): string => `expected 0 or 1 (or false or true), got ${describe(i.input)}`;
+/** A 6.x bool knob (kstrtobool): 0/1 or false/true, held as 0/1. */
+const zBool = z.union([z.literal(0, { error: BOOL_EXPECTED }), z.literal(1, { error: BOOL_EXPECTED }), z.boolean({ error: BOOL_EXPECTED }).transform((b) => (b ? 1 : 0))], { error: BOOL_EXPECTED });
+
+/**
+ * libvirt's node-memory-tune names (src/vmm/node-memory-tune.ts) that a knob map
+ * takes: the three libvirt can set. shm_merge_across_nodes needs a kernel with
+ * merge_across_nodes (checked against the kernel, below); the statistics' names are
+ * refused here, whatever the kernel.
+ */
 const zLibvirtNames = {
   shm_pages_to_scan: zUint('a number of pages').optional(),
   shm_sleep_millisecs: zUint('a number of milliseconds').optional(),
+  shm_merge_across_nodes: zBool.optional(),
   ...Object.fromEntries(
     Object.keys(NODE_MEMORY_PARAMS)
-      .filter((k) => nodeMemoryParamProblem(k, (f) => KSM_FILES.has(f)) !== null)
-      .map((k) => [k, z.never({ error: nodeMemoryParamProblem(k, (f) => KSM_FILES.has(f))! }).optional()]),
+      .filter((k) => !NODE_MEMORY_PARAMS[k]!.settable)
+      .map((k) => [k, z.never({ error: nodeMemoryParamProblem(k, () => true, '')! }).optional()]),
   ),
 } as const;
+
+const ADVISOR_EXPECTED = (i: { input?: unknown }): string => `expected none or scan-time, got ${describe(i.input)}`;
+
+/**
+ * The knobs Linux 6.x added (src/ksm/profile.ts PROFILE_6_18), within what their
+ * store() accepts; a kernel without one refuses it (checked against the kernel).
+ */
+const zModernKnobs = {
+  max_page_sharing: zCount('a number of mappings')
+    .min(2, { error: 'expected at least 2: a KSM page is made shared by two mappings (the kernel refuses less with EINVAL)' })
+    .max(2147483647, { error: (i) => `expected at most 2147483647 (INT_MAX): the kernel refuses larger values with ERANGE, got ${describe(i.input)}` })
+    .optional(),
+  stable_node_chains_prune_millisecs: zUint('a number of milliseconds').optional(),
+  use_zero_pages: zBool.optional(),
+  merge_across_nodes: zBool.optional(),
+  smart_scan: zBool.optional(),
+  advisor_mode: z.enum(['none', 'scan-time'], { error: ADVISOR_EXPECTED }).transform((v) => (v === 'none' ? 0 : 1)).optional(),
+  advisor_max_cpu: zUint('a percentage of one CPU').optional(),
+  advisor_min_pages_to_scan: zCount('a number of pages').optional(),
+  advisor_max_pages_to_scan: zCount('a number of pages').optional(),
+  advisor_target_scan_time: zCount('a number of seconds').min(1, { error: 'expected at least 1 (the kernel refuses 0 with EINVAL)' }).optional(),
+} as const;
+type ModernKnobName = keyof typeof zModernKnobs;
+const MODERN_KNOB_FIELDS: Readonly<Record<ModernKnobName, KsmKnobField>> = {
+  max_page_sharing: 'maxPageSharing',
+  stable_node_chains_prune_millisecs: 'stableNodeChainsPruneMillisecs',
+  use_zero_pages: 'useZeroPages',
+  merge_across_nodes: 'mergeAcrossNodes',
+  smart_scan: 'smartScan',
+  advisor_mode: 'advisorMode',
+  advisor_max_cpu: 'advisorMaxCpu',
+  advisor_min_pages_to_scan: 'advisorMinPagesToScan',
+  advisor_max_pages_to_scan: 'advisorMaxPagesToScan',
+  advisor_target_scan_time: 'advisorTargetScanTime',
+};
+
+/** The knobs of a knob map beyond run/pages_to_scan/sleep_millisecs/max_kernel_pages, by the engine's names (shm_merge_across_nodes as merge_across_nodes). */
+function modernKnobs(k: Partial<Record<ModernKnobName | 'shm_merge_across_nodes', number>>): KsmKnobSettings {
+  const out: KsmKnobSettings = {};
+  for (const name of Object.keys(MODERN_KNOB_FIELDS) as ModernKnobName[]) {
+    const v = name === 'merge_across_nodes' ? (k.merge_across_nodes ?? k.shm_merge_across_nodes) : k[name];
+    if (v !== undefined) out[MODERN_KNOB_FIELDS[name]] = v;
+  }
+  return out;
+}
 
 const zKsmFixed = z.strictObject({
   policy: z.literal('fixed'),
@@ -59,6 +126,7 @@ const zKsmFixed = z.strictObject({
   pages_to_scan: zUint('a number of pages').optional(),
   sleep_millisecs: zUint('a number of milliseconds').optional(),
   max_kernel_pages: zCount('a number of pages').optional(),
+  ...zModernKnobs,
   ...zLibvirtNames,
 });
 
@@ -144,12 +212,17 @@ const zMemMerge = z.union([z.boolean({ error: MEM_MERGE_EXPECTED }), z.enum(['on
 
 const zGuest = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: (i) => `expected a name of letters, digits, '.', '_' and '-', got ${describe(i.input)}` }),
-  // A host of 256 GiB holds at most 16384 guests of the smallest RAM (16 MiB).
   count: zCount('a number of guests', 1).max(MAX_GUESTS, { error: (i) => `expected a number of guests (1 to ${MAX_GUESTS}), got ${describe(i.input)}` }).optional(),
-  image: z.string(),
+  image: z.string().optional(),
+  /** A guest of a capture file (`samepage capture`) instead of an image. */
+  capture: z.strictObject({ file: z.string().min(1), guest: z.string().min(1) }).optional(),
   version: z.union([z.string(), z.number().transform(String)]).optional(),
   memory: zSizeMiB,
   mem_merge: zMemMerge.default(true),
+  merge_domain: z
+    .string({ error: (i) => `expected a merge domain name, got ${describe(i.input)}` })
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: (i) => `expected a merge domain name of 1 to 64 letters, digits, '.', '_' and '-', got ${describe(i.input)}` })
+    .optional(),
   workload: zWorkload.default('idle'),
   start: z.union([z.literal('never', { error: (i) => `expected a time like '30s', or 'never', got ${describe(i.input)}` }), zDuration]).default(0),
   stagger: zDuration.optional(),
@@ -167,6 +240,7 @@ const zKnobs = z.strictObject({
   pages_to_scan: zUint('a number of pages').optional(),
   sleep_millisecs: zUint('a number of milliseconds').optional(),
   max_kernel_pages: zCount().optional(),
+  ...zModernKnobs,
   ...zLibvirtNames,
 });
 
@@ -200,12 +274,24 @@ function partial<T extends Record<string, z.ZodType>>(shape: T): { [K in keyof T
   return out as { [K in keyof T]: z.ZodOptional<T[K]> };
 }
 
-const zVariant = z.strictObject({ name: z.string().min(1), ksm: zKsm });
+const MERGE_DOMAINS_EXPECTED = (i: { input?: unknown }): string => `expected on (the guests' merge_domain apply) or off (every guest in the common domain), got ${describe(i.input)}`;
+/**
+ * A variant: its own KSM policy, its own kernel, whether the guests' merge domains
+ * apply (merge_domains: off puts every guest in the common domain, to see what the
+ * domains cost), or any of these (the scenario's where left out).
+ */
+const zVariant = z.strictObject({
+  name: z.string().min(1),
+  ksm: zKsm.optional(),
+  kernel: zKernel.optional(),
+  merge_domains: z.union([z.boolean({ error: MERGE_DOMAINS_EXPECTED }), z.enum(['on', 'off'], { error: MERGE_DOMAINS_EXPECTED }).transform((v) => v === 'on')], { error: MERGE_DOMAINS_EXPECTED }).optional(),
+});
 
 const zHost = z.strictObject({
   memory: zSizeMiB,
   swap: zSizeMiB.default(0),
   block: zSizeMiB.default(128 * MiB),
+  kernel: zKernel.default(DEFAULT_KERNEL_VERSION),
 });
 
 /** The scenario's top level; each field is validated on its own (see parseScenario). */
@@ -234,10 +320,19 @@ type RawEvent = z.output<typeof zEvent>;
 
 export interface ScenarioGuest {
   name: string;
+  /** The image's name; for a captured guest, its label ('id-1 (captures/busybox-4.cap)'). */
   image: string;
+  /**
+   * A captured guest (src/vmm/capture-source.ts): the capture file (the path as
+   * resolved against the scenario's directory), the guest's name in it and the
+   * sha-256 of the file read at parse time; null for an image.
+   */
+  capture: { file: string; guest: string; digest: string } | null;
   version: string | null;
   memoryMiB: number;
   memMerge: boolean;
+  /** Its KSM merge domain ('' the common one: merge_domain left out). */
+  mergeDomain: string;
   workload: WorkloadSpec;
   /** When it boots, or null: only when an event starts it. */
   startAt: number | null;
@@ -270,6 +365,8 @@ export interface Scenario {
   memoryMiB: number;
   swapMiB: number;
   blockMiB: number;
+  /** The kernel version of the host (host.kernel), unless a variant says otherwise. */
+  kernel: KernelVersion;
   ksm: KsmPolicy;
   durationMs: number;
   sampleEveryMs: number;
@@ -277,8 +374,17 @@ export interface Scenario {
   guests: ScenarioGuest[];
   /** Events in the order they happen (ties in file order). */
   events: ScenarioEvent[];
-  /** Runs to make: one per variant, or one with the scenario's own ksm (name null). */
-  variants: { name: string | null; ksm: KsmPolicy }[];
+  /** Runs to make: one per variant, or one with the scenario's own ksm and kernel (name null). */
+  variants: ScenarioVariant[];
+}
+
+/** One run of a scenario: its name (null without variants), KSM policy and kernel. */
+export interface ScenarioVariant {
+  name: string | null;
+  ksm: KsmPolicy;
+  kernel: KernelVersion;
+  /** Whether the guests' merge domains apply (false: every guest in the common domain). */
+  mergeDomains: boolean;
 }
 
 /** Options for parseScenario. */
@@ -289,13 +395,27 @@ export interface ParseScenarioOptions {
    * a scenario that names a file is refused.
    */
   readFile?: (path: string) => string;
+  /**
+   * Read a capture file a guest names: its bytes, and the path to keep for it (as
+   * resolved). Without it, a scenario with a captured guest is refused.
+   */
+  readCapture?: (path: string) => { path: string; capture: Capture; digest: string };
 }
 
 function toPolicy(k: RawKsm, conf: Partial<KsmtunedConfig> = {}): KsmPolicy {
   const maxKernelPages = k.max_kernel_pages ?? null;
   switch (k.policy) {
-    case 'fixed':
-      return { policy: 'fixed', run: k.run, pagesToScan: k.pages_to_scan ?? k.shm_pages_to_scan ?? 100, sleepMillisecs: k.sleep_millisecs ?? k.shm_sleep_millisecs ?? 20, maxKernelPages };
+    case 'fixed': {
+      const knobs = modernKnobs(k);
+      return {
+        policy: 'fixed',
+        run: k.run,
+        pagesToScan: k.pages_to_scan ?? k.shm_pages_to_scan ?? 100,
+        sleepMillisecs: k.sleep_millisecs ?? k.shm_sleep_millisecs ?? 20,
+        maxKernelPages,
+        ...(Object.keys(knobs).length > 0 ? { knobs } : {}),
+      };
+    }
     case 'ksmtuned': {
       const config: Partial<KsmtunedConfig> = { ...conf };
       if (k.monitor_interval !== undefined) config.monitorInterval = Math.round(k.monitor_interval / 1000);
@@ -382,7 +502,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     }
     if (host.memory !== undefined) {
       if (host.memory > MAX_HOST_MEMORY) {
-        at(['host', 'memory'], `expected at most 256 GiB: a pte addresses 2^26 frames of 4 KiB, got ${formatSize(host.memory)}`);
+        at(['host', 'memory'], `expected at most 4 TiB: a pte addresses 2^30 frames of 4 KiB, got ${formatSize(host.memory)}`);
       } else if (host.memory % MiB !== 0 || host.memory === 0) {
         // The last memory block may be partial (src/mm/physmem.ts), as on Linux.
         at(['host', 'memory'], `expected a positive whole number of MiB, got ${formatSize(host.memory)}`);
@@ -390,17 +510,55 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     }
     if (host.swap !== undefined) {
       if (host.swap % MiB !== 0) at(['host', 'swap'], 'expected a whole number of MiB');
-      else if (host.swap > MAX_SWAP) at(['host', 'swap'], `expected at most ${formatSize(MAX_SWAP)}: the model keeps swap contents in one buffer, and Node.js buffers hold at most that, got ${formatSize(host.swap)}`);
+      else if (host.swap > MAX_SWAP) at(['host', 'swap'], `expected at most ${formatSize(MAX_SWAP)}: a swap pte addresses 2^30 slots of 4 KiB, got ${formatSize(host.swap)}`);
     }
   }
   const memoryKb = host?.memory !== undefined && host.memory <= MAX_HOST_MEMORY ? host.memory / 1024 : null;
+
+  // ---- kernels: the host's, and each variant's ----
+  // A knob must exist in every kernel it will be written to: a variant's policy in its
+  // kernel, the scenario's policy in those of the variants that keep it, an event in
+  // every run's.
+  const hostKernel: KernelVersion | null = host === null ? DEFAULT_KERNEL_VERSION : (host.kernel ?? null);
+  const rawVariantList = Array.isArray(rootMap.variants) ? (rootMap.variants as unknown[]) : null;
+  const variantKernel = (i: number): KernelVersion | null => {
+    const raw = valueAt(root, ['variants', i, 'kernel']);
+    if (raw === undefined) return hostKernel;
+    const r = zKernel.safeParse(raw);
+    return r.success ? r.data : null;
+  };
+  const known = (vs: (KernelVersion | null)[]): KernelVersion[] => [...new Set(vs.filter((v): v is KernelVersion => v !== null))];
+  const runKernels: KernelVersion[] = rawVariantList === null ? known([hostKernel]) : known(rawVariantList.map((_, i) => variantKernel(i)));
+  const scenarioPolicyKernels: KernelVersion[] =
+    rawVariantList === null ? known([hostKernel]) : known(rawVariantList.map((v, i) => (v !== null && typeof v === 'object' && (v as Record<string, unknown>).ksm !== undefined ? null : variantKernel(i))));
+  /** Every knob of the knob map at `path` must be a file of each kernel; libvirt's names too. */
+  const checkKnobNames = (path: readonly PropertyKey[], kernels: readonly KernelVersion[]): void => {
+    const map = valueAt(root, path);
+    if (map === null || typeof map !== 'object') return;
+    for (const key of Object.keys(map)) {
+      for (const version of kernels) {
+        const files = ksmFiles(version);
+        let message: string | null = null;
+        if (Object.hasOwn(NODE_MEMORY_PARAMS, key)) {
+          if (NODE_MEMORY_PARAMS[key]!.settable) message = nodeMemoryParamProblem(key, (f) => files.has(f), version);
+        } else if (Object.hasOwn(zModernKnobs, key) || key === 'max_kernel_pages') {
+          if (!files.has(key)) message = `Linux ${version} has no ${key} (its knobs: ${kernelProfile(version).knobs.map((k) => k.file).join(', ')})`;
+        }
+        if (message !== null) {
+          at([...path, key], message);
+          break;
+        }
+      }
+    }
+  };
 
   if (top.sample_every !== undefined && top.sample_every <= 0) at(['sample_every'], 'expected more than 0s');
   if (top.tick !== undefined && top.tick <= 0) at(['tick'], 'expected more than 0ms');
   if (duration !== undefined && duration <= 0) at(['duration'], 'expected more than 0s');
 
   // ---- KSM policies ----
-  const policyAt = (path: readonly PropertyKey[]): KsmPolicy | null => {
+  const policyAt = (path: readonly PropertyKey[], kernels: readonly KernelVersion[]): KsmPolicy | null => {
+    checkKnobNames(path, kernels);
     const r = doc.check(zKsm, path, problems, root);
     let k: PartialKsm;
     if (r !== null) k = r.value;
@@ -445,7 +603,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
   const checkKsm = (k: PartialKsm, path: readonly PropertyKey[], conf: Partial<KsmtunedConfig>): void => {
     switch (k.policy) {
       case 'fixed':
-        for (const [name, alias] of [['pages_to_scan', 'shm_pages_to_scan'], ['sleep_millisecs', 'shm_sleep_millisecs']] as const) {
+        for (const [name, alias] of [['pages_to_scan', 'shm_pages_to_scan'], ['sleep_millisecs', 'shm_sleep_millisecs'], ['merge_across_nodes', 'shm_merge_across_nodes']] as const) {
           if (k[name] !== undefined && k[alias] !== undefined) at([...path, alias], `libvirt's name for ${name}, which is set too (line ${doc.lineOf([...path, name])}): set one`);
         }
         break;
@@ -507,7 +665,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     }
   };
 
-  const ksm = rootMap.ksm === undefined ? null : policyAt(['ksm']);
+  const ksm = rootMap.ksm === undefined ? null : policyAt(['ksm'], scenarioPolicyKernels);
 
   // ---- guests ----
   const guests: ScenarioGuest[] = [];
@@ -522,6 +680,23 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
       if (g === null) return;
     }
     let image = null;
+    let captured: { file: string; guest: string; digest: string; label: string; ramBytes: number } | null = null;
+    const hasImage = valueAt(root, ['guests', i, 'image']) !== undefined;
+    const hasCapture = valueAt(root, ['guests', i, 'capture']) !== undefined;
+    if (hasImage && hasCapture) at(['guests', i, 'capture'], 'expected image or capture, not both');
+    else if (!hasImage && !hasCapture) at(['guests', i, 'image'], 'missing (expected an image name, or capture: { file, guest })');
+    if (g.capture !== undefined && !hasImage) {
+      if (opts.readCapture === undefined) at(['guests', i, 'capture', 'file'], 'captured guests need the scenario read from a file');
+      else {
+        try {
+          const r = opts.readCapture(g.capture.file);
+          const src = new CaptureSource(r.capture, g.capture.guest, r.path, r.digest);
+          captured = { file: r.path, guest: g.capture.guest, digest: r.digest, label: src.label, ramBytes: src.minRamBytes };
+        } catch (e) {
+          at(['guests', i, 'capture', (e as Error).message.includes(' has no guest ') ? 'guest' : 'file'], (e as Error).message);
+        }
+      }
+    }
     if (g.image !== undefined) {
       try {
         image = images.get(g.image, g.version);
@@ -531,6 +706,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     }
     if (g.memory !== undefined) {
       if (g.memory % MiB !== 0) at(['guests', i, 'memory'], 'expected a whole number of MiB');
+      else if (captured !== null && g.memory < captured.ramBytes) at(['guests', i, 'memory'], `${captured.label} has ${captured.ramBytes / MiB} MiB of RAM; expected at least that`);
       else if (image !== null) {
         try {
           layoutGuest(image, g.memory);
@@ -557,13 +733,15 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
         continue;
       }
       names.set(name, i);
-      if (g.image === undefined || g.memory === undefined || g.mem_merge === undefined || g.workload === undefined || g.start === undefined) continue;
+      if ((g.image === undefined && captured === null) || g.memory === undefined || g.mem_merge === undefined || g.workload === undefined || g.start === undefined) continue;
       guests.push({
         name,
-        image: g.image,
+        image: captured !== null ? captured.label : g.image!,
+        capture: captured === null ? null : { file: captured.file, guest: captured.guest, digest: captured.digest },
         version: image?.version ?? g.version ?? null,
         memoryMiB: g.memory / MiB,
         memMerge: g.mem_merge,
+        mergeDomain: g.merge_domain ?? '',
         workload: toWorkload(g.workload),
         startAt: g.start === 'never' ? null : g.start + j * (g.stagger ?? 0),
       });
@@ -586,10 +764,12 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     const key = given[0]!;
     if (key === 'ksm') {
       // Validated (and its conf read) by policyAt, not by the event's fields.
-      const p = policyAt(['events', i, 'ksm']);
+      const p = policyAt(['events', i, 'ksm'], runKernels);
       if (p !== null && e.at !== undefined) events.push({ at: e.at, action: { kind: 'ksm', policy: p } });
       return;
     }
+    // Knob names are checked against the kernels even when a value is bad.
+    if (key === 'knobs') checkKnobNames(['events', i, 'knobs'], runKernels);
     if (e[key] === undefined) return;
     const action = toAction(e as RawEvent);
     if ('guest' in action && namesKnown && !names.has(action.guest)) {
@@ -600,7 +780,7 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
       at(['events', i, 'pressure'], `expected a positive whole number of 4KiB pages, got ${formatSize(action.bytes)}`);
     }
     if (action.kind === 'knobs' && e.knobs !== undefined) {
-      for (const [name, alias] of [['pages_to_scan', 'shm_pages_to_scan'], ['sleep_millisecs', 'shm_sleep_millisecs']] as const) {
+      for (const [name, alias] of [['pages_to_scan', 'shm_pages_to_scan'], ['sleep_millisecs', 'shm_sleep_millisecs'], ['merge_across_nodes', 'shm_merge_across_nodes']] as const) {
         if (e.knobs[name] !== undefined && e.knobs[alias] !== undefined) {
           at(['events', i, 'knobs', alias], `libvirt's name for ${name}, which is set too (line ${doc.lineOf(['events', i, 'knobs', name])}): set one`);
         }
@@ -610,13 +790,25 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
   });
 
   // ---- variants ----
-  const variants: { name: string | null; ksm: KsmPolicy }[] = [];
-  const rawVariants = Array.isArray(rootMap.variants) ? (rootMap.variants as unknown[]) : [];
+  const variants: ScenarioVariant[] = [];
+  const rawVariants = rawVariantList ?? [];
   rawVariants.forEach((_, i) => {
     const v = doc.fields(zVariant, ['variants', i], problems, root);
     const raw = valueAt(root, ['variants', i]);
-    const p = raw !== null && typeof raw === 'object' && (raw as Record<string, unknown>).ksm !== undefined ? policyAt(['variants', i, 'ksm']) : null;
-    if (v !== null && v.name !== undefined && p !== null) variants.push({ name: v.name, ksm: p });
+    const own = raw !== null && typeof raw === 'object' && (raw as Record<string, unknown>).ksm !== undefined;
+    const kernel = variantKernel(i);
+    const p = own ? policyAt(['variants', i, 'ksm'], known([kernel])) : (ksm ?? toPolicy({ policy: 'fixed', run: 1 }));
+    if (raw !== null && typeof raw === 'object' && !own && (raw as Record<string, unknown>).kernel === undefined && (raw as Record<string, unknown>).merge_domains === undefined) {
+      at(['variants', i], 'expected ksm, kernel, merge_domains or several: a variant that changes nothing runs the scenario again');
+    }
+    if (v !== null && v.name !== undefined && p !== null && kernel !== null) variants.push({ name: v.name, ksm: p, kernel, mergeDomains: v.merge_domains ?? true });
+  });
+  const names2 = new Map<string, number>();
+  rawVariants.forEach((_, i) => {
+    const name = valueAt(root, ['variants', i, 'name']);
+    if (typeof name !== 'string') return;
+    if (names2.has(name)) at(['variants', i, 'name'], `variant ${name} is already defined by variants[${names2.get(name)!}]`);
+    else names2.set(name, i);
   });
 
   if (problems.length > 0) throw new ConfigError(file, orderProblems(problems));
@@ -632,13 +824,14 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     memoryMiB: host!.memory! / MiB,
     swapMiB: host!.swap! / MiB,
     blockMiB: blockMiB!,
+    kernel: hostKernel!,
     ksm: policy,
     durationMs: duration!,
     sampleEveryMs: top.sample_every!,
     tickMs: top.tick!,
     guests,
     events,
-    variants: top.variants === undefined ? [{ name: null, ksm: policy }] : variants,
+    variants: top.variants === undefined ? [{ name: null, ksm: policy, kernel: hostKernel!, mergeDomains: true }] : variants,
   };
 }
 
@@ -706,6 +899,7 @@ function toAction(e: RawEvent): ScenarioAction {
       ...(k.pages_to_scan === undefined && k.shm_pages_to_scan === undefined ? {} : { pagesToScan: k.pages_to_scan ?? k.shm_pages_to_scan! }),
       ...(k.sleep_millisecs === undefined && k.shm_sleep_millisecs === undefined ? {} : { sleepMillisecs: k.sleep_millisecs ?? k.shm_sleep_millisecs! }),
       ...(k.max_kernel_pages === undefined ? {} : { maxKernelPages: k.max_kernel_pages }),
+      ...modernKnobs(k),
     };
   }
   if (e.ksm !== undefined) return { kind: 'ksm', policy: toPolicy(e.ksm) };

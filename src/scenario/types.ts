@@ -62,6 +62,8 @@ export interface RunResult {
   variant: string | null;
   /** "fixed: pages_to_scan 1250, sleep_millisecs 20" or "ksmtuned". */
   policy: string;
+  /** The kernel version the host ran: '2.6.33' or '6.18'. */
+  kernel: string;
   seed: number;
   durationMs: number;
   samples: HostSample[];

@@ -1,17 +1,26 @@
 import { KernelError } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
 import { PAGE_SIZE, VM_WRITE } from '../mm/constants.js';
-import type { HostKernel } from '../mm/kernel.js';
+import { mergeDomainProblem, type HostKernel } from '../mm/kernel.js';
 import type { Process } from '../mm/process.js';
 import { newMemSizeStats } from '../mm/task-mmu.js';
 import type { PageSource, PageSourceRef, SourceLayout } from './page-source.js';
 import type { GuestSample, GuestState } from './types.js';
 import { IDLE_WORKLOAD, checkBurstPages, checkWorkload, startBurst, type ActiveBurst, type WorkloadSpec } from './workload.js';
 import { MAX_RW_COUNT, checkAddr, checkBytes, checkCount, checkFinite, describe } from '../lib/validate.js';
+import { ZERO_PAGE_MAPPED, qemuFirmwareBlocks, type FirmwareBlock, type QemuNic } from './qemu-blocks.js';
 
-/** One page of contents being generated: the guest writes it through the MMU. */
-const scratchPage = new Uint32Array(PAGE_SIZE / 4);
-const scratchBytes = Buffer.from(scratchPage.buffer);
+/** QEMU_VMALLOC_ALIGN on x86-64 Linux: every RAM block starts on a 2 MiB boundary. */
+const RAM_BLOCK_ALIGN = 2 * 1024 * 1024;
+
+/**
+ * The key of the page being written (SourceLayout.bootKey/dirtyKey): the guest hands
+ * it to the kernel's content store rather than generating 4 KiB and copying it in.
+ */
+const scratchKey = new Uint32Array(4);
+/** One page of a QEMU firmware block being written. */
+const firmwarePage = new Uint32Array(PAGE_SIZE / 4);
+const firmwareBytes = Buffer.from(firmwarePage.buffer);
 
 /** RAM below the PCI hole, as QEMU's pc machine lays it out: the rest goes above 4 GiB. */
 const BELOW_4G_MAX = 3 * 1024 * 1024 * 1024;
@@ -29,6 +38,8 @@ export interface GuestSnapshot {
   source: PageSourceRef;
   ramBytes: number;
   memMerge: boolean;
+  /** Its KSM merge domain ('' the common one). */
+  mergeDomain: string;
   workload: WorkloadSpec;
   state: GuestState;
   /** The QEMU process's pid, or null. */
@@ -48,6 +59,8 @@ export interface GuestSnapshot {
   /** null for "never" (Infinity). */
   nextBurstAt: number | null;
   bursts: ActiveBurst[];
+  /** Guests that map QEMU's RAM blocks only: the NIC and where guest RAM and each other block are mapped (0 without a process). */
+  qemu?: { nic: QemuNic; ramHva: number; blockHvas: number[] };
 }
 
 export interface GuestOptions {
@@ -58,7 +71,23 @@ export interface GuestOptions {
   ramBytes: number;
   /** QEMU `-machine mem-merge=on` (the default); false is libvirt's `<nosharepages/>`. */
   memMerge?: boolean;
+  /**
+   * Its KSM merge domain (default '', the common one): its QEMU process's pages merge
+   * only with those of guests in the same domain (model-only: src/ksm/pages.ts
+   * comparePagesInDomains), as with VMware's page-sharing salt.
+   */
+  mergeDomain?: string;
   workload?: WorkloadSpec;
+  /**
+   * Map QEMU's RAM blocks as QEMU does (src/vmm/qemu-blocks.ts): guest RAM as one
+   * block `pc.ram` plus the firmware and device blocks, each 2 MiB-aligned,
+   * MADV_MERGEABLE with mem-merge on and MADV_HUGEPAGE where the kernel has THP.
+   * Default: on for a kernel with transparent huge pages (6.18), off for 2.6.33,
+   * whose guests keep mapping their RAM slots alone (so its results stay as they were).
+   */
+  qemuBlocks?: boolean;
+  /** With qemuBlocks: the NIC (`-nic none`, the default, or e1000, which adds its option ROM). */
+  nic?: QemuNic;
 }
 
 /**
@@ -94,6 +123,7 @@ export class Guest {
   readonly source: PageSource;
   readonly ramBytes: number;
   readonly memMerge: boolean;
+  readonly mergeDomain: string;
   /** The source laid out in this guest's RAM: what each page is, what boot writes there. */
   readonly layout: SourceLayout;
   readonly slots: readonly MemSlot[];
@@ -107,6 +137,8 @@ export class Guest {
   /** Pages the guest has written (boot and workload). */
   pagesWritten: number;
   private readonly kernel: HostKernel;
+  /** The source's generator, as the kernel's content store numbers it. */
+  private readonly generatorId: number;
   private readonly prng: Prng;
   /** While booting: ms of boot done, and the next RAM page to write. */
   private bootElapsed: number;
@@ -123,6 +155,13 @@ export class Guest {
   private readonly bursts: ActiveBurst[];
   /** What the guest runs; change it with setWorkload(). */
   private spec: WorkloadSpec;
+  /** Whether it maps QEMU's RAM blocks (GuestOptions.qemuBlocks), its NIC, and the blocks besides guest RAM (empty without). */
+  readonly qemuBlocks: boolean;
+  readonly nic: QemuNic;
+  readonly firmware: readonly FirmwareBlock[];
+  /** With qemuBlocks, while it has a process: where pc.ram and each firmware block are mapped. */
+  private ramHva: number;
+  private readonly blockHvas: number[];
 
   constructor(kernel: HostKernel, prng: Prng, id: string, opts: GuestOptions) {
     if (!Number.isSafeInteger(opts.ramBytes) || opts.ramBytes <= 0 || opts.ramBytes % PAGE_SIZE !== 0) {
@@ -139,6 +178,9 @@ export class Guest {
     this.source = opts.source;
     this.ramBytes = opts.ramBytes;
     this.memMerge = opts.memMerge ?? true;
+    this.mergeDomain = opts.mergeDomain ?? '';
+    const domainProblem = mergeDomainProblem(this.mergeDomain);
+    if (domainProblem !== null) throw new KernelError('EINVAL', `guest ${opts.name}: merge domain ${domainProblem}`);
     this.layout = layout;
     const below = Math.min(opts.ramBytes, BELOW_4G_MAX);
     const slots: MemSlot[] = [{ slot: 0, gpa: 0, size: below, firstPage: 0, hva: 0 }];
@@ -153,6 +195,7 @@ export class Guest {
     this.boots = 0;
     this.pagesWritten = 0;
     this.kernel = kernel;
+    this.generatorId = kernel.mem.store.registerGenerator(opts.source.generator);
     this.prng = prng;
     this.bootElapsed = 0;
     this.bootCursor = 0;
@@ -163,6 +206,12 @@ export class Guest {
     this.pendingDirty = 0;
     this.nextBurstAt = 0;
     this.bursts = [];
+    this.qemuBlocks = opts.qemuBlocks ?? kernel.thp !== null;
+    this.nic = opts.nic ?? 'none';
+    if (this.nic !== 'none' && this.nic !== 'e1000') throw new KernelError('EINVAL', `guest ${opts.name}: nic must be none or e1000, got ${JSON.stringify(this.nic)}`);
+    this.firmware = !this.qemuBlocks ? [] : (opts.source.firmware?.(this.nic) ?? qemuFirmwareBlocks(this.nic));
+    this.ramHva = 0;
+    this.blockHvas = this.firmware.map(() => 0);
   }
 
   get workload(): WorkloadSpec {
@@ -211,15 +260,21 @@ export class Guest {
    */
   boot(): void {
     this.expect('boot', 'created', 'stopped', 'oom-killed', 'refused');
-    const proc = this.kernel.spawn(`qemu:${this.name}`);
+    const proc = this.kernel.spawn(`qemu:${this.name}`, { mergeDomain: this.mergeDomain });
     try {
-      for (const s of this.slots) {
-        s.hva = proc.mmap(s.size, { prot: 'rw' });
-        if (this.memMerge) proc.madvise(s.hva, s.size, 'MADV_MERGEABLE');
+      if (this.qemuBlocks) {
+        this.mapQemuBlocks(proc);
+      } else {
+        for (const s of this.slots) {
+          s.hva = proc.mmap(s.size, { prot: 'rw' });
+          if (this.memMerge) proc.madvise(s.hva, s.size, 'MADV_MERGEABLE');
+        }
       }
     } catch (e) {
       proc.exit();
       for (const s of this.slots) s.hva = 0;
+      this.ramHva = 0;
+      this.blockHvas.fill(0);
       throw e;
     }
     this.process = proc;
@@ -233,6 +288,63 @@ export class Guest {
     this.pendingDirty = 0;
     this.nextBurstAt = this.workload.burst === null ? Infinity : this.workload.burst.everyMs;
     this.bursts.length = 0;
+  }
+
+  /**
+   * QEMU's start: every RAM block mapped as ram_block_add() maps it, then the
+   * firmware's contents, which QEMU and the firmware write before the guest kernel
+   * runs (a page only read maps the zero page).
+   *
+   * util/mmap-alloc.c qemu_ram_mmap() maps each block 2 MiB-aligned with a PROT_NONE
+   * guard page after it, then ram_block_add() madvises it MERGEABLE (with mem-merge
+   * on: memory_try_enable_merging()) and HUGEPAGE (qemu_madvise(), which ignores a
+   * kernel without THP's EINVAL: the model does not ask one). The blocks lie in the
+   * order a real QEMU 7.2 process has them (docs/real-guests.md): pc.ram lowest, then
+   * the others as qemuFirmwareBlocks() lists them, each on the next 2 MiB boundary
+   * after the previous one's guard page. The model reserves that whole stretch
+   * PROT_NONE at once and carves it, rather than replaying QEMU's separate mmaps,
+   * whose addresses depend on everything else QEMU maps.
+   */
+  private mapQemuBlocks(proc: Process): void {
+    const sizes = [this.ramBytes, ...this.firmware.map((b) => b.bytes)];
+    const span = (bytes: number): number => Math.ceil((bytes + PAGE_SIZE) / RAM_BLOCK_ALIGN) * RAM_BLOCK_ALIGN;
+    const total = sizes.reduce((n, s) => n + span(s), 0) + RAM_BLOCK_ALIGN;
+    const base = proc.mmap(total, { prot: 'none' });
+    const start = base + ((RAM_BLOCK_ALIGN - (base % RAM_BLOCK_ALIGN)) % RAM_BLOCK_ALIGN);
+    if (start > base) proc.munmap(base, start - base);
+    let at = start;
+    const hvas: number[] = [];
+    for (const bytes of sizes) {
+      // [at, at+bytes) the block, one guard page, then nothing up to the next boundary.
+      const guardEnd = at + bytes + PAGE_SIZE;
+      if (at + span(bytes) > guardEnd) proc.munmap(guardEnd, at + span(bytes) - guardEnd);
+      proc.mprotect(at, bytes, 'rw');
+      if (this.memMerge) proc.madvise(at, bytes, 'MADV_MERGEABLE');
+      if (this.kernel.thp !== null) proc.madvise(at, bytes, 'MADV_HUGEPAGE');
+      hvas.push(at);
+      at += span(bytes);
+    }
+    if (base + total > at) proc.munmap(at, base + total - at);
+    this.ramHva = hvas[0]!;
+    for (let i = 0; i < this.firmware.length; i++) this.blockHvas[i] = hvas[i + 1]!;
+    for (const s of this.slots) s.hva = this.ramHva + s.firstPage * PAGE_SIZE;
+    this.firmware.forEach((b, i) => {
+      const base = this.blockHvas[i]!;
+      for (const pg of b.pages) {
+        const hva = base + pg.offset * PAGE_SIZE;
+        if (pg.content === ZERO_PAGE_MAPPED) {
+          proc.read(hva, 1);
+          continue;
+        }
+        if (pg.content === 0) {
+          proc.writeFilledPage(hva, 0);
+          continue;
+        }
+        // Firmware pages are few (a few MiB a guest): their bytes go to the store as written.
+        b.fill(pg.content, firmwarePage);
+        proc.write(hva, firmwareBytes);
+      }
+    });
   }
 
   pause(): void {
@@ -268,6 +380,8 @@ export class Guest {
     this.process!.exit();
     this.process = null;
     for (const s of this.slots) s.hva = 0;
+    this.ramHva = 0;
+    this.blockHvas.fill(0);
     this.state = state;
     this.bursts.length = 0;
     this.pendingDirty = 0;
@@ -341,10 +455,19 @@ export class Guest {
     const total = this.ramPages;
     const bootMs = this.source.bootMs;
     const target = bootMs <= 0 || this.bootElapsed >= bootMs ? total : Math.floor((total * this.bootElapsed) / bootMs);
+    const hm = this.layout.hostMapping;
     while (this.bootCursor < target) {
       const page = this.bootCursor;
-      const kind = this.layout.bootPage(page, this.bootSeed, scratchPage);
-      if (kind !== 'untouched') this.writeRamPage(page);
+      if (hm !== undefined && page % 512 === 0 && this.layout.hostMapping!(page) === 'small') {
+        // The real host mapped this 2 MiB range with small pages: a read fault first
+        // (the zero page in one pte) keeps the model's kernel from giving it a THP,
+        // as it needs the range's pmd empty. The write below replaces it.
+        this.process!.read(this.hvaOfPage(page), 1);
+      }
+      const kind = this.layout.bootKey(page, this.bootSeed, scratchKey);
+      if (kind === 'zero') this.writeZeroPage(page);
+      else if (kind !== 'untouched') this.writeRamPage(page);
+      else if (hm !== undefined && this.layout.hostMapping!(page) === 'zero-page') this.process!.read(this.hvaOfPage(page), 1);
       this.bootCursor = page + 1;
     }
     if (this.bootCursor < total) return false;
@@ -356,14 +479,25 @@ export class Guest {
   /** Dirty one page the workload picks, with fresh contents. */
   private dirtyOne(): void {
     const page = this.layout.dirtyTarget(this.prng.nextU32(), this.prng.nextU32());
-    this.layout.dirtyPage(this.bootSeed, this.dirtyCounter, scratchPage);
+    this.layout.dirtyKey(this.bootSeed, this.dirtyCounter, scratchKey);
     this.writeRamPage(page);
     this.dirtyCounter++;
   }
 
-  /** Write scratchPage to RAM page `page` (in RAM order) through the QEMU process's MMU. */
+  /**
+   * Write the page scratchKey names to RAM page `page` (in RAM order) through the QEMU
+   * process's MMU: the same write fault as writing its bytes, the frame naming the
+   * generated content (Process.writeGeneratedPage).
+   */
   private writeRamPage(page: number): void {
-    this.process!.write(this.hvaOfPage(page), scratchBytes);
+    const k = scratchKey;
+    this.process!.writeGeneratedPage(this.hvaOfPage(page), this.generatorId, k[0]!, k[1]!, k[2]!, k[3]!);
+    this.pagesWritten++;
+  }
+
+  /** Write a page of zeros to RAM page `page`, as the boot does for its zeroed memory. */
+  private writeZeroPage(page: number): void {
+    this.process!.writeFilledPage(this.hvaOfPage(page), 0);
     this.pagesWritten++;
   }
 
@@ -424,6 +558,7 @@ export class Guest {
       source: { ...this.source.ref },
       ramBytes: this.ramBytes,
       memMerge: this.memMerge,
+      mergeDomain: this.mergeDomain,
       workload: { dirtyRate: this.workload.dirtyRate, burst: this.workload.burst === null ? null : { ...this.workload.burst } },
       state: this.state,
       pid: this.process === null ? null : this.process.pid,
@@ -441,6 +576,7 @@ export class Guest {
       pendingDirty: this.pendingDirty,
       nextBurstAt: Number.isFinite(this.nextBurstAt) ? this.nextBurstAt : null,
       bursts: this.bursts.map((b) => ({ ...b })),
+      ...(this.qemuBlocks ? { qemu: { nic: this.nic, ramHva: this.ramHva, blockHvas: [...this.blockHvas] } } : {}),
     };
   }
 
@@ -450,8 +586,24 @@ export class Guest {
    * Throws an Error naming what does not fit.
    */
   static fromSnapshot(kernel: HostKernel, snap: GuestSnapshot, source: PageSource): Guest {
-    const g = new Guest(kernel, new Prng(0), snap.id, { name: snap.name, source, ramBytes: snap.ramBytes, memMerge: snap.memMerge, workload: snap.workload });
+    const g = new Guest(kernel, new Prng(0), snap.id, {
+      name: snap.name,
+      source,
+      ramBytes: snap.ramBytes,
+      memMerge: snap.memMerge,
+      mergeDomain: snap.mergeDomain,
+      workload: snap.workload,
+      qemuBlocks: snap.qemu !== undefined,
+      ...(snap.qemu !== undefined ? { nic: snap.qemu.nic } : {}),
+    });
     if (snap.slotHvas.length !== g.slots.length) throw new Error(`guest ${snap.name}: ${snap.slotHvas.length} memory slots saved, ${g.slots.length} expected`);
+    if (snap.qemu !== undefined) {
+      if (snap.qemu.blockHvas.length !== g.blockHvas.length) throw new Error(`guest ${snap.name}: ${snap.qemu.blockHvas.length} QEMU RAM blocks saved, ${g.blockHvas.length} expected`);
+      g.ramHva = snap.qemu.ramHva;
+      snap.qemu.blockHvas.forEach((hva, i) => {
+        g.blockHvas[i] = hva;
+      });
+    }
     snap.slotHvas.forEach((hva, i) => {
       (g.slots[i] as MemSlot).hva = hva;
     });
@@ -491,15 +643,19 @@ export class Guest {
   sample(): GuestSample {
     const mss = newMemSizeStats();
     const proc = this.process;
-    if (proc !== null) for (const s of this.slots) proc.smaps(s.hva, s.size, mss);
+    if (proc !== null) {
+      for (const s of this.slots) proc.smaps(s.hva, s.size, mss);
+      this.firmware.forEach((b, i) => proc.smaps(this.blockHvas[i]!, b.bytes, mss));
+    }
     return {
       name: this.name,
       id: this.id,
       state: this.state,
       ramBytes: this.ramBytes,
       residentBytes: mss.resident * PAGE_SIZE,
-      mergedBytes: mss.ksm * PAGE_SIZE,
-      savedBytes: Math.round(mss.ksmSaved * PAGE_SIZE),
+      // A page KSM put on the zero page (6.x use_zero_pages) is merged, and saved whole.
+      mergedBytes: (mss.ksm + mss.ksmZero) * PAGE_SIZE,
+      savedBytes: Math.round((mss.ksmSaved + mss.ksmZero) * PAGE_SIZE),
       swapBytes: mss.swap * PAGE_SIZE,
     };
   }

@@ -1,9 +1,10 @@
 import { customRandom, urlAlphabet } from 'nanoid';
+import { QEMU_NICS, type QemuNic } from './qemu-blocks.js';
 import { Kernel } from '../ksm/kernel.js';
-import { KSM_SYSFS_DIR, knobFile, type KsmKnobField } from '../ksm/profile.js';
+import { DEFAULT_KERNEL_VERSION, KSM_SYSFS_DIR, PROFILE_2_6_33, PROFILE_6_18, kernelProfile, knobFile, type KsmKnobField } from '../ksm/profile.js';
 import { KernelError, assertNever } from '../lib/errors.js';
-import { MAX_WAKEUPS_PER_CALL, UINT_MAX, checkBool, checkCount, checkInt, checkKnownKeys, checkOptions, checkRecord, checkString, describe } from '../lib/validate.js';
-import { checkKernelOptions } from '../mm/kernel.js';
+import { MAX_WAKEUPS_PER_CALL, UINT_MAX, checkBool, checkCount, checkInt, checkKnownKeys, checkOneOf, checkOptions, checkRecord, checkString, describe } from '../lib/validate.js';
+import { checkKernelOptions, checkMergeDomain } from '../mm/kernel.js';
 import { Prng } from '../lib/prng.js';
 import { PAGE_SIZE } from '../mm/constants.js';
 import type { Process } from '../mm/process.js';
@@ -22,8 +23,10 @@ import type { WorkloadSpec } from './workload.js';
 
 /**
  * KSM knobs to write, by the engine's names for them (src/ksm/profile.ts); undefined
- * leaves one alone. Which exist is the kernel's profile's business: 2.6.33 has these
- * four, and a knob the kernel lacks is EINVAL.
+ * leaves one alone. Which exist is the kernel's profile's business: 2.6.33 has four,
+ * 6.18 thirteen, and a knob the kernel lacks is EINVAL. Values are numbers, as the
+ * engine holds them: a bool as 0 or 1, advisor_mode as its index (0 none, 1
+ * scan-time).
  */
 export type KsmKnobSettings = { [K in KsmKnobField]?: number };
 
@@ -40,14 +43,18 @@ export type KsmPolicy =
       sleepMillisecs: number;
       /** max_kernel_pages, or null to keep the kernel's default (a quarter of RAM). */
       maxKernelPages: number | null;
+      /** Further knobs to write (a later kernel's: max_page_sharing, use_zero_pages, ...). */
+      knobs?: KsmKnobSettings;
     }
-  | (GovernedPolicy & { maxKernelPages: number | null });
+  | (GovernedPolicy & { maxKernelPages: number | null; knobs?: KsmKnobSettings });
 
 export interface HostOptions {
   memoryMiB: number;
   swapMiB?: number;
   blockMiB?: number;
   seed?: number;
+  /** The kernel version whose KSM the host runs: '2.6.33' (the default) or '6.18' (src/ksm/profile.ts). */
+  version?: string;
   ksm?: KsmPolicy;
   /** Images that createGuest() can name. */
   images?: ImageCatalog | null;
@@ -63,7 +70,12 @@ export interface CreateGuestOptions {
   version?: string;
   memoryMiB: number;
   memMerge?: boolean;
+  /** Its KSM merge domain (guest.ts GuestOptions.mergeDomain; default '', the common one). */
+  mergeDomain?: string;
   workload?: WorkloadSpec;
+  /** Map QEMU's RAM blocks (GuestOptions.qemuBlocks; default: where the kernel has THP) and the NIC. */
+  qemuBlocks?: boolean;
+  nic?: QemuNic;
 }
 
 /** The host's own state as plain data (src/vmm/snapshot.ts packs it with the kernel's). */
@@ -96,20 +108,21 @@ export interface HostEvent {
 
 /** The ksmd policy a report prints: "fixed: run 1, pages_to_scan 1250, sleep_millisecs 20". */
 export function describePolicy(p: KsmPolicy): string {
+  const knobs = describeKnobs(p.knobs);
   switch (p.policy) {
     case 'fixed':
-      return `fixed: run ${p.run}, pages_to_scan ${p.pagesToScan}, sleep_millisecs ${p.sleepMillisecs}`;
+      return `fixed: run ${p.run}, pages_to_scan ${p.pagesToScan}, sleep_millisecs ${p.sleepMillisecs}${knobs}`;
     case 'ksmtuned': {
       const c = { ...KSMTUNED_DEFAULTS, ...p.config };
-      return `ksmtuned: monitor ${c.monitorInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.npagesBoost}/${c.npagesDecay}), thres ${c.thresCoef}%`;
+      return `ksmtuned: monitor ${c.monitorInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.npagesBoost}/${c.npagesDecay}), thres ${c.thresCoef}%${knobs}`;
     }
     case 'mom': {
       const c = { ...MOM_DEFAULTS, ...p.config };
-      return `mom: policy every ${c.policyEngineInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.pagesBoost}/${c.pagesDecay}), free ${Math.round(c.freePercent * 100)}%`;
+      return `mom: policy every ${c.policyEngineInterval}s, npages ${c.npagesMin}..${c.npagesMax} (+${c.pagesBoost}/${c.pagesDecay}), free ${Math.round(c.freePercent * 100)}%${knobs}`;
     }
     case 'kubevirt': {
       const c = { ...KUBEVIRT_DEFAULTS, ...p.config };
-      return `kubevirt: every ${c.interval}s, npages ${c.nPagesMin}..${c.nPagesMax} (init ${c.nPagesInit}, +${c.pagesBoost}/${c.pagesDecay}), free ${Math.round(c.freePercent * 100)}%`;
+      return `kubevirt: every ${c.interval}s, npages ${c.nPagesMin}..${c.nPagesMax} (init ${c.nPagesInit}, +${c.pagesBoost}/${c.pagesDecay}), free ${Math.round(c.freePercent * 100)}%${knobs}`;
     }
     default:
       return assertNever(p, 'KSM policy');
@@ -128,25 +141,61 @@ const GOVERNED = ['ksmtuned', 'mom', 'kubevirt'] as const;
 export function checkKsmPolicy(what: string, pIn: unknown): KsmPolicy {
   const p = checkRecord(what, pIn);
   const maxKernelPages = p.maxKernelPages === undefined || p.maxKernelPages === null ? null : checkCount(`${what}: maxKernelPages`, p.maxKernelPages, UINT_MAX);
+  const knobs = p.knobs === undefined ? {} : { knobs: checkKnobSettings(`${what}: knobs`, p.knobs) };
   if (p.policy === 'fixed') {
-    checkKnownKeys(what, p, ['policy', 'run', 'pagesToScan', 'sleepMillisecs', 'maxKernelPages']);
+    checkKnownKeys(what, p, ['policy', 'run', 'pagesToScan', 'sleepMillisecs', 'maxKernelPages', 'knobs']);
     return {
       policy: 'fixed',
       run: checkCount(`${what}: run`, p.run, 2),
       pagesToScan: checkCount(`${what}: pagesToScan`, p.pagesToScan, UINT_MAX),
       sleepMillisecs: checkCount(`${what}: sleepMillisecs`, p.sleepMillisecs, UINT_MAX),
       maxKernelPages,
+      ...knobs,
     };
   }
   if (typeof p.policy !== 'string' || !(GOVERNED as readonly string[]).includes(p.policy)) {
     throw new KernelError('EINVAL', `${what}: policy: expected one of fixed, ${GOVERNED.join(', ')}, found ${describe(p.policy)}`);
   }
-  checkKnownKeys(what, p, ['policy', 'config', 'maxKernelPages']);
+  checkKnownKeys(what, p, ['policy', 'config', 'maxKernelPages', 'knobs']);
   const config = { ...checkOptions(`${what}: config`, p.config) };
   for (const [k, v] of Object.entries(config)) {
     if (typeof v !== 'number' && typeof v !== 'boolean') throw new KernelError('EINVAL', `${what}: config.${k}: expected a number, found ${describe(v)}`);
   }
-  return { policy: p.policy as (typeof GOVERNED)[number], config, maxKernelPages } as KsmPolicy;
+  return { policy: p.policy as (typeof GOVERNED)[number], config, maxKernelPages, ...knobs } as KsmPolicy;
+}
+
+/**
+ * KsmKnobSettings checked as a record: each key a knob some profile has, each value a
+ * whole number (undefined: left alone). Whether this kernel has the knob, and what its
+ * file takes, the file's own parser (src/ksm/profile.ts) decides as it is written:
+ * writeKnobs() refuses the whole set before, or undoes it after, any refusal.
+ */
+export function checkKnobSettings(what: string, kIn: unknown): KsmKnobSettings {
+  const k = checkRecord(what, kIn);
+  checkKnownKeys(what, k, KNOB_FIELDS);
+  const out: KsmKnobSettings = {};
+  for (const [field, v] of Object.entries(k)) {
+    if (v !== undefined) out[field as KsmKnobField] = checkCount(`${what}: ${field}`, v, Number.MAX_SAFE_INTEGER);
+  }
+  return out;
+}
+
+/** Every knob field of any profile (2.6.33's max_kernel_pages, 6.18's thirteen). */
+const KNOB_FIELDS: readonly string[] = [...new Set([...PROFILE_2_6_33.knobs, ...PROFILE_6_18.knobs].map((k) => k.field))];
+
+/**
+ * ", max_page_sharing 2, use_zero_pages 1": a policy's further knobs by their file
+ * names, in the 6.18 profile's order ('' for none, so a policy without them prints
+ * as it always did).
+ */
+function describeKnobs(knobs: KsmKnobSettings | undefined): string {
+  if (knobs === undefined) return '';
+  const parts: string[] = [];
+  for (const spec of PROFILE_6_18.knobs) {
+    const v = knobs[spec.field];
+    if (v !== undefined) parts.push(`${spec.file} ${spec.choices === null ? v : (spec.choices[v] ?? v)}`);
+  }
+  return parts.length === 0 ? '' : `, ${parts.join(', ')}`;
 }
 
 /** The boot-time knobs of 2.6.33: run 0, pages_to_scan 100, sleep_millisecs 20. */
@@ -202,9 +251,11 @@ export class Host {
     // Everything checked before the kernel boots: the kernel's own options by the
     // kernel's rules, then the host's.
     const opts = checkRecord('Host options', optsIn) as unknown as HostOptions;
-    checkKnownKeys('Host options', opts as unknown as Record<string, unknown>, ['memoryMiB', 'swapMiB', 'blockMiB', 'seed', 'ksm', 'images', 'tickMs']);
+    checkKnownKeys('Host options', opts as unknown as Record<string, unknown>, ['memoryMiB', 'swapMiB', 'blockMiB', 'seed', 'version', 'ksm', 'images', 'tickMs']);
     if (opts.memoryMiB === undefined) throw new KernelError('EINVAL', 'Host options: memoryMiB: expected the RAM in MiB, found undefined');
     const ko = checkKernelOptions({ memoryMiB: opts.memoryMiB, swapMiB: opts.swapMiB, blockMiB: opts.blockMiB, seed: opts.seed });
+    // kernelProfile() is the one judge of a version, here as in a snapshot's KSM part.
+    const version = kernelProfile(opts.version ?? DEFAULT_KERNEL_VERSION).version;
     const tickMs = opts.tickMs === undefined ? 100 : checkInt('Host options: tickMs', opts.tickMs, 1, 24 * 3600 * 1000);
     const images = opts.images ?? null;
     if (images !== null && (typeof images !== 'object' || typeof (images as ImageCatalog).source !== 'function')) {
@@ -215,7 +266,7 @@ export class Host {
     this.swapMiB = ko.swapMiB;
     this.blockMiB = ko.blockMiB;
     const seed = ko.seed;
-    this.kernel = restoredKernel ?? new Kernel({ memoryMiB: ko.memoryMiB, swapMiB: ko.swapMiB, blockMiB: ko.blockMiB, seed });
+    this.kernel = restoredKernel ?? new Kernel({ memoryMiB: ko.memoryMiB, swapMiB: ko.swapMiB, blockMiB: ko.blockMiB, seed, version });
     this.images = images;
     this.tickMs = tickMs;
     this.guests = [];
@@ -267,11 +318,11 @@ export class Host {
     // A knob the kernel lacks (max_kernel_pages on 6.18) is refused before a governor starts.
     if (maxKernelPages !== undefined) knobFile(this.kernel.ksmEngine.profile, 'maxKernelPages');
     if (p.policy === 'fixed') {
-      this.writeKnobs({ maxKernelPages, pagesToScan: p.pagesToScan, sleepMillisecs: p.sleepMillisecs, run: p.run });
+      this.writeKnobs({ ...p.knobs, maxKernelPages, pagesToScan: p.pagesToScan, sleepMillisecs: p.sleepMillisecs, run: p.run });
       this.governor = null;
     } else {
       const g = startGovernor(p, this.port, this.now);
-      this.writeKnobs({ maxKernelPages });
+      this.writeKnobs({ ...p.knobs, maxKernelPages });
       this.governor = g;
     }
     this.policy = p;
@@ -282,9 +333,7 @@ export class Host {
    * at its next adjust). A value a file refuses changes nothing.
    */
   setKnobs(knobs: KsmKnobSettings): void {
-    const k = checkRecord('setKnobs', knobs);
-    for (const [field, v] of Object.entries(k)) if (v !== undefined) checkCount(`setKnobs: ${field}`, v, Number.MAX_SAFE_INTEGER);
-    this.writeKnobs(k as KsmKnobSettings);
+    this.writeKnobs(checkKnobSettings('setKnobs', knobs));
   }
 
   /**
@@ -306,8 +355,9 @@ export class Host {
         const value = knobs[knob.field];
         if (value === undefined) continue;
         const path = knobFile(profile, knob.field);
-        const old = sysfs.read(path);
-        sysfs.write(path, String(value));
+        // A choice (advisor_mode) reads "[none] scan-time": write back the word in brackets.
+        const old = knob.choices === null ? sysfs.read(path) : /\[([^\]]+)\]/.exec(sysfs.read(path))![1]!;
+        sysfs.write(path, knob.choices === null ? String(value) : (knob.choices[value] ?? String(value)));
         written.push([path, old]);
       }
     } catch (e) {
@@ -333,13 +383,17 @@ export class Host {
 
   createGuest(optsIn: CreateGuestOptions): Guest {
     const opts = checkRecord('createGuest', optsIn) as unknown as CreateGuestOptions;
-    checkKnownKeys('createGuest', opts as unknown as Record<string, unknown>, ['name', 'image', 'version', 'memoryMiB', 'memMerge', 'workload']);
+    checkKnownKeys('createGuest', opts as unknown as Record<string, unknown>, ['name', 'image', 'version', 'memoryMiB', 'memMerge', 'mergeDomain', 'workload', 'qemuBlocks', 'nic']);
     if (typeof opts.name !== 'string' || opts.name.length > 255 || !GUEST_NAME.test(opts.name)) {
       throw new KernelError('EINVAL', `guest name ${describe(opts.name)}: use letters, digits, '.', '_' and '-'`);
     }
     if (this.guests.some((g) => g.name === opts.name)) throw new KernelError('EEXIST', `a guest named ${opts.name} already exists`);
     checkInt(`guest ${opts.name}: memoryMiB`, opts.memoryMiB, 1, MAX_GUEST_MIB);
     if (opts.memMerge !== undefined) checkBool(`guest ${opts.name}: memMerge`, opts.memMerge);
+    // The rules a snapshot's guest record is held to (vmm/snapshot.ts checkHostSnapshot).
+    if (opts.mergeDomain !== undefined) checkMergeDomain(`guest ${opts.name}: merge domain`, opts.mergeDomain);
+    if (opts.qemuBlocks !== undefined) checkBool(`guest ${opts.name}: qemuBlocks`, opts.qemuBlocks);
+    if (opts.nic !== undefined) checkOneOf(`guest ${opts.name}: nic`, opts.nic, QEMU_NICS);
     if (opts.version !== undefined) checkString(`guest ${opts.name}: version`, opts.version, 255);
     if (typeof opts.image !== 'string' && (opts.image === null || typeof opts.image !== 'object')) {
       throw new KernelError('EINVAL', `guest ${opts.name}: image: expected an image name, an image descriptor or a page source, found ${describe(opts.image)}`);
@@ -367,7 +421,16 @@ export class Host {
       }
     }
     const ramBytes = opts.memoryMiB * 1024 * 1024;
-    const init = { name: opts.name, source, ramBytes, ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }), ...(opts.workload === undefined ? {} : { workload: opts.workload }) };
+    const init = {
+      name: opts.name,
+      source,
+      ramBytes,
+      ...(opts.memMerge === undefined ? {} : { memMerge: opts.memMerge }),
+      ...(opts.mergeDomain === undefined ? {} : { mergeDomain: opts.mergeDomain }),
+      ...(opts.workload === undefined ? {} : { workload: opts.workload }),
+      ...(opts.qemuBlocks === undefined ? {} : { qemuBlocks: opts.qemuBlocks }),
+      ...(opts.nic === undefined ? {} : { nic: opts.nic }),
+    };
     // A guest the constructor refuses (RAM too small for its image) must not have
     // drawn an id: the ids of the guests created after it would shift.
     const idState = this.idPrng.getState();
@@ -380,7 +443,7 @@ export class Host {
     }
     this.guestsCreated++;
     this.guests.push(guest);
-    this.note('guest', guest.name, `create ${guest.name} (${guest.imageName}, ${opts.memoryMiB} MiB${guest.memMerge ? '' : ', mem-merge off'})`);
+    this.note('guest', guest.name, `create ${guest.name} (${guest.imageName}, ${opts.memoryMiB} MiB${guest.memMerge ? '' : ', mem-merge off'}${guest.mergeDomain === '' ? '' : `, merge domain ${guest.mergeDomain}`})`);
     return guest;
   }
 
@@ -735,7 +798,8 @@ export class Host {
     return {
       t: k.now,
       ...stats,
-      savedBytes: stats.pagesSharing * PAGE_SIZE,
+      // What KSM saves: a page per extra sharer, and (6.x) each page it put on the zero page.
+      savedBytes: (stats.pagesSharing + (stats.ksmZeroPages ?? 0)) * PAGE_SIZE,
       totalBytes: k.mem.onlineFrames() * PAGE_SIZE,
       freeBytes: k.mem.nrFreeOnline * PAGE_SIZE,
       swapUsedBytes: swap === null ? 0 : (swap.nrSlots - swap.nrFree) * PAGE_SIZE,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { PAGE_SIZE } from '../mm/constants.js';
+import type { PageGenerator } from '../mm/contents.js';
 import { assertNever } from '../lib/errors.js';
 import { ConfigDocument, ConfigError, describe, formatSize, parseSize, zDuration, zFraction, zSize, type ConfigProblem } from './config.js';
 import { describeRef, type PageFill, type PageSource, type PageSourceCatalog, type PageSourceRef, type SourceLayout } from './page-source.js';
@@ -156,15 +157,15 @@ function kindHash(kindSeed: number, index: number): number {
  * xorshift generator was tried first: 1.7 µs a page against 0.6 µs for this, and the
  * header already makes every page distinct, so the cheaper sequence does.
  */
-function fillPage(out: Uint32Array, tag: number, a: number, b: number, c: number): void {
-  out[0] = tag;
-  out[1] = a;
-  out[2] = b;
-  out[3] = c;
+function fillPage(out: Uint32Array, tag: number, a: number, b: number, c: number, o = 0): void {
+  out[o] = tag;
+  out[o + 1] = a;
+  out[o + 2] = b;
+  out[o + 3] = c;
   const h = fmix32(murmurMix(murmurMix(murmurMix(tag, a), b), c));
   let x = h | 0;
   const step = Math.imul(h, 0x9e3779b1) | 1;
-  for (let i = 4; i < PAGE_WORDS; i += 4) {
+  for (let i = o + 4; i < o + PAGE_WORDS; i += 4) {
     x = (x + step) | 0;
     out[i] = x ^ (x >>> 15);
     x = (x + step) | 0;
@@ -174,6 +175,28 @@ function fillPage(out: Uint32Array, tag: number, a: number, b: number, c: number
     x = (x + step) | 0;
     out[i + 3] = x ^ (x >>> 15);
   }
+}
+
+/**
+ * Every generated page is decided by its four header words (fillPage()), so they are
+ * the key the kernel's content store names it by: a guest hands the key over instead
+ * of 4 KiB, and the page is made again from it whenever someone reads it. One
+ * generator serves every image (the seeds in the key tell images apart).
+ */
+export const SYNTHETIC_GENERATOR: PageGenerator = {
+  name: 'synthetic',
+  keyIsHead: true, // fillPage() writes the key as the page's four header words
+  generate(k0: number, k1: number, k2: number, k3: number, out: Uint32Array, wordOffset: number): void {
+    fillPage(out, k0, k1, k2, k3, wordOffset);
+  },
+};
+
+/** The key of a generated page: its four header words. */
+function setKey(key: Uint32Array, tag: number, a: number, b: number, c: number): void {
+  key[0] = tag;
+  key[1] = a;
+  key[2] = b;
+  key[3] = c;
 }
 
 // ---- versions ---------------------------------------------------------------------------------
@@ -457,9 +480,11 @@ export class SyntheticSource implements PageSource {
   readonly bootMs: number;
   readonly minRamBytes: number;
   readonly dirtyRate: number;
+  readonly generator: PageGenerator;
 
   constructor(image: GuestImage) {
     this.image = image;
+    this.generator = SYNTHETIC_GENERATOR;
     this.ref = { type: 'synthetic', name: image.name, version: image.version, digest: imageDigest(image) };
     this.label = `${image.name} ${image.version}`;
     this.bootMs = image.bootMs;
@@ -498,6 +523,14 @@ class SyntheticLayout implements SourceLayout {
 
   dirtyPage(bootSeed: number, counter: number, out: Uint32Array): void {
     dirtyPage(bootSeed, counter, out);
+  }
+
+  bootKey(gfn: number, bootSeed: number, key: Uint32Array): PageFill {
+    return guestPageKey(this.image, this.layout, gfn, bootSeed, key);
+  }
+
+  dirtyKey(bootSeed: number, counter: number, key: Uint32Array): void {
+    dirtyPageKey(bootSeed, counter, key);
   }
 }
 
@@ -681,6 +714,41 @@ export function guestPage(image: GuestImage, layout: GuestLayout, gfn: number, b
       return assertNever(kind, 'page kind');
   }
   return kind;
+}
+
+/**
+ * guestPage() without the bytes: the kind of page `gfn`, and for a generated page its
+ * key (SYNTHETIC_GENERATOR makes the same bytes guestPage() would write). 'zero' and
+ * 'untouched' leave `key` alone.
+ */
+export function guestPageKey(image: GuestImage, layout: GuestLayout, gfn: number, bootSeed: number, key: Uint32Array): PageFill {
+  checkGfn(layout, gfn);
+  const i = regionOf(layout, gfn);
+  const region = image.regions[i]!;
+  const index = gfn - layout.regions[i]!.start;
+  const kind = kindAt(region, index);
+  switch (kind) {
+    case 'zero':
+    case 'untouched':
+      break;
+    case 'version':
+      setKey(key, TAG_VERSION, region.versionSeed, index, 0);
+      break;
+    case 'image':
+      setKey(key, TAG_IMAGE, region.imageSeed, index, 0);
+      break;
+    case 'unique':
+      setKey(key, TAG_UNIQUE, region.uniqueSeed, index, bootSeed >>> 0);
+      break;
+    default:
+      return assertNever(kind, 'page kind');
+  }
+  return kind;
+}
+
+/** dirtyPage() without the bytes: its key for SYNTHETIC_GENERATOR. */
+export function dirtyPageKey(seed: number, counter: number, key: Uint32Array): void {
+  setKey(key, TAG_DIRTY, seed >>> 0, counter >>> 0, Math.floor(counter / TWO_POW_32) >>> 0);
 }
 
 /**

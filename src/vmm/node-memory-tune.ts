@@ -32,13 +32,17 @@ export const NODE_MEMORY_PARAMS: Readonly<Record<string, NodeMemoryParam>> = {
   shm_full_scans: { file: 'full_scans', settable: false },
 };
 
-/** The message for a libvirt name a scenario's knobs cannot take, or null for one it can. */
-export function nodeMemoryParamProblem(name: string, kernelHasFile: (file: string) => boolean): string | null {
+/**
+ * The message for a libvirt name a scenario's knobs cannot take on a kernel (Linux
+ * `version`, whose files kernelHasFile knows), or null for one it can.
+ * shm_merge_across_nodes maps to merge_across_nodes where the kernel has it (6.x).
+ */
+export function nodeMemoryParamProblem(name: string, kernelHasFile: (file: string) => boolean, version: string): string | null {
   const p = NODE_MEMORY_PARAMS[name];
   if (p === undefined) return null;
   if (!p.settable) return `libvirt's name for the read-only statistic ${p.file}, not a knob`;
   if (!kernelHasFile(p.file)) {
-    return `libvirt's name for /sys/kernel/mm/ksm/${p.file}, which this kernel (Linux 2.6.33) does not have; libvirt refuses it too: "Parameter '${name}' is not supported by this kernel"`;
+    return `libvirt's name for /sys/kernel/mm/ksm/${p.file}, which this kernel (Linux ${version}) does not have; libvirt refuses it too: "Parameter '${name}' is not supported by this kernel"`;
   }
   return null;
 }

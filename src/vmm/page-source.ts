@@ -18,12 +18,16 @@
  * Implementations:
  * - SyntheticSource (image.ts): pages generated from an image descriptor (guests/),
  *   its ref the descriptor's name, version and a hash of what decides the pages.
- * - Next (issue 12): a captured real guest, pages read from a capture file. A page
- *   the capture found not present is 'untouched' (never written, so the host never
- *   allocates it); a zero-page mapping is 'zero'; THP facts per page will be a
- *   question the layout answers beside kindOf(). Its ref names the capture and hashes
- *   its contents.
+ * - CaptureSource (capture-source.ts): a captured real guest, pages read from a
+ *   capture file. A page the capture found not present is 'untouched' (never
+ *   written, so the host never allocates it); a zero-page mapping is read, not
+ *   written (hostMapping 'zero-page'); a 2 MiB range the real host mapped with small
+ *   pages is mapped small (hostMapping 'small'). Its ref names the capture file and
+ *   the guest, and hashes the file.
  */
+
+import type { PageGenerator } from '../mm/contents.js';
+import type { FirmwareBlock, QemuNic } from './qemu-blocks.js';
 
 /**
  * What one guest page holds after boot: 'untouched' (never written: the host never
@@ -39,9 +43,9 @@ export type PageFill = 'zero' | 'version' | 'image' | 'unique' | 'untouched';
  * never passes for the one saved.
  */
 export interface PageSourceRef {
-  /** 'synthetic': generated from an image descriptor in the catalog. */
-  readonly type: 'synthetic';
-  /** The image's name and version: 'fedora', '13'. */
+  /** 'synthetic': generated from an image descriptor in the catalog; 'capture': a guest of a capture file. */
+  readonly type: 'synthetic' | 'capture';
+  /** The image's name and version: 'fedora', '13'; for a capture, the file and the guest's name in it. */
   readonly name: string;
   readonly version: string;
   readonly digest: string;
@@ -49,6 +53,12 @@ export interface PageSourceRef {
 
 export interface PageSource {
   readonly ref: PageSourceRef;
+  /**
+   * What makes the source's pages from a 4-word key (SourceLayout.bootKey/dirtyKey):
+   * the guest registers it with the kernel's content store and hands over keys, so a
+   * generated page costs the host no bytes until something writes it.
+   */
+  readonly generator: PageGenerator;
   /** How reports name it: 'fedora 13'. */
   readonly label: string;
   /** Simulated time a boot takes; the guest writes its boot pages progressively over it. */
@@ -59,6 +69,12 @@ export interface PageSource {
   readonly dirtyRate: number;
   /** The source laid out in a guest of `ramBytes`; throws an Error saying why when it does not fit. */
   layout(ramBytes: number): SourceLayout;
+  /**
+   * QEMU's RAM blocks besides guest RAM as this source knows them (a capture of a
+   * real QEMU), or absent: a guest that maps QEMU's blocks then has the measured
+   * ones of qemu-blocks.ts.
+   */
+  firmware?(nic: QemuNic): FirmwareBlock[] | null;
 }
 
 /**
@@ -76,7 +92,24 @@ export interface SourceLayout {
   dirtyTarget(r1: number, r2: number): number;
   /** Fill `out` with the workload's `counter`-th dirtied page of the boot with `bootSeed`: never equal to any other page. */
   dirtyPage(bootSeed: number, counter: number, out: Uint32Array): void;
+  /**
+   * bootPage() without the bytes: the kind, and for a page with contents other than
+   * zero the key (4 words) from which the source's generator makes exactly the bytes
+   * bootPage() would write. 'zero' and 'untouched' leave `key` alone.
+   */
+  bootKey(gfn: number, bootSeed: number, key: Uint32Array): PageFill;
+  /** dirtyPage() without the bytes: its key for the generator. */
+  dirtyKey(bootSeed: number, counter: number, key: Uint32Array): void;
+  /**
+   * Optional, for sources that know how a real host mapped each page (captures):
+   * 'zero-page' (only read: the guest reads it, mapping the shared zero page),
+   * 'small' (its 2 MiB range held small pages only: the guest maps the range small
+   * even where the kernel would give it a THP), 'any' (as the model's kernel does).
+   */
+  hostMapping?(gfn: number): HostMapping;
 }
+
+export type HostMapping = 'any' | 'zero-page' | 'small';
 
 /** What finds a source again from a snapshot's ref: the image catalog (later, captures too). */
 export interface PageSourceCatalog {

@@ -1,6 +1,8 @@
 import { crc32 } from 'node:zlib';
 import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { restoreUntrustedKernel, saveKernel } from '../ksm/kernel.js';
+import { KERNEL_VERSIONS } from '../ksm/profile.js';
+import { mergeDomainProblem } from '../mm/kernel.js';
 import { KERNEL_IMAGE_VERSION, type KernelImage } from '../mm/snapshot.js';
 import { GUEST_NAME, Host, checkKsmPolicy, type HostSnapshot } from './host.js';
 import { KernelError } from '../lib/errors.js';
@@ -9,7 +11,7 @@ import { PAGE_SIZE } from '../mm/constants.js';
 import { MAX_DIRTY_RATE, checkWorkload } from './workload.js';
 import { checkGovernorSnapshot } from './governor.js';
 import type { ImageCatalog } from './image.js';
-import { describeRef, type PageSource } from './page-source.js';
+import { describeRef, type PageSource, type PageSourceCatalog } from './page-source.js';
 import { GUEST_STATES as GUEST_STATE_LIST, HOST_EVENT_KINDS } from './types.js';
 
 /**
@@ -41,11 +43,14 @@ import { GUEST_STATES as GUEST_STATE_LIST, HOST_EVENT_KINDS } from './types.js';
 
 export const SNAPSHOT_MAGIC = 'SAMEPAGE';
 /**
- * 3: the kernel image in per-layer parts (KERNEL_IMAGE_VERSION 2), guests naming their
- * page source instead of carrying their images. 2 carried the governors' state as
- * data; 1 was the first. Files of older versions are refused with problem `version`.
+ * 4: the kernel image of KERNEL_IMAGE_VERSION 3 or later (3: the kernel's version and
+ * the state of a 6.18 kernel, NUMA nodes; 4: frames name contents of the content
+ * store; the kernel image's own version tells them apart and refuses the older). 3
+ * had the kernel image in per-layer parts (KERNEL_IMAGE_VERSION 2), guests naming
+ * their page source instead of carrying their images; 2 carried the governors' state
+ * as data; 1 was the first. Files of older versions are refused with problem `version`.
  */
-export const SNAPSHOT_VERSION = 3;
+export const SNAPSHOT_VERSION = 4;
 const HEADER_BYTES = 20;
 
 /**
@@ -205,12 +210,20 @@ export function checkHostSnapshot(h: unknown): string | null {
     }
     for (const k of ['bootElapsed', 'runningMs', 'dirtyDebt']) if (!isNum(gs[k])) return `host.guests[${i}].${k}: expected a number`;
     if (typeof gs.memMerge !== 'boolean') return `host.guests[${i}].memMerge: expected true or false`;
+    const domainProblem = mergeDomainProblem(gs.mergeDomain);
+    if (domainProblem !== null) return `host.guests[${i}].mergeDomain: ${domainProblem}`;
     if (typeof gs.state !== 'string' || !GUEST_STATES.includes(gs.state)) return `host.guests[${i}].state: expected one of ${GUEST_STATES.join(', ')}, found ${JSON.stringify(gs.state)}`;
     if (gs.pausedFrom !== 'booting' && gs.pausedFrom !== 'running') return `host.guests[${i}].pausedFrom: expected booting or running, found ${JSON.stringify(gs.pausedFrom)}`;
     if (gs.pid !== null && !isInt(gs.pid)) return `host.guests[${i}].pid: expected a pid or null`;
     if ((gs.pid !== null) !== WITH_PROCESS.includes(gs.state)) return `host.guests[${i}].pid: a ${gs.state} guest ${gs.pid === null ? 'has a process, found null' : `has no process, found ${gs.pid}`}`;
     if (!isPrngState(gs.prng)) return `host.guests[${i}].prng: expected 4 PRNG state words`;
     if (!Array.isArray(gs.slotHvas) || !gs.slotHvas.every(isInt)) return `host.guests[${i}].slotHvas: expected addresses`;
+    if (gs.qemu !== undefined) {
+      const q = gs.qemu;
+      if (!isRecord(q) || (q.nic !== 'none' && q.nic !== 'e1000') || !isInt(q.ramHva) || !Array.isArray(q.blockHvas) || !q.blockHvas.every(isInt)) {
+        return `host.guests[${i}].qemu: expected nic (none or e1000), ramHva and blockHvas (addresses)`;
+      }
+    }
     if (gs.nextBurstAt !== null && !isNum(gs.nextBurstAt)) return `host.guests[${i}].nextBurstAt: expected a number or null`;
     if (typeof gs.name !== 'string' || !GUEST_NAME.test(gs.name)) return `host.guests[${i}].name: expected letters, digits, '.', '_' and '-', found ${JSON.stringify(gs.name)}`;
     const ramPages = (gs.ramBytes as number) / PAGE_SIZE;
@@ -231,8 +244,8 @@ export function checkHostSnapshot(h: unknown): string | null {
     if (!((gs.dirtyDebt as number) >= 0 && (gs.dirtyDebt as number) < 1)) return `host.guests[${i}].dirtyDebt: expected a fraction of a page, found ${gs.dirtyDebt as number}`;
     if ((gs.bootCursor as number) < 0 || (gs.bootCursor as number) > ramPages) return `host.guests[${i}].bootCursor: expected 0 to ${ramPages}, found ${gs.bootCursor as number}`;
     const src = gs.source;
-    if (!isRecord(src) || src.type !== 'synthetic' || typeof src.name !== 'string' || typeof src.version !== 'string' || typeof src.digest !== 'string' || !/^[0-9a-f]{64}$/.test(src.digest)) {
-      return `host.guests[${i}].source: expected a page source: type 'synthetic', an image name and version, and a sha-256 digest (64 hex digits)`;
+    if (!isRecord(src) || (src.type !== 'synthetic' && src.type !== 'capture') || typeof src.name !== 'string' || typeof src.version !== 'string' || typeof src.digest !== 'string' || !/^[0-9a-f]{64}$/.test(src.digest)) {
+      return `host.guests[${i}].source: expected a page source: type 'synthetic' or 'capture', an image name and version (a capture file and guest), and a sha-256 digest (64 hex digits)`;
     }
   }
   return null;
@@ -261,21 +274,30 @@ function isNonNegative(v: unknown): boolean {
  * whose source the catalog does not have, or has changed; on any error nothing is
  * returned and nothing outside is changed.
  */
-export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = null): { host: Host; extra: unknown } {
+export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = null, captures: PageSourceCatalog | null = null): { host: Host; extra: unknown } {
   if (!(bytes instanceof Uint8Array)) throw new KernelError('EINVAL', `restore: expected a snapshot's bytes (a Uint8Array or Buffer), found ${describe(bytes)}`);
   if (catalog !== null && (typeof catalog !== 'object' || typeof (catalog as ImageCatalog).resolve !== 'function')) {
     throw new KernelError('EINVAL', `restore: expected an image catalog or null, found ${describe(catalog)}`);
+  }
+  if (captures !== null && (typeof captures !== 'object' || typeof (captures as PageSourceCatalog).resolve !== 'function')) {
+    throw new KernelError('EINVAL', `restore: expected a capture catalog or null, found ${describe(captures)}`);
   }
   const body = decode(bytes);
   const kernelVersion = (body.kernel as unknown as Record<string, unknown>).imageVersion;
   if (kernelVersion !== KERNEL_IMAGE_VERSION) {
     throw new SnapshotError('version', `snapshot kernel image version ${JSON.stringify(kernelVersion)}, but this Samepage reads version ${KERNEL_IMAGE_VERSION}`);
   }
+  // A kernel of a version this Samepage has no profile for (a file from a later
+  // Samepage): a version problem, like the format's, before anything is checked.
+  const ksmVersion = (body.kernel as unknown as { parts?: { ksm?: { version?: unknown } } }).parts?.ksm?.version;
+  if (typeof ksmVersion === 'string' && !(KERNEL_VERSIONS as readonly string[]).includes(ksmVersion)) {
+    throw new SnapshotError('version', `snapshot kernel is Linux ${ksmVersion}, which this Samepage has no profile for (it has ${KERNEL_VERSIONS.join(', ')})`);
+  }
   // The host first: it is small, and checked before the kernel's GiBs are built; so
   // are the guests' page sources.
   const hproblem = checkHostSnapshot(body.host);
   if (hproblem !== null) throw new SnapshotError('invalid', `snapshot ${hproblem}`);
-  const sources = resolveSources(body.host, catalog);
+  const sources = resolveSources(body.host, catalog, captures);
   const options = (body.kernel as unknown as Record<string, unknown>).options;
   for (const k of ['memoryMiB', 'swapMiB', 'blockMiB'] as const) {
     // A kernel image without options is refused below, naming the field.
@@ -293,14 +315,16 @@ export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = nu
 }
 
 /** The page source each guest names, resolved in `catalog` (each distinct ref once); SnapshotError `source` for one it cannot give. */
-function resolveSources(h: HostSnapshot, catalog: ImageCatalog | null): PageSource[] {
+function resolveSources(h: HostSnapshot, images: ImageCatalog | null, captures: PageSourceCatalog | null): PageSource[] {
   const found = new Map<string, PageSource>();
   return h.guests.map((g) => {
     const ref = g.source;
     const key = `${ref.name}\0${ref.version}\0${ref.digest}`;
     let source = found.get(key);
     if (source === undefined) {
-      if (catalog === null) throw new SnapshotError('source', `snapshot guest ${g.name} boots from ${describeRef(ref)}: restoring it needs the image catalog that has it`);
+      // A captured guest's ref names its capture file: the captures' catalog reads it.
+      const catalog = ref.type === 'capture' ? captures : images;
+      if (catalog === null) throw new SnapshotError('source', `snapshot guest ${g.name} boots from ${describeRef(ref)}: restoring it needs the ${ref.type === 'capture' ? 'capture file' : 'image catalog'} that has it`);
       const r = catalog.resolve(ref);
       if (typeof r === 'string') throw new SnapshotError('source', `snapshot guest ${g.name}: ${r}`);
       source = r;

@@ -92,8 +92,16 @@ options:
   --save-at T      at simulated time T (e.g. '90s'), save a snapshot of the host
   --save FILE      ... to FILE; the run then goes on ('samepage resume FILE' later
                    finishes it exactly as this run finishes)
+  --estimate       print the estimate of the run's real memory and wall time on
+                   this machine, and run nothing
+  --force          run even when the estimate says the run will not fit in the
+                   memory free on this machine
   --quiet          no progress bar
   -h, --help       this text
+
+Before running, the run's real memory is estimated (see the README, "Estimating a
+run"): when it exceeds the memory available now (MemAvailable), the run is refused
+(exit 1) unless --force.
 
 Every output path is checked before the run starts: one that cannot be written
 fails at once (exit 1), with nothing run.
@@ -149,12 +157,13 @@ describe.concurrent('samepage: help, version, usage errors', () => {
 });
 
 describe.concurrent('samepage images', () => {
-  it('lists the five images of guests/ in order, as a table', async ({ expect }) => {
+  it('lists the six images of guests/ in order, as a table', async ({ expect }) => {
     expect(await samepage(['images'])).toEqual({
       code: 0,
       stdout: [
         'image    version  os       min RAM  boot writes  version/image/zero/unique  boot  dirty  description',
         '-------  -------  -------  -------  -----------  -------------------------  ----  -----  -----------',
+        'busybox  6.1      linux    96 MiB   96 MiB       0% 37% 48% 15%             10s   2/s    Debian 12 kernel 6.1 with a busybox initramfs (nokaslr init_on_free=1), idle after boot; calibrated from captures/busybox-4.cap',
         'debian   6.0      linux    128 MiB  97.0 MiB     43% 11% 11% 34%            20s   20/s   Debian 6.0 squeeze amd64 with the SSH server task, kernel 2.6.32, idle after boot',
         'fedora   12       linux    256 MiB  174.1 MiB    40% 15% 11% 34%            30s   30/s   Fedora 12 x86_64 minimal server, kernel 2.6.31, idle after boot',
         'fedora   13       linux    256 MiB  185.1 MiB    41% 14% 11% 34%            25s   30/s   Fedora 13 x86_64 minimal server, kernel 2.6.33, idle after boot',
@@ -171,6 +180,7 @@ describe.concurrent('samepage images', () => {
     expect([all.code, all.stderr]).toEqual([0, '']);
     const list = JSON.parse(all.stdout) as { name: string; version: string; os: string; file: string; minRamBytes: number; bootMs: number; dirtyRate: number }[];
     expect(list.map((i) => [i.name, i.version, i.os, i.file, i.minRamBytes / 1024 / 1024, i.bootMs, i.dirtyRate])).toEqual([
+      ['busybox', '6.1', 'linux', 'guests/busybox-6.1.yaml', 96, 10_000, 2],
       ['debian', '6.0', 'linux', 'guests/debian-6.0.yaml', 128, 20_000, 20],
       ['fedora', '12', 'linux', 'guests/fedora-12.yaml', 256, 30_000, 30],
       ['fedora', '13', 'linux', 'guests/fedora-13.yaml', 256, 25_000, 30],
@@ -220,7 +230,7 @@ describe.concurrent('samepage run', () => {
     expect([r.code, r.stderr]).toEqual([
       1,
       'samepage: test/cli/fixtures/tiny.yaml cannot be used:\n' +
-        'test/cli/fixtures/tiny.yaml:11: guests[0].image: no image named "tiny"; known images: debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008\n',
+        'test/cli/fixtures/tiny.yaml:11: guests[0].image: no image named "tiny"; known images: busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008\n',
     ]);
   });
 
@@ -336,8 +346,8 @@ describe.concurrent('samepage run', () => {
     const rows = csv.stdout.split('\r\n');
     // The header, samples at 0 and 5 s, and the empty string after the last CRLF.
     expect(rows.length).toBe(4);
-    expect(rows[0]!.startsWith('scenario,variant,t_ms,pages_shared,pages_sharing,')).toBe(true);
-    expect(rows[2]!.startsWith('tiny-variants,merge,5000,1,268,2912,0,11,24513,')).toBe(true);
+    expect(rows[0]!.startsWith('scenario,variant,kernel,t_ms,pages_shared,pages_sharing,')).toBe(true);
+    expect(rows[2]!.startsWith('tiny-variants,merge,2.6.33,5000,1,268,2912,0,11,24513,,,,,,')).toBe(true);
     expect(csv.stderr.split('\n')[0]).toBe('tiny-variants (variant merge): 5s simulated, seed 1, policy fixed: run 1, pages_to_scan 100, sleep_millisecs 20');
   });
 
@@ -431,7 +441,7 @@ describe.concurrent('samepage run --save-at, samepage resume', () => {
     expect(elsewhere).toEqual({
       code: 1,
       stdout: '',
-      stderr: `samepage: ${snap}: snapshot guest a-1: tiny 1 (sha256 ${digest.slice(0, 12)}…) is not in the image catalog (it has debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008)\n`,
+      stderr: `samepage: ${snap}: snapshot guest a-1: tiny 1 (sha256 ${digest.slice(0, 12)}…) is not in the image catalog (it has busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008)\n`,
     });
   });
 
@@ -579,7 +589,7 @@ describe.concurrent('samepage import', () => {
         `samepage: ${LIBVIRT}/broken.xml cannot be used:`,
         `${LIBVIRT}/broken.xml:4: not well-formed XML: Expected closing tag 'memory' (opened in line 3, col 3) instead of closing tag 'domain'.`,
         `samepage: ${LIBVIRT}/fedora38.xml cannot be used:`,
-        `${LIBVIRT}/fedora38.xml:5: <libosinfo:os>: libosinfo os http://fedoraproject.org/fedora/38 (fedora 38) has no image in the catalog (images: debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008); choose one with --image NAME[:VERSION]`,
+        `${LIBVIRT}/fedora38.xml:5: <libosinfo:os>: libosinfo os http://fedoraproject.org/fedora/38 (fedora 38) has no image in the catalog (images: busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008); choose one with --image NAME[:VERSION]`,
         '',
       ].join('\n'),
     });

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvariantError, Kernel, KernelError, PAGE_SIZE } from '../../src/index.js';
 import { Ksm } from '../../src/ksm/ksm.js';
-import { PROFILE_2_6_33, findKnob, kernelProfile, knobFile, unimplementedFeatures, type KernelProfile } from '../../src/ksm/profile.js';
+import { PROFILE_2_6_33, findKnob, kernelProfile, knobFile, type KernelProfile } from '../../src/ksm/profile.js';
 import { KSM_STATS } from '../../src/ksm/stats.js';
 import { registerKsmSysfs } from '../../src/ksm/sysfs.js';
 import { JHASH2_PAGE_CHECKSUM } from '../../src/lib/jhash.js';
@@ -27,11 +27,11 @@ describe('choosing the kernel version', () => {
   });
 
   it('refuses a version there is no profile for with EINVAL, naming the ones there are', () => {
-    for (const v of ['6.18', '2.6.32', '', '2.6.33 ']) {
+    for (const v of ['6.1', '2.6.32', '', '2.6.33 ', '6.18.0']) {
       expect(() => new Kernel({ memoryMiB: 64, blockMiB: 16, version: v })).toThrow(KernelError);
       expect(errnoOf(() => new Kernel({ memoryMiB: 64, blockMiB: 16, version: v }))).toBe('EINVAL');
     }
-    expect(() => kernelProfile('6.18')).toThrow(`EINVAL: version: expected one of '2.6.33' (the kernels Samepage has profiles for), got "6.18"`);
+    expect(() => kernelProfile('6.1')).toThrow(`EINVAL: version: expected one of '2.6.33', '6.18' (the kernels Samepage has profiles for), got "6.1"`);
   });
 
   it('2.6.33 hashes with jhash2 and has every later feature off', () => {
@@ -74,15 +74,13 @@ describe('what the profile decides', () => {
     expect(knobFile(PROFILE_2_6_33, 'maxKernelPages')).toBe(`${KSM_DIR}/max_kernel_pages`);
   });
 
-  it('refuses (InvariantError) a profile that turns on a feature the engine does not implement', () => {
-    const profile: KernelProfile = { ...PROFILE_2_6_33, features: { ...PROFILE_2_6_33.features, zeroPages: true, smartScan: true } };
-    expect(unimplementedFeatures(profile)).toEqual(['zeroPages', 'smartScan']);
-    expect(unimplementedFeatures(PROFILE_2_6_33)).toEqual([]);
+  it('refuses (InvariantError) the two halves of 6.x cmp_and_merge_page apart', () => {
     const k = new HostKernel({ memoryMiB: 64, blockMiB: 16 });
-    expect(() => new Ksm(k, profile)).toThrow(InvariantError);
-    expect(() => new Ksm(k, profile)).toThrow('the Linux 2.6.33 profile turns on zeroPages, smartScan, which the engine does not implement');
-    const restart: KernelProfile = { ...PROFILE_2_6_33, features: { ...PROFILE_2_6_33.features, restartStableTreeSearch: true } };
-    expect(unimplementedFeatures(restart)).toEqual([]);
+    const half: KernelProfile = { ...PROFILE_2_6_33, features: { ...PROFILE_2_6_33.features, checksumBeforeStableTreeSearch: true } };
+    expect(() => new Ksm(k, half)).toThrow(InvariantError);
+    expect(() => new Ksm(k, half)).toThrow(
+      'the Linux 2.6.33 profile turns on one of checksumBeforeStableTreeSearch and stableNodeChains without the other: the engine implements them together',
+    );
   });
 });
 
@@ -145,7 +143,8 @@ describe('the statistics record (src/ksm/stats.ts)', () => {
     k.sysfs.write(RUN, '1');
     k.ksmd.runFullScans(2);
     const s = k.ksmStats();
-    expect(Object.keys(s)).toEqual(KSM_STATS.map((x) => x.name));
+    // 2.6.33 has the statistics every kernel has, and none of those 6.x brought.
+    expect(Object.keys(s)).toEqual(KSM_STATS.filter((x) => x.feature === null).map((x) => x.name));
     // P's 6 pages share one KSM page, Q's 3 another; 9 pages scanned per full scan.
     expect(s).toEqual({ pagesShared: 2, pagesSharing: 7, pagesUnshared: 0, pagesVolatile: 0, fullScans: 2, pagesScanned: 18 });
     for (const f of PROFILE_2_6_33.statFiles) expect(k.sysfs.read(`${KSM_DIR}/${f.file}`)).toBe(`${s[f.stat]}\n`);

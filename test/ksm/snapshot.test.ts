@@ -72,7 +72,7 @@ describe('round trip: saving a restored kernel gives the same image', () => {
     const k = newKernel();
     for (let i = 0; i < 5; i++) k.prng.nextU32();
     const r = roundTrip(k);
-    expect(r.options).toEqual({ memoryMiB: 32, swapMiB: 8, blockMiB: 4, seed: 7 });
+    expect(r.options).toEqual({ memoryMiB: 32, swapMiB: 8, blockMiB: 4, seed: 7, nodes: 1 });
     expect(r.meminfo()).toEqual(k.meminfo());
     expect(r.prng.nextU32()).toBe(k.prng.nextU32());
   });
@@ -150,7 +150,7 @@ describe('round trip: saving a restored kernel gives the same image', () => {
     expect(k.mem.blocks[1]!.online).toBe(false);
     const r = roundTrip(k);
     expect(r.sysfs.read(`${MEM}/memory1/state`)).toBe('offline\n');
-    expect(r.mem.blocks[1]!.data).toBeNull();
+    expect(r.mem.blocks[1]!.online).toBe(false);
     r.sysfs.write(`${MEM}/memory1/state`, 'online');
     r.checkInvariants();
   });
@@ -593,8 +593,8 @@ describe('bad images are refused, naming what is wrong', () => {
 
   it('a field of the wrong type', () => {
     const img = image();
-    (img.parts.ksm as Record<string, unknown>).pagesToScan = '100';
-    refused(img, 'parts.ksm.pagesToScan: expected an integer in [0, 4294967295], found the string "100"');
+    (img.parts.ksm as KsmImage).knobs.pagesToScan = '100';
+    refused(img, 'parts.ksm.knobs.pagesToScan: expected an integer in [0, 4294967295], found the string "100"');
   });
 
   it('binary data of the wrong type', () => {
@@ -618,22 +618,34 @@ describe('bad images are refused, naming what is wrong', () => {
   it('a pte naming a swap slot that is not in use', () => {
     const img = image();
     const mm = img.mms[0]!;
-    const ptes = new Uint32Array(mm.ptes.slice().buffer);
+    const ptes = new Float64Array(mm.ptes.slice().buffer);
     const i = ptes.findIndex((p) => p !== 0);
-    ptes[i] = (5 << 6) | 2; // swap entry, slot 5
+    ptes[i] = 5 * 64 + 2; // swap entry, slot 5
     mm.ptes = new Uint8Array(ptes.buffer);
     refused(img, `mms[0].ptes[${i}]: swap pte at 0x7effffffa000 names slot 5, which is not in use`);
   });
 
   it('not an image at all', () => {
     refused(null, 'image: expected an object, found null');
-    refused({ imageVersion: 99 }, 'imageVersion: expected 2, found number 99');
+    refused({ imageVersion: 99 }, 'imageVersion: expected 4, found number 99');
   });
 
   it('an image of format 1 (the whole kernel saved from src/ksm, before per-layer parts): refused by its version', () => {
     const old = unpack(gunzipSync(readFileSync(new URL('../fixtures/snapshot-v1/kernel-v1.msgpack.gz', import.meta.url)))) as Record<string, unknown>;
     expect([old.imageVersion, Object.keys(old).includes('ksm'), Object.keys(old).includes('parts')]).toEqual([1, true, false]);
-    refused(old, 'imageVersion: expected 2, found number 1');
+    refused(old, 'imageVersion: expected 4, found number 1');
+  });
+
+  it('an image of format 2 (per-layer parts, but no kernel version, NUMA nodes or 6.18 state): refused by its version', () => {
+    const old = unpack(gunzipSync(readFileSync(new URL('../fixtures/snapshot-v2/kernel-v2.msgpack.gz', import.meta.url)))) as KernelImage;
+    expect([old.imageVersion, Object.keys(old.parts), 'version' in (old.parts.ksm as object)]).toEqual([2, ['ksm'], false]);
+    refused(old, 'imageVersion: expected 4, found number 2');
+  });
+
+  it('an image of format 3 (a 6.18 kernel, frames indexing a content table, before the content store): refused by its version', () => {
+    const old = unpack(gunzipSync(readFileSync(new URL('../fixtures/snapshot-v3/kernel-v3.msgpack.gz', import.meta.url)))) as KernelImage;
+    expect([old.imageVersion, Object.keys(old.parts), (old.parts.ksm as { version: string }).version]).toEqual([3, ['ksm'], '6.18']);
+    refused(old, 'imageVersion: expected 4, found number 3');
   });
 
   it('a part no layer of this kernel restores', () => {

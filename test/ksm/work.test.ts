@@ -137,8 +137,8 @@ describe('ksmd work counters', () => {
       for (let i = 0; i < 20; i++) {
         if (forget) {
           const mem = k.mem;
-          mem.checksumValid.fill(0);
-          mem.zeroWords.fill(-1);
+          mem.store.sumValid.fill(0);
+          mem.store.zeroWords.fill(-1, 256);
           k.ksmEngine.memcmpEpoch.fill(-1);
         }
         k.advance(20);

@@ -1,23 +1,22 @@
 /**
- * What PhysMem knows about frame contents, and every way contents change.
+ * The content store (src/mm/contents.ts) and every way a frame's contents change.
  *
- * KSM's checksum memo (mem.checksumMemo/checksumValid) and memcmp memo (keyed by
+ * KSM's checksum memo (per content: store.sum/sumValid) and memcmp memo (keyed by
  * mem.contentsEpoch) are only caches of functions of the bytes, so they are right
- * exactly when every write to a frame reports itself through contentsChanged() (or
- * copyPage). Each test here writes through one path the model has — a process's
- * write/memset/pokeMem, a COW fault's copy, a swap-in, a migration, a block coming
- * back online, a zeroing allocation — and checks that the memo of the frame written
- * is dropped (or, for copyPage, carried over) and that the epoch moved. KSM's
- * checkInvariants also recomputes every memoized checksum, which catches a path
- * that is missing here.
- *
- * And neverUsed: allocFrame(true) skips clearing a frame only while it has never
- * been handed out since its block came online.
+ * exactly when every write goes through the store's writers (PhysMem.writeBytes,
+ * fillBytes, setContent, copyPage). Each test here writes through one path the model
+ * has — a process's write/memset/pokeMem, a COW fault, a swap-in, a migration, a
+ * free and a new allocation — and checks what content the frame ends up naming, that
+ * the epoch moved, and that the memo, where valid, is the hash of the bytes. KSM's
+ * checkInvariants also recomputes memoized checksums, which catches a path missing here.
  */
 import { describe, expect, it } from 'vitest';
 import { Kernel, PAGE_SIZE } from '../../src/index.js';
-import { pageChecksum } from '../../src/lib/jhash.js';
+import { JHASH2_PAGE_CHECKSUM, pageChecksum } from '../../src/lib/jhash.js';
+import { XXHASH_PAGE_CHECKSUM } from '../../src/lib/xxhash.js';
+import { saveKernel } from '../../src/ksm/kernel.js';
 import { PG_SWAPCACHE } from '../../src/mm/constants.js';
+import { CONTENT_SOURCE, CONTENT_STORED, CONTENT_ZERO, ContentStore, type PageGenerator } from '../../src/mm/contents.js';
 import { pattern } from './helpers.js';
 
 const P = PAGE_SIZE;
@@ -28,50 +27,78 @@ function newKernel(): Kernel {
 
 /** The checksum of the frame's bytes as they are now, computed afresh. */
 function bytesChecksum(k: Kernel, pfn: number): number {
-  return pageChecksum(k.mem.wordsOf(pfn), k.mem.wordOffsetOf(pfn));
+  const v = k.mem.view(pfn);
+  return pageChecksum(v.words, v.wordOff);
+}
+
+function memoValid(k: Kernel, pfn: number): boolean {
+  return k.mem.store.sumValid[k.mem.content[pfn]!] === 1;
 }
 
 /** Memoize pfn's checksum (calc_checksum does), and return the epoch now. */
 function memoize(k: Kernel, pfn: number): number {
   k.ksmEngine.calcChecksum(pfn);
-  expect(k.mem.checksumValid[pfn]).toBe(1);
+  expect(memoValid(k, pfn)).toBe(true);
   return k.mem.contentsEpoch;
 }
 
-/** After a write: pfn's memo is gone, the epoch moved, and a fresh calc_checksum sees the new bytes. */
-function expectForgotten(k: Kernel, pfn: number, epochBefore: number): void {
-  expect(k.mem.checksumValid[pfn]).toBe(0);
+/** After a write: the epoch moved, and calc_checksum (memo or not) gives the hash of the new bytes. */
+function expectFresh(k: Kernel, pfn: number, epochBefore: number): void {
   expect(k.mem.contentsEpoch).toBeGreaterThan(epochBefore);
   expect(k.ksmEngine.calcChecksum(pfn)).toBe(bytesChecksum(k, pfn));
 }
 
-describe('every write to a frame drops its checksum memo and moves contentsEpoch', () => {
-  it('write(): one byte written into a page', () => {
+/** A generator of pages from 4 key words: word i is k0 + i * k1 (k2, k3 mixed into word 0). */
+const stepGenerator: PageGenerator = {
+  name: 'step',
+  keyIsHead: false,
+  generate(k0, k1, k2, k3, out, off) {
+    for (let i = 0; i < 1024; i++) out[off + i] = (k0 + Math.imul(i, k1)) >>> 0;
+    out[off] = (out[off]! ^ k2 ^ Math.imul(k3, 3)) >>> 0;
+  },
+};
+
+function stepPage(k0: number, k1: number, k2: number, k3: number): Buffer {
+  const w = new Uint32Array(1024);
+  stepGenerator.generate(k0, k1, k2, k3, w, 0);
+  return Buffer.from(w.buffer);
+}
+
+describe('every write to a frame leaves it naming the right content, the epoch moved', () => {
+  it('write(): one byte written into a page is written in place (its only reference)', () => {
     const k = newKernel();
     const p = k.spawn('writer');
     const addr = p.mmap(2 * P);
     p.write(addr, pattern(1));
     const pfn = p.pfnOf(addr)!;
+    const c = k.mem.content[pfn]!;
+    expect(k.mem.store.kind[c]).toBe(CONTENT_STORED);
     const epoch = memoize(k, pfn);
     p.write(addr + 100, new Uint8Array([0xee]));
-    expect(p.pfnOf(addr)).toBe(pfn); // written in place
-    expectForgotten(k, pfn, epoch);
+    expect(p.pfnOf(addr)).toBe(pfn);
+    expect(k.mem.content[pfn]).toBe(c); // in place
+    expect(memoValid(k, pfn)).toBe(false);
+    expectFresh(k, pfn, epoch);
   });
 
-  it('write() across a page boundary: both frames', () => {
+  it('write() across a page boundary: both frames leave their fill for stored bytes', () => {
     const k = newKernel();
     const p = k.spawn('writer');
     const addr = p.mmap(2 * P);
     p.memset(addr, 7, 2 * P);
     const [a, b] = [p.pfnOf(addr)!, p.pfnOf(addr + P)!];
+    expect([k.mem.content[a], k.mem.content[b]]).toEqual([7, 7]);
     memoize(k, a);
     const epoch = memoize(k, b);
     p.write(addr + P - 2, new Uint8Array([1, 2, 3, 4]));
-    expectForgotten(k, a, epoch);
-    expectForgotten(k, b, epoch);
+    expect(k.mem.store.kind[k.mem.content[a]!]).toBe(CONTENT_STORED);
+    expect(k.mem.store.kind[k.mem.content[b]!]).toBe(CONTENT_STORED);
+    expectFresh(k, a, epoch);
+    expectFresh(k, b, epoch);
+    expect(Array.from(p.read(addr + P - 3, 6))).toEqual([7, 1, 2, 3, 4, 7]);
   });
 
-  it('memset()', () => {
+  it('memset() of part of a page makes stored bytes; of a whole page, a fill again', () => {
     const k = newKernel();
     const p = k.spawn('writer');
     const addr = p.mmap(P);
@@ -79,7 +106,11 @@ describe('every write to a frame drops its checksum memo and moves contentsEpoch
     const pfn = p.pfnOf(addr)!;
     const epoch = memoize(k, pfn);
     p.memset(addr + 8, 2, 8);
-    expectForgotten(k, pfn, epoch);
+    expect(k.mem.store.kind[k.mem.content[pfn]!]).toBe(CONTENT_STORED);
+    expectFresh(k, pfn, epoch);
+    p.memset(addr, 0, P);
+    expect(k.mem.content[pfn]).toBe(CONTENT_ZERO);
+    expect(k.mem.store.nrStored).toBe(0);
   });
 
   it('pokeMem() (/proc/pid/mem) into a read-only area', () => {
@@ -92,114 +123,106 @@ describe('every write to a frame drops its checksum memo and moves contentsEpoch
     const epoch = memoize(k, pfn);
     p.pokeMem(addr, new Uint8Array([9]));
     expect(p.pfnOf(addr)).toBe(pfn);
-    expectForgotten(k, pfn, epoch);
+    expectFresh(k, pfn, epoch);
+    expect(p.read(addr, 2)).toEqual(new Uint8Array([9, 1]));
   });
 
-  it('a COW fault: the copy carries the memo over, then the write drops it', () => {
+  it('a COW fault: the copy shares the content (and its memo), then the write gives the copy its own', () => {
     const k = newKernel();
     const parent = k.spawn('parent');
     const addr = parent.mmap(P);
     parent.write(addr, pattern(2));
     const shared = parent.pfnOf(addr)!;
+    const c = k.mem.content[shared]!;
     const child = parent.fork('child');
     memoize(k, shared);
     const epoch = k.mem.contentsEpoch;
     child.write(addr, new Uint8Array([0x55]));
     const copy = child.pfnOf(addr)!;
     expect(copy).not.toBe(shared);
-    expectForgotten(k, copy, epoch);
-    // The parent's frame was only read.
-    expect(k.mem.checksumValid[shared]).toBe(1);
-    expect(k.mem.checksumMemo[shared]).toBe(bytesChecksum(k, shared));
+    expect(k.mem.content[copy]).not.toBe(c);
+    expect(k.mem.content[shared]).toBe(c);
+    expect(k.mem.store.refs[c]).toBe(1);
+    expectFresh(k, copy, epoch);
+    // The parent's content was only read: its memo stands.
+    expect(memoValid(k, shared)).toBe(true);
+    expect(k.ksmEngine.calcChecksum(shared)).toBe(bytesChecksum(k, shared));
+    expect(parent.read(addr, P)).toEqual(pattern(2));
   });
 
-  it('copyPage(): the destination gets the source\'s memo, since it gets its bytes', () => {
+  it("copyPage(): the destination names the source's content, memo and all", () => {
     const k = newKernel();
     const p = k.spawn('writer');
     const addr = p.mmap(2 * P);
     p.write(addr, pattern(3));
     p.write(addr + P, pattern(4));
     const [src, dst] = [p.pfnOf(addr)!, p.pfnOf(addr + P)!];
-    memoize(k, dst);
+    const old = k.mem.content[dst]!;
     const epoch = memoize(k, src);
     k.mem.copyPage(dst, src);
     expect(k.mem.contentsEpoch).toBeGreaterThan(epoch);
-    expect(k.mem.checksumValid[dst]).toBe(1);
-    expect(k.mem.checksumMemo[dst]).toBe(bytesChecksum(k, dst));
-    expect(bytesChecksum(k, dst)).toBe(bytesChecksum(k, src));
-    // And a source without a memo leaves the destination without one.
-    k.mem.contentsChanged(src);
-    k.mem.copyPage(dst, src);
-    expect(k.mem.checksumValid[dst]).toBe(0);
+    expect(k.mem.content[dst]).toBe(k.mem.content[src]);
+    expect(k.mem.store.kind[old]).toBe(3); // the old content had no other reference: freed
+    expect(memoValid(k, dst)).toBe(true);
+    expect(k.mem.comparePages(dst, src)).toBe(0);
   });
 
-  it('swap-in: the frame the slot is read into', () => {
+  it('swap-out shares the content with the slot; swap-in gives it back to the frame', () => {
     const k = newKernel();
     const p = k.spawn('swapper');
     const addr = p.mmap(P);
     p.write(addr, pattern(5));
-    const before = bytesChecksum(k, p.pfnOf(addr)!);
+    const pfn0 = p.pfnOf(addr)!;
+    const c = k.mem.content[pfn0]!;
+    const before = bytesChecksum(k, pfn0);
     expect(k.reclaim(64)).toBe(1); // the only anonymous page there is
     expect(p.pfnOf(addr)).toBe(null);
-    // Whatever frame the page comes back to: give it a stale memo first.
-    const next = k.mem.allocFrame(false);
-    k.mem.checksumMemo[next] = 0x12345678;
-    k.mem.checksumValid[next] = 1;
-    k.mem.count[next] = 0;
-    k.mem.freeFrame(next);
+    expect(k.mem.content[pfn0]).toBe(CONTENT_ZERO);
+    expect(k.mem.store.refs[c]).toBe(1); // the slot's
     const epoch = k.mem.contentsEpoch;
     p.read(addr, 1);
     const pfn = p.pfnOf(addr)!;
-    expect(pfn).toBe(next);
     expect(k.mem.flags[pfn]! & PG_SWAPCACHE).not.toBe(0);
-    expectForgotten(k, pfn, epoch);
+    expect(k.mem.content[pfn]).toBe(c);
+    expect(k.mem.store.refs[c]).toBe(2); // the frame's and the slot's
+    expectFresh(k, pfn, epoch);
     expect(bytesChecksum(k, pfn)).toBe(before);
+    k.checkInvariants();
   });
 
-  it('migration: the new frame gets the old one\'s memo with its bytes', () => {
+  it("migration: the new frame names the old one's content", () => {
     const k = newKernel();
     const p = k.spawn('mover');
     const addr = p.mmap(P);
     p.write(addr, pattern(6));
     const old = p.pfnOf(addr)!;
+    const c = k.mem.content[old]!;
     const epoch = memoize(k, old);
     const moved = k.migratePage(old);
     expect(p.pfnOf(addr)).toBe(moved);
     expect(k.mem.contentsEpoch).toBeGreaterThan(epoch);
-    expect(k.mem.checksumValid[moved]).toBe(1);
-    expect(k.mem.checksumMemo[moved]).toBe(bytesChecksum(k, moved));
+    expect(k.mem.content[moved]).toBe(c);
+    expect(k.mem.content[old]).toBe(CONTENT_ZERO);
+    expect(k.mem.store.refs[c]).toBe(1);
+    expect(memoValid(k, moved)).toBe(true);
   });
 
-  it('a block offlined and onlined again: a fresh buffer, no memo survives', () => {
-    const k = newKernel();
-    const block = k.mem.blocks[3]!;
-    const pfn = block.startPfn + 5;
-    k.mem.checksumMemo[pfn] = 0x31cbe0fa; // the zero page's checksum: true of the fresh buffer
-    k.mem.checksumValid[pfn] = 1;
-    const epoch = k.mem.contentsEpoch;
-    k.sysfs.write('/sys/devices/system/memory/memory3/state', 'offline');
-    expect(k.mem.checksumValid[pfn]).toBe(0);
-    k.sysfs.write('/sys/devices/system/memory/memory3/state', 'online');
-    expect(k.mem.checksumValid[pfn]).toBe(0);
-    expect(k.mem.contentsEpoch).toBeGreaterThan(epoch);
-  });
-
-  it('allocFrame(true) of a used frame clears it, and drops its memo', () => {
+  it('freeing a frame gives its bytes back: the store holds nothing, the next allocation is zero', () => {
     const k = newKernel();
     const p = k.spawn('writer');
     const addr = p.mmap(P);
     p.write(addr, pattern(7));
     const pfn = p.pfnOf(addr)!;
-    const epoch = memoize(k, pfn);
+    expect(k.mem.store.nrStored).toBe(1);
     p.munmap(addr, P);
-    expect(k.mem.checksumValid[pfn]).toBe(1); // freeing writes nothing
+    expect(k.mem.store.nrStored).toBe(0);
+    expect(k.mem.store.storedBytes).toBe(0);
     const again = k.mem.allocFrame(true);
     expect(again).toBe(pfn); // the free stack hands the frame just freed back first
-    expectForgotten(k, pfn, epoch);
-    expect(bytesChecksum(k, pfn)).toBe(0x31cbe0fa);
+    expect(bytesChecksum(k, pfn)).toBe(0x31cbe0fa); // jhash2 of a zero page
   });
 
-  it('checkInvariants catches a write that did not report itself', () => {
+  it('checkInvariants catches a write that went behind the store', () => {
     const k = newKernel();
     const p = k.spawn('writer');
     const addr = p.mmap(P);
@@ -207,44 +230,211 @@ describe('every write to a frame drops its checksum memo and moves contentsEpoch
     const pfn = p.pfnOf(addr)!;
     memoize(k, pfn);
     k.checkInvariants();
-    k.mem.dataOf(pfn)[k.mem.offsetOf(pfn) + 17]! ^= 1; // behind PhysMem's back
-    expect(() => k.checkInvariants()).toThrow(/memoized checksum of pfn \d+ .*a write skipped contentsChanged/);
+    const c = k.mem.content[pfn]!;
+    k.mem.store.storedBuf(c)[k.mem.store.storedOffset(c) + 17]! ^= 1;
+    expect(() => k.checkInvariants()).toThrow(/memoized checksum of content \d+ \(stored\).*a write skipped the store's writers/);
+  });
+
+  it('checkInvariants catches a content whose count does not match the frames naming it', () => {
+    const k = newKernel();
+    const p = k.spawn('writer');
+    const addr = p.mmap(P);
+    p.write(addr, pattern(9));
+    const c = k.mem.content[p.pfnOf(addr)!]!;
+    k.mem.store.refs[c]!++;
+    expect(() => k.checkInvariants()).toThrow(`content ${c} (stored) has 2 references, 1 frames and swap slots name it`);
   });
 });
 
-describe('neverUsed: allocFrame(true) clears only frames that may hold old bytes', () => {
-  it('every frame of a fresh kernel is zero when handed out, without being cleared', () => {
-    const k = newKernel();
-    const pfn = k.mem.allocFrame(true);
-    expect(k.mem.neverUsed[pfn]).toBe(0);
-    expect(k.mem.dataOf(pfn).subarray(k.mem.offsetOf(pfn), k.mem.offsetOf(pfn) + P).every((b) => b === 0)).toBe(true);
+describe("the checksum memo names its kind (a 6.18 kernel's KSM memoizes xxhash)", () => {
+  it("the memo holds the profile's checksum, and the snapshot's content table (jhash2) uses it only when it is jhash2", () => {
+    for (const [version, name, page] of [
+      ['2.6.33', 'jhash2', JHASH2_PAGE_CHECKSUM.page],
+      ['6.18', 'xxhash', XXHASH_PAGE_CHECKSUM.page],
+    ] as const) {
+      const k = new Kernel({ memoryMiB: 64, swapMiB: 16, blockMiB: 16, seed: 1, version });
+      const pfns: number[] = [];
+      for (const name of ['a', 'b']) {
+        const p = k.spawn(name);
+        const at = p.mmap(P);
+        p.write(at, pattern(7));
+        pfns.push(p.pfnOf(at)!);
+      }
+      expect(k.mem.content[pfns[0]!]).not.toBe(k.mem.content[pfns[1]!]); // equal bytes, two stored contents
+      const sum = k.ksmEngine.calcChecksum(pfns[0]!);
+      const v = k.mem.view(pfns[0]!);
+      expect([k.mem.store.sumName, sum]).toEqual([name, page(v.words, v.wordOff)]);
+      // Had the table taken the xxhash memo for jhash2, the two copies would be two pages.
+      expect(saveKernel(k).contents.pages).toBe(2); // the zero page and pattern(7)
+    }
+  });
+});
+
+describe('ContentStore', () => {
+  it('SOURCE contents are interned by (generator, key): one content for every frame naming the page', () => {
+    const s = new ContentStore();
+    const g = s.registerGenerator(stepGenerator);
+    const a = s.internSource(g, 1, 2, 3, 4);
+    const b = s.internSource(g, 1, 2, 3, 4);
+    const c = s.internSource(g, 1, 2, 3, 5);
+    expect(a).toBe(b);
+    expect(c).not.toBe(a);
+    expect(s.refs[a]).toBe(2);
+    expect(s.kind[a]).toBe(CONTENT_SOURCE);
+    expect(s.storedBytes).toBe(0);
+    const v = s.view(a);
+    expect(Buffer.from(v.buf.subarray(v.off, v.off + P))).toEqual(stepPage(1, 2, 3, 4));
+    s.put(a);
+    s.put(a);
+    expect(s.kind[a]).toBe(3);
+    expect(s.internSource(g, 1, 2, 3, 4)).not.toBe(c); // made again after being freed
   });
 
-  it('a frame written, freed and handed out again is cleared, even if the write went behind PhysMem\'s back', () => {
-    const k = newKernel();
-    const pfn = k.mem.allocFrame(false);
-    k.mem.dataOf(pfn).fill(0xab, k.mem.offsetOf(pfn), k.mem.offsetOf(pfn) + P);
-    k.mem.count[pfn] = 0;
-    k.mem.freeFrame(pfn);
-    expect(k.mem.allocFrame(true)).toBe(pfn);
-    expect(k.mem.dataOf(pfn).subarray(k.mem.offsetOf(pfn), k.mem.offsetOf(pfn) + P).every((b) => b === 0)).toBe(true);
+  it('compare() is memcmp: same id 0 at once, fills by their byte, bytes otherwise', () => {
+    const s = new ContentStore();
+    const g = s.registerGenerator(stepGenerator);
+    const a = s.internSource(g, 0x100, 1, 0, 0);
+    const b = s.internSource(g, 0x100, 2, 0, 0);
+    const ref = stepPage(0x100, 1, 0, 0).compare(stepPage(0x100, 2, 0, 0));
+    expect(s.compare(a, b)).toBe(ref);
+    expect(s.compare(b, a)).toBe(-ref);
+    expect(s.compare(a, a)).toBe(0);
+    expect(s.compare(3, 200)).toBe(-1);
+    expect(s.compare(0, a)).toBe(-1);
+    const stored = s.fromBytes(stepPage(0x100, 1, 0, 0), 0);
+    expect(s.kind[stored]).toBe(CONTENT_STORED);
+    expect(s.compare(stored, a)).toBe(0);
   });
 
-  it('allocFrame(false) and allocSpecificFrame() also end a frame\'s never-used state', () => {
-    const k = newKernel();
-    const a = k.mem.allocFrame(false);
-    expect(k.mem.neverUsed[a]).toBe(0);
-    const b = k.mem.nrFrames - 1;
-    expect(k.mem.neverUsed[b]).toBe(1);
-    expect(k.mem.allocSpecificFrame(b)).toBe(true);
-    expect(k.mem.neverUsed[b]).toBe(0);
+  it('a SOURCE content written becomes a private STORED copy; the others keep the source page', () => {
+    const s = new ContentStore();
+    const g = s.registerGenerator(stepGenerator);
+    const a = s.internSource(g, 9, 9, 9, 9);
+    s.get(a);
+    const w = s.writable(a);
+    expect(w).not.toBe(a);
+    expect(s.refs[a]).toBe(1);
+    expect(s.kind[w]).toBe(CONTENT_STORED);
+    s.storedBuf(w)[s.storedOffset(w)] = 0;
+    expect(s.compare(w, a)).not.toBe(0);
   });
 
-  it('a block onlined again: its frames are fresh zeros once more', () => {
-    const k = newKernel();
-    const block = k.mem.blocks[2]!;
-    k.sysfs.write('/sys/devices/system/memory/memory2/state', 'offline');
-    k.sysfs.write('/sys/devices/system/memory/memory2/state', 'online');
-    for (let pfn = block.startPfn; pfn < block.startPfn + block.nrPages; pfn++) expect(k.mem.neverUsed[pfn]).toBe(1);
+  it('slab chunks emptied are given back: 300 stored pages freed leave no bytes held', () => {
+    const s = new ContentStore();
+    const ids: number[] = [];
+    for (let i = 0; i < 300; i++) ids.push(s.fromBytes(Buffer.from(pattern(i + 1)), 0));
+    expect(s.storedBytes).toBe(2 * 256 * P);
+    for (const id of ids) s.put(id);
+    expect(s.storedBytes).toBe(0);
+    expect(s.nrStored).toBe(0);
+    // And slots come from a chunk again afterwards.
+    const again = s.fromBytes(Buffer.from(pattern(1)), 0);
+    expect(s.storedBytes).toBe(256 * P);
+    expect(s.compare(again, s.fromBytes(Buffer.from(pattern(1)), 0))).toBe(0);
+  });
+
+  it('every other stored page freed: the slabs are compacted, the contents moved keep their bytes', () => {
+    const s = new ContentStore();
+    const ids: number[] = [];
+    for (let i = 0; i < 2048; i++) ids.push(s.fromBytes(Buffer.from(pattern(i + 1)), 0));
+    expect(s.storedBytes).toBe(2048 * P);
+    for (let i = 0; i < 2048; i += 2) s.put(ids[i]!);
+    // 1024 pages left: 4 chunks of 256, and at most 2 chunks' worth of holes.
+    expect(s.storedBytes).toBeLessThanOrEqual((1024 + 2 * 256) * P);
+    expect(s.storedBytes).toBeLessThan(2048 * P);
+    for (let i = 1; i < 2048; i += 2) {
+      const v = s.view(ids[i]!);
+      expect(Buffer.from(v.buf.subarray(v.off, v.off + P)).equals(Buffer.from(pattern(i + 1)))).toBe(true);
+    }
+  });
+
+  it('a comparison never loses its first page to the second: 3 rounds over 5000 distinct source pages, every neighbour differs', () => {
+    const s = new ContentStore();
+    const g = s.registerGenerator(stepGenerator);
+    const ids: number[] = [];
+    for (let i = 0; i < 5000; i++) ids.push(s.internSource(g, 0x1000, 3, i, 0));
+    let equal = 0;
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i + 1 < ids.length; i++) {
+        if (s.compare(ids[i]!, ids[i + 1]!) === 0) equal++;
+        if (s.firstDifference(ids[i]!, ids[i + 1]!) === PAGE_SIZE) equal++;
+      }
+    }
+    expect(equal).toBe(0);
+  });
+
+  it("a keyed generator's pages are told apart by their keys: 5000 pages (past the 16 MiB cache) compared twice, none made, every answer memcmp's", () => {
+    let made = 0;
+    /** Words 0..3 are the key (as the synthetic images' pages), the rest depends on k0 alone. */
+    const keyed: PageGenerator = {
+      name: 'keyed',
+      keyIsHead: true,
+      generate(k0, k1, k2, k3, out, off) {
+        made++;
+        out[off] = k0;
+        out[off + 1] = k1;
+        out[off + 2] = k2;
+        out[off + 3] = k3;
+        for (let i = 4; i < 1024; i++) out[off + i] = Math.imul(k0 + i, 0x9e3779b1) >>> 0;
+      },
+    };
+    const bytes = (k: number[]): Buffer => {
+      const w = new Uint32Array(1024);
+      keyed.generate(k[0]!, k[1]!, k[2]!, k[3]!, w, 0);
+      return Buffer.from(w.buffer);
+    };
+    /** memcmp's stopping offset over real bytes. */
+    const firstDiff = (x: Buffer, y: Buffer): number => {
+      let i = 0;
+      while (i < P && x[i] === y[i]) i++;
+      return i;
+    };
+    const s = new ContentStore();
+    const g = s.registerGenerator(keyed);
+    const keys: number[][] = [];
+    for (let i = 0; i < 5000; i++) keys.push([0x1000 + (i >>> 3), i & 7, i % 3 === 0 ? 0x100 : 0x200, 0]);
+    const ids = keys.map((k) => s.internSource(g, k[0]!, k[1]!, k[2]!, k[3]!));
+    const want: number[] = [];
+    for (let i = 0; i + 1 < ids.length; i++) {
+      const x = bytes(keys[i]!);
+      const y = bytes(keys[i + 1]!);
+      const at = firstDiff(x, y);
+      want.push(at, x[at]!, y[at]!);
+    }
+    made = 0;
+    for (let round = 0; round < 2; round++) {
+      const got: number[] = [];
+      for (let i = 0; i + 1 < ids.length; i++) {
+        const at = s.firstDifference(ids[i]!, ids[i + 1]!);
+        got.push(at, s.byteAt(ids[i]!, at), s.byteAt(ids[i + 1]!, at));
+      }
+      expect(got).toEqual(want);
+    }
+    expect(made).toBe(0);
+    // Fills and stored pages against a generated page: their heads are known too.
+    // (Page 0 begins 00 10 00 00: its key word 0x1000, little-endian.)
+    expect([s.firstDifference(0, ids[0]!), s.byteAt(ids[0]!, 1)]).toEqual([1, 0x10]);
+    expect([s.firstDifference(0x10, ids[0]!), s.byteAt(0x10, 0), s.byteAt(ids[0]!, 0)]).toEqual([0, 0x10, 0x00]);
+    // A stored copy that differs only past the head: the page is made, the answer exact.
+    const original = bytes(keys[7]!);
+    const copy = Buffer.from(original);
+    copy[2000] = copy[2000]! ^ 0xff;
+    const stored = s.fromBytes(copy, 0);
+    made = 0;
+    expect([s.firstDifference(stored, ids[7]!), s.byteAt(stored, 2000) ^ 0xff, s.byteAt(ids[7]!, 2000)]).toEqual([2000, original[2000], original[2000]]);
+    expect(made).toBe(1);
+  });
+
+  it('the materialization cache is only a cache: 5000 distinct source pages read in turn all read right', () => {
+    const s = new ContentStore();
+    const g = s.registerGenerator(stepGenerator);
+    const ids: number[] = [];
+    for (let i = 0; i < 5000; i++) ids.push(s.internSource(g, i, 7, 0, 0));
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 5000; i += 997) {
+        const v = s.view(ids[i]!);
+        expect(v.words[v.wordOff + 1]).toBe((i + 7) >>> 0);
+      }
+    }
   });
 });

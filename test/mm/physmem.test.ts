@@ -40,13 +40,15 @@ function lruListBackwards(mem: PhysMem, list: number): number[] {
 }
 
 function fillPage(mem: PhysMem, pfn: number, byte: number): void {
-  const off = mem.offsetOf(pfn);
-  mem.dataOf(pfn).fill(byte, off, off + PAGE_SIZE);
+  mem.fillBytes(pfn, 0, byte, PAGE_SIZE);
 }
 
 function pageBytes(mem: PhysMem, pfn: number): Buffer {
-  const off = mem.offsetOf(pfn);
-  return Buffer.from(mem.dataOf(pfn).subarray(off, off + PAGE_SIZE));
+  return mem.readPage(pfn);
+}
+
+function pokeByte(mem: PhysMem, pfn: number, off: number, byte: number): void {
+  mem.writeBytes(pfn, off, Buffer.from([byte]), 0, 1);
 }
 
 describe('PhysMem geometry', () => {
@@ -60,12 +62,10 @@ describe('PhysMem geometry', () => {
     expect(mem.onlineFrames()).toBe(256);
   });
 
-  it('4 MiB in 1 MiB blocks: 4 blocks starting at pfns 0, 256, 512, 768; pfn 700 lies in block 2 at byte 188*4096', () => {
+  it('4 MiB in 1 MiB blocks: 4 blocks starting at pfns 0, 256, 512, 768; pfn 700 lies in block 2', () => {
     const mem = new PhysMem({ memoryMiB: 4, blockMiB: 1 });
     expect(mem.blocks.map((b) => b.startPfn)).toEqual([0, 256, 512, 768]);
     expect(mem.blockOf(700).index).toBe(2);
-    expect(mem.offsetOf(700)).toBe(188 * PAGE_SIZE);
-    expect(mem.wordOffsetOf(700)).toBe(188 * 1024);
     expect(mem.nrFreeOnline).toBe(1023);
   });
 
@@ -79,7 +79,7 @@ describe('PhysMem geometry', () => {
     ['blockMiB 4096 (beyond Linux\'s largest block, 2 GiB)', { memoryMiB: 4096, blockMiB: 4096 }],
     ['memoryMiB 2.5', { memoryMiB: 2.5, blockMiB: 1 }],
     ['memoryMiB NaN', { memoryMiB: Number.NaN, blockMiB: 1 }],
-    ['memoryMiB 512 GiB (beyond the 2^26 frames a pte addresses)', { memoryMiB: 512 * 1024, blockMiB: 128 }],
+    ['memoryMiB 8 TiB (beyond the 2^30 frames a pte addresses)', { memoryMiB: 8 * 1024 * 1024, blockMiB: 1024 }],
   ])('bad options are EINVAL: %s', (_what, opts) => {
     const e = expectErr(() => new PhysMem(opts), 'EINVAL');
     expect(e.errno).toBe(22);
@@ -90,7 +90,7 @@ describe('partial memory blocks', () => {
   it('memoryMiB 3 with blockMiB 2: a full block and a partial one of 1 MiB', () => {
     const mem = new PhysMem({ memoryMiB: 3, blockMiB: 2 });
     expect(mem.nrFrames).toBe(768);
-    expect(mem.blocks.map((b) => [b.startPfn, b.nrPages])).toEqual([
+    expect(mem.blocks.map((b) => [b.startPfn, mem.framesIn(b)])).toEqual([
       [0, 512],
       [512, 256],
     ]);
@@ -99,7 +99,7 @@ describe('partial memory blocks', () => {
 
   it('32 MiB with the default 128 MiB blocks is one partial block, as Linux has', () => {
     const k = new HostKernel({ memoryMiB: 32 });
-    expect(k.mem.blocks.map((b) => [b.startPfn, b.nrPages])).toEqual([[0, 8192]]);
+    expect(k.mem.blocks.map((b) => [b.startPfn, k.mem.framesIn(b)])).toEqual([[0, 8192]]);
     expect(k.sysfs.read('/sys/devices/system/memory/block_size_bytes')).toBe('8000000\n');
     const p = k.spawn('t');
     const a = p.mmap(8 * 4096);
@@ -108,10 +108,13 @@ describe('partial memory blocks', () => {
     k.checkInvariants();
   });
 
-  it('a 2 GiB block (Linux\'s largest) has offsets past 2^31 that stay positive', () => {
+  it('a 2 GiB block (Linux\'s largest) is accepted, with a partial block after it; 4 GiB is refused', () => {
     const mem = new PhysMem({ memoryMiB: 2048 + 4, blockMiB: 2048 });
-    expect(mem.offsetOf(524287)).toBe(2 ** 31 - 4096);
-    expect(mem.offsetOf(524288)).toBe(0);
+    expect(mem.blocks.map((b) => [b.startPfn, mem.framesIn(b)])).toEqual([
+      [0, 524288],
+      [524288, 1024],
+    ]);
+    expect(() => new PhysMem({ memoryMiB: 8192, blockMiB: 4096 })).toThrow(/blockMiB must be a power of two up to 2048, got 4096/);
   });
 });
 
@@ -122,7 +125,7 @@ describe('zero page', () => {
     expect(mem.flags[0]).toBe(PG_RESERVED);
     expect(mem.count[0]).toBe(1);
     expect(mem.mapcount[0]).toBe(-1);
-    expect(mem.mapping[0]).toBe(null);
+    expect(mem.mappingOf(0)).toBe(null);
     expect(pageBytes(mem, 0).every((b) => b === 0)).toBe(true);
   });
 
@@ -190,23 +193,26 @@ describe('allocator', () => {
     const pfn = mem.allocFrame(false);
     const owner = {};
     mem.flags[pfn] = PG_ANON;
-    mem.mapping[pfn] = owner;
+    mem.setMapping(pfn, owner);
     mem.index[pfn] = 1234;
     mem.private[pfn] = 7;
     mem.putPage(pfn);
     expect(mem.flags[pfn]).toBe(PG_BUDDY);
-    expect(mem.mapping[pfn]).toBe(null);
+    expect(mem.mappingOf(pfn)).toBe(null);
     expect(mem.index[pfn]).toBe(0);
     expect(mem.private[pfn]).toBe(0);
   });
 
-  it('allocFrame(true) zeroes old contents; allocFrame(false) leaves them', () => {
+  it('freeing a frame gives its content back to the store; both allocators hand out zeros', () => {
     const mem = mem1();
     const pfn = mem.allocFrame(false);
-    fillPage(mem, pfn, 0x5a);
+    pokeByte(mem, pfn, 5, 0x5a);
+    expect(mem.store.nrStored).toBe(1);
     mem.putPage(pfn);
+    expect(mem.store.nrStored).toBe(0);
+    expect(mem.content[pfn]).toBe(0);
     expect(mem.allocFrame(false)).toBe(pfn);
-    expect(pageBytes(mem, pfn).every((b) => b === 0x5a)).toBe(true);
+    expect(pageBytes(mem, pfn).every((b) => b === 0)).toBe(true);
     mem.putPage(pfn);
     expect(mem.allocFrame(true)).toBe(pfn);
     expect(pageBytes(mem, pfn).every((b) => b === 0)).toBe(true);
@@ -237,17 +243,15 @@ describe('allocator', () => {
     expect(mem.allocFrameOutside(mem.blocks[1]!)).toBe(1);
   });
 
-  it('an isolated, all-free block goes offline: its frames PG_BUDDY|PG_OFFLINE, its buffer released', () => {
+  it('an isolated, all-free block goes offline: its frames PG_BUDDY|PG_OFFLINE', () => {
     const mem = new PhysMem({ memoryMiB: 2, blockMiB: 1 });
     const b1 = mem.blocks[1]!;
     mem.isolateBlock(b1);
     mem.offlineBlock(b1);
     expect(b1.online).toBe(false);
-    expect(b1.data).toBe(null);
     expect(mem.flags[300]).toBe(PG_BUDDY | PG_OFFLINE);
     expect(mem.onlineFrames()).toBe(256);
     expect(mem.nrFreeOnline).toBe(255);
-    expect(() => mem.dataOf(300)).toThrow(InvariantError);
     mem.onlineBlock(b1);
     expect(mem.nrFreeOnline).toBe(511);
     expect(mem.flags[300]).toBe(PG_BUDDY);
@@ -341,10 +345,10 @@ describe('contents', () => {
     const mem = mem1();
     const a = mem.allocFrame(true);
     const b = mem.allocFrame(true);
-    mem.dataOf(a)[mem.offsetOf(a) + 4095] = 1;
+    pokeByte(mem, a, 4095, 1);
     expect(mem.comparePages(a, b)).toBe(1);
     expect(mem.comparePages(b, a)).toBe(-1);
-    mem.dataOf(b)[mem.offsetOf(b) + 100] = 1;
+    pokeByte(mem, b, 100, 1);
     expect(mem.comparePages(a, b)).toBe(-1);
   });
 
@@ -367,10 +371,7 @@ describe('contents', () => {
       for (let i = 0; i < PAGE_SIZE; i++) if (x[i] !== y[i]) return i;
       return PAGE_SIZE;
     };
-    const set = (pfn: number, at: number, v: number): void => {
-      mem.dataOf(pfn)[mem.offsetOf(pfn) + at] = v;
-      mem.contentsChanged(pfn);
-    };
+    const set = (pfn: number, at: number, v: number): void => pokeByte(mem, pfn, at, v);
     expect(mem.firstDifference(a, b)).toBe(PAGE_SIZE); // both zero
     // One byte apart at every offset class: in the first 64 bytes, in the zero runs
     // (either page's run the shorter), both runs equal and a difference after them,
@@ -396,8 +397,6 @@ describe('contents', () => {
     // Non-zero from byte 0 in both, differing at byte 3000.
     fillPage(mem, a, 0x5a);
     fillPage(mem, b, 0x5a);
-    mem.contentsChanged(a);
-    mem.contentsChanged(b);
     set(b, 3000, 0x5b);
     expect(mem.firstDifference(a, b)).toBe(3000);
   });
@@ -406,8 +405,9 @@ describe('contents', () => {
     const mem = new PhysMem({ memoryMiB: 2, blockMiB: 1 });
     const src = 7;
     const dst = 300;
-    const data = mem.dataOf(src);
-    for (let i = 0; i < PAGE_SIZE; i++) data[mem.offsetOf(src) + i] = (i * 7) & 0xff;
+    const data = Buffer.alloc(PAGE_SIZE);
+    for (let i = 0; i < PAGE_SIZE; i++) data[i] = (i * 7) & 0xff;
+    mem.writeBytes(src, 0, data, 0, PAGE_SIZE);
     mem.copyPage(dst, src);
     expect(mem.comparePages(dst, src)).toBe(0);
     expect(pageBytes(mem, dst)[4095]).toBe((4095 * 7) & 0xff);
@@ -415,11 +415,30 @@ describe('contents', () => {
     expect(pageBytes(mem, 299).every((b) => b === 0)).toBe(true);
   });
 
-  it('wordsOf views the same bytes as dataOf', () => {
+  it('copyPage shares the content; a write to either frame then makes its own copy', () => {
     const mem = mem1();
-    const pfn = mem.allocFrame(true);
-    mem.dataOf(pfn).writeUInt32LE(0xdeadbeef, mem.offsetOf(pfn) + 8);
-    expect(mem.wordsOf(pfn)[mem.wordOffsetOf(pfn) + 2]).toBe(0xdeadbeef);
+    const a = mem.allocFrame(true);
+    const b = mem.allocFrame(true);
+    pokeByte(mem, a, 8, 0xef);
+    mem.copyPage(b, a);
+    expect(mem.content[b]).toBe(mem.content[a]);
+    expect(mem.store.refs[mem.content[a]!]).toBe(2);
+    pokeByte(mem, b, 9, 0xbe);
+    expect(mem.content[b]).not.toBe(mem.content[a]);
+    expect(mem.store.nrStored).toBe(2);
+    expect(pageBytes(mem, a)[9]).toBe(0);
+    expect(pageBytes(mem, b)[8]).toBe(0xef);
+    expect(pageBytes(mem, b)[9]).toBe(0xbe);
+  });
+
+  it('a whole page of one byte value is a fill: no bytes stored', () => {
+    const mem = mem1();
+    const a = mem.allocFrame(true);
+    mem.writeBytes(a, 0, Buffer.alloc(PAGE_SIZE, 0x33), 0, PAGE_SIZE);
+    expect(mem.content[a]).toBe(0x33);
+    expect(mem.store.nrStored).toBe(0);
+    fillPage(mem, a, 0);
+    expect(mem.content[a]).toBe(0);
   });
 });
 

@@ -18,6 +18,10 @@
  *   samepage-scenario 1
  *   timeout_ms T                  per step; a settle may take this long to converge
  *   pause_for_stats 0|1
+ *   modern 0|1                    optional (default 0). 1: Linux 6.x: each settle also
+ *                                 reports 6.x's statistics and every live process's
+ *                                 /proc/PID/ksm_stat, and must end after exactly SCANS
+ *                                 full scans (see settle())
  *   procs N                       then N lines "proc I NAME"
  *   regions M                     then M lines "region J NAME"
  *   step K spawn P
@@ -30,6 +34,7 @@
  *   step K fork P C
  *   step K exit P
  *   step K settle SCANS
+ *   step K prctl P ON                     prctl(PR_SET_MEMORY_MERGE, ON, 0, 0, 0)
  *   end
  * P, C are process indexes, R a region index, K the step's index in the scenario
  * (for error messages). Names are [A-Za-z0-9_.:-]+, so the JSON needs no escaping.
@@ -37,6 +42,11 @@
  * Output of `run`: per settle, one line
  *   {"step":K,"fullScans":[F0,F1],"stats":{"pages_shared":..,"pages_sharing":..,
  *    "pages_unshared":..,"pages_volatile":..},"digests":{"proc/region":"hex8",...}}
+ * and with `modern 1`, before "digests":
+ *   "modern":{"ksm_zero_pages":..,"stable_node_chains":..,"stable_node_dups":..,
+ *    "pages_scanned":..,"pages_skipped":..,"general_profit":..},
+ *   "procs":{"NAME":{"ksm_rmap_items":..,"ksm_zero_pages":..,"ksm_merging_pages":..,
+ *    "ksm_process_profit":..,"ksm_merge_any":0|1,"ksm_mergeable":0|1},...}
  * Errors: a message on stderr naming the step, every process killed, exit status 2.
  *
  * Processes. Slot I of the scenario is one real process. Before anything is forked the
@@ -98,6 +108,13 @@ static int *cmd_rd, *cmd_wr, *ack_rd, *ack_wr;
 static pid_t *pids; /* supervisor: per slot, pid or 0 when not (or no longer) alive */
 static long timeout_ms = 60000;
 static int pause_for_stats = 1;
+static int modern = 0;
+/* This process's prctl(PR_SET_MEMORY_MERGE) (6.x): inherited by a forked child, as the kernel's. */
+static int merge_any = 0;
+
+#ifndef PR_SET_MEMORY_MERGE
+#define PR_SET_MEMORY_MERGE 67
+#endif
 
 /* ---------- small utilities ---------- */
 
@@ -309,6 +326,31 @@ static int hexval(int c)
 	return -1;
 }
 
+/* MADV_UNMERGEABLE on every area of /proc/self/maps outside this process's regions. */
+static void unmerge_all_but_regions(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return;
+	char line[512];
+	unsigned long starts[256], ends[256];
+	int n = 0;
+	/* Read them all first: madvise can split areas under a reader. */
+	while (n < 256 && fgets(line, sizeof line, f))
+		if (sscanf(line, "%lx-%lx", &starts[n], &ends[n]) == 2)
+			n++;
+	fclose(f);
+	for (int i = 0; i < n; i++) {
+		int ours = 0;
+		for (int r = 0; r < nregions && !ours; r++)
+			if (regs[r].present && starts[i] < (unsigned long)regs[r].addr + (unsigned long)(regs[r].pages * PAGE) &&
+			    ends[i] > (unsigned long)regs[r].addr)
+				ours = 1;
+		if (!ours)
+			madvise((void *)starts[i], ends[i] - starts[i], MADV_UNMERGEABLE); /* [vsyscall] and the like refuse: fine */
+	}
+}
+
 /* One command, already split into words. The reply is one ack line ("ok ..." / "err ..."). */
 static void proc_command(char **w, int nw)
 {
@@ -333,7 +375,8 @@ static void proc_command(char **w, int nw)
 		regs[r].addr = a;
 		regs[r].pages = pages;
 		regs[r].st = xcalloc((size_t)pages, 1);
-		memset(regs[r].st, PG_MAPPED | bits, (size_t)pages);
+		/* With PR_SET_MEMORY_MERGE on, a new area is VM_MERGEABLE from birth. */
+		memset(regs[r].st, PG_MAPPED | bits | (merge_any ? PG_MERGEABLE : 0), (size_t)pages);
 		return ack("ok %p", (void *)a);
 	}
 	if (!strcmp(op, "munmap") && nw == 4) {
@@ -442,6 +485,32 @@ static void proc_command(char **w, int nw)
 	if (!strcmp(op, "exit") && nw == 1) {
 		ack("ok");
 		_exit(0);
+	}
+	if (!strcmp(op, "prctl") && nw == 2) {
+		int on = atoi(w[1]);
+		if (prctl(PR_SET_MEMORY_MERGE, (unsigned long)on, 0UL, 0UL, 0UL))
+			return ack("err prctl(PR_SET_MEMORY_MERGE, %d): %s", on, strerror(errno));
+		merge_any = on;
+		/*
+		 * On, the kernel made every area of this process mergeable: its stack, heap
+		 * and libraries' data too, which the model's process does not have. Take
+		 * those out again (MADV_UNMERGEABLE clears VM_MERGEABLE, merge-any or not),
+		 * so that only the scenario's regions are KSM's. Nothing here maps a new
+		 * area afterwards: a region's table is a small calloc from the heap.
+		 */
+		if (on)
+			unmerge_all_but_regions();
+		/* On: every area is mergeable. Off: every area is unmerged, madvised ones too. */
+		for (int r = 0; r < nregions; r++)
+			for (long i = 0; regs[r].present && i < regs[r].pages; i++) {
+				if (!(regs[r].st[i] & PG_MAPPED))
+					continue;
+				if (on)
+					regs[r].st[i] |= PG_MERGEABLE;
+				else
+					regs[r].st[i] &= (unsigned char)~PG_MERGEABLE;
+			}
+		return ack("ok");
 	}
 	if (!strcmp(op, "mergeable") && nw == 1) {
 		int any = 0;
@@ -681,6 +750,35 @@ static void wait_exited(int p)
 	pids[p] = 0;
 }
 
+/*
+ * /proc/PID/ksm_stat as a JSON object: "ksm_rmap_items N" lines become numbers,
+ * "ksm_merge_any: yes|no" lines 1 or 0.
+ */
+static void print_ksm_stat(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/ksm_stat", (int)pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		die("open %s: %s", path, strerror(errno));
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		die("read %s: %s", path, n < 0 ? strerror(errno) : "empty");
+	buf[n] = 0;
+	printf("{");
+	int first = 1;
+	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+		char key[64], val[32];
+		if (sscanf(line, "%63[a-z_]%*[: ]%31s", key, val) != 2)
+			die("%s: unexpected line '%s'", path, line);
+		long v = !strcmp(val, "yes") ? 1 : !strcmp(val, "no") ? 0 : atol(val);
+		printf("%s\"%s\":%ld", first ? "" : ",", key, v);
+		first = 0;
+	}
+	printf("}");
+}
+
 static void settle(int scans)
 {
 	int any_mergeable = 0;
@@ -688,9 +786,16 @@ static void settle(int scans)
 		if (pids[p] > 0 && atoi(command(p, "mergeable") + 3))
 			any_mergeable = 1;
 
-	/* ksmd runs only during a settle; the cursor stays where the last one left it. */
+	/*
+	 * ksmd runs only during a settle; the cursor stays where the last one left it.
+	 * In modern mode the count starts before run=1, or a scan ksmd finished before
+	 * we read would go uncounted (one scan more than asked).
+	 */
+	long f0 = modern ? read_ksm("full_scans") : 0;
 	write_ksm("run", 1);
-	long f0 = read_ksm("full_scans"), f1 = f0;
+	if (!modern)
+		f0 = read_ksm("full_scans");
+	long f1 = f0;
 	long deadline = now_ms() + timeout_ms;
 	if (any_mergeable) {
 		/* ksmd runs while any mm has a VM_MERGEABLE vma: wait for the scans. */
@@ -729,14 +834,40 @@ static void settle(int scans)
 	 */
 	if (pause_for_stats)
 		write_ksm("run", 0);
+	/*
+	 * 6.x (modern): the statistics must be those of exactly SCANS full scans (smart
+	 * scan skips a page for a number of scans, so one more scan can change them).
+	 * real.ts runs these sessions with pages_to_scan above any scenario's pages, so
+	 * that one batch is one whole full scan, and sleep_millisecs long enough that
+	 * the run=0 above lands in ksmd's nap after the last one.
+	 */
+	if (modern && any_mergeable && read_ksm("full_scans") != f0 + scans)
+		die("settle wanted exactly %d full scans, ksmd did %ld (pages_to_scan too low, or a nap too short)",
+		    scans, read_ksm("full_scans") - f0);
 	long shared = read_ksm("pages_shared");
 	long sharing = read_ksm("pages_sharing");
 	long unshared = read_ksm("pages_unshared");
 	long volat = read_ksm("pages_volatile");
 
 	printf("{\"step\":%d,\"fullScans\":[%ld,%ld],\"stats\":{\"pages_shared\":%ld,"
-	       "\"pages_sharing\":%ld,\"pages_unshared\":%ld,\"pages_volatile\":%ld},\"digests\":{",
+	       "\"pages_sharing\":%ld,\"pages_unshared\":%ld,\"pages_volatile\":%ld},",
 	       cur_step, f0, f1, shared, sharing, unshared, volat);
+	if (modern) {
+		printf("\"modern\":{\"ksm_zero_pages\":%ld,\"stable_node_chains\":%ld,\"stable_node_dups\":%ld,"
+		       "\"pages_scanned\":%ld,\"pages_skipped\":%ld,\"general_profit\":%ld},\"procs\":{",
+		       read_ksm("ksm_zero_pages"), read_ksm("stable_node_chains"), read_ksm("stable_node_dups"),
+		       read_ksm("pages_scanned"), read_ksm("pages_skipped"), read_ksm("general_profit"));
+		int firstp = 1;
+		for (int p = 0; p < nprocs; p++) {
+			if (pids[p] <= 0)
+				continue;
+			printf("%s\"%s\":", firstp ? "" : ",", proc_names[p]);
+			print_ksm_stat(pids[p]);
+			firstp = 0;
+		}
+		printf("},");
+	}
+	printf("\"digests\":{");
 	/* Digests after the stats: reading untouched pages maps the zero page, not counted. */
 	int first = 1;
 	for (int p = 0; p < nprocs; p++) {
@@ -802,6 +933,8 @@ static int run_main(void)
 			timeout_ms = atol(w[1]);
 		else if (nw == 2 && !strcmp(w[0], "pause_for_stats"))
 			pause_for_stats = atoi(w[1]);
+		else if (nw == 2 && !strcmp(w[0], "modern"))
+			modern = atoi(w[1]);
 		else if (nw == 2 && !strcmp(w[0], "procs")) {
 			nprocs = atoi(w[1]);
 			proc_names = xcalloc((size_t)nprocs, sizeof *proc_names);
@@ -885,6 +1018,10 @@ static int run_main(void)
 			wait_exited(p);
 		} else if (!strcmp(cur_op, "settle") && na == 1) {
 			settle(atoi(a[0]));
+		} else if (!strcmp(cur_op, "prctl") && na == 2) {
+			int p = idx_of(a[0], nprocs, "process");
+			snprintf(buf, sizeof buf, "prctl %d", atoi(a[1]) ? 1 : 0);
+			command(p, buf);
 		} else if ((!strcmp(cur_op, "mmap") && na == 4) || (!strcmp(cur_op, "munmap") && na == 4) ||
 			   (!strcmp(cur_op, "fill") && na == 7) || (!strcmp(cur_op, "write") && na == 4) ||
 			   (!strcmp(cur_op, "madvise") && na == 5) ||

@@ -29,8 +29,10 @@ import { Kernel, PAGE_SIZE, type Process } from '../../src/index.js';
 import {
   SCENARIO_PAGE_SIZE,
   fillPage,
+  parseKsmStat,
   regionDigest,
   type KsmStats,
+  type ModernStats,
   type Prot,
   type Scenario,
   type StageResult,
@@ -77,14 +79,22 @@ export interface ModelOptions {
   memoryMiB?: number;
   blockMiB?: number;
   seed?: number;
+  /** The kernel version (default 2.6.33). 6.18 runs also report 6.x's statistics and every ksm_stat. */
+  version?: '2.6.33' | '6.18';
+  /** Knobs to write before ksmd starts (6.18's defaults are the profile's own), as real.ts sets them. */
+  knobs?: ReadonlyArray<readonly [string, string]>;
 }
 
 /** Runs `s` through Samepage; one StageResult per `settle`, in order. */
 export function runOnSamepage(s: Scenario, opts: ModelOptions = {}): StageResult[] {
   if (PAGE_SIZE !== SCENARIO_PAGE_SIZE) throw new Error(`PAGE_SIZE ${PAGE_SIZE} is not the scenario's ${SCENARIO_PAGE_SIZE}`);
-  const kernel = new Kernel({ memoryMiB: opts.memoryMiB ?? 32, swapMiB: 0, blockMiB: opts.blockMiB ?? 16, seed: opts.seed ?? 1 });
-  // Like real.ts configures the real KSM: pages_to_scan high, no sleep, running.
-  kernel.sysfs.write(`${KSM}/pages_to_scan`, '100000');
+  const version = opts.version ?? '2.6.33';
+  const modern = version !== '2.6.33';
+  const kernel = new Kernel({ memoryMiB: opts.memoryMiB ?? 32, swapMiB: 0, blockMiB: opts.blockMiB ?? 16, seed: opts.seed ?? 1, version });
+  // Like real.ts configures the real KSM: the knobs, pages_to_scan high, no sleep
+  // (ksmd's naps are simulated time: they change nothing here), running.
+  for (const [knob, value] of opts.knobs ?? []) kernel.sysfs.write(`${KSM}/${knob}`, value);
+  kernel.sysfs.write(`${KSM}/pages_to_scan`, modern ? '1000000' : '100000');
   kernel.sysfs.write(`${KSM}/sleep_millisecs`, '0');
   kernel.sysfs.write(`${KSM}/run`, '1');
 
@@ -194,7 +204,18 @@ export function runOnSamepage(s: Scenario, opts: ModelOptions = {}): StageResult
       }
       case 'settle': {
         kernel.ksmd.runFullScans(st.scans ?? 4);
-        results.push({ stats: readStats(), digests: digests() });
+        const r: StageResult = { stats: readStats(), digests: digests() };
+        if (modern) {
+          r.modern = readModern();
+          r.procs = {};
+          for (const [name, p] of procs) r.procs[name] = parseKsmStat(kernel.sysfs.read(`/proc/${p.proc.pid}/ksm_stat`));
+        }
+        results.push(r);
+        return;
+      }
+      case 'prctl': {
+        const p = live(st.proc, i);
+        p.proc.prctl('PR_SET_MEMORY_MERGE', st.on ? 1 : 0);
         return;
       }
       default: {
@@ -211,6 +232,18 @@ export function runOnSamepage(s: Scenario, opts: ModelOptions = {}): StageResult
       pages_sharing: n('pages_sharing'),
       pages_unshared: n('pages_unshared'),
       pages_volatile: n('pages_volatile'),
+    };
+  }
+
+  function readModern(): ModernStats {
+    const n = (f: string): number => Number(kernel.sysfs.read(`${KSM}/${f}`).trim());
+    return {
+      ksm_zero_pages: n('ksm_zero_pages'),
+      stable_node_chains: n('stable_node_chains'),
+      stable_node_dups: n('stable_node_dups'),
+      pages_scanned: n('pages_scanned'),
+      pages_skipped: n('pages_skipped'),
+      general_profit: n('general_profit'),
     };
   }
 

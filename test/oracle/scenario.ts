@@ -57,7 +57,9 @@ export type Step =
   | { op: 'mprotect'; proc: string; region: string; first: number; count: number; prot: Prot }
   | { op: 'fork'; proc: string; child: string }
   | { op: 'exit'; proc: string }
-  | { op: 'settle'; scans?: number };
+  | { op: 'settle'; scans?: number }
+  /** prctl(PR_SET_MEMORY_MERGE, on ? 1 : 0, 0, 0, 0): Linux 6.x only. */
+  | { op: 'prctl'; proc: string; on: boolean };
 
 export interface Scenario {
   name: string;
@@ -71,11 +73,49 @@ export interface KsmStats {
   pages_volatile: number;
 }
 
+/**
+ * 6.x's further statistics at a settle. pages_scanned and pages_skipped are counted
+ * from the start of the run (the real counters run from boot).
+ */
+export interface ModernStats {
+  ksm_zero_pages: number;
+  stable_node_chains: number;
+  stable_node_dups: number;
+  pages_scanned: number;
+  pages_skipped: number;
+  general_profit: number;
+}
+
+/** /proc/PID/ksm_stat of one process, its yes/no lines as 1/0. */
+export interface ProcKsmStat {
+  ksm_rmap_items: number;
+  ksm_zero_pages: number;
+  ksm_merging_pages: number;
+  ksm_process_profit: number;
+  ksm_merge_any: number;
+  ksm_mergeable: number;
+}
+
 /** What one `settle` step observed. */
 export interface StageResult {
   stats: KsmStats;
   /** `${proc}/${region}` → FNV-1a 32-bit hex digest of the region's bytes (readable pages only). */
   digests: Record<string, string>;
+  /** Linux 6.x runs only: 6.x's statistics, and every live process's ksm_stat by name. */
+  modern?: ModernStats;
+  procs?: Record<string, ProcKsmStat>;
+}
+
+/** /proc/PID/ksm_stat text as a ProcKsmStat. */
+export function parseKsmStat(text: string): ProcKsmStat {
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const m = /^([a-z_]+):? (.*)$/.exec(line);
+    if (m === null) throw new Error(`ksm_stat: unexpected line ${JSON.stringify(line)}`);
+    out[m[1]!] = m[2] === 'yes' ? 1 : m[2] === 'no' ? 0 : Number(m[2]);
+  }
+  return out as unknown as ProcKsmStat;
 }
 
 /** FNV-1a, 32 bits: cheap to write identically in C and TypeScript. */

@@ -23,21 +23,22 @@ function edited(edit: (doc: { [k: string]: unknown; runs: Record<string, unknown
 describe('toJson', () => {
   it('opens with format, version, samepage and file, pretty-printed with two spaces, and ends with a newline', () => {
     const text = toJson([SINGLE], META);
-    expect(text.startsWith('{\n  "format": "samepage-run",\n  "version": 2,\n  "samepage": "0.1.0",\n  "file": "examples/web-pair.yaml",\n  "runs": [\n    {\n      "scenario": "web-pair",\n      "variant": null,\n')).toBe(true);
+    expect(text.startsWith('{\n  "format": "samepage-run",\n  "version": 3,\n  "samepage": "0.1.0",\n  "file": "examples/web-pair.yaml",\n  "runs": [\n    {\n      "scenario": "web-pair",\n      "variant": null,\n')).toBe(true);
     expect(text.endsWith('\n  ]\n}\n')).toBe(true);
   });
 
   it('writes file: null for a scenario that came from no file', () => {
-    expect(toJson([], { file: null, samepageVersion: '1.2.3' })).toBe('{\n  "format": "samepage-run",\n  "version": 2,\n  "samepage": "1.2.3",\n  "file": null,\n  "runs": []\n}\n');
+    expect(toJson([], { file: null, samepageVersion: '1.2.3' })).toBe('{\n  "format": "samepage-run",\n  "version": 3,\n  "samepage": "1.2.3",\n  "file": null,\n  "runs": []\n}\n');
   });
 
   it('writes keys in the order the types declare them, whatever order the objects have', () => {
     const text = toJson([FIXED, TUNED], META);
     expect(toJson(reversed([FIXED, TUNED]) as RunResult[], META)).toBe(text);
     const run = (JSON.parse(text) as { runs: Record<string, unknown>[] }).runs[0]!;
-    expect(Object.keys(run)).toEqual(['scenario', 'variant', 'policy', 'seed', 'durationMs', 'samples', 'events', 'guests', 'host']);
+    expect(Object.keys(run)).toEqual(['scenario', 'variant', 'policy', 'kernel', 'seed', 'durationMs', 'samples', 'events', 'guests', 'host']);
+    // A 2.6.33 run's samples have the statistics every kernel has, and no later kernel's.
     expect(Object.keys((run.samples as object[])[0]!)).toEqual([
-      't', ...KSM_STATS.map((x) => x.name),
+      't', ...KSM_STATS.filter((x) => x.feature === null).map((x) => x.name),
       'savedBytes', 'totalBytes', 'freeBytes', 'swapUsedBytes', 'run', 'pagesToScan', 'sleepMillisecs', 'work', 'ksmdCpuMs', 'ksmdCpu', 'guests',
     ]);
     expect(Object.keys((run.samples as { work: object }[])[0]!.work)).toEqual([
@@ -46,7 +47,7 @@ describe('toJson', () => {
     expect(Object.keys((run.events as object[])[0]!)).toEqual(['t', 'kind', 'guest', 'what', 'error']);
     expect(Object.keys(run.host as object)).toEqual([
       'ramBytes', 'swapBytes', 'guestRamBytes', 'freeBytes', 'swapUsedBytes', 'savedBytes', 'peakSavedBytes', 'peakSavedAt', 'saved90At', 'minFreeBytes', 'minFreeAt',
-      ...KSM_STATS.map((x) => x.name), 'work', 'ksmdCpuMs', 'ksmdCpuAvg', 'ksmdCpuPeak', 'ksmdCpuPeakAt',
+      ...KSM_STATS.filter((x) => x.feature === null).map((x) => x.name), 'work', 'ksmdCpuMs', 'ksmdCpuAvg', 'ksmdCpuPeak', 'ksmdCpuPeakAt',
     ]);
   });
 
@@ -75,8 +76,10 @@ describe('parseRunJson', () => {
   });
 
   it('rejects a version it does not know', () => {
-    expect(() => parseRunJson(edited((d) => (d.version = 1)))).toThrow('samepage run file version 1 is not supported: this reader knows version 2');
-    expect(() => parseRunJson(edited((d) => (d.version = '2')))).toThrow('samepage run file version "2" is not supported');
+    // Version 1 files predate ksmd's work and event kinds; version 2 files, the run's `kernel`.
+    expect(() => parseRunJson(edited((d) => (d.version = 1)))).toThrow('samepage run file version 1 is not supported: this reader knows version 3');
+    expect(() => parseRunJson(edited((d) => (d.version = 2)))).toThrow('samepage run file version 2 is not supported: this reader knows version 3');
+    expect(() => parseRunJson(edited((d) => (d.version = '3')))).toThrow('samepage run file version "3" is not supported');
   });
 
   it('names a missing, mistyped or unknown field by its path', () => {

@@ -18,7 +18,7 @@ import { loadImageCatalog } from '../../src/scenario/images.js';
 import { ScenarioRun } from '../../src/scenario/run.js';
 import { parseScenario } from '../../src/scenario/schema.js';
 import { Prng } from '../../src/lib/prng.js';
-import { SnapshotError } from '../../src/vmm/snapshot.js';
+import { SNAPSHOT_VERSION, SnapshotError } from '../../src/vmm/snapshot.js';
 
 const images = loadImageCatalog(fileURLToPath(new URL('../vmm/fixtures/', import.meta.url)));
 
@@ -40,7 +40,7 @@ events:
 
 function baseFile(): Buffer {
   const s = parseScenario(SCENARIO, 'fuzz.yaml', images);
-  const run = ScenarioRun.start(s, null, s.variants[0]!.ksm, images, s.seed);
+  const run = ScenarioRun.start(s, s.variants[0]!, images, s.seed);
   run.runTo(3500);
   return Buffer.from(run.save());
 }
@@ -51,7 +51,7 @@ const packr = (): Packr => new Packr({ useRecords: true, moreTypes: true, mapsAs
 function withBody(body: Buffer): Buffer {
   const out = Buffer.alloc(20 + body.length);
   out.write('SAMEPAGE', 0, 'latin1');
-  out.writeUInt32LE(3, 8);
+  out.writeUInt32LE(SNAPSHOT_VERSION, 8);
   out.writeUInt32LE(body.length, 12);
   out.writeUInt32LE(crc32(body), 16);
   body.copy(out, 20);

@@ -38,6 +38,7 @@ describe('the shipped guest images', () => {
   it('all parse, and the catalog lists them by name, then version, named as guests/<file>', () => {
     const list = loadImageCatalog().list();
     expect(list.map((i) => [i.name, i.version, i.os, i.file])).toEqual([
+      ['busybox', '6.1', 'linux', 'guests/busybox-6.1.yaml'],
       ['debian', '6.0', 'linux', 'guests/debian-6.0.yaml'],
       ['fedora', '12', 'linux', 'guests/fedora-12.yaml'],
       ['fedora', '13', 'linux', 'guests/fedora-13.yaml'],
@@ -58,17 +59,17 @@ describe('the shipped guest images', () => {
       expect(() => layoutGuest(im, im.minRamBytes - 4096)).toThrow(`image ${im.name} ${im.version} needs at least`);
       mins.push(`${im.name} ${im.version}: ${im.minRamBytes / MiB} MiB`);
     }
-    expect(mins).toEqual(['debian 6.0: 128 MiB', 'fedora 12: 256 MiB', 'fedora 13: 256 MiB', 'ubuntu 10.04: 128 MiB', 'windows 2008: 512 MiB']);
+    expect(mins).toEqual(['busybox 6.1: 96 MiB', 'debian 6.0: 128 MiB', 'fedora 12: 256 MiB', 'fedora 13: 256 MiB', 'ubuntu 10.04: 128 MiB', 'windows 2008: 512 MiB']);
   });
 
-  it('write 100-190 MiB at boot in 512 MiB for Linux, and all of it for Windows', () => {
+  it('write 100-190 MiB at boot in 512 MiB for 2010-era Linux, and all of it for Windows and busybox 6.1 (init_on_free=1)', () => {
     const written: string[] = [];
     for (const im of loadImageCatalog().list()) {
       const kinds = countPageKinds(im, layoutGuest(im, 512 * MiB));
       const untouched = kinds.reduce((n, r) => n + r.kinds.untouched, 0);
       written.push(`${im.name} ${im.version}: ${Math.round(((131_072 - untouched) * 4096) / MiB)} MiB`);
     }
-    expect(written).toEqual(['debian 6.0: 103 MiB', 'fedora 12: 178 MiB', 'fedora 13: 189 MiB', 'ubuntu 10.04: 128 MiB', 'windows 2008: 512 MiB']);
+    expect(written).toEqual(['busybox 6.1: 512 MiB', 'debian 6.0: 103 MiB', 'fedora 12: 178 MiB', 'fedora 13: 189 MiB', 'ubuntu 10.04: 128 MiB', 'windows 2008: 512 MiB']);
   });
 });
 

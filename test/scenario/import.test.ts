@@ -136,10 +136,10 @@ describe('libvirt: domain XML as scenario guests', () => {
 
   it('no OS metadata, an OS the catalog lacks: a message naming the choices', () => {
     expect(libvirtError('no-os.xml')).toBe(
-      'no-os.xml:1: no OS named (no <libosinfo:os> metadata), so no guest image can be chosen (images: debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008); choose one with --image NAME[:VERSION]',
+      'no-os.xml:1: no OS named (no <libosinfo:os> metadata), so no guest image can be chosen (images: busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008); choose one with --image NAME[:VERSION]',
     );
     expect(libvirtError('fedora38.xml')).toBe(
-      'fedora38.xml:5: <libosinfo:os>: libosinfo os http://fedoraproject.org/fedora/38 (fedora 38) has no image in the catalog (images: debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008); choose one with --image NAME[:VERSION]',
+      'fedora38.xml:5: <libosinfo:os>: libosinfo os http://fedoraproject.org/fedora/38 (fedora 38) has no image in the catalog (images: busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008); choose one with --image NAME[:VERSION]',
     );
   });
 
@@ -163,7 +163,7 @@ describe('libvirt: domain XML as scenario guests', () => {
     expect(imageFromOsinfo(images, 'http://microsoft.com/win/2k8')).toMatchObject({ name: 'windows', version: '2008' });
     expect(imageFromOsinfo(images, 'http://debian.org/debian/6')).toMatchObject({ name: 'debian', version: '6.0' });
     expect(imageFromOsinfo(images, 'http://opensuse.org/opensuse/15.5')).toBe(
-      'libosinfo os http://opensuse.org/opensuse/15.5 is not one the importer knows (images: debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008); choose one with --image NAME[:VERSION]',
+      'libosinfo os http://opensuse.org/opensuse/15.5 is not one the importer knows (images: busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008); choose one with --image NAME[:VERSION]',
     );
   });
 });
@@ -294,7 +294,7 @@ describe('QEMU: command lines as scenario guests', () => {
     );
     expect(problems(qemuArgsFromFile('qemu-kvm \\\n  -m 2G \\\n  -m size=x\n', 'x.log'), 'x.log', 'fedora:13')).toBe('x.log:3: -m: expected a size like 2048 (MiB), 2G or size=4G,slots=4,maxmem=8G, got "x"');
     expect(problems(qemuArgsFromArgv(['qemu-kvm', '-m', '2G']), 'qemu')).toBe(
-      'qemu: a QEMU command line does not say which OS the guest runs: choose an image with --image NAME[:VERSION] (images: debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008)',
+      'qemu: a QEMU command line does not say which OS the guest runs: choose an image with --image NAME[:VERSION] (images: busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008)',
     );
     expect(() => qemuArgsFromFile('qemu-kvm -m 2G\nqemu-kvm -m 1G\n', 'two.sh')).toThrow('two.sh:2: expected one QEMU command line, found a second command here (import one command line per file)');
   });

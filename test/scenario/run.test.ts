@@ -163,6 +163,16 @@ events:
   });
 });
 
+describe('runScenario: onStep', () => {
+  it('is told every simulated second between samples, with the guests booting, and changes nothing the run does', () => {
+    const seen: [number, number][] = [];
+    const stepped = run(quiet('[]'), { onStep: (_v, t, _total, booting) => seen.push([t, booting]) })[0]!;
+    expect(seen.length).toBe(18); // 1..9 s and 11..19 s: samples are at 0, 10 and 20 s
+    expect(seen.map(([t]) => t)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19].map((x) => x * 1000));
+    expect(stepped).toEqual(quietRun());
+  });
+});
+
 describe('runScenario: final figures', () => {
   // Two tiny 1 guests and a tiny 2 guest that write nothing after boot, so ksmd
   // converges: 5000 pages/s (100 pages every 20ms) against 9543 resident pages.

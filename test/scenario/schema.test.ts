@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadImageCatalog } from '../../src/scenario/images.js';
-import { loadScenario } from '../../src/scenario/load.js';
+import { loadCapture, loadScenario } from '../../src/scenario/load.js';
+import { captureDigest } from '../../src/vmm/capture-source.js';
 import { parseScenario, type Scenario } from '../../src/scenario/schema.js';
 import { ConfigError } from '../../src/vmm/config.js';
 
@@ -52,6 +53,7 @@ describe('parseScenario: a valid scenario', () => {
       memoryMiB: 128,
       swapMiB: 64,
       blockMiB: 32,
+      kernel: '2.6.33',
       ksm: { policy: 'fixed', run: 1, pagesToScan: 250, sleepMillisecs: 50, maxKernelPages: 1000 },
       durationMs: 120_000,
       sampleEveryMs: 5000,
@@ -63,13 +65,13 @@ describe('parseScenario: a valid scenario', () => {
   });
 
   it('expands count into name-1..name-N, each starting a stagger later, and pins the newest version when none is named', () => {
-    const web = { image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, workload: { dirtyRate: 40, burst: { everyMs: 30_000, pages: 500, overMs: 2000 } } };
+    const web = { image: 'tiny', capture: null, version: '1', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: { dirtyRate: 40, burst: { everyMs: 30_000, pages: 500, overMs: 2000 } } };
     expect(full.guests).toEqual([
       { name: 'web-1', ...web, startAt: 10_000 },
       { name: 'web-2', ...web, startAt: 15_000 },
       { name: 'web-3', ...web, startAt: 20_000 },
-      { name: 'db', image: 'tiny', version: '2', memoryMiB: 32, memMerge: false, workload: IDLE, startAt: 0 },
-      { name: 'spare', image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, workload: IDLE, startAt: null },
+      { name: 'db', image: 'tiny', capture: null, version: '2', memoryMiB: 32, memMerge: false, mergeDomain: '', workload: IDLE, startAt: 0 },
+      { name: 'spare', image: 'tiny', capture: null, version: '1', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: IDLE, startAt: null },
     ]);
   });
 
@@ -109,8 +111,8 @@ describe('parseScenario: a valid scenario', () => {
 
   it('gives one run per variant, fixed knobs defaulting to the boot-time ones and ksmtuned to its script defaults', () => {
     expect(full.variants).toEqual([
-      { name: 'boot-time', ksm: BOOT_TIME_KNOBS },
-      { name: 'tuned', ksm: { policy: 'ksmtuned', config: {}, maxKernelPages: null } },
+      { name: 'boot-time', ksm: BOOT_TIME_KNOBS, kernel: '2.6.33', mergeDomains: true },
+      { name: 'tuned', ksm: { policy: 'ksmtuned', config: {}, maxKernelPages: null }, kernel: '2.6.33', mergeDomains: true },
     ]);
   });
 
@@ -140,13 +142,14 @@ describe('parseScenario: a valid scenario', () => {
       memoryMiB: 256,
       swapMiB: 0,
       blockMiB: 128,
+      kernel: '2.6.33',
       ksm: BOOT_TIME_KNOBS,
       durationMs: 60_000,
       sampleEveryMs: 10_000,
       tickMs: 100,
-      guests: [{ name: 'a', image: 'tiny', version: '2', memoryMiB: 16, memMerge: true, workload: IDLE, startAt: 0 }],
+      guests: [{ name: 'a', image: 'tiny', capture: null, version: '2', memoryMiB: 16, memMerge: true, mergeDomain: '', workload: IDLE, startAt: 0 }],
       events: [],
-      variants: [{ name: null, ksm: BOOT_TIME_KNOBS }],
+      variants: [{ name: null, ksm: BOOT_TIME_KNOBS, kernel: '2.6.33', mergeDomains: true }],
     } satisfies Scenario);
   });
 
@@ -635,8 +638,8 @@ describe('parseScenario: bad input gives file:line: field: what was expected', (
       [
         'bad.yaml:4: sample_evry: unknown field (misspelt?)',
         "bad.yaml:6: guests[0].memory: expected a size like '512MiB' or a number of MiB, got \"lots\"",
-        'bad.yaml:7: guests[1].image: missing (expected string)',
         'bad.yaml:7: guests[1].imag: unknown field (misspelt?)',
+        'bad.yaml:7: guests[1].image: missing (expected an image name, or capture: { file, guest })',
         "bad.yaml:9: events[0].at: expected a duration like '10s' or '5min', got \"soon\"",
       ].join('\n'),
     );
@@ -702,6 +705,23 @@ describe('parseScenario: operators’ spellings', () => {
     expect([merge('on'), merge('off'), merge('true'), merge('false')]).toEqual([true, false, true, false]);
     expect(error(base('{ name: a, image: tiny, memory: 16MiB, mem_merge: maybe }')).message).toBe(
       'bad.yaml:5: guests[0].mem_merge: expected on or off (QEMU\'s mem-merge), or true or false, got "maybe"',
+    );
+  });
+
+  it('merge_domain names a guest\'s KSM merge domain; a variant\'s merge_domains: off puts every guest in the common one', () => {
+    const s = parseScenario(
+      base('{ name: a, image: tiny, memory: 16MiB, merge_domain: tenant-a }', '') + '  - { name: b, image: tiny, memory: 16MiB }\nvariants:\n  - { name: apart, merge_domains: on }\n  - { name: together, merge_domains: off }\n',
+      'q.yaml',
+      images,
+    );
+    expect(s.guests.map((g) => g.mergeDomain)).toEqual(['tenant-a', '']);
+    expect(s.variants.map((v) => [v.name, v.mergeDomains])).toEqual([['apart', true], ['together', false]]);
+    expect(parseScenario(base('{ name: a, image: tiny, memory: 16MiB }'), 'q.yaml', images).variants[0]!.mergeDomains).toBe(true);
+    expect(error(base('{ name: a, image: tiny, memory: 16MiB, merge_domain: "has space" }')).message).toBe(
+      'bad.yaml:5: guests[0].merge_domain: expected a merge domain name of 1 to 64 letters, digits, \'.\', \'_\' and \'-\', got "has space"',
+    );
+    expect(error(base('{ name: a, image: tiny, memory: 16MiB }') + 'variants:\n  - { name: v, merge_domains: maybe }\n').message).toBe(
+      'bad.yaml:7: variants[0].merge_domains: expected on (the guests\' merge_domain apply) or off (every guest in the common domain), got "maybe"',
     );
   });
 
@@ -829,14 +849,26 @@ describe('parseScenario: values the kernel would refuse, hosts the model cannot 
     );
   });
 
-  it('host memory beyond what a pte addresses, and swap beyond one buffer', () => {
+  it('512 GiB of memory and 8 GiB of swap are a host the model holds', () => {
+    expect(() => parseScenario(text(`
+          name: big
+          host:
+            memory: 512GiB
+            swap: 8GiB
+          duration: 30s
+          guests:
+            - { name: a, image: tiny, memory: 16MiB }
+        `), 'big.yaml', images)).not.toThrow();
+  });
+
+  it('host memory and swap beyond what a pte addresses (4 TiB)', () => {
     expect(
       error(
         text(`
           name: huge
           host:
-            memory: 512GiB
-            swap: 8GiB
+            memory: 8TiB
+            swap: 5TiB
           duration: 30s
           guests:
             - { name: a, image: tiny, memory: 16MiB }
@@ -844,8 +876,8 @@ describe('parseScenario: values the kernel would refuse, hosts the model cannot 
       ).message,
     ).toBe(
       [
-        'bad.yaml:3: host.memory: expected at most 256 GiB: a pte addresses 2^26 frames of 4 KiB, got 512 GiB',
-        'bad.yaml:4: host.swap: expected at most 4 GiB: the model keeps swap contents in one buffer, and Node.js buffers hold at most that, got 8 GiB',
+        'bad.yaml:3: host.memory: expected at most 4 TiB: a pte addresses 2^30 frames of 4 KiB, got 8 TiB',
+        'bad.yaml:4: host.swap: expected at most 4 TiB: a swap pte addresses 2^30 slots of 4 KiB, got 5 TiB',
       ].join('\n'),
     );
   });
@@ -988,3 +1020,36 @@ function error2(t: string, readFile: (p: string) => string): ConfigError {
   }
   throw new Error('expected a ConfigError, the scenario parsed');
 }
+
+describe('parseScenario: captured guests', () => {
+  const cap = 'captures/busybox-4.cap';
+  const readCapture = (p: string) => loadCapture(p === 'busybox-4.cap' ? cap : p);
+  const scenario = (guest: string, extra = ''): string =>
+    text(`
+      name: cap
+      host: { memory: 512MiB }
+      duration: 10s
+      guests:
+        - { name: g, capture: { file: busybox-4.cap, guest: ${guest} }, memory: 96MiB${extra} }
+    `);
+
+  it('takes a guest of a capture file: its label, the file and the sha-256 of its bytes', () => {
+    const s = parseScenario(scenario('mix-b'), 'cap.yaml', images, { readCapture });
+    expect(s.guests[0]).toMatchObject({ name: 'g', image: `mix-b (${cap})`, capture: { file: cap, guest: 'mix-b', digest: captureDigest(readFileSync(cap)) }, memoryMiB: 96 });
+  });
+
+  it('names a guest the file does not have, RAM smaller than the captured guest, and image with capture', () => {
+    const e = (t: string): string => {
+      try {
+        parseScenario(t, 'cap.yaml', images, { readCapture });
+      } catch (x) {
+        return (x as Error).message;
+      }
+      return 'parsed';
+    };
+    expect(e(scenario('id-9'))).toBe(`cap.yaml:5: guests[0].capture.guest: ${cap} has no guest id-9 (it has id-1, id-2, mix-a, mix-b)`);
+    expect(e(scenario('id-1').replace('96MiB', '64MiB'))).toBe(`cap.yaml:5: guests[0].memory: id-1 (${cap}) has 96 MiB of RAM; expected at least that`);
+    expect(e(scenario('id-1', ', image: tiny'))).toBe('cap.yaml:5: guests[0].capture: expected image or capture, not both');
+    expect(e(scenario('id-1').replace('busybox-4.cap', 'nope.cap'))).toBe('cap.yaml:5: guests[0].capture.file: cannot read capture nope.cap (ENOENT)');
+  });
+});

@@ -24,7 +24,7 @@ function newHost(opts: Partial<HostOptions> = {}): Host {
 }
 
 /** Boot `names` as still (non-dirtying) tiny 1 guests of 16 MiB and let them finish booting. */
-function bootStill(host: Host, names: string[], extra: { memMerge?: boolean } = {}): Guest[] {
+function bootStill(host: Host, names: string[], extra: { memMerge?: boolean; mergeDomain?: string } = {}): Guest[] {
   const guests = names.map((name) => {
     const g = host.createGuest({ name, image: 'tiny', version: '1', memoryMiB: 16, workload: STILL, ...extra });
     host.startGuest(name);
@@ -110,6 +110,38 @@ describe('Host: guests boot from their image', () => {
     expect(new Set(one).size).toBe(3);
     expect(ids(1)).toEqual(one);
     expect(ids(2)).not.toEqual(one);
+  });
+});
+
+describe('Host: merge domains', () => {
+  it('guests merge only within their merge domain: the counts are the naive oracle\'s per domain, summed; a snapshot keeps each guest\'s domain', () => {
+    const host = newHost();
+    const guests = [...bootStill(host, ['a1', 'a2'], { mergeDomain: 'tenant-a' }), ...bootStill(host, ['b1', 'b2'], { mergeDomain: 'tenant-b' }), ...bootStill(host, ['c1'])];
+    expect(guests.map((g) => [g.mergeDomain, g.process!.mergeDomain])).toEqual([
+      ['tenant-a', 'tenant-a'],
+      ['tenant-a', 'tenant-a'],
+      ['tenant-b', 'tenant-b'],
+      ['tenant-b', 'tenant-b'],
+      ['', ''],
+    ]);
+    host.kernel.ksmd.runFullScans(3);
+    const per = ['tenant-a', 'tenant-b', ''].map((d) => naiveKsm(guests.filter((g) => g.mergeDomain === d)));
+    const sum = per.reduce((x, y) => ({ shared: x.shared + y.shared, sharing: x.sharing + y.sharing, unshared: x.unshared + y.unshared }));
+    expect(ksmStats(host)).toEqual(sum);
+    // tiny 1 (see below): per pair of guests 1326 + 300 + 1 KSM pages; c1 alone merges its own 269 zero pages.
+    expect(sum).toEqual({ shared: 2 * (1326 + 300 + 1) + 1, sharing: 2 * (1326 + 300 + 2 * 269 - 1) + 268, unshared: 5 * 1286 + 1326 + 300 });
+    host.checkInvariants();
+    const b = Host.restore(host.save(), images);
+    expect(b.guests.map((g) => g.mergeDomain)).toEqual(['tenant-a', 'tenant-a', 'tenant-b', 'tenant-b', '']);
+    b.checkInvariants();
+  });
+
+  it('a guest with a bad merge domain is refused (EINVAL) and nothing is created', () => {
+    const host = newHost();
+    expect(() => host.createGuest({ name: 'x', image: 'tiny', version: '1', memoryMiB: 16, mergeDomain: 'a b' })).toThrow(
+      new KernelError('EINVAL', 'guest x: merge domain must be at most 64 of the characters A-Z a-z 0-9 . _ -, got "a b"'),
+    );
+    expect(host.guests).toEqual([]);
   });
 });
 

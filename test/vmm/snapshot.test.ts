@@ -193,7 +193,7 @@ events:
   }
 
   it('a snapshot of a resumed run resumes too (save, resume, save again, resume)', () => {
-    const run = ScenarioRun.start(scenario, null, scenario.ksm, images, scenario.seed);
+    const run = ScenarioRun.start(scenario, scenario.variants[0]!, images, scenario.seed);
     run.runTo(5000);
     const second = ScenarioRun.resume(run.save(), images);
     second.runTo(11_000);
@@ -202,7 +202,7 @@ events:
   });
 
   it('runTo refuses a time before the run or after its end', () => {
-    const run = ScenarioRun.start(scenario, null, scenario.ksm, images, scenario.seed);
+    const run = ScenarioRun.start(scenario, scenario.variants[0]!, images, scenario.seed);
     run.runTo(3000);
     expect(() => run.runTo(2000)).toThrow(/EINVAL: a run can stop between its current time \(3000 ms\) and its end \(20000 ms\), not at 2000/);
     expect(() => run.runTo(20_001)).toThrow(/EINVAL/);
@@ -269,6 +269,22 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
     expect(() => ScenarioRun.resume(old, images)).toThrow(new SnapshotError('version', `snapshot format version 1, but this Samepage reads version ${SNAPSHOT_VERSION}`));
   });
 
+  it('a file of format 3 (kernel image version 2: kernels of 2.6.33 only, no NUMA nodes) is refused by its version', () => {
+    const old = gunzipSync(readFileSync(new URL('../fixtures/snapshot-v2/run-v3.snap.gz', import.meta.url)));
+    expect([old.toString('latin1', 0, 8), old.readUInt32LE(8)]).toEqual(['SAMEPAGE', 3]);
+    const e = problem(old);
+    expect([e.problem, e.message]).toEqual(['version', `snapshot format version 3, but this Samepage reads version ${SNAPSHOT_VERSION}`]);
+    expect(SNAPSHOT_VERSION).toBe(4);
+  });
+
+  it('a file of format 4 holding a kernel image of version 3 (before the content store) is refused by the image version', () => {
+    const old = gunzipSync(readFileSync(new URL('../fixtures/snapshot-v3/run-v4.snap.gz', import.meta.url)));
+    expect([old.toString('latin1', 0, 8), old.readUInt32LE(8)]).toEqual(['SAMEPAGE', 4]);
+    const e = problem(old);
+    expect([e.problem, e.message]).toEqual(['version', 'snapshot kernel image version 3, but this Samepage reads version 4']);
+    expect(() => ScenarioRun.resume(old, images)).toThrow(new SnapshotError('version', 'snapshot kernel image version 3, but this Samepage reads version 4'));
+  });
+
   /** Re-pack a changed body with a valid header and CRC: only the contents are wrong. */
   const repack = (change: (body: Record<string, any>) => void): Buffer => {
     const packr = new Packr({ useRecords: true, moreTypes: true, mapsAsObjects: true });
@@ -303,8 +319,8 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
     ['a fixed policy with a knob missing', (b) => delete b.host.policy.pagesToScan, 'snapshot host.policy: pagesToScan: expected a whole number from 0 to 4294967295, found undefined'],
     ['a governor that is not a record', (b) => (b.host.governor = 'ksmtuned'), 'snapshot host.governor: expected a governor record'],
     ['a pressure process with no pid', (b) => (b.host.hogs = [{ bytes: 4096 }]), 'snapshot host.hogs[0]: expected a pid and bytes'],
-    ['a guest whose page source has no digest', (b) => delete b.host.guests[1].source.digest, "snapshot host.guests[1].source: expected a page source: type 'synthetic', an image name and version, and a sha-256 digest (64 hex digits)"],
-    ['a guest whose page source is of an unknown type', (b) => (b.host.guests[0].source.type = 'tape'), "snapshot host.guests[0].source: expected a page source: type 'synthetic', an image name and version, and a sha-256 digest (64 hex digits)"],
+    ['a guest whose page source has no digest', (b) => delete b.host.guests[1].source.digest, "snapshot host.guests[1].source: expected a page source: type 'synthetic' or 'capture', an image name and version (a capture file and guest), and a sha-256 digest (64 hex digits)"],
+    ['a guest whose page source is of an unknown type', (b) => (b.host.guests[0].source.type = 'tape'), "snapshot host.guests[0].source: expected a page source: type 'synthetic' or 'capture', an image name and version (a capture file and guest), and a sha-256 digest (64 hex digits)"],
     ['a host whose RAM is not its kernel’s', (b) => (b.host.memoryMiB = 128), 'snapshot host.memoryMiB: 128, but the kernel has 64'],
   ];
   for (const [what, change, message] of malformed) {
@@ -321,7 +337,12 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
 
   it('a kernel image of another version in a file of this one', () => {
     const e = problem(repack((b) => (b.kernel.imageVersion = 1)));
-    expect([e.problem, e.message]).toEqual(['version', 'snapshot kernel image version 1, but this Samepage reads version 2']);
+    expect([e.problem, e.message]).toEqual(['version', 'snapshot kernel image version 1, but this Samepage reads version 4']);
+  });
+
+  it('a kernel of a version this Samepage has no profile for', () => {
+    const e = problem(repack((b) => (b.kernel.parts.ksm.version = '7.2')));
+    expect([e.problem, e.message]).toEqual(['version', 'snapshot kernel is Linux 7.2, which this Samepage has no profile for (it has 2.6.33, 6.18)']);
   });
 
   it('a kernel image with a field missing', () => {

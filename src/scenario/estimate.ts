@@ -1,0 +1,142 @@
+import { PAGE_SIZE } from '../mm/constants.js';
+import type { KsmPolicy } from '../vmm/host.js';
+import { countPageKinds, layoutGuest, type ImageCatalog } from '../vmm/image.js';
+import type { Scenario } from './schema.js';
+
+/**
+ * An up-front estimate of what a run costs this machine: real memory and wall time,
+ * from the host's size, the guests' images (their page mixes, counted exactly: one
+ * hash per page, no contents), their workloads and the KSM knobs. `samepage run`
+ * refuses a run that will not fit in the memory free now (unless --force), and
+ * `samepage run --estimate` prints this and nothing else.
+ *
+ * The model's memory (README, "Memory model"):
+ *  - frame metadata for every frame of a memory block in use, and a pte per page;
+ *  - KSM's rmap_items and stable nodes for every page it scans (issue 13 item 2 will
+ *    shrink these: today they dominate a big host);
+ *  - one content per distinct generated page (image pages once per image, version
+ *    pages once per version, unique and dirtied pages once per guest): ~60 bytes
+ *    each, no page bytes (src/mm/contents.ts); zero pages cost nothing;
+ *  - a fixed part: Node.js itself, the code, the content store's cache.
+ * Wall time: writing the boot pages, ksmd's scanning (pages_to_scan every
+ * sleep_millisecs, all run long), and a walk of the frames per sample.
+ *
+ * The per-unit figures are measurements on the development machine (bench/store.ts
+ * prints them for this one); they are estimates, good to a factor of about 1.5.
+ */
+
+/** Bytes of frame metadata per frame of a block in use (flags, counts, mapping, index, private, LRU links, content id). */
+export const FRAME_BYTES = 44;
+/** Bytes of page table per mapped page (an f64 pte and its table's share). */
+export const PTE_BYTES = 8.3;
+/** KSM metadata per page it scans (rmap_item; stable nodes and tree links shared out). Measured: 202 B. */
+export const KSM_BYTES_PER_PAGE = 200;
+/** Per distinct generated page: its id's entries, key, interning slot. */
+export const SOURCE_CONTENT_BYTES = 60;
+/** Node.js, the code, the materialization cache. */
+export const FIXED_BYTES = 160 * 1024 * 1024;
+/** Wall time per boot page written (fault, rmap, content interning). */
+export const BOOT_NS_PER_PAGE = 1500;
+/** Wall time per page ksmd scans (checksum memoized per content, tree walks). */
+export const SCAN_NS_PER_PAGE = 600;
+/** Wall time per frame per sample (meminfo's walk of every frame in use). */
+export const SAMPLE_NS_PER_FRAME = 3;
+
+/** ksmd's rate under a governor, which moves it: its ceiling is unknown up front, so the kernel's defaults. */
+const GOVERNED_PAGES_PER_SEC = (100 * 1000) / 20;
+
+export interface RunEstimate {
+  /** Pages the guests write at boot (not 'untouched'). */
+  touchedPages: number;
+  /** Frames in memory blocks in use (touched pages, at most the host's frames). */
+  framesInUse: number;
+  /** Distinct generated pages (boot and dirtied): contents the store names. */
+  distinctContents: number;
+  /** Pages ksmd scans over the run. */
+  pagesScanned: number;
+  /** Estimated peak real memory (bytes) and its parts. */
+  bytes: number;
+  parts: { frames: number; ptes: number; ksm: number; contents: number; fixed: number };
+  /** Estimated wall time (s) and its parts. */
+  seconds: number;
+  timeParts: { boot: number; scan: number; samples: number };
+  /** The host's RAM and swap, for the ratio. */
+  hostBytes: number;
+}
+
+function pagesPerSecond(ksm: KsmPolicy): number {
+  if (ksm.policy === 'fixed') {
+    if (ksm.run !== 1) return 0;
+    return (ksm.pagesToScan * 1000) / Math.max(1, ksm.sleepMillisecs);
+  }
+  return GOVERNED_PAGES_PER_SEC;
+}
+
+export function estimateRun(s: Scenario, images: ImageCatalog, ksm: KsmPolicy = s.ksm): RunEstimate {
+  let touched = 0;
+  let distinct = 0;
+  let mergeable = 0;
+  let dirtied = 0;
+  const seenImage = new Set<string>();
+  const seenVersion = new Set<string>();
+  for (const g of s.guests) {
+    const image = images.get(g.image, g.version ?? undefined);
+    const ramBytes = g.memoryMiB * 1024 * 1024;
+    const regions = countPageKinds(image, layoutGuest(image, ramBytes));
+    let t = 0;
+    let imagePages = 0;
+    let versionPages = 0;
+    let unique = 0;
+    for (const r of regions) {
+      t += r.pages - r.kinds.untouched;
+      imagePages += r.kinds.image;
+      versionPages += r.kinds.version;
+      unique += r.kinds.unique;
+    }
+    touched += t;
+    if (g.memMerge) mergeable += t;
+    if (!seenImage.has(image.name)) {
+      seenImage.add(image.name);
+      distinct += imagePages;
+    }
+    const v = `${image.name} ${image.version}`;
+    if (!seenVersion.has(v)) {
+      seenVersion.add(v);
+      distinct += versionPages;
+    }
+    distinct += unique;
+    const running = g.startAt === null ? 0 : Math.max(0, s.durationMs - g.startAt - image.bootMs) / 1000;
+    const rate = g.workload.dirtyRate ?? image.workload.dirtyRate;
+    dirtied += Math.round(rate * running);
+  }
+  distinct += dirtied;
+  const hostFrames = (s.memoryMiB * 1024 * 1024) / PAGE_SIZE;
+  const framesInUse = Math.min(hostFrames, touched);
+  const rate = pagesPerSecond(ksm);
+  const pagesScanned = mergeable === 0 ? 0 : Math.round((rate * s.durationMs) / 1000);
+  const ksmPages = rate > 0 ? mergeable : 0;
+  const parts = {
+    frames: framesInUse * FRAME_BYTES,
+    ptes: touched * PTE_BYTES,
+    ksm: ksmPages * KSM_BYTES_PER_PAGE,
+    contents: distinct * SOURCE_CONTENT_BYTES,
+    fixed: FIXED_BYTES,
+  };
+  const samples = Math.floor(s.durationMs / s.sampleEveryMs) + 1;
+  const timeParts = {
+    boot: ((touched + dirtied) * BOOT_NS_PER_PAGE) / 1e9,
+    scan: (pagesScanned * SCAN_NS_PER_PAGE) / 1e9,
+    samples: (samples * framesInUse * SAMPLE_NS_PER_FRAME) / 1e9,
+  };
+  return {
+    touchedPages: touched,
+    framesInUse,
+    distinctContents: distinct,
+    pagesScanned,
+    bytes: parts.frames + parts.ptes + parts.ksm + parts.contents + parts.fixed,
+    parts,
+    seconds: timeParts.boot + timeParts.scan + timeParts.samples,
+    timeParts,
+    hostBytes: (s.memoryMiB + s.swapMiB) * 1024 * 1024,
+  };
+}
