@@ -157,6 +157,7 @@ function allocHugeFrames(k: HostKernel): number {
   const mem = k.mem;
   for (const block of mem.blocks) {
     if (!block.online || block.isolated || block.nrFree < HPAGE_PMD_NR) continue;
+    mem.initBlock(block); // the store gives a block its frames' metadata at first use
     const end = block.startPfn + mem.framesIn(block);
     let head = block.startPfn + ((HPAGE_PMD_NR - (block.startPfn & (HPAGE_PMD_NR - 1))) & (HPAGE_PMD_NR - 1));
     for (; head + HPAGE_PMD_NR <= end; head += HPAGE_PMD_NR) {

@@ -20,6 +20,8 @@ class SmallSource implements PageSource {
   readonly bootMs = 0;
   readonly minRamBytes = PAGE_SIZE;
   readonly dirtyRate = 0;
+  /** Key word 0 is the word the page holds everywhere. */
+  readonly generator = { name: 'small', keyIsHead: false, generate: (k0: number, _k1: number, _k2: number, _k3: number, out: Uint32Array, off: number) => out.fill(k0, off, off + PAGE_SIZE / 4) };
   layout(ramBytes: number): SourceLayout {
     return {
       ramPages: ramBytes / PAGE_SIZE,
@@ -31,6 +33,14 @@ class SmallSource implements PageSource {
       },
       dirtyTarget: () => 0,
       dirtyPage: (_seed, counter, out) => out.fill(0xd1000000 + counter),
+      bootKey(gfn, _seed, key): PageFill {
+        const kind = this.kindOf(gfn);
+        if (kind !== 'untouched') key[0] = gfn + 1;
+        return kind;
+      },
+      dirtyKey: (_seed, counter, key) => {
+        key[0] = 0xd1000000 + counter;
+      },
     };
   }
 }
