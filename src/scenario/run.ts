@@ -56,7 +56,7 @@ export function runScenario(s: Scenario, opts: RunOptions): RunResult[] {
 }
 
 /** A captured guest's page source, its file read again (cached) and checked against the digest taken when the scenario was read. */
-function captureSource(c: { file: string; guest: string; digest: string }): CaptureSource {
+export function captureSource(c: { file: string; guest: string; digest: string }): CaptureSource {
   const r = loadCapture(c.file);
   if (r.digest !== c.digest) throw new Error(`capture ${c.file} has changed since the scenario was read (sha256 ${r.digest.slice(0, 12)}…, was ${c.digest.slice(0, 12)}…)`);
   return new CaptureSource(r.capture, c.guest, c.file, c.digest);
