@@ -1,5 +1,5 @@
 import { InvariantError, KernelError } from '../lib/errors.js';
-import { checkKnownKeys, checkOptions } from '../lib/validate.js';
+import { checkKnownKeys, checkOptions, describe } from '../lib/validate.js';
 import { MEM_CANCEL_OFFLINE, MEM_GOING_OFFLINE, MEM_OFFLINE } from '../mm/hotplug.js';
 import type { Process } from '../mm/process.js';
 import { DevKsm, type DevKsmState } from './devksm.js';
@@ -99,7 +99,11 @@ export class Kernel extends HostKernel {
    */
   openDevKsm(p: Process): DevKsm {
     if (this.version !== '2.6.33') throw new KernelError('ENOENT', `/dev/ksm: Linux ${this.version} has no such device (it is the 2009 driver's interface, kept over the 2.6.33 profile)`);
-    if (!p.alive || this.processes.get(p.pid) !== p) throw new KernelError('ESRCH', `/dev/ksm: process ${p.name} (pid ${p.pid}) is not alive`);
+    // The process is looked up by identity before any of its fields is read: anything
+    // but a live process of this kernel (null, a number, another kernel's) is ESRCH.
+    const pid = typeof p === 'object' && p !== null ? (p as { pid?: unknown }).pid : undefined;
+    if (typeof pid !== 'number' || this.processes.get(pid) !== p) throw new KernelError('ESRCH', `/dev/ksm: ${describe(p)} is not a live process of this kernel`);
+    if (!p.alive) throw new KernelError('ESRCH', `/dev/ksm: process ${p.name} (pid ${p.pid}) is not alive`);
     return new DevKsm(this.ksmEngine, this.devKsmState, p);
   }
 

@@ -1,7 +1,7 @@
 import { customRandom, urlAlphabet } from 'nanoid';
 import { QEMU_NICS, type QemuNic } from './qemu-blocks.js';
 import { Kernel } from '../ksm/kernel.js';
-import { DEFAULT_KERNEL_VERSION, KSM_SYSFS_DIR, PROFILE_2_6_33, PROFILE_6_18, kernelProfile, knobFile, type KsmKnobField } from '../ksm/profile.js';
+import { DEFAULT_KERNEL_VERSION, KSM_SYSFS_DIR, PROFILE_2_6_33, PROFILE_6_18, kernelProfile, knobFile, type KnobSpec, type KsmKnobField } from '../ksm/profile.js';
 import { KernelError, assertNever } from '../lib/errors.js';
 import { MAX_WAKEUPS_PER_CALL, UINT_MAX, checkBool, checkCount, checkInt, checkKnownKeys, checkOneOf, checkOptions, checkRecord, checkString, describe } from '../lib/validate.js';
 import { checkKernelOptions, checkMergeDomain } from '../mm/kernel.js';
@@ -175,13 +175,20 @@ export function checkKnobSettings(what: string, kIn: unknown): KsmKnobSettings {
   checkKnownKeys(what, k, KNOB_FIELDS);
   const out: KsmKnobSettings = {};
   for (const [field, v] of Object.entries(k)) {
-    if (v !== undefined) out[field as KsmKnobField] = checkCount(`${what}: ${field}`, v, Number.MAX_SAFE_INTEGER);
+    if (v === undefined) continue;
+    // The range the knob's own spec accepts (a choice: one of its words, by index).
+    const spec = KNOB_SPECS.get(field)!;
+    const max = spec.choices === null ? spec.max : BigInt(spec.choices.length - 1);
+    const n = checkCount(`${what}: ${field}`, v, Number.MAX_SAFE_INTEGER);
+    if (BigInt(n) < spec.min || BigInt(n) > max) throw new KernelError('EINVAL', `${what}: ${field}: expected ${spec.min} to ${max} (${spec.file}), found ${n}`);
+    out[field as KsmKnobField] = n;
   }
   return out;
 }
 
-/** Every knob field of any profile (2.6.33's max_kernel_pages, 6.18's thirteen). */
-const KNOB_FIELDS: readonly string[] = [...new Set([...PROFILE_2_6_33.knobs, ...PROFILE_6_18.knobs].map((k) => k.field))];
+/** Every knob of any profile by field (2.6.33's max_kernel_pages, 6.18's thirteen; a field both have, as 6.18 takes it). */
+const KNOB_SPECS: ReadonlyMap<string, KnobSpec> = new Map([...PROFILE_2_6_33.knobs, ...PROFILE_6_18.knobs].map((k) => [k.field, k]));
+const KNOB_FIELDS: readonly string[] = [...KNOB_SPECS.keys()];
 
 /**
  * ", max_page_sharing 2, use_zero_pages 1": a policy's further knobs by their file

@@ -17,6 +17,8 @@ import { describe, expect, it } from 'vitest';
 import { Guest, Host, Kernel, KernelError, PAGE_SIZE, loadImageCatalog, type Process } from '../../src/index.js';
 import { HostKernel } from '../../src/mm/kernel.js';
 import { Process as ProcessClass } from '../../src/mm/process.js';
+import { PROFILE_6_18, type KnobSpec } from '../../src/ksm/profile.js';
+import { kstrtobool, kstrtoint, kstrtouint, kstrtoull, sysfsStreq, type KstrtoxResult } from '../../src/lib/kstrtox.js';
 
 const images = loadImageCatalog(new URL('../vmm/fixtures', import.meta.url).pathname);
 
@@ -57,6 +59,10 @@ interface Ctx {
   pid: number;
   pfn: number;
   nrFrames: number;
+  /** The first process, alive. */
+  proc: Process;
+  /** A page generator registered with the kernel's content store. */
+  generator: number;
 }
 interface Kind {
   valid: (c: Ctx) => unknown;
@@ -109,6 +115,75 @@ const KINDS: Record<string, Kind> = {
   pages: { valid: () => 1, bad: [...NOT_NUMBERS, ['-1', -1, 'EINVAL'], ['2^64', 2 ** 64, 'EINVAL']] },
   pfn: { valid: (c) => c.pfn, bad: [...NOT_NUMBERS, ['-1', -1, 'EINVAL'], ['nrFrames', 1 << 30, 'EINVAL']] },
   pid: { valid: (c) => c.pid, bad: [['NaN', Number.NaN, 'ESRCH'], ['-1', -1, 'ESRCH'], ['1.5', 1.5, 'ESRCH'], ["'1'", '1', 'ESRCH'], ['Symbol', Symbol('p'), 'ESRCH'], ['hostile object', HOSTILE, 'ESRCH'], ['999', 999, 'ESRCH']] },
+  // The content store's page writes: a page-aligned pointer (EFAULT when not one), a
+  // registered generator, a key of 32-bit words, a fill byte.
+  pageAddr: { valid: (c) => c.area, bad: [...withCode(NOT_NUMBERS, 'EFAULT'), ['-1', -1, 'EFAULT'], ['0 (unmapped)', 0, 'EFAULT'], ['2^53', 2 ** 53, 'EFAULT']] },
+  generator: { valid: (c) => c.generator, bad: [...NOT_NUMBERS, ['-1', -1, 'EINVAL'], ['99 (none registered)', 99, 'EINVAL']] },
+  u32: { valid: () => 7, bad: [...NOT_NUMBERS, ['-1', -1, 'EINVAL'], ['2^32', 2 ** 32, 'EINVAL']] },
+  fillByte: { valid: () => 0x61, bad: [...NOT_NUMBERS, ['-1', -1, 'EINVAL'], ['256', 256, 'EINVAL']] },
+  // migratePage's NUMA node: optional (undefined is "its own"), else one the kernel has.
+  node: { valid: () => 0, bad: [...NOT_NUMBERS.filter(([l]) => l !== 'undefined'), ['-1', -1, 'EINVAL'], ['1 (one node)', 1, 'EINVAL']] },
+  spawnOpts: {
+    valid: () => ({ node: 0, mergeDomain: 'd' }),
+    bad: [
+      ['null', null, 'EINVAL'],
+      ['5', 5, 'EINVAL'],
+      ["'d'", 'd', 'EINVAL'],
+      ['{ node: 1 } (one node)', { node: 1 }, 'EINVAL'],
+      ['{ node: -1 }', { node: -1 }, 'EINVAL'],
+      ['{ node: 0.5 }', { node: 0.5 }, 'EINVAL'],
+      ["{ node: '0' }", { node: '0' }, 'EINVAL'],
+      ["{ mergeDomain: 'a b' }", { mergeDomain: 'a b' }, 'EINVAL'],
+      ['{ mergeDomain: 65 characters }', { mergeDomain: 'x'.repeat(65) }, 'EINVAL'],
+      ['{ mergeDomain: 5 }', { mergeDomain: 5 }, 'EINVAL'],
+      ['{ mergeDomain: Symbol }', { mergeDomain: Symbol('d') }, 'EINVAL'],
+      ['{ mergeDomain: hostile object }', { mergeDomain: HOSTILE }, 'EINVAL'],
+      ['{ bogus: 1 }', { bogus: 1 }, 'EINVAL'],
+    ],
+  },
+  // open("/dev/ksm") by a process: a live one of this kernel (ESRCH otherwise).
+  devProcess: { valid: (c) => c.proc, bad: [['null', null, 'ESRCH'], ['5', 5, 'ESRCH'], ['{}', {}, 'ESRCH'], ["'a'", 'a', 'ESRCH'], ['Symbol', Symbol('p'), 'ESRCH'], ['hostile object', HOSTILE, 'ESRCH']] },
+  devCmd: { valid: () => 'KSM_START_STOP_KTHREAD', bad: [["'KSM_BOGUS'", 'KSM_BOGUS', 'EINVAL'], ['5', 5, 'EINVAL'], ['null', null, 'EINVAL'], ['Symbol', Symbol('c'), 'EINVAL'], ['hostile object', HOSTILE, 'EINVAL']] },
+  kthreadInfo: {
+    valid: () => ({ sleep: 20000, pages_to_scan: 100, max_pages_to_merge: 0, flags: 1 }),
+    bad: [
+      ['null', null, 'EFAULT'],
+      ['undefined', undefined, 'EFAULT'],
+      ['5', 5, 'EFAULT'],
+      ['{}', {}, 'EINVAL'],
+      ['hostile object', HOSTILE, 'EINVAL'],
+      ['sleep -1', { sleep: -1, pages_to_scan: 100, max_pages_to_merge: 0, flags: 1 }, 'EINVAL'],
+      ['pages_to_scan 2^32', { sleep: 20000, pages_to_scan: 2 ** 32, max_pages_to_merge: 0, flags: 1 }, 'EINVAL'],
+      ["flags '1'", { sleep: 20000, pages_to_scan: 100, max_pages_to_merge: 0, flags: '1' }, 'EINVAL'],
+      ['max_pages_to_merge NaN', { sleep: 20000, pages_to_scan: 100, max_pages_to_merge: Number.NaN, flags: 1 }, 'EINVAL'],
+      ['run with pages_to_scan 0', { sleep: 20000, pages_to_scan: 0, max_pages_to_merge: 0, flags: 1 }, 'EPERM'],
+    ],
+  },
+  smaCmd: { valid: () => 'KSM_REGISTER_MEMORY_REGION', bad: [["'KSM_BOGUS'", 'KSM_BOGUS', 'EINVAL'], ['5', 5, 'EINVAL'], ['null', null, 'EINVAL'], ['Symbol', Symbol('c'), 'EINVAL'], ['hostile object', HOSTILE, 'EINVAL']] },
+  region: {
+    valid: (c) => ({ npages: 16, addr: c.area }),
+    bad: [
+      ['null', null, 'EFAULT'],
+      ['5', 5, 'EFAULT'],
+      ['{}', {}, 'EINVAL'],
+      ['hostile object', HOSTILE, 'EINVAL'],
+      ['npages -1', { npages: -1, addr: 0 }, 'EINVAL'],
+      ['npages 1.5', { npages: 1.5, addr: 0 }, 'EINVAL'],
+      ['npages 2^32', { npages: 2 ** 32, addr: 0 }, 'EINVAL'],
+      ['addr -1', { npages: 1, addr: -1 }, 'EINVAL'],
+      ['addr NaN', { npages: 1, addr: Number.NaN }, 'EINVAL'],
+      ["addr '0'", { npages: 1, addr: '0' }, 'EINVAL'],
+      ['addr 2^60', { npages: 1, addr: 2 ** 60 }, 'EINVAL'],
+      ['addr past the address space', { npages: 1, addr: 2 ** 52 }, 'EINVAL'],
+    ],
+  },
+  // 6.18's madvise: MADV_HUGEPAGE valid (a kernel with THP), the same bad advice.
+  adviceThp: { valid: () => 'MADV_HUGEPAGE', bad: [['12', 12, 'EINVAL'], ["'MADV_BOGUS'", 'MADV_BOGUS', 'EINVAL'], ['null', null, 'EINVAL'], ['Symbol', Symbol('a'), 'EINVAL'], ['hostile object', HOSTILE, 'EINVAL']] },
+  // 2.6.33's madvise: no THP, so MADV_HUGEPAGE and MADV_NOHUGEPAGE are unknown advice.
+  adviceNoThp: {
+    valid: () => 'MADV_NORMAL',
+    bad: [['12', 12, 'EINVAL'], ["'MADV_BOGUS'", 'MADV_BOGUS', 'EINVAL'], ['null', null, 'EINVAL'], ['Symbol', Symbol('a'), 'EINVAL'], ['hostile object', HOSTILE, 'EINVAL'], ["'MADV_HUGEPAGE'", 'MADV_HUGEPAGE', 'EINVAL'], ["'MADV_NOHUGEPAGE'", 'MADV_NOHUGEPAGE', 'EINVAL']],
+  },
   sysfsPath: { valid: () => '/sys/kernel/mm/ksm/pages_to_scan', bad: [['5', 5, 'ENOENT'], ['null', null, 'ENOENT'], ['Symbol', Symbol('p'), 'ENOENT'], ['hostile object', HOSTILE, 'ENOENT'], ["'/sys/kernel/mm/ksm/nope'", '/sys/kernel/mm/ksm/nope', 'ENOENT']] },
   sysfsValue: {
     valid: () => '100',
@@ -123,7 +198,7 @@ const PROCESS_API: Api = {
   mmap: ['mmapLen', 'mmapOpts'],
   munmap: ['rangeStart', 'rangeLen'],
   mprotect: ['rangeStart', 'rangeLen', 'prot'],
-  madvise: ['rangeStart', 'rangeLen', 'advice'],
+  madvise: ['rangeStart', 'rangeLen', 'adviceNoThp'],
   mlock: ['lockStart', 'lockLen'],
   munlock: ['lockStart', 'lockLen'],
   fork: ['name'],
@@ -132,6 +207,8 @@ const PROCESS_API: Api = {
   peekMem: ['accessAddr', 'accessLen'],
   write: ['accessAddr', 'bytes'],
   pokeMem: ['accessAddr', 'bytes'],
+  writeGeneratedPage: ['pageAddr', 'generator', 'u32', 'u32', 'u32', 'u32'],
+  writeFilledPage: ['pageAddr', 'fillByte'],
   memset: ['accessAddr', 'byteValue', 'accessLen'],
   pfnOf: ['pagemapAddr'],
   smaps: ['addr', 'len'],
@@ -159,9 +236,10 @@ const PROCESS_API: Api = {
 const KERNEL_API: Api = {
   advance: ['ms'],
   reclaim: ['pages'],
-  migratePage: ['pfn'],
+  migratePage: ['pfn', 'node'],
   compactMemory: [],
-  spawn: ['name'],
+  spawn: ['name', 'spawnOpts'],
+  openDevKsm: ['devProcess'],
   liveProcess: ['pid'],
   ksmStat: ['pid'],
   ksmStats: [],
@@ -185,6 +263,10 @@ const KERNEL_API: Api = {
   dropPin: 'internal',
   isPinned: 'internal',
 };
+
+/** 6.18: THP's advice is valid; /dev/ksm is 2.6.33's (ENOENT whatever the argument, tested in test/ksm/devksm.test.ts). */
+const PROCESS_API_6_18: Api = { ...PROCESS_API, madvise: ['rangeStart', 'rangeLen', 'adviceThp'] };
+const KERNEL_API_6_18: Api = { ...KERNEL_API, openDevKsm: [] };
 
 /** Public methods of a class and its ancestors (up to Object), without the constructor and accessors. */
 function methodsOf(proto: object): string[] {
@@ -225,7 +307,12 @@ function world(version?: string): World {
   k.ksmd.runFullScans(3);
   expect(k.ksmStats().pagesSharing).toBeGreaterThan(0);
   const shadow = procs.map((p, i) => p.peekMem(areas[i]!, 16 * PAGE_SIZE));
-  return { k, procs, areas, shadow, ctx: { area: areas[0]!, pid: procs[0]!.pid, pfn: procs[0]!.pfnOf(areas[0]!)!, nrFrames: k.mem.nrFrames } };
+  const generator = k.mem.store.registerGenerator({
+    name: 'abuse',
+    keyIsHead: false,
+    generate: (k0, _k1, _k2, _k3, out, off) => out.fill(k0, off, off + PAGE_SIZE / 4),
+  });
+  return { k, procs, areas, shadow, ctx: { area: areas[0]!, pid: procs[0]!.pid, pfn: procs[0]!.pfnOf(areas[0]!)!, nrFrames: k.mem.nrFrames, proc: procs[0]!, generator } };
 }
 
 /** Everything still as the owners wrote it, and consistent. */
@@ -309,6 +396,23 @@ describe('argument abuse, generated from the API tables', () => {
     expect(cases.n).toBeGreaterThan(60);
   });
 
+  it('6.18: every bad argument of every Process and Kernel method (prctl, THP advice) is its KernelError, and nothing changes', () => {
+    const cases = { n: 0 };
+    const wrong = [...abuse(PROCESS_API_6_18, (w) => w.procs[0]!, cases, '6.18'), ...abuse(KERNEL_API_6_18, (w) => w.k, cases, '6.18')];
+    expect(wrong).toEqual([]);
+    expect(cases.n).toBeGreaterThan(300);
+  });
+
+  it('/dev/ksm (2.6.33): every bad ioctl command or argument, of the device and of a shared memory area, is its KernelError', () => {
+    const cases = { n: 0 };
+    const wrong = [
+      ...abuse({ ioctl: ['devCmd', 'kthreadInfo'] }, (w) => w.k.openDevKsm(w.procs[0]!), cases),
+      ...abuse({ ioctl: ['smaCmd', 'region'] }, (w) => w.k.openDevKsm(w.procs[0]!).ioctl('KSM_CREATE_SHARED_MEMORY_AREA'), cases),
+    ];
+    expect(wrong).toEqual([]);
+    expect(cases.n).toBeGreaterThan(30);
+  });
+
   it('ksmd and sysfs: runFullScans and every file write refuse bad values, changing nothing', () => {
     const cases = { n: 0 };
     const wrong = [
@@ -317,6 +421,52 @@ describe('argument abuse, generated from the API tables', () => {
     ];
     expect(wrong).toEqual([]);
     expect(cases.n).toBeGreaterThan(30);
+  });
+
+  it('Kernel options (version, nodes; the mm\'s thp): every field, before any memory is set up', () => {
+    const valid = { memoryMiB: 16, blockMiB: 4, swapMiB: 4, seed: 3, nodes: 2, version: '6.18' };
+    const wrong: string[] = [];
+    let n = 0;
+    const expectCode = (label: string, fn: () => unknown, code: string): void => {
+      n++;
+      const got = outcome(fn);
+      if (got !== code) wrong.push(`${label}: expected ${code}, got ${got}`);
+    };
+    for (const path of fieldPaths(valid)) {
+      for (const [l, v] of NEVER_VALID) {
+        if (path[0] === 'seed' && l === '-1') continue; // any safe integer seeds the PRNG
+        expectCode(`${path.join('.')}: ${l}`, () => new Kernel(withField(valid, path, v) as never), 'EINVAL');
+      }
+    }
+    for (const [l, v] of [
+      ['null', null],
+      ['5', 5],
+      ["version '5.10'", { ...valid, version: '5.10' }],
+      ['nodes 5 (4 blocks)', { ...valid, nodes: 5 }],
+      ['nodes 0', { ...valid, nodes: 0 }],
+      ['thp (the version decides it)', { ...valid, thp: { remapZeroSubpages: true } }],
+      ['memoryMiB past 4 TiB', { ...valid, memoryMiB: 4 * 1024 * 1024 + 1 }],
+      ['swapMiB past 4 TiB', { ...valid, swapMiB: 4 * 1024 * 1024 + 1 }],
+      ['blockMiB 4096', { ...valid, memoryMiB: 8192, blockMiB: 4096 }],
+      ['blockMiB 3', { ...valid, blockMiB: 3 }],
+      ['an unknown option', { ...valid, bogus: 1 }],
+    ] as [string, unknown][]) {
+      expectCode(l, () => new Kernel(v as never), 'EINVAL');
+    }
+    // The mm's own thp options (what the KSM side passes from the profile).
+    for (const [l, thp] of [
+      ['5', 5],
+      ["mode 'sometimes'", { mode: 'sometimes', remapZeroSubpages: true }],
+      ["remapZeroSubpages 'yes'", { remapZeroSubpages: 'yes' }],
+      ['remapZeroSubpages missing', { mode: 'always' }],
+      ['an unknown option', { remapZeroSubpages: true, bogus: 1 }],
+    ] as [string, unknown][]) {
+      expectCode(`thp ${l}`, () => new HostKernel({ memoryMiB: 16, blockMiB: 4, thp } as never), 'EINVAL');
+    }
+    // A partial memory block, as Linux has: 18 MiB is four blocks of 4 MiB and a half one.
+    expectCode('memoryMiB 18 with blockMiB 4', () => new Kernel({ memoryMiB: 18, blockMiB: 4, nodes: 5 }).checkInvariants(), 'ok');
+    expect(wrong).toEqual([]);
+    expect(n).toBeGreaterThan(50);
   });
 
   it('an exited process refuses every call with ESRCH', () => {
@@ -329,6 +479,78 @@ describe('argument abuse, generated from the API tables', () => {
       expect([method, outcome(() => (p as unknown as Record<string, (...a: unknown[]) => unknown>)[method]!(...args))]).toEqual([method, 'ESRCH']);
     }
     intact(w);
+  });
+});
+
+/**
+ * What Linux 6.18's store() of `knob` answers to `buf` (mm/ksm.c, lib/kstrtox.c): the
+ * knob's spec in the profile says which parser, which limits, whether the parser's
+ * own error is returned, and what its store does; the parsers are lib/kstrtox.ts's.
+ * 'ok' or the errno.
+ */
+function linuxStore(knob: KnobSpec, buf: string, state: { value: bigint; pagesShared: number }): string {
+  if (buf.length > 4096) return 'EINVAL'; // one page at most reaches a store() (README: differences)
+  if (buf === '') return 'ok'; // kernfs returns 0 before any store()
+  let r: KstrtoxResult;
+  switch (knob.parse) {
+    case 'kstrtouint':
+      r = kstrtouint(buf);
+      break;
+    case 'kstrtoul':
+      r = kstrtoull(buf);
+      break;
+    case 'kstrtoint':
+      r = kstrtoint(buf);
+      break;
+    case 'kstrtobool':
+      r = kstrtobool(buf);
+      break;
+    case 'sysfs_streq': {
+      const i = knob.choices!.findIndex((c) => sysfsStreq(c, buf));
+      r = i < 0 ? 'EINVAL' : BigInt(i);
+      break;
+    }
+    default:
+      throw new Error(`6.18 has no ${knob.parse} knob`);
+  }
+  if (typeof r !== 'bigint') return knob.parseErrors === 'returned' ? r : 'EINVAL';
+  if (r > knob.max || r < knob.min) return 'EINVAL';
+  if (knob.store === 'run' && r > 2n) return 'EINVAL';
+  if (knob.store === 'stable_tree' && r !== state.value && state.pagesShared !== 0) return 'EBUSY';
+  return 'ok';
+}
+
+const KNOB_WRITES = ['', '0', '1', '2', '3', '-1', '+5', '1e3', 'y', 'on', 'of', 'scan-time', 'none\n', '20\n', '20\n\n', ' 1', '0x10', '2147483648', '4294967295', '4294967296', '18446744073709551616', 'x'.repeat(5000)];
+
+describe('6.18 sysfs knobs, every one of the profile', () => {
+  it('each odd write answers what Linux 6.18 answers (its parsers and limits, from the profile); a refused write changes nothing', () => {
+    const wrong: string[] = [];
+    let n = 0;
+    for (const knob of PROFILE_6_18.knobs) {
+      const w = world('6.18');
+      const path = `/sys/kernel/mm/ksm/${knob.file}`;
+      for (const buf of KNOB_WRITES) {
+        n++;
+        const ksm = w.k.ksmEngine;
+        const before = w.k.sysfs.read(path);
+        const expected = linuxStore(knob, buf, { value: BigInt(ksm[knob.field] as number), pagesShared: ksm.pagesShared });
+        let got = outcome(() => w.k.sysfs.write(path, buf));
+        if (got !== 'ok') {
+          const after = outcome(() => intact(w));
+          if (after !== 'ok') got = `${got}, then broken: ${after}`;
+          if (w.k.sysfs.read(path) !== before) got = `${got}, and the file changed`;
+        }
+        if (got !== expected) wrong.push(`${knob.file} <- ${JSON.stringify(buf.slice(0, 20))}: expected ${expected}, got ${got}`);
+        // Put an accepted value back (ksmd's knobs only: every page is as it was).
+        if (got === 'ok' && w.k.sysfs.read(path) !== before) {
+          const old = knob.choices === null ? before.trim() : /\[([^\]]+)\]/.exec(before)![1]!;
+          w.k.sysfs.write(path, old);
+        }
+      }
+      intact(w);
+    }
+    expect(wrong).toEqual([]);
+    expect(n).toBe(PROFILE_6_18.knobs.length * KNOB_WRITES.length);
   });
 });
 
@@ -368,8 +590,8 @@ interface HostWorld {
   guest: Guest;
 }
 
-function hostWorld(): HostWorld {
-  const host = new Host({ memoryMiB: 64, swapMiB: 16, blockMiB: 16, images, ksm: { policy: 'fixed', run: 1, pagesToScan: 200, sleepMillisecs: 20, maxKernelPages: null } });
+function hostWorld(version = '2.6.33'): HostWorld {
+  const host = new Host({ memoryMiB: 64, swapMiB: 16, blockMiB: 16, images, version, ksm: { policy: 'fixed', run: 1, pagesToScan: 200, sleepMillisecs: 20, maxKernelPages: null } });
   host.createGuest({ name: 'a', image: 'tiny', version: '1', memoryMiB: 16, workload: STILL });
   host.startGuest('a');
   host.advance(3000);
@@ -410,7 +632,7 @@ function withField(rec: Record<string, unknown>, path: string[], value: unknown)
  * must be EINVAL, and the host intact, consistent and still saving a snapshot that
  * restores. Returns the cases that went wrong.
  */
-function abuseRecord(what: string, valid: Record<string, unknown>, call: (hw: HostWorld, rec: unknown) => unknown, cases: { n: number }): string[] {
+function abuseRecord(what: string, valid: Record<string, unknown>, call: (hw: HostWorld, rec: unknown) => unknown, cases: { n: number }, version?: string): string[] {
   const wrong: string[] = [];
   const variants: [string, unknown][] = [
     ['null', null],
@@ -419,7 +641,7 @@ function abuseRecord(what: string, valid: Record<string, unknown>, call: (hw: Ho
     ...fieldPaths(valid).flatMap((path) => NEVER_VALID.map(([l, v]) => [`${path.join('.')}: ${l}`, withField(valid, path, v)] as [string, unknown])),
     ['an unknown field', { ...valid, bogus: 1 }],
   ];
-  const hw = hostWorld();
+  const hw = hostWorld(version);
   for (const [label, rec] of variants) {
     cases.n++;
     const before = hw.host.log.length;
@@ -441,7 +663,12 @@ describe('the VM manager refuses at the door what its snapshot would refuse', ()
   it('createGuest, setPolicy, setKnobs and setWorkload: every field of their records', () => {
     const cases = { n: 0 };
     const wrong = [
-      ...abuseRecord('createGuest', { name: 'b', image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, workload: { dirtyRate: 1, burst: { everyMs: 1000, pages: 2, overMs: 10 } } }, (hw, r) => hw.host.createGuest(r as never), cases),
+      ...abuseRecord('createGuest', { name: 'b', image: 'tiny', version: '1', memoryMiB: 16, memMerge: true, mergeDomain: 'd', qemuBlocks: false, nic: 'none', workload: { dirtyRate: 1, burst: { everyMs: 1000, pages: 2, overMs: 10 } } }, (hw, r) => hw.host.createGuest(r as never), cases),
+      // 6.18: a guest with QEMU's blocks, the later knobs in policies and setKnobs.
+      ...abuseRecord('createGuest on 6.18', { name: 'b', image: 'tiny', version: '1', memoryMiB: 16, mergeDomain: 'd', qemuBlocks: true, nic: 'e1000' }, (hw, r) => hw.host.createGuest(r as never), cases, '6.18'),
+      ...abuseRecord('setPolicy fixed on 6.18', { policy: 'fixed', run: 1, pagesToScan: 100, sleepMillisecs: 20, maxKernelPages: null, knobs: { maxPageSharing: 256, useZeroPages: 1, smartScan: 1, advisorMode: 0 } }, (hw, r) => hw.host.setPolicy(r as never), cases, '6.18'),
+      ...abuseRecord('setPolicy mom on 6.18', { policy: 'mom', config: {}, maxKernelPages: null, knobs: { useZeroPages: 1 } }, (hw, r) => hw.host.setPolicy(r as never), cases, '6.18'),
+      ...abuseRecord('setKnobs on 6.18', { useZeroPages: 1, smartScan: 0, maxPageSharing: 256, stableNodeChainsPruneMillisecs: 2000, advisorMaxCpu: 70 }, (hw, r) => hw.host.setKnobs(r as never), cases, '6.18'),
       ...abuseRecord('setPolicy fixed', { policy: 'fixed', run: 1, pagesToScan: 100, sleepMillisecs: 20, maxKernelPages: 1000 }, (hw, r) => hw.host.setPolicy(r as never), cases),
       ...abuseRecord('setPolicy ksmtuned', { policy: 'ksmtuned', config: { monitorInterval: 60 }, maxKernelPages: null }, (hw, r) => hw.host.setPolicy(r as never), cases),
       ...abuseRecord('setKnobs', { run: 1, pagesToScan: 100, sleepMillisecs: 20 }, (hw, r) => hw.host.setKnobs(r as never), cases),
@@ -452,7 +679,7 @@ describe('the VM manager refuses at the door what its snapshot would refuse', ()
   });
 
   it('Host options: every field, before anything boots', () => {
-    const valid = { memoryMiB: 64, swapMiB: 16, blockMiB: 16, seed: 1, tickMs: 100, ksm: { policy: 'fixed', run: 0, pagesToScan: 100, sleepMillisecs: 20, maxKernelPages: null } };
+    const valid = { memoryMiB: 64, swapMiB: 16, blockMiB: 16, seed: 1, version: '6.18', tickMs: 100, ksm: { policy: 'fixed', run: 0, pagesToScan: 100, sleepMillisecs: 20, maxKernelPages: null, knobs: { useZeroPages: 1 } } };
     const wrong: string[] = [];
     for (const path of fieldPaths(valid)) {
       for (const [l, v] of NEVER_VALID) {
@@ -461,7 +688,20 @@ describe('the VM manager refuses at the door what its snapshot would refuse', ()
         if (got !== 'EINVAL') wrong.push(`${path.join('.')}: ${l}: ${got}`);
       }
     }
-    for (const [l, v] of [['null', null], ['undefined', undefined], ['5', 5], ['{}', {}], ['blockMiB 4096', { ...valid, blockMiB: 4096 }], ['a guest name for images', { ...valid, images: 'guests' }]] as [string, unknown][]) {
+    for (const [l, v] of [
+      ['null', null],
+      ['undefined', undefined],
+      ['5', 5],
+      ['{}', {}],
+      ['blockMiB 4096', { ...valid, blockMiB: 4096 }],
+      ['a guest name for images', { ...valid, images: 'guests' }],
+      ["version '5.10'", { ...valid, version: '5.10' }],
+      ['max_kernel_pages on 6.18', { ...valid, ksm: { ...valid.ksm, maxKernelPages: 100 } }],
+      ['use_zero_pages on 2.6.33', { ...valid, version: '2.6.33' }],
+      ['max_page_sharing 1', { ...valid, ksm: { ...valid.ksm, knobs: { maxPageSharing: 1 } } }],
+      ['an unknown knob', { ...valid, ksm: { ...valid.ksm, knobs: { bogus: 1 } } }],
+      ['advisor_mode 2', { ...valid, ksm: { ...valid.ksm, knobs: { advisorMode: 2 } } }],
+    ] as [string, unknown][]) {
       const got = outcome(() => new Host(v as never));
       if (got !== 'EINVAL') wrong.push(`${l}: ${got}`);
     }
