@@ -627,6 +627,13 @@ function withField(rec: Record<string, unknown>, path: string[], value: unknown)
   return copy;
 }
 
+/** What the host shows of itself: its guests (name, state, workload), its policy, every KSM knob file. */
+function state(hw: HostWorld): string {
+  const h = hw.host;
+  const knobs = h.kernel.sysfs.list('/sys/kernel/mm/ksm').map((f) => `${f}=${h.kernel.sysfs.read(f)}`);
+  return JSON.stringify({ guests: h.guests.map((g) => [g.name, g.state, g.workload]), policy: h.policy, knobs });
+}
+
 /**
  * Each field of a valid options record set to each never-valid value: the call
  * must be EINVAL, and the host intact, consistent and still saving a snapshot that
@@ -642,20 +649,25 @@ function abuseRecord(what: string, valid: Record<string, unknown>, call: (hw: Ho
     ['an unknown field', { ...valid, bogus: 1 }],
   ];
   const hw = hostWorld(version);
+  let fingerprint = state(hw);
   for (const [label, rec] of variants) {
     cases.n++;
     const before = hw.host.log.length;
     const got = outcome(() => call(hw, rec));
     if (got !== 'EINVAL') wrong.push(`${what} ${label}: ${got}`);
-    // A refusal must leave the host consistent; anything accepted must also save a
-    // snapshot that restores (a save nothing can restore is lost work).
+    // A refusal must change nothing the host shows (its guests, policy, workloads and
+    // knobs: compared after every case, cheaply; the deep check runs once at the end);
+    // anything accepted must also save a snapshot that restores (a save nothing can
+    // restore is lost work).
     const after = outcome(() => {
-      hw.host.checkInvariants();
       if (got === 'ok') Host.restore(hw.host.save(), images).checkInvariants();
+      else if (state(hw) !== fingerprint) throw new Error('the host changed');
     });
     if (after !== 'ok') wrong.push(`${what} ${label}: afterwards ${after}`);
     if (hw.host.log.length > before + 1) wrong.push(`${what} ${label}: logged ${hw.host.log.length - before} entries`);
+    if (got === 'ok') fingerprint = state(hw);
   }
+  hw.host.checkInvariants();
   return wrong;
 }
 
