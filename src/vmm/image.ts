@@ -690,31 +690,13 @@ export function pageKind(image: GuestImage, layout: GuestLayout, gfn: number): P
  * `layout` must come from layoutGuest(image, ...). Allocates nothing (≈0.7 µs a page).
  */
 export function guestPage(image: GuestImage, layout: GuestLayout, gfn: number, bootSeed: number, out: Uint32Array): PageFill {
-  checkGfn(layout, gfn);
-  const i = regionOf(layout, gfn);
-  const region = image.regions[i]!;
-  const index = gfn - layout.regions[i]!.start;
-  const kind = kindAt(region, index);
-  switch (kind) {
-    case 'zero':
-      out.fill(0);
-      break;
-    case 'version':
-      fillPage(out, TAG_VERSION, region.versionSeed, index, 0);
-      break;
-    case 'image':
-      fillPage(out, TAG_IMAGE, region.imageSeed, index, 0);
-      break;
-    case 'unique':
-      fillPage(out, TAG_UNIQUE, region.uniqueSeed, index, bootSeed >>> 0);
-      break;
-    case 'untouched':
-      break;
-    default:
-      return assertNever(kind, 'page kind');
-  }
+  const kind = guestPageKey(image, layout, gfn, bootSeed, pageKey);
+  if (kind === 'zero') out.fill(0);
+  else if (kind !== 'untouched') fillPage(out, pageKey[0]!, pageKey[1]!, pageKey[2]!, pageKey[3]!);
   return kind;
 }
+/** guestPage()'s key, between guestPageKey() and fillPage(). */
+const pageKey = new Uint32Array(4);
 
 /**
  * guestPage() without the bytes: the kind of page `gfn`, and for a generated page its
