@@ -9,6 +9,8 @@
 import { describe, expect, it } from 'vitest';
 import { Kernel, KernelError, PAGE_SIZE, type Process } from '../../src/index.js';
 import { Prng } from '../../src/lib/prng.js';
+import { VM_MERGEABLE } from '../../src/mm/constants.js';
+import type { Vma } from '../../src/mm/vma.js';
 
 const AREA_PAGES = 48;
 
@@ -141,5 +143,71 @@ describe('at the edge of memory', () => {
     expect(cases).toBe(108);
     // The campaign did reach the edge: some steps failed for want of memory.
     expect(Object.keys(seen).some((k) => / (ENOMEM|EAGAIN|EBUSY)$/.test(k))).toBe(true);
+  });
+});
+
+describe('MADV_UNMERGEABLE over a range that fails part way', () => {
+  it('two areas, memory for the first only: EAGAIN, the first unmerged and no longer mergeable, the second still mergeable, nothing lost; with memory back it completes', () => {
+    const k = new Kernel({ memoryMiB: 3, blockMiB: 1, seed: 5, version: '6.18' });
+    const p = k.spawn('vm');
+    const n = 64;
+    const addr = p.mmap(n * PAGE_SIZE);
+    for (let i = 0; i < n; i++) p.memset(addr + i * PAGE_SIZE, 0x30 + (i % 2), PAGE_SIZE);
+    p.madvise(addr, n * PAGE_SIZE, 'MADV_MERGEABLE');
+    // A flag of its own on the second half makes it a second area (nothing else changes).
+    p.madvise(addr + (n / 2) * PAGE_SIZE, (n / 2) * PAGE_SIZE, 'MADV_HUGEPAGE');
+    const areas = (): Vma[] => p.mm.vmas.filter((v) => v.start < addr + n * PAGE_SIZE && v.end > addr);
+    expect(areas().length).toBe(2);
+    k.sysfs.write('/sys/kernel/mm/ksm/pages_to_scan', '1000');
+    k.sysfs.write('/sys/kernel/mm/ksm/run', '1');
+    k.ksmd.runFullScans(2);
+    k.sysfs.write('/sys/kernel/mm/ksm/run', '0');
+    expect(k.ksmStats().pagesSharing).toBe(n - 2);
+    const shadow = p.peekMem(addr, n * PAGE_SIZE);
+    // Fill RAM, then give back enough for the first area's copies and a few more.
+    const hog = k.spawn('hog');
+    const hogAddr = hog.mmap(4 * 1024 * 1024);
+    let hogPages = 0;
+    for (; ; hogPages++) {
+      try {
+        hog.memset(hogAddr + hogPages * PAGE_SIZE, hogPages & 0xff, PAGE_SIZE);
+      } catch (e) {
+        if (!(e instanceof KernelError) || e.code !== 'ENOMEM') throw e;
+        break;
+      }
+    }
+    hog.munmap(hogAddr, (n / 2 + 8) * PAGE_SIZE);
+    const ksmPages = (from: number, to: number): number => {
+      let c = 0;
+      for (let i = from; i < to; i++) {
+        const pfn = p.pfnOf(addr + i * PAGE_SIZE);
+        if (pfn !== null && k.mem.isKsm(pfn)) c++;
+      }
+      return c;
+    };
+    let code = 'ok';
+    try {
+      p.madvise(addr, n * PAGE_SIZE, 'MADV_UNMERGEABLE');
+    } catch (e) {
+      code = e instanceof KernelError ? e.code : `raw ${(e as Error).name}`;
+    }
+    // madvise_vma_behavior() turns break_ksm()'s ENOMEM into EAGAIN.
+    expect(code).toBe('EAGAIN');
+    const [first, second] = areas();
+    expect([first!.flags & VM_MERGEABLE, second!.flags & VM_MERGEABLE]).toEqual([0, VM_MERGEABLE]);
+    expect(ksmPages(0, n / 2)).toBe(0);
+    // Part of the second area was unmerged before memory ran out; the rest is still KSM's.
+    const left = ksmPages(n / 2, n);
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThan(n / 2);
+    expect(Buffer.compare(p.peekMem(addr, n * PAGE_SIZE), shadow)).toBe(0);
+    k.checkInvariants();
+    // Memory back: the same call completes.
+    hog.exit();
+    p.madvise(addr, n * PAGE_SIZE, 'MADV_UNMERGEABLE');
+    expect(areas().every((v) => (v.flags & VM_MERGEABLE) === 0)).toBe(true);
+    expect(ksmPages(0, n)).toBe(0);
+    expect(Buffer.compare(p.peekMem(addr, n * PAGE_SIZE), shadow)).toBe(0);
+    k.checkInvariants();
   });
 });
