@@ -4,7 +4,7 @@ import { PAGE_SIZE, VM_WRITE } from '../mm/constants.js';
 import { mergeDomainProblem, type HostKernel } from '../mm/kernel.js';
 import type { Process } from '../mm/process.js';
 import { newMemSizeStats } from '../mm/task-mmu.js';
-import type { PageSource, PageSourceRef, SourceLayout } from './page-source.js';
+import { sourceLayoutProblem, type PageSource, type PageSourceRef, type SourceLayout } from './page-source.js';
 import type { GuestSample, GuestState } from './types.js';
 import { IDLE_WORKLOAD, checkBurstPages, checkWorkload, startBurst, type ActiveBurst, type WorkloadSpec } from './workload.js';
 import { MAX_RW_COUNT, checkAddr, checkBytes, checkCount, checkFinite, describe } from '../lib/validate.js';
@@ -173,6 +173,8 @@ export class Guest {
     } catch (e) {
       throw new KernelError('EINVAL', `guest ${opts.name}: ${(e as Error).message}`);
     }
+    const layoutProblem = sourceLayoutProblem(layout, opts.ramBytes / PAGE_SIZE);
+    if (layoutProblem !== null) throw new KernelError('EINVAL', `guest ${opts.name}: ${opts.source.label}: ${layoutProblem}`);
     this.id = id;
     this.name = opts.name;
     this.source = opts.source;

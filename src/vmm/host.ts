@@ -12,7 +12,7 @@ import { formatSize } from './config.js';
 import { Guest, type GuestSnapshot } from './guest.js';
 import { restoreHost, saveHost } from './snapshot.js';
 import { SyntheticSource, type GuestImage, type ImageCatalog } from './image.js';
-import type { PageSource } from './page-source.js';
+import { pageSourceProblem, type PageSource } from './page-source.js';
 import { checkGovernorSnapshot, restoreGovernor, startGovernor, type GovernedPolicy, type GovernorPort, type GovernorSnapshot, type KsmGovernor } from './governor.js';
 import { KSMTUNED_DEFAULTS } from './ksmtuned.js';
 import { KUBEVIRT_DEFAULTS } from './kubevirt.js';
@@ -416,6 +416,8 @@ export class Host {
     } else if (Array.isArray(opts.image)) {
       throw new KernelError('EINVAL', `guest ${opts.name}: image: expected an image name, an image descriptor or a page source, found ${describe(opts.image)}`);
     } else if ('layout' in opts.image) {
+      const problem = pageSourceProblem(opts.image);
+      if (problem !== null) throw new KernelError('EINVAL', `guest ${opts.name}: image: ${problem}`);
       source = opts.image;
     } else {
       // A descriptor from parseImage() is checked; one built by hand may not be. What

@@ -741,6 +741,16 @@ describe('the VM manager refuses at the door what its snapshot would refuse', ()
       calls.push([`guest(${l})`, () => hw.host.guest(v as string), 'ENOENT']);
       calls.push([`stopGuest(${l})`, () => hw.host.stopGuest(v as string), 'ENOENT']);
     }
+    // Page sources built by hand: the shape the guest calls page after page, checked at the door.
+    const src = images.source('tiny', '1');
+    const like = (over: Record<string, unknown>): unknown => Object.assign(Object.create(Object.getPrototypeOf(src) as object) as object, src, over);
+    const guestOf = (image: unknown) => (): unknown => hw.host.createGuest({ name: 'hand', image: image as never, memoryMiB: 16, workload: STILL });
+    calls.push(['a page source without a generator', guestOf(like({ generator: undefined })), 'EINVAL']);
+    calls.push(['a page source without a ref', guestOf(like({ ref: null })), 'EINVAL']);
+    calls.push(['a page source with bootMs NaN', guestOf(like({ bootMs: Number.NaN })), 'EINVAL']);
+    calls.push(['a page source whose layout has no bootKey', guestOf(like({ layout: (r: number) => ({ ramPages: r / PAGE_SIZE, kindOf: () => 'zero' }) })), 'EINVAL']);
+    calls.push(['a page source whose layout has the wrong size', guestOf(like({ layout: (r: number) => ({ ...src.layout(r), ramPages: 1 }) })), 'EINVAL']);
+    calls.push(['a page source whose layout() is not a function', guestOf({ layout: 5 }), 'EINVAL']);
     calls.push(['burst(1e12, 0)', () => g.burst(1e12, 0), 'EINVAL']);
     calls.push(['Host.advance(2^53)', () => hw.host.advance(2 ** 53), 'EOVERFLOW']);
     calls.push(['Host.advance(1e13)', () => hw.host.advance(1e13), 'E2BIG']);
