@@ -153,6 +153,13 @@ export class ScenarioRun {
 
   /** Build the host for one variant (its policy and kernel) and take the first sample, at time 0. */
   static start(s: Scenario, v: ScenarioVariant, images: ImageCatalog, seed: number, hooks: RunHooks = {}): ScenarioRun {
+    // The rules resume() applies to a saved position, at the door: a run that starts
+    // can be saved and resumed. (A Scenario from loadScenario() always passes.)
+    if (v === null || typeof v !== 'object') throw new KernelError('EINVAL', `ScenarioRun.start: expected a variant of the scenario, found ${String(v)}`);
+    if (images === null || typeof images !== 'object' || typeof (images as Partial<ImageCatalog>).resolve !== 'function') throw new KernelError('EINVAL', 'ScenarioRun.start: expected an image catalog (loadImageCatalog())');
+    if (hooks === null || typeof hooks !== 'object') throw new KernelError('EINVAL', `ScenarioRun.start: expected hooks as a record, found ${String(hooks)}`);
+    const problem = checkPosition({ format: 'samepage-run-position', scenario: s, variant: v.name, ksm: v.ksm, seed, eventIndex: 0, nextSample: 0, samples: [], finished: false });
+    if (problem !== null) throw new KernelError('EINVAL', `ScenarioRun.start: ${problem}`);
     const run = new ScenarioRun(buildHost(s, v.ksm, images, seed, v.kernel, v.mergeDomains), { scenario: s, variant: v.name, ksm: v.ksm, seed, eventIndex: 0, nextSample: s.sampleEveryMs, samples: [], finished: false });
     run.take(hooks);
     return run;

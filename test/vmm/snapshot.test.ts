@@ -201,6 +201,19 @@ events:
     expect([third.finish()]).toEqual(whole);
   });
 
+  it('start refuses what resume would refuse: a scenario, variant, seed or catalog that is not one', () => {
+    const v = scenario.variants[0]!;
+    const start = (sc: unknown, vv: unknown, im: unknown, seed: unknown) => () => ScenarioRun.start(sc as typeof scenario, vv as typeof v, im as typeof images, seed as number);
+    expect(start({ ...scenario, sampleEveryMs: 0 }, v, images, 1)).toThrow(/^EINVAL: ScenarioRun.start: scenario.sampleEveryMs: expected more than 0 ms, found 0$/);
+    expect(start({ ...scenario, guests: null }, v, images, 1)).toThrow(/^EINVAL: ScenarioRun.start: scenario: guests, events and variants must be lists$/);
+    expect(start(null, v, images, 1)).toThrow(/^EINVAL: ScenarioRun.start: no scenario$/);
+    expect(start(scenario, v, images, Number.NaN)).toThrow(/^EINVAL: ScenarioRun.start: seed: expected a whole number$/);
+    expect(start(scenario, { ...v, ksm: { ...v.ksm, policy: 'bogus' } }, images, 1)).toThrow(/^EINVAL: ScenarioRun.start: .*policy/);
+    expect(start(scenario, null, images, 1)).toThrow(/^EINVAL: ScenarioRun.start: expected a variant/);
+    expect(start(scenario, v, {}, 1)).toThrow(/^EINVAL: ScenarioRun.start: expected an image catalog/);
+    expect(ScenarioRun.start(scenario, v, images, scenario.seed).isFinished).toBe(false);
+  });
+
   it('runTo refuses a time before the run or after its end', () => {
     const run = ScenarioRun.start(scenario, scenario.variants[0]!, images, scenario.seed);
     run.runTo(3000);
