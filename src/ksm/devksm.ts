@@ -1,4 +1,5 @@
 import { KernelError } from '../lib/errors.js';
+import { describe } from '../lib/validate.js';
 import { PAGE_SIZE } from '../mm/constants.js';
 import type { Process } from '../mm/process.js';
 import type { Ksm } from './ksm.js';
@@ -128,7 +129,7 @@ export class DevKsm {
       throw new KernelError('EFAULT', 'KSM_START_STOP_KTHREAD: expected a struct ksm_kthread_info { sleep, pages_to_scan, max_pages_to_merge, flags }, got none');
     }
     for (const field of ['sleep', 'pages_to_scan', 'max_pages_to_merge', 'flags'] as const) {
-      if (!isU32(info[field])) throw new KernelError('EINVAL', `KSM_START_STOP_KTHREAD: ${field} must be a 32-bit unsigned integer, got ${String(info[field])}`);
+      if (!isU32(info[field])) throw new KernelError('EINVAL', `KSM_START_STOP_KTHREAD: ${field} must be a 32-bit unsigned integer, got ${describe(info[field])}`);
     }
     const run = (info.flags & KSM_CONTROL_FLAGS_RUN) !== 0;
     // "if (info->flags & ksm_control_flags_run) if (!info->pages_to_scan) ret = EPERM"
@@ -202,17 +203,18 @@ export class SharedMemoryArea {
     if (mem === undefined || mem === null || typeof mem !== 'object') {
       throw new KernelError('EFAULT', 'KSM_REGISTER_MEMORY_REGION: expected a struct ksm_memory_region { npages, addr }, got none');
     }
-    if (!isU32(mem.npages)) throw new KernelError('EINVAL', `KSM_REGISTER_MEMORY_REGION: npages must be a 32-bit unsigned integer, got ${String(mem.npages)}`);
+    if (!isU32(mem.npages)) throw new KernelError('EINVAL', `KSM_REGISTER_MEMORY_REGION: npages must be a 32-bit unsigned integer, got ${describe(mem.npages)}`);
     if (typeof mem.addr !== 'number' || !Number.isSafeInteger(mem.addr) || mem.addr < 0) {
-      throw new KernelError('EINVAL', `KSM_REGISTER_MEMORY_REGION: addr must be an address, got ${String(mem.addr)}`);
+      throw new KernelError('EINVAL', `KSM_REGISTER_MEMORY_REGION: addr must be an address, got ${describe(mem.addr)}`);
     }
     // get_task_mm(current) is NULL for an exiting task: the driver's EPERM.
     if (!this.process.alive) throw new KernelError('EPERM', `KSM_REGISTER_MEMORY_REGION: process ${this.process.name} has exited`);
     // The driver scanned the page holding addr + i * PAGE_SIZE for each i.
     const start = mem.addr - (mem.addr % PAGE_SIZE);
     const end = start + mem.npages * PAGE_SIZE;
-    this.regions.push([start, end]);
+    // Recorded once advised: a region madvise refuses is not registered.
     if (end > start) advise(this.process, start, end, 'MADV_MERGEABLE');
+    this.regions.push([start, end]);
     return 0;
   }
 
@@ -242,5 +244,5 @@ function advise(p: Process, start: number, end: number, advice: 'MADV_MERGEABLE'
  * any string, and the driver answered an unknown command with EINVAL.
  */
 function badIoctl(cmd: never, what: string): never {
-  throw new KernelError('EINVAL', `ioctl: ${what} has no command ${JSON.stringify(cmd)}`);
+  throw new KernelError('EINVAL', `ioctl: ${what} has no command ${describe(cmd)}`);
 }

@@ -1,4 +1,5 @@
-import { KernelError } from '../lib/errors.js';
+import { InvariantError, KernelError } from '../lib/errors.js';
+import { checkKnownKeys, checkOptions, describe } from '../lib/validate.js';
 import { MEM_CANCEL_OFFLINE, MEM_GOING_OFFLINE, MEM_OFFLINE } from '../mm/hotplug.js';
 import type { Process } from '../mm/process.js';
 import { DevKsm, type DevKsmState } from './devksm.js';
@@ -23,6 +24,8 @@ export interface KsmKernelOptions extends Omit<KernelOptions, 'thp'> {
   version?: string;
 }
 
+const KSM_KERNEL_OPTIONS = ['memoryMiB', 'swapMiB', 'blockMiB', 'seed', 'nodes', 'version'] as const;
+
 /**
  * The host kernel with KSM built in (CONFIG_KSM=y): what `samepage` exports as
  * `Kernel`. ksm_init(): the engine registers with the mm, its sysfs group, the ksmd
@@ -38,11 +41,15 @@ export class Kernel extends HostKernel {
   /** /dev/ksm's own setting (max_pages_to_merge, which 2.6.33 has no knob for). */
   private readonly devKsmState: DevKsmState;
 
-  constructor(opts: KsmKernelOptions = {}) {
-    // Refuse an unknown version before any memory is set up.
+  constructor(optsIn: KsmKernelOptions = {}) {
+    // Refuse bad options and an unknown version before any memory is set up.
+    // THP is not among them: the version decides it (none in 2.6.33), so a `thp` the
+    // caller passes is refused rather than silently overridden.
+    const opts = checkOptions('Kernel options', optsIn) as KsmKernelOptions;
+    checkKnownKeys('Kernel options', opts as Record<string, unknown>, KSM_KERNEL_OPTIONS);
     const profile = kernelProfile(opts.version ?? DEFAULT_KERNEL_VERSION);
-    // THP as the version has it: none in 2.6.33, whatever the caller passes.
-    super({ ...opts, thp: profile.thp });
+    const { version: _version, ...mmOpts } = opts;
+    super({ ...mmOpts, thp: profile.thp });
     this.version = profile.version;
     const ksm = new Ksm(this, profile);
     this.ksmEngine = ksm;
@@ -92,7 +99,11 @@ export class Kernel extends HostKernel {
    */
   openDevKsm(p: Process): DevKsm {
     if (this.version !== '2.6.33') throw new KernelError('ENOENT', `/dev/ksm: Linux ${this.version} has no such device (it is the 2009 driver's interface, kept over the 2.6.33 profile)`);
-    if (!p.alive || this.processes.get(p.pid) !== p) throw new KernelError('ESRCH', `/dev/ksm: process ${p.name} (pid ${p.pid}) is not alive`);
+    // The process is looked up by identity before any of its fields is read: anything
+    // but a live process of this kernel (null, a number, another kernel's) is ESRCH.
+    const pid = typeof p === 'object' && p !== null ? (p as { pid?: unknown }).pid : undefined;
+    if (typeof pid !== 'number' || this.processes.get(pid) !== p) throw new KernelError('ESRCH', `/dev/ksm: ${describe(p)} is not a live process of this kernel`);
+    if (!p.alive) throw new KernelError('ESRCH', `/dev/ksm: process ${p.name} (pid ${p.pid}) is not alive`);
     return new DevKsm(this.ksmEngine, this.devKsmState, p);
   }
 
@@ -168,6 +179,16 @@ export function restoreUntrustedKernel(img: unknown): Kernel | string {
   // The kernel is built as the version KSM's part names (checked: one there is a profile for).
   const ksmPart = d.parts.find((p) => p.name === 'ksm')!;
   const k = new Kernel({ ...d.options, version: decodedKsmVersion(ksmPart.decoded) });
-  restoreKernelImage(k, d);
+  // The decoder checks each field's type, range and references; whether the records
+  // fit together (every frame's counts, the swap_map, KSM's counters and trees) is
+  // what the deep check recounts. A kernel that fails it is never handed out: an image
+  // off by one in a count would otherwise restore, and fail later, far from the cause.
+  try {
+    restoreKernelImage(k, d);
+    k.checkInvariants();
+  } catch (e) {
+    if (e instanceof InvariantError) return `the records do not fit together: ${e.message}`;
+    throw e;
+  }
   return k;
 }

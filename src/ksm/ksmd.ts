@@ -1,4 +1,4 @@
-import { KernelError } from '../lib/errors.js';
+import { MAX_WAKEUPS_PER_CALL, checkCount } from '../lib/validate.js';
 import type { HostKernel, KThread } from '../mm/kernel.js';
 import type { Ksm } from './ksm.js';
 
@@ -57,6 +57,12 @@ export class Ksmd implements KThread {
     return this.wakeAt;
   }
 
+  /** One batch per sleep_millisecs (at least a jiffy) while it has work; none while it waits. */
+  wakeupsWithin(ms: number): number {
+    if (this.wakeAt === null || !this.ksm.shouldRun()) return 0;
+    return Math.floor(ms / Math.max(1, this.ksm.sleepMillisecs)) + 1;
+  }
+
   run(now: number): void {
     const ksm = this.ksm;
     if (ksm.shouldRun()) {
@@ -75,10 +81,12 @@ export class Ksmd implements KThread {
    * Drive ksmd, batch after batch on simulated time, until full_scans has advanced
    * by `n`. Returns the number of full scans completed: fewer than `n` when ksmd
    * has nothing to do (run is not 1, no mm is registered, or pages_to_scan is 0).
-   * Other kernel threads due meanwhile run too, as with advance().
+   * Other kernel threads due meanwhile run too, as with advance(). Each full scan
+   * takes at least one batch, so more than MAX_WAKEUPS_PER_CALL is refused up front
+   * (E2BIG), as advance() refuses a span that needs more.
    */
   runFullScans(n: number): number {
-    if (!Number.isInteger(n) || n < 0) throw new KernelError('EINVAL', `runFullScans takes a non-negative integer, got ${n}`);
+    checkCount('runFullScans: n', n, MAX_WAKEUPS_PER_CALL, 'E2BIG');
     const ksm = this.ksm;
     let done = 0;
     while (done < n) {

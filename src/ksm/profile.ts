@@ -1,3 +1,4 @@
+import { describe } from '../lib/validate.js';
 import type { PageChecksum } from '../lib/checksum.js';
 import type { ThpOptions } from '../mm/huge-memory.js';
 import { KernelError } from '../lib/errors.js';
@@ -349,7 +350,7 @@ const PROFILES: Readonly<Record<KernelVersion, KernelProfile>> = {
 export function kernelProfile(version: string): KernelProfile {
   const known = Object.keys(PROFILES) as KernelVersion[];
   if (!(known as string[]).includes(version)) {
-    throw new KernelError('EINVAL', `version: expected one of ${known.map((v) => `'${v}'`).join(', ')} (the kernels Samepage has profiles for), got ${JSON.stringify(version)}`);
+    throw new KernelError('EINVAL', `version: expected one of ${known.map((v) => `'${v}'`).join(', ')} (the kernels Samepage has profiles for), got ${describe(version)}`);
   }
   return PROFILES[version as KernelVersion];
 }

@@ -256,7 +256,19 @@ export function scanGetNextRmapItem(ksm: Ksm): RmapItem {
             ksm.scanPfn = pfn;
             return item;
           }
-          if (pfn >= 0) mem.putPage(pfn);
+          if (pfn >= 0) {
+            mem.putPage(pfn);
+          } else {
+            // 2.6.33's loop is per address, but follow_page() finds an empty page
+            // table at once (pmd_none): skip to the next table, so a sparse area of
+            // 256 GiB costs its tables, not its 2^26 addresses. No decision changes:
+            // every address skipped would have found no page.
+            const next = mm.nextTableAddr(ksm.scanAddress, vma.end);
+            if (next > ksm.scanAddress) {
+              ksm.scanAddress = next;
+              continue;
+            }
+          }
           ksm.scanAddress += PAGE_SIZE;
         }
       }

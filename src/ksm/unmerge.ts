@@ -59,9 +59,20 @@ export function breakCow(ksm: Ksm, item: RmapItem): void {
  */
 export function unmergeKsmPages(ksm: Ksm, vma: Vma, start: number, end: number): number {
   let err = 0;
-  for (let addr = start; addr < end && err === 0; addr += PAGE_SIZE) {
-    if (testExit(vma.mm)) break;
+  const mm = vma.mm;
+  for (let addr = start; addr < end && err === 0; ) {
+    if (testExit(mm)) break;
+    // The loop is per address, but the walk under break_ksm() finds an empty page
+    // table at once (pmd_none; 6.18's folio_walk_start() the same): skip to the next
+    // table, so unmerging a sparse area of TiBs costs its tables, not its addresses.
+    // Nothing changes: an address without a table has no page to break.
+    const next = mm.nextTableAddr(addr, end);
+    if (next > addr) {
+      addr = next;
+      continue;
+    }
     err = breakKsm(ksm, vma, addr);
+    addr += PAGE_SIZE;
   }
   return err;
 }

@@ -31,6 +31,7 @@ export const ERRNO = {
   ENOSPC: 28,
   ERANGE: 34,
   ENOSYS: 38,
+  EOVERFLOW: 75,
 } as const;
 
 export type ErrnoCode = keyof typeof ERRNO;

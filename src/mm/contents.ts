@@ -440,6 +440,11 @@ export class ContentStore {
     return this.generators.length - 1;
   }
 
+  /** How many generators are registered (their ids are 0 to this - 1). */
+  nrGenerators(): number {
+    return this.generators.length;
+  }
+
   generatorName(g: number): string {
     return this.generators[g]!.name;
   }

@@ -1,5 +1,6 @@
 import { KernelError, bug } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
+import { MAX_WAKEUPS_PER_CALL, checkBool, checkCount, checkFinite, checkInt, checkKnownKeys, checkOneOf, checkOptions, checkRecord, checkString, describe } from '../lib/validate.js';
 import {
   PAGE_SIZE,
   PG_ANON,
@@ -21,24 +22,71 @@ import { Sysfs, parseUintKnob } from './sysfs.js';
 import { compactMemory, migratePage } from './migrate.js';
 import { registerMemorySysfs, type MemoryNotifier, type MemoryNotify } from './hotplug.js';
 import { shrinkPages } from './swapops.js';
-import { TransparentHugepage, nrAnonThps, registerThpSysfs, restoreThpImage, saveThpImage, thpVmstatLines, type ThpImage, type ThpOptions } from './huge-memory.js';
+import { THP_MODES, TransparentHugepage, nrAnonThps, registerThpSysfs, restoreThpImage, saveThpImage, thpVmstatLines, type ThpImage, type ThpOptions } from './huge-memory.js';
 
 export interface KernelOptions {
-  /** RAM in MiB (a multiple of blockMiB). */
+  /**
+   * RAM in MiB, at most 4 TiB (MAX_MEMORY_MIB). Memory blocks of blockMiB each, the
+   * last one partial when blockMiB does not divide it (32 MiB is one partial 128 MiB block).
+   */
   memoryMiB?: number;
-  /** Swap device size in MiB; 0 for none. */
+  /** Swap device size in MiB (at most 4 TiB); 0 for none. */
   swapMiB?: number;
-  /** Memory block size in MiB (a power of two; 128 as on x86-64 Linux). */
+  /** Memory block size in MiB: a power of two up to 2048 (Linux's largest, 2 GiB); 128 as on x86-64. */
   blockMiB?: number;
   /** Seed of the kernel's PRNG. */
   seed?: number;
-  /** NUMA nodes, each a run of whole memory blocks (physmem.ts); default 1. */
+  /** NUMA nodes, each a run of whole memory blocks (physmem.ts): 1 to the number of blocks; default 1. */
   nodes?: number;
   /**
    * Transparent huge pages (src/mm/huge-memory.ts), or null for a kernel without
    * them (2.6.33, the default). The KSM side sets it from the kernel profile.
    */
   thp?: ThpOptions | null;
+}
+
+/** The largest memory block Linux has (x86-64's MAX_BLOCK_SIZE): 2 GiB. */
+export const MAX_BLOCK_MIB = 2048;
+/** The most swap a kernel (and its image) takes: as many slots as a swap pte addresses (constants.ts). */
+export const MAX_SWAP_MIB = MAX_MEMORY_MIB;
+
+const KERNEL_OPTIONS = ['memoryMiB', 'swapMiB', 'blockMiB', 'seed', 'nodes', 'thp'] as const;
+const THP_OPTIONS = ['mode', 'remapZeroSubpages'] as const;
+const SPAWN_OPTIONS = ['node', 'mergeDomain'] as const;
+
+/**
+ * KernelOptions checked, defaults filled in. The same limits bind a kernel image's
+ * options (src/mm/snapshot.ts), so a kernel this accepts always saves an image that
+ * restores.
+ */
+export function checkKernelOptions(optsIn: unknown): Required<Omit<KernelOptions, 'thp'>> & { thp: ThpOptions | null } {
+  const o = checkOptions('Kernel options', optsIn);
+  checkKnownKeys('Kernel options', o, KERNEL_OPTIONS);
+  const blockMiB = o.blockMiB === undefined ? 128 : checkInt('Kernel options: blockMiB', o.blockMiB, 1, MAX_BLOCK_MIB);
+  if ((blockMiB & (blockMiB - 1)) !== 0) throw new KernelError('EINVAL', `Kernel options: blockMiB: expected a power of two up to ${MAX_BLOCK_MIB}, found ${blockMiB}`);
+  const memoryMiB = o.memoryMiB === undefined ? 512 : checkInt('Kernel options: memoryMiB', o.memoryMiB, 1, Number.MAX_SAFE_INTEGER);
+  if (memoryMiB > MAX_MEMORY_MIB) throw new KernelError('EINVAL', `Kernel options: memoryMiB ${memoryMiB} exceeds the ${MAX_MEMORY_MIB} MiB (4 TiB) a pte can address`);
+  const swapMiB = o.swapMiB === undefined ? 0 : checkInt('Kernel options: swapMiB', o.swapMiB, 0, Number.MAX_SAFE_INTEGER);
+  if (swapMiB > MAX_SWAP_MIB) throw new KernelError('EINVAL', `Kernel options: swapMiB ${swapMiB} exceeds the ${MAX_SWAP_MIB} MiB (4 TiB) of slots a swap pte can address`);
+  const seed = o.seed === undefined ? 1 : checkInt('Kernel options: seed', o.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  const nodes = o.nodes === undefined ? 1 : checkInt('Kernel options: nodes (one memory block at least each)', o.nodes, 1, Math.ceil(memoryMiB / blockMiB));
+  let thp: ThpOptions | null = null;
+  if (o.thp !== undefined && o.thp !== null) {
+    const t = checkRecord('Kernel options: thp', o.thp);
+    checkKnownKeys('Kernel options: thp', t, THP_OPTIONS);
+    thp = {
+      remapZeroSubpages: checkBool('Kernel options: thp.remapZeroSubpages', t.remapZeroSubpages),
+      ...(t.mode === undefined ? {} : { mode: checkOneOf('Kernel options: thp.mode', t.mode, THP_MODES) }),
+    };
+  }
+  return { memoryMiB, swapMiB, blockMiB, seed, nodes, thp };
+}
+
+/** A KSM merge domain name (mergeDomainProblem's rules), else EINVAL. */
+export function checkMergeDomain(what: string, d: unknown): string {
+  const problem = mergeDomainProblem(d);
+  if (problem !== null) throw new KernelError('EINVAL', `${what} ${problem}`);
+  return d as string;
 }
 
 /**
@@ -49,6 +97,8 @@ export interface KThread {
   readonly name: string;
   nextWake(): number | null;
   run(now: number): void;
+  /** About how many times it would run in the next `ms` if nothing changed (advance()'s bound). */
+  wakeupsWithin(ms: number): number;
 }
 
 /** /proc/vmstat counters kept by the model. */
@@ -131,22 +181,14 @@ export class HostKernel {
   /** The pid the next process gets. */
   private nextPid: number;
 
-  constructor(opts: KernelOptions = {}) {
-    const memoryMiB = opts.memoryMiB ?? 512;
-    const blockMiB = opts.blockMiB ?? 128;
-    const swapMiB = opts.swapMiB ?? 0;
-    if (!Number.isInteger(swapMiB) || swapMiB < 0) {
-      throw new KernelError('EINVAL', `swapMiB must be a non-negative integer, got ${swapMiB}`);
-    }
-    if (swapMiB > MAX_MEMORY_MIB) {
-      throw new KernelError('EINVAL', `swapMiB ${swapMiB} exceeds the ${MAX_MEMORY_MIB} MiB (4 TiB) of slots a swap pte can address`);
-    }
-    const nodes = opts.nodes ?? 1;
-    this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed ?? 1, nodes };
+  constructor(optsIn: KernelOptions = {}) {
+    const opts = checkKernelOptions(optsIn);
+    const { memoryMiB, blockMiB, swapMiB, nodes } = opts;
+    this.options = { memoryMiB, swapMiB, blockMiB, seed: opts.seed, nodes };
     this.mem = new PhysMem({ memoryMiB, blockMiB, nodes });
     this.swap = swapMiB > 0 ? new SwapDevice(swapMiB, this.mem.store) : null;
     this.sysfs = new Sysfs();
-    this.prng = new Prng(opts.seed ?? 1);
+    this.prng = new Prng(opts.seed);
     this.now = 0;
     this.threads = [];
     this.processes = new Map();
@@ -179,8 +221,8 @@ export class HostKernel {
    * memory.reclaim. Returns the number freed (0 without a swap device).
    */
   reclaim(pages: number): number {
-    if (!Number.isInteger(pages) || pages < 0) throw new KernelError('EINVAL', `reclaim() takes a non-negative number of pages, got ${pages}`);
-    return shrinkPages(this, pages);
+    // memory.reclaim takes any size; more pages than exist is simply all it can do.
+    return shrinkPages(this, checkCount('reclaim: pages', pages));
   }
 
   /**
@@ -188,10 +230,9 @@ export class HostKernel {
    * the NUMA node to move it to (move_pages()); by default its own.
    */
   migratePage(pfn: number, node?: number): number {
-    if (node !== undefined && (!Number.isInteger(node) || node < 0 || node >= this.mem.nrNodes)) {
-      throw new KernelError('EINVAL', `migratePage: node must be an integer from 0 to ${this.mem.nrNodes - 1}, got ${node}`);
-    }
-    return migratePage(this, pfn, -1, node ?? -1);
+    const p = checkInt('migratePage: pfn', pfn, 0, this.mem.nrFrames - 1);
+    const nid = node === undefined ? -1 : checkInt('migratePage: node', node, 0, this.mem.nrNodes - 1);
+    return migratePage(this, p, -1, nid);
   }
 
   /** Compact every online memory block (writing /proc/sys/vm/compact_memory); returns pages moved. */
@@ -207,14 +248,12 @@ export class HostKernel {
    * with `numactl --preferred=node`. `mergeDomain`: the KSM merge domain of its
    * mm (mm.ts ksmMergeDomain; default '', the common one), inherited over fork.
    */
-  spawn(name: string, opts: { node?: number; mergeDomain?: string } = {}): Process {
-    const node = opts.node ?? 0;
-    if (!Number.isInteger(node) || node < 0 || node >= this.mem.nrNodes) {
-      throw new KernelError('EINVAL', `spawn: node must be an integer from 0 to ${this.mem.nrNodes - 1}, got ${String(node)}`);
-    }
-    const domain = opts.mergeDomain ?? '';
-    const problem = mergeDomainProblem(domain);
-    if (problem !== null) throw new KernelError('EINVAL', `spawn: mergeDomain ${problem}`);
+  spawn(name: string, optsIn: { node?: number; mergeDomain?: string } = {}): Process {
+    checkString('spawn: name', name);
+    const opts = checkOptions('spawn: options', optsIn);
+    checkKnownKeys('spawn: options', opts, SPAWN_OPTIONS);
+    const node = opts.node === undefined ? 0 : checkInt('spawn: node', opts.node, 0, this.mem.nrNodes - 1);
+    const domain = opts.mergeDomain === undefined ? '' : checkMergeDomain('spawn: mergeDomain', opts.mergeDomain);
     const p = new Process(this, this.nextPid++, name, null);
     p.mm.node = node;
     p.mm.ksmMergeDomain = domain;
@@ -225,7 +264,7 @@ export class HostKernel {
   /** The live process with this pid (what /proc/<pid> finds); ESRCH when there is none. */
   liveProcess(pid: number): Process {
     const p = this.processes.get(pid);
-    if (p === undefined) throw new KernelError('ESRCH', `no process with pid ${String(pid)}`);
+    if (p === undefined) throw new KernelError('ESRCH', `no process with pid ${describe(pid)}`);
     return p;
   }
 
@@ -293,8 +332,7 @@ export class HostKernel {
 
   /** Run every kernel thread due within the next `ms` milliseconds, then set the clock. */
   advance(ms: number): void {
-    if (!Number.isFinite(ms) || ms < 0) throw new KernelError('EINVAL', `advance() takes a non-negative number of ms, got ${ms}`);
-    const end = this.now + ms;
+    const end = this.checkSpan('advance', ms);
     for (;;) {
       const t = this.nextDueThread(end);
       if (t === null) break;
@@ -303,6 +341,27 @@ export class HostKernel {
       t.run(this.now);
     }
     this.now = end;
+  }
+
+  /**
+   * Check a span of simulated time about to be run; returns when it ends. Refused up
+   * front: a span that is not a number ≥ 0 (EINVAL); one ending past 2^53 ms, where
+   * times stop being exact and a thread's next wakeup would equal now (EOVERFLOW);
+   * one whose threads would need more than MAX_WAKEUPS_PER_CALL wakeups (E2BIG):
+   * ksmd wakes every sleep_millisecs (at least 1 ms) while it has work.
+   */
+  checkSpan(what: string, ms: unknown): number {
+    const span = checkFinite(`${what}(ms)`, ms, 0, Number.MAX_VALUE);
+    const end = this.now + span;
+    if (end > Number.MAX_SAFE_INTEGER) {
+      throw new KernelError('EOVERFLOW', `${what}: simulated time would reach ${end} ms, past 2^53 ms where it stops being exact (now ${this.now} ms)`);
+    }
+    let wakeups = 0;
+    for (const t of this.threads) wakeups += t.wakeupsWithin(span);
+    if (wakeups > MAX_WAKEUPS_PER_CALL) {
+      throw new KernelError('E2BIG', `${what}(${describe(ms)}): the kernel's threads would wake about ${Math.round(wakeups)} times, more than the ${MAX_WAKEUPS_PER_CALL} one call may take; advance in smaller steps`);
+    }
+    return end;
   }
 
   /** The thread due soonest, no later than `end`, or null. */

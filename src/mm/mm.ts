@@ -126,6 +126,26 @@ export class MmStruct {
     return t;
   }
 
+  /**
+   * Where a page-table walk from addr toward end next finds a page table: addr itself
+   * when its table exists, else the start of the first table after it (end when there
+   * is none). The kernel's walk skips an empty table in one step (pmd_none), so a walk
+   * over a sparse area costs its tables, not its addresses. Over a range wider than the
+   * tables there are, the tables are searched instead of the range.
+   */
+  nextTableAddr(addr: number, end: number): number {
+    let pmd = Math.floor(addr / PMD_SIZE);
+    if (this.table(addr) !== null) return addr;
+    const lastPmd = Math.floor((end - 1) / PMD_SIZE);
+    if (lastPmd - pmd <= this.pgtables.size) {
+      for (pmd++; pmd <= lastPmd; pmd++) if (this.pgtables.has(pmd)) return pmd * PMD_SIZE;
+      return end;
+    }
+    let best = Infinity;
+    for (const p of this.pgtables.keys()) if (p > pmd && p <= lastPmd && p < best) best = p;
+    return best === Infinity ? end : best * PMD_SIZE;
+  }
+
   /** pte_alloc(): the page table covering addr, created when missing. */
   tableAlloc(addr: number): Float64Array {
     const t = this.table(addr);

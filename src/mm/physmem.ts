@@ -180,14 +180,13 @@ export class PhysMem {
   constructor(opts: PhysMemOptions) {
     const { memoryMiB, blockMiB } = opts;
     const nodes = opts.nodes ?? 1;
-    if (!Number.isInteger(blockMiB) || blockMiB <= 0 || (blockMiB & (blockMiB - 1)) !== 0) {
-      throw new KernelError('EINVAL', `blockMiB must be a power of two, got ${blockMiB}`);
+    // HostKernel's checkKernelOptions() has checked both (types and limits); these
+    // are what the arithmetic below relies on. Linux's largest memory block is 2 GiB.
+    if (!Number.isInteger(blockMiB) || blockMiB <= 0 || blockMiB > 2048 || (blockMiB & (blockMiB - 1)) !== 0) {
+      throw new KernelError('EINVAL', `blockMiB must be a power of two up to 2048, got ${blockMiB}`);
     }
-    if (!Number.isInteger(memoryMiB) || memoryMiB <= 0 || memoryMiB % blockMiB !== 0) {
-      throw new KernelError(
-        'EINVAL',
-        `memoryMiB must be a positive multiple of blockMiB (${blockMiB}), got ${memoryMiB}`,
-      );
+    if (!Number.isInteger(memoryMiB) || memoryMiB <= 0) {
+      throw new KernelError('EINVAL', `memoryMiB must be a positive whole number, got ${memoryMiB}`);
     }
     this.blockPages = (blockMiB * 1024 * 1024) / PAGE_SIZE;
     this.blockShift = Math.log2(this.blockPages);
@@ -219,6 +218,9 @@ export class PhysMem {
     this.lruSize = new Int32Array(3);
     this.blocks = [];
     this.nrFreeOnline = 0;
+    // Linux's memory blocks are all one size, but the last may be only partly
+    // populated (a machine with 32 MiB and 128 MiB blocks has one block, a quarter
+    // present). The last block keeps the common size; framesIn() counts the frames it has.
     for (let b = 0; b * this.blockPages < n; b++) {
       const block = new MemoryBlock(b, b * this.blockPages, this.blockPages, Math.floor((b * nodes) / nrBlocks));
       this.blocks.push(block);

@@ -1,4 +1,5 @@
 import { KernelError, assertNever, bug } from '../lib/errors.js';
+import { MAX_RW_COUNT, checkAddr, checkBytes, checkInt, checkKnownKeys, checkOptions, checkString, describe } from '../lib/validate.js';
 import {
   MMF_INIT_MASK,
   MMF_VM_MERGEABLE,
@@ -88,7 +89,7 @@ function protFlags(prot: Prot, what: string): number {
     case 'rw':
       return VM_READ | VM_WRITE;
     default:
-      throw new KernelError('EINVAL', `${what}: prot must be 'none', 'r' or 'rw', got ${JSON.stringify(prot)}`);
+      throw new KernelError('EINVAL', `${what}: prot must be 'none', 'r' or 'rw', got ${describe(prot)}`);
   }
 }
 
@@ -121,13 +122,17 @@ export class Process {
     if (!this.alive) throw new KernelError('ESRCH', `${what}: process ${this.name} (pid ${this.pid}) has exited`);
   }
 
-  /** Validate [addr, addr+len) as madvise/mprotect/munmap take it; returns the page-aligned end. */
-  private range(what: string, addr: number, len: number, zeroOk: boolean): number {
-    if (!Number.isSafeInteger(addr) || addr < 0 || addr % PAGE_SIZE !== 0) {
-      throw new KernelError('EINVAL', `${what}: start ${typeof addr === 'number' ? hexAddr(addr) : String(addr)} is not page aligned`);
+  /**
+   * Validate [addr, addr+len) as madvise/mprotect/munmap take it, in the kernel's
+   * order: the start's alignment, then the length (rounded up to pages; one that
+   * wraps is EINVAL), then the end. Returns the page-aligned end.
+   */
+  private range(what: string, addr: unknown, len: unknown, zeroOk: boolean): number {
+    if (typeof addr !== 'number' || !Number.isSafeInteger(addr) || addr < 0 || addr % PAGE_SIZE !== 0) {
+      throw new KernelError('EINVAL', `${what}: expected a page-aligned start, found ${typeof addr === 'number' && Number.isSafeInteger(addr) && addr >= 0 ? hexAddr(addr) : describe(addr)}`);
     }
-    if (!Number.isSafeInteger(len) || len < 0 || (len === 0 && !zeroOk)) {
-      throw new KernelError('EINVAL', `${what}: length must be a positive integer, got ${len}`);
+    if (typeof len !== 'number' || !Number.isSafeInteger(len) || len < 0 || (len === 0 && !zeroOk)) {
+      throw new KernelError('EINVAL', `${what}: expected a length that is a ${zeroOk ? 'whole number ≥ 0' : 'positive whole number'}, found ${describe(len)}`);
     }
     const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
     if (end > TASK_SIZE) throw new KernelError('EINVAL', `${what}: range ${hexAddr(addr)}+${len} goes beyond the user address space`);
@@ -137,14 +142,21 @@ export class Process {
   // ---- mmap / munmap ------------------------------------------------------------------
 
   /** mmap(NULL, len, prot, MAP_PRIVATE|MAP_ANONYMOUS (or MAP_SHARED), -1, 0) */
-  mmap(len: number, opts: MmapOptions = {}): number {
+  mmap(len: number, optsIn: MmapOptions = {}): number {
     this.live('mmap');
-    if (!Number.isSafeInteger(len) || len <= 0) throw new KernelError('EINVAL', `mmap: length must be a positive integer, got ${len}`);
+    // do_mmap_pgoff(): a length of 0 is EINVAL; one that rounds past the address
+    // space is ENOMEM (found below, when no room is left).
+    if (typeof len !== 'number' || !Number.isSafeInteger(len) || len <= 0) throw new KernelError('EINVAL', `mmap: expected a length that is a positive whole number, found ${describe(len)}`);
+    const opts = checkOptions('mmap: options', optsIn) as MmapOptions;
+    checkKnownKeys('mmap: options', opts as Record<string, unknown>, ['prot', 'shared', 'special']);
     let flags = protFlags(opts.prot ?? 'rw', 'mmap') | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+    if (opts.shared !== undefined && typeof opts.shared !== 'boolean') throw new KernelError('EINVAL', `mmap: shared: expected true or false, found ${describe(opts.shared)}`);
     if (opts.shared === true) flags |= VM_SHARED | VM_MAYSHARE;
-    for (const s of opts.special ?? []) {
-      const f = SPECIAL_FLAGS[s];
-      if (f === undefined) throw new KernelError('EINVAL', `mmap: unknown special mapping ${JSON.stringify(s)}`);
+    const special: unknown = opts.special ?? [];
+    if (!Array.isArray(special)) throw new KernelError('EINVAL', `mmap: special: expected a list of special mappings, found ${describe(special)}`);
+    for (const s of special as unknown[]) {
+      const f = typeof s === 'string' && Object.prototype.hasOwnProperty.call(SPECIAL_FLAGS, s) ? SPECIAL_FLAGS[s as MapSpecial] : undefined;
+      if (f === undefined) throw new KernelError('EINVAL', `mmap: unknown special mapping ${describe(s)} (known: ${Object.keys(SPECIAL_FLAGS).join(', ')})`);
       flags |= f;
     }
     // ksm_vma_flags(): with whole-process merging on, KSM makes the area
@@ -297,19 +309,31 @@ export class Process {
   /** madvise(addr, len, advice) */
   madvise(addr: number, len: number, advice: Advice): void {
     this.live('madvise');
-    const end = this.range('madvise', addr, len, true);
+    // sys_madvise(): the advice first (madvise_behavior_valid), then the range.
     if (advice !== 'MADV_MERGEABLE' && advice !== 'MADV_UNMERGEABLE' && advice !== 'MADV_DONTNEED' && advice !== 'MADV_NORMAL' && advice !== 'MADV_HUGEPAGE' && advice !== 'MADV_NOHUGEPAGE') {
-      throw new KernelError('EINVAL', `madvise: unknown advice ${JSON.stringify(advice)}`);
+      throw new KernelError('EINVAL', `madvise: unknown advice ${describe(advice)}`);
     }
     // madvise_behavior_valid(): a kernel without THP (2.6.33) knows no such advice.
     if ((advice === 'MADV_HUGEPAGE' || advice === 'MADV_NOHUGEPAGE') && this.kernel.thp === null) {
       throw new KernelError('EINVAL', `madvise: ${advice} needs transparent huge pages, and this kernel has none`);
     }
+    const end = this.range('madvise', addr, len, true);
     const ksm = this.kernel.ksm;
     if ((advice === 'MADV_MERGEABLE' || advice === 'MADV_UNMERGEABLE') && ksm === null) {
       throw new KernelError('EINVAL', `madvise: ${advice} needs KSM, and this kernel has none (CONFIG_KSM=n)`);
     }
     if (end === addr) return;
+    // Linux zaps area by area and stops at a locked one with EINVAL, the areas before
+    // it already emptied. Here every area is checked first, so a refused
+    // MADV_DONTNEED discards nothing (a difference the README lists).
+    if (advice === 'MADV_DONTNEED') {
+      for (const vma of this.mm.vmas) {
+        if (vma.end <= addr || vma.start >= end) continue;
+        if ((vma.flags & (VM_LOCKED | VM_HUGETLB | VM_PFNMAP)) !== 0) {
+          throw new KernelError('EINVAL', `madvise(MADV_DONTNEED): ${vma} is locked, hugetlb or pfnmap (nothing was discarded)`);
+        }
+      }
+    }
     const ok = this.applyRange(addr, end, false, (vma, s, e) => {
       switch (advice) {
         case 'MADV_DONTNEED':
@@ -343,12 +367,12 @@ export class Process {
   prctl(option: PrctlOption, arg2 = 0, arg3 = 0, arg4 = 0, arg5 = 0): number {
     this.live('prctl');
     if (option !== 'PR_SET_MEMORY_MERGE' && option !== 'PR_GET_MEMORY_MERGE') {
-      throw new KernelError('EINVAL', `prctl: unknown option ${JSON.stringify(option)} (this model knows PR_SET_MEMORY_MERGE and PR_GET_MEMORY_MERGE)`);
+      throw new KernelError('EINVAL', `prctl: unknown option ${describe(option)} (this model knows PR_SET_MEMORY_MERGE and PR_GET_MEMORY_MERGE)`);
     }
     const args = [arg2, arg3, arg4, arg5];
     for (let i = 0; i < args.length; i++) {
       const a = args[i];
-      if (!Number.isSafeInteger(a) || a! < 0) throw new KernelError('EINVAL', `prctl(${option}): arg${i + 2} must be an unsigned long, got ${String(a)}`);
+      if (!Number.isSafeInteger(a) || a! < 0) throw new KernelError('EINVAL', `prctl(${option}): arg${i + 2} must be an unsigned long, got ${describe(a)}`);
     }
     const ksm = this.kernel.ksm;
     if (ksm === null) throw new KernelError('EINVAL', `prctl(${option}) needs KSM, and this kernel has none (CONFIG_KSM=n)`);
@@ -358,6 +382,9 @@ export class Process {
   /** mlock(addr, len): lock the areas and fault every page in (writable private pages are COWed now). */
   mlock(addr: number, len: number): void {
     this.live('mlock');
+    // sys_mlock(): the start is rounded down to its page and the length grows by as much.
+    checkAddr('mlock: start', addr);
+    checkAddr('mlock: length', len);
     const start = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
     const end = this.range('mlock', start, len + (addr - start), true);
     if (end === start) return;
@@ -379,6 +406,9 @@ export class Process {
   /** munlock(addr, len) */
   munlock(addr: number, len: number): void {
     this.live('munlock');
+    // sys_munlock(): the start is rounded down to its page and the length grows by as much.
+    checkAddr('munlock: start', addr);
+    checkAddr('munlock: length', len);
     const start = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE;
     const end = this.range('munlock', start, len + (addr - start), true);
     if (end === start) return;
@@ -399,6 +429,7 @@ export class Process {
   /** fork(): a child whose address space is a copy-on-write copy of ours. */
   fork(name: string = this.name): Process {
     this.live('fork');
+    checkString('fork: name', name);
     const k = this.kernel;
     const mm = new MmStruct(name);
     // dup_mm(): the child's mm starts as a copy of ours, of which the flags in
@@ -447,8 +478,14 @@ export class Process {
    * before anything is touched.
    */
   private checkAccess(what: string, addr: number, len: number, write: boolean, force: boolean): void {
-    if (!Number.isSafeInteger(addr) || addr < 0 || !Number.isSafeInteger(len) || len < 0 || addr + len > TASK_SIZE) {
-      throw new KernelError('EFAULT', `${what}: bad address range ${String(addr)}+${String(len)}`);
+    // The length is the caller's count (EINVAL when it is not one; above MAX_RW_COUNT
+    // too, see the README's differences); the address is a pointer, EFAULT when bad.
+    // A negative count is, as a size_t, a range past the end of memory: EFAULT.
+    if (typeof len !== 'number' || !Number.isSafeInteger(len) || len > MAX_RW_COUNT) {
+      throw new KernelError('EINVAL', `${what}: expected a length from 0 to ${MAX_RW_COUNT} (MAX_RW_COUNT), found ${describe(len)}`);
+    }
+    if (typeof addr !== 'number' || !Number.isSafeInteger(addr) || addr < 0 || len < 0 || addr + len > TASK_SIZE) {
+      throw new KernelError('EFAULT', `${what}: bad address range ${describe(addr)}+${len}`);
     }
     const mm = this.mm;
     let a = addr;
@@ -538,17 +575,19 @@ export class Process {
   }
 
   /** Write bytes at addr through the MMU. */
-  write(addr: number, bytes: Uint8Array): void {
+  write(addr: number, bytes: ArrayBufferView): void {
     this.live('write');
-    this.checkAccess('write', addr, bytes.length, true, false);
-    this.copyIn(addr, bytes, false);
+    const b = checkBytes('write: bytes', bytes);
+    this.checkAccess('write', addr, b.byteLength, true, false);
+    this.copyIn(addr, b, false);
   }
 
   /** Write like /proc/pid/mem: ignores PROT_NONE and read-only, still copy-on-write. */
-  pokeMem(addr: number, bytes: Uint8Array): void {
+  pokeMem(addr: number, bytes: ArrayBufferView): void {
     this.live('poke');
-    this.checkAccess('write to /proc/pid/mem', addr, bytes.length, true, true);
-    this.copyIn(addr, bytes, true);
+    const b = checkBytes('write to /proc/pid/mem: bytes', bytes);
+    this.checkAccess('write to /proc/pid/mem', addr, b.byteLength, true, true);
+    this.copyIn(addr, b, true);
   }
 
   private copyIn(addr: number, bytes: Uint8Array, force: boolean): void {
@@ -580,6 +619,13 @@ export class Process {
     this.live('write');
     this.checkAccess('write', addr, PAGE_SIZE, true, false);
     if (addr % PAGE_SIZE !== 0) throw new KernelError('EINVAL', `writeGeneratedPage: expected a page-aligned address, got ${hexAddr(addr)}`);
+    checkInt('writeGeneratedPage: generator', g, 0, this.kernel.mem.store.nrGenerators() - 1);
+    // The key is four 32-bit words, as the store keeps it: another number would name
+    // a content no generator was asked for.
+    checkInt('writeGeneratedPage: k0', k0, 0, 0xffffffff);
+    checkInt('writeGeneratedPage: k1', k1, 0, 0xffffffff);
+    checkInt('writeGeneratedPage: k2', k2, 0, 0xffffffff);
+    checkInt('writeGeneratedPage: k3', k3, 0, 0xffffffff);
     const pfn = this.faultIn(this.vmaFor(addr, null), addr, true, false);
     this.kernel.mem.setContent(pfn, this.kernel.mem.store.internSource(g, k0, k1, k2, k3));
   }
@@ -589,6 +635,7 @@ export class Process {
     this.live('write');
     this.checkAccess('write', addr, PAGE_SIZE, true, false);
     if (addr % PAGE_SIZE !== 0) throw new KernelError('EINVAL', `writeFilledPage: expected a page-aligned address, got ${hexAddr(addr)}`);
+    checkInt('writeFilledPage: value (a byte)', value, 0, 0xff);
     const pfn = this.faultIn(this.vmaFor(addr, null), addr, true, false);
     this.kernel.mem.fillBytes(pfn, 0, value, PAGE_SIZE);
   }
@@ -596,6 +643,8 @@ export class Process {
   /** memset(addr, value, len) through the MMU. */
   memset(addr: number, value: number, length: number): void {
     this.live('memset');
+    // memset(3) takes an int and stores it as an unsigned char.
+    checkInt('memset: value', value, -0x80000000, 0xffffffff);
     this.checkAccess('memset', addr, length, true, false);
     const mem = this.kernel.mem;
     const mm = this.mm;
@@ -633,6 +682,10 @@ export class Process {
 
   /** Like /proc/pid/pagemap: the frame mapped at addr, or null (none, or swapped out). */
   pfnOf(addr: number): number | null {
+    // A pagemap read at an offset past the address space reads nothing: EINVAL here.
+    if (typeof addr !== 'number' || !Number.isSafeInteger(addr) || addr < 0 || addr >= TASK_SIZE) {
+      throw new KernelError('EINVAL', `pfnOf: expected a user address below ${hexAddr(TASK_SIZE)}, found ${describe(addr)}`);
+    }
     const pte = this.mm.getPte(addr - (addr % PAGE_SIZE));
     return ptePresent(pte) ? ptePayload(pte) : null;
   }
@@ -643,6 +696,8 @@ export class Process {
    * smaps_rollup does). Unmapped parts count nothing.
    */
   smaps(addr: number, len: number, into: MemSizeStats = newMemSizeStats()): MemSizeStats {
+    checkAddr('smaps: start', addr);
+    checkAddr('smaps: length', len);
     smapGatherStats(this.kernel, this.mm, addr, addr + len, into);
     return into;
   }
@@ -659,13 +714,19 @@ export class Process {
    * there, in address order, appended to `into` when given.
    */
   residentFrames(addr: number, len: number, into: number[] = []): number[] {
+    checkAddr('pagemap: start', addr);
+    checkAddr('pagemap: length', len);
+    if (!Array.isArray(into)) throw new KernelError('EINVAL', `pagemap: expected a list to append to, found ${describe(into)}`);
     pagemapFrames(this.mm, addr, addr + len, into);
     return into;
   }
 
   /** get_user_pages(): fault the page in (breaking COW for write) and hold it. */
-  pin(addr: number, opts: { write?: boolean } = {}): Pin {
+  pin(addr: number, optsIn: { write?: boolean } = {}): Pin {
     this.live('pin');
+    const opts = checkOptions('pin: options', optsIn);
+    checkKnownKeys('pin: options', opts, ['write']);
+    if (opts.write !== undefined && typeof opts.write !== 'boolean') throw new KernelError('EINVAL', `pin: write: expected true or false, found ${describe(opts.write)}`);
     const write = opts.write === true;
     this.checkAccess('get_user_pages', addr, 1, write, false);
     const pageAddr = addr - (addr % PAGE_SIZE);

@@ -41,7 +41,7 @@ import {
   hexAddr,
   ptePayload,
 } from './constants.js';
-import { VMSTAT_KEYS, mergeDomainProblem, type HostKernel, type KernelOptions, type VmStat } from './kernel.js';
+import { MAX_BLOCK_MIB, MAX_SWAP_MIB, VMSTAT_KEYS, mergeDomainProblem, type HostKernel, type KernelOptions, type VmStat } from './kernel.js';
 import { MmStruct, PMD_SIZE, PTRS_PER_PTE } from './mm.js';
 import { lruListOfFlags, type MemoryBlock, type PageMapping, type PhysMem } from './physmem.js';
 import { Process } from './process.js';
@@ -584,16 +584,17 @@ function decode(x: unknown, partCheckers: readonly ImagePartChecker[]): DecodedK
 
   // ---- options, time, pids, prng, vmstat ----
   const o = obj(img.options, 'options');
-  const blockMiB = int(o.blockMiB, 'options.blockMiB', 1, 1 << 20);
+  // The limits checkKernelOptions() sets on a new kernel: what it accepts, its image restores.
+  const blockMiB = int(o.blockMiB, 'options.blockMiB', 1, MAX_BLOCK_MIB);
   if ((blockMiB & (blockMiB - 1)) !== 0) fail('options.blockMiB', `expected a power of two, found ${blockMiB}`);
-  const memoryMiB = int(o.memoryMiB, 'options.memoryMiB', blockMiB, MAX_MEMORY_MIB);
-  if (memoryMiB % blockMiB !== 0) fail('options.memoryMiB', `expected a multiple of blockMiB (${blockMiB}), found ${memoryMiB}`);
-  const swapMiB = int(o.swapMiB, 'options.swapMiB', 0, MAX_MEMORY_MIB);
+  const memoryMiB = int(o.memoryMiB, 'options.memoryMiB', 1, MAX_MEMORY_MIB);
+  const swapMiB = int(o.swapMiB, 'options.swapMiB', 0, MAX_SWAP_MIB);
   const seed = int(o.seed, 'options.seed', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-  const nodes = int(o.nodes, 'options.nodes', 1, memoryMiB / blockMiB);
   const nrFrames = (memoryMiB * 1024 * 1024) / PAGE_SIZE;
   const blockPages = (blockMiB * 1024 * 1024) / PAGE_SIZE;
-  const nBlocks = memoryMiB / blockMiB;
+  // The last block is partial when blockMiB does not divide the memory.
+  const nBlocks = Math.ceil(memoryMiB / blockMiB);
+  const nodes = int(o.nodes, 'options.nodes', 1, nBlocks);
   const nrSlots = (swapMiB * 1024 * 1024) / PAGE_SIZE;
   const now = finite(img.now, 'now');
   if (now < 0) fail('now', `expected a time >= 0, found ${now}`);

@@ -1,4 +1,5 @@
 import { KernelError } from '../lib/errors.js';
+import { checkString, describe } from '../lib/validate.js';
 
 /**
  * The simulated sysfs and procfs: a registry of files, each a `show` (what a read
@@ -56,17 +57,18 @@ export class Sysfs {
   }
 
   read(path: string): string {
-    const f = this.lookup(path);
-    if (f === undefined) throw new KernelError('ENOENT', `no such file: ${path}`);
+    const f = typeof path === 'string' ? this.lookup(path) : undefined;
+    if (f === undefined) throw new KernelError('ENOENT', `no such file: ${describe(path)}`);
     if (f.show === undefined) throw new KernelError('EACCES', `${path} is write-only`);
     return f.show();
   }
 
   write(path: string, value: string): void {
-    const f = this.lookup(path);
-    if (f === undefined) throw new KernelError('ENOENT', `no such file: ${path}`);
+    const f = typeof path === 'string' ? this.lookup(path) : undefined;
+    if (f === undefined) throw new KernelError('ENOENT', `no such file: ${describe(path)}`);
     if (f.store === undefined) throw new KernelError('EACCES', `${path} is read-only`);
-    f.store(String(value));
+    // What write(2) hands a store(): bytes, a page at most (sysfs's buffer is one page).
+    f.store(checkString(`${path}: value`, value, 4096));
   }
 
   /** Every registered path under a directory prefix, sorted: `ls` (files made by a pattern are not listed). */
@@ -91,7 +93,7 @@ export const UINT_MAX = 4294967295;
 export function strictStrtoul(file: string, buf: string): bigint {
   const s = buf.endsWith('\n') ? buf.slice(0, -1) : buf;
   if (s.length === 0 || !/^[0-9]+$/.test(s)) {
-    throw new KernelError('EINVAL', `${file}: expected an unsigned decimal number, got ${JSON.stringify(buf)}`);
+    throw new KernelError('EINVAL', `${file}: expected an unsigned decimal number, got ${describe(buf)}`);
   }
   const v = BigInt(s);
   if (v > ULONG_MAX) {

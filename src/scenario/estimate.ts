@@ -1,6 +1,8 @@
 import { PAGE_SIZE } from '../mm/constants.js';
 import type { KsmPolicy } from '../vmm/host.js';
-import { countPageKinds, layoutGuest, type ImageCatalog } from '../vmm/image.js';
+import { countPageKinds, layoutGuest, type ImageCatalog, type RegionKinds } from '../vmm/image.js';
+import type { SourceLayout } from '../vmm/page-source.js';
+import { captureSource } from './run.js';
 import type { Scenario } from './schema.js';
 
 /**
@@ -77,6 +79,38 @@ function pagesPerSecond(ksm: KsmPolicy): number {
   return GOVERNED_PAGES_PER_SEC;
 }
 
+/** A guest's boot pages by kind: touched (not 'untouched'), and those of the image, the version, its own. */
+interface PageKinds {
+  touched: number;
+  image: number;
+  version: number;
+  unique: number;
+}
+
+function sumRegionKinds(regions: RegionKinds[]): PageKinds {
+  const k: PageKinds = { touched: 0, image: 0, version: 0, unique: 0 };
+  for (const r of regions) {
+    k.touched += r.pages - r.kinds.untouched;
+    k.image += r.kinds.image;
+    k.version += r.kinds.version;
+    k.unique += r.kinds.unique;
+  }
+  return k;
+}
+
+/** PageKinds of any page source's layout, page by page (kindOf reads no contents). */
+function countLayoutKinds(layout: SourceLayout): PageKinds {
+  const k: PageKinds = { touched: 0, image: 0, version: 0, unique: 0 };
+  for (let gfn = 0; gfn < layout.ramPages; gfn++) {
+    const kind = layout.kindOf(gfn);
+    if (kind !== 'untouched') k.touched++;
+    if (kind === 'image') k.image++;
+    else if (kind === 'version') k.version++;
+    else if (kind === 'unique') k.unique++;
+  }
+  return k;
+}
+
 export function estimateRun(s: Scenario, images: ImageCatalog, ksm: KsmPolicy = s.ksm): RunEstimate {
   let touched = 0;
   let distinct = 0;
@@ -84,34 +118,36 @@ export function estimateRun(s: Scenario, images: ImageCatalog, ksm: KsmPolicy = 
   let dirtied = 0;
   const seenImage = new Set<string>();
   const seenVersion = new Set<string>();
+  // A page's kind depends on its image (or capture) and the guest's RAM only: guests
+  // of one entry's count (up to 262144 of them) are counted once, so the estimate
+  // costs the distinct guests' pages, not the fleet's.
+  const counted = new Map<string, Map<number, PageKinds>>();
   for (const g of s.guests) {
-    const image = images.get(g.image, g.version ?? undefined);
     const ramBytes = g.memoryMiB * 1024 * 1024;
-    const regions = countPageKinds(image, layoutGuest(image, ramBytes));
-    let t = 0;
-    let imagePages = 0;
-    let versionPages = 0;
-    let unique = 0;
-    for (const r of regions) {
-      t += r.pages - r.kinds.untouched;
-      imagePages += r.kinds.image;
-      versionPages += r.kinds.version;
-      unique += r.kinds.unique;
+    // A captured guest's pages are counted from its capture as the run lays it out (a
+    // capture is its own "image" and "version"); an image's by its regions.
+    const capture = g.capture === null ? null : captureSource(g.capture);
+    const image = capture === null ? images.get(g.image, g.version ?? undefined) : null;
+    const name = capture !== null ? capture.label : image!.name;
+    const version = capture !== null ? capture.label : `${image!.name} ${image!.version}`;
+    let byRam = counted.get(version);
+    if (byRam === undefined) counted.set(version, (byRam = new Map()));
+    let k = byRam.get(ramBytes);
+    if (k === undefined) byRam.set(ramBytes, (k = capture !== null ? countLayoutKinds(capture.layout(ramBytes)) : sumRegionKinds(countPageKinds(image!, layoutGuest(image!, ramBytes)))));
+    touched += k.touched;
+    if (g.memMerge) mergeable += k.touched;
+    if (!seenImage.has(name)) {
+      seenImage.add(name);
+      distinct += k.image;
     }
-    touched += t;
-    if (g.memMerge) mergeable += t;
-    if (!seenImage.has(image.name)) {
-      seenImage.add(image.name);
-      distinct += imagePages;
+    if (!seenVersion.has(version)) {
+      seenVersion.add(version);
+      distinct += k.version;
     }
-    const v = `${image.name} ${image.version}`;
-    if (!seenVersion.has(v)) {
-      seenVersion.add(v);
-      distinct += versionPages;
-    }
-    distinct += unique;
-    const running = g.startAt === null ? 0 : Math.max(0, s.durationMs - g.startAt - image.bootMs) / 1000;
-    const rate = g.workload.dirtyRate ?? image.workload.dirtyRate;
+    distinct += k.unique;
+    const bootMs = capture !== null ? capture.bootMs : image!.bootMs;
+    const running = g.startAt === null ? 0 : Math.max(0, s.durationMs - g.startAt - bootMs) / 1000;
+    const rate = g.workload.dirtyRate ?? (capture !== null ? capture.dirtyRate : image!.workload.dirtyRate);
     dirtied += Math.round(rate * running);
   }
   distinct += dirtied;

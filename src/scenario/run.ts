@@ -1,8 +1,8 @@
 import { PROFILE_6_18 } from '../ksm/profile.js';
 import { pickKsmStats } from '../ksm/stats.js';
 import { KernelError, assertNever } from '../lib/errors.js';
-import { Host, describePolicy, type KsmPolicy } from '../vmm/host.js';
-import { formatSize } from '../vmm/config.js';
+import { Host, checkKsmPolicy, describePolicy, type KsmPolicy } from '../vmm/host.js';
+import { MAX_DURATION_MS, formatSize } from '../vmm/config.js';
 import type { ImageCatalog } from '../vmm/image.js';
 import { CaptureSource } from '../vmm/capture-source.js';
 import type { PageSource, PageSourceCatalog, PageSourceRef } from '../vmm/page-source.js';
@@ -56,7 +56,7 @@ export function runScenario(s: Scenario, opts: RunOptions): RunResult[] {
 }
 
 /** A captured guest's page source, its file read again (cached) and checked against the digest taken when the scenario was read. */
-function captureSource(c: { file: string; guest: string; digest: string }): CaptureSource {
+export function captureSource(c: { file: string; guest: string; digest: string }): CaptureSource {
   const r = loadCapture(c.file);
   if (r.digest !== c.digest) throw new Error(`capture ${c.file} has changed since the scenario was read (sha256 ${r.digest.slice(0, 12)}…, was ${c.digest.slice(0, 12)}…)`);
   return new CaptureSource(r.capture, c.guest, c.file, c.digest);
@@ -153,6 +153,13 @@ export class ScenarioRun {
 
   /** Build the host for one variant (its policy and kernel) and take the first sample, at time 0. */
   static start(s: Scenario, v: ScenarioVariant, images: ImageCatalog, seed: number, hooks: RunHooks = {}): ScenarioRun {
+    // The rules resume() applies to a saved position, at the door: a run that starts
+    // can be saved and resumed. (A Scenario from loadScenario() always passes.)
+    if (v === null || typeof v !== 'object') throw new KernelError('EINVAL', `ScenarioRun.start: expected a variant of the scenario, found ${String(v)}`);
+    if (images === null || typeof images !== 'object' || typeof (images as Partial<ImageCatalog>).resolve !== 'function') throw new KernelError('EINVAL', 'ScenarioRun.start: expected an image catalog (loadImageCatalog())');
+    if (hooks === null || typeof hooks !== 'object') throw new KernelError('EINVAL', `ScenarioRun.start: expected hooks as a record, found ${String(hooks)}`);
+    const problem = checkPosition({ format: 'samepage-run-position', scenario: s, variant: v.name, ksm: v.ksm, seed, eventIndex: 0, nextSample: 0, samples: [], finished: false });
+    if (problem !== null) throw new KernelError('EINVAL', `ScenarioRun.start: ${problem}`);
     const run = new ScenarioRun(buildHost(s, v.ksm, images, seed, v.kernel, v.mergeDomains), { scenario: s, variant: v.name, ksm: v.ksm, seed, eventIndex: 0, nextSample: s.sampleEveryMs, samples: [], finished: false });
     run.take(hooks);
     return run;
@@ -164,7 +171,7 @@ export class ScenarioRun {
    */
   static resume(bytes: Uint8Array, images: ImageCatalog | null): ScenarioRun {
     const { host, extra } = restoreHost(bytes, images, CAPTURE_CATALOG);
-    const problem = checkPosition(extra);
+    const problem = checkPosition(extra) ?? checkSamples((extra as RunPosition).samples, host.sample());
     if (problem !== null) throw new SnapshotError('invalid', `snapshot run position: ${problem}`);
     const pos = extra as RunPosition;
     return new ScenarioRun(host, pos);
@@ -249,19 +256,95 @@ export class ScenarioRun {
   }
 }
 
+/** The action kinds a scenario can hold (ScenarioAction). */
+const ACTION_KINDS: readonly ScenarioAction['kind'][] = ['start', 'stop', 'pause', 'resume', 'destroy', 'burst', 'workload', 'pressure', 'release_pressure', 'reclaim', 'compact', 'migrate', 'offline', 'online', 'knobs', 'ksm'];
+
+const isRec = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v) && !ArrayBuffer.isView(v);
+
+/**
+ * Where a saved run position is not one save() writes, or one that could not finish:
+ * a message, or null. The actions' own fields are checked when they are carried out,
+ * by the host's validators (a bad one is a failed event, as a bad command is); here,
+ * what the runner itself relies on: every list holds records, every action has a
+ * known kind, the times are bounded and samples come at all (sampleEveryMs > 0).
+ */
 function checkPosition(x: unknown): string | null {
   if (x === null || typeof x !== 'object') return 'missing (a host snapshot, not a scenario run)';
   const p = x as Record<string, unknown>;
   if (p.format !== 'samepage-run-position') return `format ${JSON.stringify(p.format)}, expected "samepage-run-position"`;
-  if (p.scenario === null || typeof p.scenario !== 'object') return 'no scenario';
-  const sc = p.scenario as Record<string, unknown>;
+  if (!isRec(p.scenario)) return 'no scenario';
+  const sc = p.scenario;
   for (const k of ['durationMs', 'sampleEveryMs', 'tickMs', 'seed']) if (!Number.isSafeInteger(sc[k])) return `scenario.${k}: expected a whole number`;
+  if ((sc.durationMs as number) < 0 || (sc.durationMs as number) > MAX_DURATION_MS) return `scenario.durationMs: expected 0 to ${MAX_DURATION_MS} (100 days), found ${sc.durationMs as number}`;
+  if ((sc.sampleEveryMs as number) <= 0) return `scenario.sampleEveryMs: expected more than 0 ms, found ${sc.sampleEveryMs as number}`;
+  if ((sc.tickMs as number) <= 0) return `scenario.tickMs: expected more than 0 ms, found ${sc.tickMs as number}`;
+  if (typeof sc.name !== 'string') return 'scenario.name: expected a string';
   if (!Array.isArray(sc.guests) || !Array.isArray(sc.events) || !Array.isArray(sc.variants)) return 'scenario: guests, events and variants must be lists';
-  if (!Number.isSafeInteger(p.eventIndex) || (p.eventIndex as number) < 0) return 'eventIndex: expected a whole number';
-  if (!Number.isSafeInteger(p.nextSample)) return 'nextSample: expected a whole number';
+  for (const [i, g] of sc.guests.entries()) {
+    if (!isRec(g) || typeof g.name !== 'string') return `scenario.guests[${i}]: expected a guest with a name`;
+    if (g.startAt !== null && !(Number.isFinite(g.startAt) && (g.startAt as number) >= 0)) return `scenario.guests[${i}].startAt: expected a time ≥ 0 or null`;
+  }
+  for (const [i, v] of sc.variants.entries()) if (!isRec(v) || (v.name !== null && typeof v.name !== 'string')) return `scenario.variants[${i}]: expected a variant with a name or null`;
+  for (const [i, e] of sc.events.entries()) {
+    if (!isRec(e) || !Number.isFinite(e.at) || (e.at as number) < 0) return `scenario.events[${i}]: expected an event with a time (at) ≥ 0`;
+    if (!isRec(e.action) || !(ACTION_KINDS as readonly unknown[]).includes(e.action.kind)) return `scenario.events[${i}].action: expected an action of a known kind (${ACTION_KINDS.join(', ')})`;
+  }
+  // eventIndex counts the timeline: the guests' starts, then the events.
+  const timelineLength = sc.events.length + sc.guests.filter((g) => (g as Record<string, unknown>).startAt !== null).length;
+  if (!Number.isSafeInteger(p.eventIndex) || (p.eventIndex as number) < 0 || (p.eventIndex as number) > timelineLength) return `eventIndex: expected 0 to ${timelineLength}`;
+  if (!Number.isSafeInteger(p.nextSample) || (p.nextSample as number) < 0) return 'nextSample: expected a whole number ≥ 0';
   if (!Array.isArray(p.samples)) return 'samples: expected a list';
   if (typeof p.finished !== 'boolean') return 'finished: expected true or false';
   if (!Number.isSafeInteger(p.seed)) return 'seed: expected a whole number';
+  if (p.variant !== null && typeof p.variant !== 'string') return 'variant: expected a name or null';
+  // The rules Host.setPolicy() applies (the run applies this policy, and reports it).
+  for (const [where, policy] of [['ksm', p.ksm] as const, ...sc.variants.map((v, i) => [`scenario.variants[${i}].ksm`, (v as Record<string, unknown>).ksm] as const)]) {
+    try {
+      checkKsmPolicy(where, policy);
+    } catch (e) {
+      if (e instanceof KernelError) return e.message.replace(/^[A-Z0-9]+: /, '');
+      throw e;
+    }
+  }
+  return null;
+}
+
+/**
+ * Each saved sample has the shape of `template` (a sample the restored host takes
+ * now): the same fields, numbers where it has numbers, strings where it has strings,
+ * its guests records shaped as its guests are. What summarize() reads is then there.
+ */
+function checkSamples(samples: unknown[], template: HostSample): string | null {
+  const guestTemplate = template.guests[0] ?? null;
+  for (const [i, x] of samples.entries()) {
+    if (!isRec(x)) return `samples[${i}]: expected a sample record`;
+    const problem = shapeProblem(template, x, `samples[${i}]`, ['guests']);
+    if (problem !== null) return problem;
+    if (!Array.isArray(x.guests)) return `samples[${i}].guests: expected a list`;
+    for (const [j, g] of x.guests.entries()) {
+      if (!isRec(g)) return `samples[${i}].guests[${j}]: expected a guest sample`;
+      if (guestTemplate !== null) {
+        const gp = shapeProblem(guestTemplate, g, `samples[${i}].guests[${j}]`, []);
+        if (gp !== null) return gp;
+      }
+    }
+  }
+  return null;
+}
+
+function shapeProblem(template: object, x: Record<string, unknown>, path: string, skip: readonly string[]): string | null {
+  for (const [k, t] of Object.entries(template)) {
+    if (skip.includes(k)) continue;
+    const v = x[k];
+    // A figure the host reports is never negative, so neither is a saved one.
+    if (typeof t === 'number' ? typeof v !== 'number' || Number.isNaN(v) || (t >= 0 && v < 0) : typeof t === 'string' ? typeof v !== 'string' : typeof t === 'boolean' ? typeof v !== 'boolean' : t === null ? false : isRec(t) ? !isRec(v) : false) {
+      return `${path}.${k}: expected a ${t === null ? 'value' : typeof t}, found ${v === null ? 'null' : typeof v}`;
+    }
+    if (isRec(t) && isRec(v)) {
+      const p = shapeProblem(t, v, `${path}.${k}`, []);
+      if (p !== null) return p;
+    }
+  }
   return null;
 }
 

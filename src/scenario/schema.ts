@@ -6,7 +6,11 @@ import { parseKsmtunedConf } from '../vmm/ksmtuned-conf.js';
 import { KUBEVIRT_ANNOTATIONS, resolveKubevirtParams, type KubevirtConfig } from '../vmm/kubevirt.js';
 import { MOM_DEFAULTS, type MomConfig } from '../vmm/mom.js';
 import { NODE_MEMORY_PARAMS, nodeMemoryParamProblem } from '../vmm/node-memory-tune.js';
+import { MAX_BLOCK_MIB } from '../mm/kernel.js';
 import { DEFAULT_KERNEL_VERSION, KERNEL_VERSIONS, kernelProfile, type KernelVersion, type KsmKnobField } from '../ksm/profile.js';
+
+/** The most guests one entry's count may make: a host of 4 TiB in guests of the smallest RAM, 16 MiB. */
+const MAX_GUESTS = MAX_MEMORY_MIB / 16;
 import { ConfigDocument, ConfigError, describe, formatSize, zCount, zDuration, zFraction, zSizeMiB, type ConfigProblem } from '../vmm/config.js';
 import type { KsmKnobSettings, KsmPolicy } from '../vmm/host.js';
 import { layoutGuest, type ImageCatalog } from '../vmm/image.js';
@@ -208,7 +212,7 @@ const zMemMerge = z.union([z.boolean({ error: MEM_MERGE_EXPECTED }), z.enum(['on
 
 const zGuest = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: (i) => `expected a name of letters, digits, '.', '_' and '-', got ${describe(i.input)}` }),
-  count: zCount('a number of guests').min(1, { error: 'expected at least 1' }).optional(),
+  count: zCount('a number of guests', 1).max(MAX_GUESTS, { error: (i) => `expected a number of guests (1 to ${MAX_GUESTS}), got ${describe(i.input)}` }).optional(),
   image: z.string().optional(),
   /** A guest of a capture file (`samepage capture`) instead of an image. */
   capture: z.strictObject({ file: z.string().min(1), guest: z.string().min(1) }).optional(),
@@ -493,13 +497,15 @@ export function parseScenario(text: string, file: string, images: ImageCatalog, 
     if (host.block !== undefined) {
       const b = host.block / MiB;
       if (!Number.isInteger(b) || b <= 0 || (b & (b - 1)) !== 0) at(['host', 'block'], `expected a power of two MiB (like 128MiB), got ${formatSize(host.block)}`);
+      else if (b > MAX_BLOCK_MIB) at(['host', 'block'], `expected at most 2GiB (Linux's largest memory block), got ${formatSize(host.block)}`);
       else blockMiB = b;
     }
     if (host.memory !== undefined) {
       if (host.memory > MAX_HOST_MEMORY) {
         at(['host', 'memory'], `expected at most 4 TiB: a pte addresses 2^30 frames of 4 KiB, got ${formatSize(host.memory)}`);
-      } else if (blockMiB !== undefined && (host.memory % host.block! !== 0 || host.memory === 0)) {
-        at(['host', 'memory'], `expected a whole number of ${blockMiB} MiB memory blocks`);
+      } else if (host.memory % MiB !== 0 || host.memory === 0) {
+        // The last memory block may be partial (src/mm/physmem.ts), as on Linux.
+        at(['host', 'memory'], `expected a positive whole number of MiB, got ${formatSize(host.memory)}`);
       }
     }
     if (host.swap !== undefined) {

@@ -1,4 +1,4 @@
-import { LineCounter, isMap, isNode, isPair, isScalar, parseDocument, type Document } from 'yaml';
+import { LineCounter, isMap, isNode, isPair, isScalar, parseDocument, visit, type Document } from 'yaml';
 import { z } from 'zod';
 
 /**
@@ -77,9 +77,34 @@ export class ConfigDocument {
     return new ConfigDocument(file, doc, lines);
   }
 
-  /** The plain value of the document. */
+  /**
+   * The plain value of the document. An alias to no anchor (`*x` before or without
+   * `&x`), or aliases that expand past 100 nodes (a "billion laughs" file), are the
+   * file's problems: ConfigError at the first alias's line, not yaml's ReferenceError.
+   */
   value(): unknown {
-    return this.doc.toJS({ maxAliasCount: 100 }) as unknown;
+    try {
+      return this.doc.toJS({ maxAliasCount: 100 }) as unknown;
+    } catch (e) {
+      if (!(e instanceof ReferenceError)) throw e;
+      let line = 0;
+      let unresolved = '';
+      visit(this.doc, {
+        Alias: (_key, node) => {
+          if (node.resolve(this.doc) === undefined && unresolved === '') {
+            unresolved = node.source;
+            line = this.nodeLine(node);
+            return visit.BREAK;
+          }
+          if (line === 0) line = this.nodeLine(node);
+          return undefined;
+        },
+      });
+      const message = unresolved !== ''
+        ? `not valid YAML or JSON: alias *${unresolved} refers to no anchor &${unresolved} before it`
+        : 'not valid YAML or JSON: its aliases expand to more than 100 nodes (a resource exhaustion attack, or a file too clever by half)';
+      throw new ConfigError(this.file, [{ line, field: '', message }]);
+    }
   }
 
   /**
@@ -324,10 +349,21 @@ export const zSize = z.string({ error: (i) => `expected a size like '512MiB', go
 });
 
 /** A duration in ms: a string with a unit ('10s', '5min', '1min 30s'). */
+/**
+ * The longest duration a file may give: 100 days. Simulated time is exact to 2^53
+ * ms, but a run must also finish: 100 days are 86 million host ticks of 100 ms,
+ * within what one advance() takes (MAX_WAKEUPS_PER_CALL, src/lib/validate.ts).
+ */
+export const MAX_DURATION_MS = 100 * 24 * 3600 * 1000;
+
 export const zDuration = z.string({ error: (i) => `expected a duration like '10s' or '5min', got ${describe(i.input)}` }).transform((s, ctx) => {
   const v = parseDuration(s);
   if (v === null) {
     ctx.addIssue({ code: 'custom', message: `expected a duration like '10s' or '5min', got ${describe(s)}` });
+    return z.NEVER;
+  }
+  if (v > MAX_DURATION_MS) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration of at most 100 days, got ${describe(s)}` });
     return z.NEVER;
   }
   return v;
@@ -337,9 +373,10 @@ export const zDuration = z.string({ error: (i) => `expected a duration like '10s
 const fractionError = (i: { input?: unknown }): string => `expected a fraction between 0 and 1, got ${describe(i.input)}`;
 export const zFraction = z.number({ error: fractionError }).min(0, { error: fractionError }).max(1, { error: fractionError });
 
-/** A non-negative integer. */
-export function zCount(what = 'a whole number'): z.ZodNumber {
-  return z.number({ error: (i) => `expected ${what}, got ${describe(i.input)}` }).int({ error: `expected ${what}` }).min(0, { error: `expected ${what} (0 or more)` });
+/** An integer ≥ min (0 by default); every refusal says the same range. */
+export function zCount(what = 'a whole number', min = 0): z.ZodNumber {
+  const range = `expected ${what} (${min} or more)`;
+  return z.number({ error: (i) => `${range}, got ${describe(i.input)}` }).int({ error: (i) => `${range}, got ${describe(i.input)}` }).min(min, { error: (i) => `${range}, got ${describe(i.input)}` });
 }
 
 /** A value quoted for a message: strings in quotes, others as JSON. */

@@ -1,12 +1,13 @@
 import { KernelError } from '../lib/errors.js';
 import { Prng } from '../lib/prng.js';
-import { PAGE_SIZE } from '../mm/constants.js';
+import { PAGE_SIZE, VM_WRITE } from '../mm/constants.js';
 import { mergeDomainProblem, type HostKernel } from '../mm/kernel.js';
 import type { Process } from '../mm/process.js';
 import { newMemSizeStats } from '../mm/task-mmu.js';
-import type { PageSource, PageSourceRef, SourceLayout } from './page-source.js';
+import { sourceLayoutProblem, type PageSource, type PageSourceRef, type SourceLayout } from './page-source.js';
 import type { GuestSample, GuestState } from './types.js';
-import { IDLE_WORKLOAD, checkWorkload, startBurst, type ActiveBurst, type WorkloadSpec } from './workload.js';
+import { IDLE_WORKLOAD, checkBurstPages, checkWorkload, startBurst, type ActiveBurst, type WorkloadSpec } from './workload.js';
+import { MAX_RW_COUNT, checkAddr, checkBytes, checkCount, checkFinite, describe } from '../lib/validate.js';
 import { ZERO_PAGE_MAPPED, qemuFirmwareBlocks, type FirmwareBlock, type QemuNic } from './qemu-blocks.js';
 
 /** QEMU_VMALLOC_ALIGN on x86-64 Linux: every RAM block starts on a 2 MiB boundary. */
@@ -172,6 +173,8 @@ export class Guest {
     } catch (e) {
       throw new KernelError('EINVAL', `guest ${opts.name}: ${(e as Error).message}`);
     }
+    const layoutProblem = sourceLayoutProblem(layout, opts.ramBytes / PAGE_SIZE);
+    if (layoutProblem !== null) throw new KernelError('EINVAL', `guest ${opts.name}: ${opts.source.label}: ${layoutProblem}`);
     this.id = id;
     this.name = opts.name;
     this.source = opts.source;
@@ -187,8 +190,7 @@ export class Guest {
       slots.push({ slot: 1, gpa: ABOVE_4G_BASE, size: opts.ramBytes - below, firstPage: below / PAGE_SIZE, hva: 0 });
     }
     this.slots = slots;
-    this.spec = opts.workload ?? IDLE_WORKLOAD;
-    checkWorkload(this.spec, `guest ${opts.name}`);
+    this.spec = opts.workload === undefined ? IDLE_WORKLOAD : checkWorkload(opts.workload, `guest ${opts.name}`, opts.ramBytes / PAGE_SIZE);
     this.state = 'created';
     this.process = null;
     this.bootSeed = 0;
@@ -222,8 +224,8 @@ export class Guest {
    * Change what the guest runs from now on. A new periodic burst starts one period
    * from now, as it would one period after boot; bursts already under way go on.
    */
-  setWorkload(w: WorkloadSpec): void {
-    checkWorkload(w, `guest ${this.name}`);
+  setWorkload(wIn: WorkloadSpec): void {
+    const w = checkWorkload(wIn, `guest ${this.name}`, this.ramPages);
     const old = this.spec.burst;
     this.spec = w;
     const b = w.burst;
@@ -396,8 +398,8 @@ export class Guest {
 
   /** A one-off burst: dirty `pages` pages over the next `overMs` ms of running. */
   burst(pages: number, overMs: number): void {
-    if (!Number.isSafeInteger(pages) || pages < 0) throw new KernelError('EINVAL', `guest ${this.name}: burst pages must be a whole number, got ${pages}`);
-    if (!Number.isFinite(overMs) || overMs < 0) throw new KernelError('EINVAL', `guest ${this.name}: burst duration must be ≥ 0 ms, got ${overMs}`);
+    checkBurstPages(`guest ${this.name}`, pages, this.ramPages);
+    checkFinite(`guest ${this.name}: burst duration (ms)`, overMs, 0);
     this.expect('burst', 'booting', 'running', 'paused');
     this.bursts.push(startBurst(pages, overMs));
   }
@@ -514,14 +516,13 @@ export class Guest {
     for (const s of this.slots) {
       if (gpa >= s.gpa && gpa < s.gpa + s.size) return s.hva + (gpa - s.gpa);
     }
-    throw new KernelError('EFAULT', `guest ${this.name}: guest-physical 0x${gpa.toString(16)} is not RAM`);
+    throw new KernelError('EFAULT', `guest ${this.name}: guest-physical ${typeof gpa === 'number' ? `0x${gpa.toString(16)}` : describe(gpa)} is not RAM`);
   }
 
   /** Split [gpa, gpa+len) into pieces inside one slot each. */
   private pieces(gpa: number, len: number, fn: (hva: number, off: number, n: number) => void): void {
-    if (!Number.isSafeInteger(gpa) || gpa < 0 || !Number.isSafeInteger(len) || len < 0) {
-      throw new KernelError('EINVAL', `guest ${this.name}: bad guest-physical range ${gpa}+${len}`);
-    }
+    checkAddr(`guest ${this.name}: guest-physical address`, gpa);
+    checkCount(`guest ${this.name}: length`, len, MAX_RW_COUNT);
     // Check the whole range first, so a bad range changes nothing.
     const parts: { hva: number; off: number; n: number }[] = [];
     let a = gpa;
@@ -537,15 +538,17 @@ export class Guest {
 
   /** Read guest-physical memory, as the guest (or a device model) sees it. */
   readPhys(gpa: number, len: number): Uint8Array {
+    checkCount(`guest ${this.name}: readPhys length`, len, MAX_RW_COUNT);
     const out = new Uint8Array(len);
     this.pieces(gpa, len, (hva, off, n) => out.set(this.process!.read(hva, n), off));
     return out;
   }
 
   /** Write guest-physical memory, as the guest does. */
-  writePhys(gpa: number, bytes: Uint8Array): void {
-    this.pieces(gpa, bytes.length, (hva, off, n) => this.process!.write(hva, bytes.subarray(off, off + n)));
-    this.pagesWritten += Math.ceil(bytes.length / PAGE_SIZE);
+  writePhys(gpa: number, bytesIn: ArrayBufferView): void {
+    const bytes = checkBytes(`guest ${this.name}: writePhys bytes`, bytesIn);
+    this.pieces(gpa, bytes.byteLength, (hva, off, n) => this.process!.write(hva, bytes.subarray(off, off + n)));
+    this.pagesWritten += Math.ceil(bytes.byteLength / PAGE_SIZE);
   }
 
   // ---- snapshots -----------------------------------------------------------------------------
@@ -609,6 +612,14 @@ export class Guest {
     if (snap.pid !== null) {
       const proc = kernel.processes.get(snap.pid);
       if (proc === undefined) throw new Error(`guest ${snap.name}: its process ${snap.pid} is not in the kernel`);
+      // Each slot's RAM is one area of its process, writable, as boot() maps it: the
+      // guest writes there without asking again.
+      for (const s of g.slots) {
+        const vma = proc.mm.vmaAt(s.hva);
+        if (vma === null || vma.start > s.hva || vma.end < s.hva + s.size || (vma.flags & VM_WRITE) === 0) {
+          throw new Error(`guest ${snap.name}: memory slot ${s.slot} at 0x${s.hva.toString(16)} (${s.size} bytes) is not a writable area of its process`);
+        }
+      }
       g.process = proc;
     }
     g.state = snap.state;

@@ -1,8 +1,10 @@
 import { customRandom, urlAlphabet } from 'nanoid';
-import type { QemuNic } from './qemu-blocks.js';
+import { QEMU_NICS, type QemuNic } from './qemu-blocks.js';
 import { Kernel } from '../ksm/kernel.js';
-import { KSM_SYSFS_DIR, PROFILE_6_18, knobFile, type KsmKnobField } from '../ksm/profile.js';
+import { DEFAULT_KERNEL_VERSION, KSM_SYSFS_DIR, PROFILE_2_6_33, PROFILE_6_18, kernelProfile, knobFile, type KnobSpec, type KsmKnobField } from '../ksm/profile.js';
 import { KernelError, assertNever } from '../lib/errors.js';
+import { MAX_WAKEUPS_PER_CALL, UINT_MAX, checkBool, checkCount, checkInt, checkKnownKeys, checkOneOf, checkOptions, checkRecord, checkString, describe } from '../lib/validate.js';
+import { checkKernelOptions, checkMergeDomain } from '../mm/kernel.js';
 import { Prng } from '../lib/prng.js';
 import { PAGE_SIZE } from '../mm/constants.js';
 import type { Process } from '../mm/process.js';
@@ -10,7 +12,7 @@ import { formatSize } from './config.js';
 import { Guest, type GuestSnapshot } from './guest.js';
 import { restoreHost, saveHost } from './snapshot.js';
 import { SyntheticSource, type GuestImage, type ImageCatalog } from './image.js';
-import type { PageSource } from './page-source.js';
+import { pageSourceProblem, type PageSource } from './page-source.js';
 import { checkGovernorSnapshot, restoreGovernor, startGovernor, type GovernedPolicy, type GovernorPort, type GovernorSnapshot, type KsmGovernor } from './governor.js';
 import { KSMTUNED_DEFAULTS } from './ksmtuned.js';
 import { KUBEVIRT_DEFAULTS } from './kubevirt.js';
@@ -127,6 +129,67 @@ export function describePolicy(p: KsmPolicy): string {
   }
 }
 
+const GOVERNED = ['ksmtuned', 'mom', 'kubevirt'] as const;
+
+/**
+ * A policy checked, as a fresh record of its own (a caller changing theirs later
+ * changes nothing here): the same rules for setPolicy() and for a snapshot's policy
+ * (checkHostSnapshot), so a host never takes a policy its snapshot would refuse.
+ * The governors' configs are checked field by field when the governor starts
+ * (ksmtuned.ts, mom.ts, kubevirt.ts); here, that each is a record.
+ */
+export function checkKsmPolicy(what: string, pIn: unknown): KsmPolicy {
+  const p = checkRecord(what, pIn);
+  const maxKernelPages = p.maxKernelPages === undefined || p.maxKernelPages === null ? null : checkCount(`${what}: maxKernelPages`, p.maxKernelPages, UINT_MAX);
+  const knobs = p.knobs === undefined ? {} : { knobs: checkKnobSettings(`${what}: knobs`, p.knobs) };
+  if (p.policy === 'fixed') {
+    checkKnownKeys(what, p, ['policy', 'run', 'pagesToScan', 'sleepMillisecs', 'maxKernelPages', 'knobs']);
+    return {
+      policy: 'fixed',
+      run: checkCount(`${what}: run`, p.run, 2),
+      pagesToScan: checkCount(`${what}: pagesToScan`, p.pagesToScan, UINT_MAX),
+      sleepMillisecs: checkCount(`${what}: sleepMillisecs`, p.sleepMillisecs, UINT_MAX),
+      maxKernelPages,
+      ...knobs,
+    };
+  }
+  if (typeof p.policy !== 'string' || !(GOVERNED as readonly string[]).includes(p.policy)) {
+    throw new KernelError('EINVAL', `${what}: policy: expected one of fixed, ${GOVERNED.join(', ')}, found ${describe(p.policy)}`);
+  }
+  checkKnownKeys(what, p, ['policy', 'config', 'maxKernelPages', 'knobs']);
+  const config = { ...checkOptions(`${what}: config`, p.config) };
+  for (const [k, v] of Object.entries(config)) {
+    if (typeof v !== 'number' && typeof v !== 'boolean') throw new KernelError('EINVAL', `${what}: config.${k}: expected a number, found ${describe(v)}`);
+  }
+  return { policy: p.policy as (typeof GOVERNED)[number], config, maxKernelPages, ...knobs } as KsmPolicy;
+}
+
+/**
+ * KsmKnobSettings checked as a record: each key a knob some profile has, each value a
+ * whole number (undefined: left alone). Whether this kernel has the knob, and what its
+ * file takes, the file's own parser (src/ksm/profile.ts) decides as it is written:
+ * writeKnobs() refuses the whole set before, or undoes it after, any refusal.
+ */
+export function checkKnobSettings(what: string, kIn: unknown): KsmKnobSettings {
+  const k = checkRecord(what, kIn);
+  checkKnownKeys(what, k, KNOB_FIELDS);
+  const out: KsmKnobSettings = {};
+  for (const [field, v] of Object.entries(k)) {
+    if (v === undefined) continue;
+    // The range the knob's own spec accepts (a choice: one of its words, by index).
+    const spec = KNOB_SPECS.get(field)!;
+    const max = spec.choices === null ? spec.max : BigInt(spec.choices.length - 1);
+    const n = checkCount(`${what}: ${field}`, v, Number.MAX_SAFE_INTEGER);
+    if (BigInt(n) < spec.min || BigInt(n) > max) throw new KernelError('EINVAL', `${what}: ${field}: expected ${spec.min} to ${max} (${spec.file}), found ${n}`);
+    out[field as KsmKnobField] = n;
+  }
+  return out;
+}
+
+/** Every knob of any profile by field (2.6.33's max_kernel_pages, 6.18's thirteen; a field both have, as 6.18 takes it). */
+const KNOB_SPECS: ReadonlyMap<string, KnobSpec> = new Map([...PROFILE_2_6_33.knobs, ...PROFILE_6_18.knobs].map((k) => [k.field, k]));
+const KNOB_FIELDS: readonly string[] = [...KNOB_SPECS.keys()];
+
 /**
  * ", max_page_sharing 2, use_zero_pages 1": a policy's further knobs by their file
  * names, in the 6.18 profile's order ('' for none, so a policy without them prints
@@ -160,6 +223,11 @@ export const DEFAULT_KSM_POLICY: KsmPolicy = { policy: 'fixed', run: 0, pagesToS
  * OOM killer would: it kills the process with the most memory (resident plus
  * swapped), a guest's QEMU or a pressure process, and logs it.
  */
+/** A guest's name: what a snapshot, a scenario file and the log can carry as it is. */
+export const GUEST_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** The most RAM a guest may ask for: its bytes a safe integer (more than fits an address space: ENOMEM at start). */
+const MAX_GUEST_MIB = 2 ** 33 - 1;
+
 export class Host {
   readonly kernel: Kernel;
   readonly images: ImageCatalog | null;
@@ -186,15 +254,28 @@ export class Host {
   private readonly port: GovernorPort;
 
   /** `restoredKernel` is for snapshots only: the host adopts it instead of booting a new kernel. */
-  constructor(opts: HostOptions, restoredKernel: Kernel | null = null) {
-    this.memoryMiB = opts.memoryMiB;
-    this.swapMiB = opts.swapMiB ?? 0;
-    this.blockMiB = opts.blockMiB ?? 128;
-    const seed = opts.seed ?? 1;
-    this.kernel = restoredKernel ?? new Kernel({ memoryMiB: opts.memoryMiB, swapMiB: this.swapMiB, blockMiB: this.blockMiB, seed, version: opts.version });
-    this.images = opts.images ?? null;
-    this.tickMs = opts.tickMs ?? 100;
-    if (!Number.isInteger(this.tickMs) || this.tickMs <= 0) throw new KernelError('EINVAL', `tickMs must be a positive whole number of ms, got ${opts.tickMs}`);
+  constructor(optsIn: HostOptions, restoredKernel: Kernel | null = null) {
+    // Everything checked before the kernel boots: the kernel's own options by the
+    // kernel's rules, then the host's.
+    const opts = checkRecord('Host options', optsIn) as unknown as HostOptions;
+    checkKnownKeys('Host options', opts as unknown as Record<string, unknown>, ['memoryMiB', 'swapMiB', 'blockMiB', 'seed', 'version', 'ksm', 'images', 'tickMs']);
+    if (opts.memoryMiB === undefined) throw new KernelError('EINVAL', 'Host options: memoryMiB: expected the RAM in MiB, found undefined');
+    const ko = checkKernelOptions({ memoryMiB: opts.memoryMiB, swapMiB: opts.swapMiB, blockMiB: opts.blockMiB, seed: opts.seed });
+    // kernelProfile() is the one judge of a version, here as in a snapshot's KSM part.
+    const version = kernelProfile(opts.version ?? DEFAULT_KERNEL_VERSION).version;
+    const tickMs = opts.tickMs === undefined ? 100 : checkInt('Host options: tickMs', opts.tickMs, 1, 24 * 3600 * 1000);
+    const images = opts.images ?? null;
+    if (images !== null && (typeof images !== 'object' || typeof (images as ImageCatalog).source !== 'function')) {
+      throw new KernelError('EINVAL', `Host options: images: expected an image catalog or null, found ${describe(images)}`);
+    }
+    const policy = checkKsmPolicy('Host options: ksm', opts.ksm ?? DEFAULT_KSM_POLICY);
+    this.memoryMiB = ko.memoryMiB;
+    this.swapMiB = ko.swapMiB;
+    this.blockMiB = ko.blockMiB;
+    const seed = ko.seed;
+    this.kernel = restoredKernel ?? new Kernel({ memoryMiB: ko.memoryMiB, swapMiB: ko.swapMiB, blockMiB: ko.blockMiB, seed, version });
+    this.images = images;
+    this.tickMs = tickMs;
     this.guests = [];
     this.log = [];
     // The host's own randomness is separate from the kernel's, so guest activity
@@ -218,8 +299,8 @@ export class Host {
       readKsm: (file) => Number(this.kernel.sysfs.read(`${KSM_SYSFS_DIR}/${file}`)),
       writeKsm: (file, value) => this.kernel.sysfs.write(`${KSM_SYSFS_DIR}/${file}`, String(value)),
     };
-    if (restoredKernel === null) this.setPolicy(opts.ksm ?? DEFAULT_KSM_POLICY);
-    else this.policy = opts.ksm ?? DEFAULT_KSM_POLICY;
+    if (restoredKernel === null) this.setPolicy(policy);
+    else this.policy = policy;
   }
 
   get now(): number {
@@ -238,8 +319,11 @@ export class Host {
    * once and evaluates its policy later, KubeVirt's handler spins at once). A policy
    * refused (EINVAL) changes nothing.
    */
-  setPolicy(p: KsmPolicy): void {
+  setPolicy(pIn: KsmPolicy): void {
+    const p = checkKsmPolicy('setPolicy', pIn);
     const maxKernelPages = p.maxKernelPages ?? undefined;
+    // A knob the kernel lacks (max_kernel_pages on 6.18) is refused before a governor starts.
+    if (maxKernelPages !== undefined) knobFile(this.kernel.ksmEngine.profile, 'maxKernelPages');
     if (p.policy === 'fixed') {
       this.writeKnobs({ ...p.knobs, maxKernelPages, pagesToScan: p.pagesToScan, sleepMillisecs: p.sleepMillisecs, run: p.run });
       this.governor = null;
@@ -256,7 +340,7 @@ export class Host {
    * at its next adjust). A value a file refuses changes nothing.
    */
   setKnobs(knobs: KsmKnobSettings): void {
-    this.writeKnobs(knobs);
+    this.writeKnobs(checkKnobSettings('setKnobs', knobs));
   }
 
   /**
@@ -304,10 +388,22 @@ export class Host {
 
   // ---- guests ----------------------------------------------------------------------------------
 
-  createGuest(opts: CreateGuestOptions): Guest {
+  createGuest(optsIn: CreateGuestOptions): Guest {
+    const opts = checkRecord('createGuest', optsIn) as unknown as CreateGuestOptions;
+    checkKnownKeys('createGuest', opts as unknown as Record<string, unknown>, ['name', 'image', 'version', 'memoryMiB', 'memMerge', 'mergeDomain', 'workload', 'qemuBlocks', 'nic']);
+    if (typeof opts.name !== 'string' || opts.name.length > 255 || !GUEST_NAME.test(opts.name)) {
+      throw new KernelError('EINVAL', `guest name ${describe(opts.name)}: use letters, digits, '.', '_' and '-'`);
+    }
     if (this.guests.some((g) => g.name === opts.name)) throw new KernelError('EEXIST', `a guest named ${opts.name} already exists`);
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(opts.name)) {
-      throw new KernelError('EINVAL', `guest name ${JSON.stringify(opts.name)}: use letters, digits, '.', '_' and '-'`);
+    checkInt(`guest ${opts.name}: memoryMiB`, opts.memoryMiB, 1, MAX_GUEST_MIB);
+    if (opts.memMerge !== undefined) checkBool(`guest ${opts.name}: memMerge`, opts.memMerge);
+    // The rules a snapshot's guest record is held to (vmm/snapshot.ts checkHostSnapshot).
+    if (opts.mergeDomain !== undefined) checkMergeDomain(`guest ${opts.name}: merge domain`, opts.mergeDomain);
+    if (opts.qemuBlocks !== undefined) checkBool(`guest ${opts.name}: qemuBlocks`, opts.qemuBlocks);
+    if (opts.nic !== undefined) checkOneOf(`guest ${opts.name}: nic`, opts.nic, QEMU_NICS);
+    if (opts.version !== undefined) checkString(`guest ${opts.name}: version`, opts.version, 255);
+    if (typeof opts.image !== 'string' && (opts.image === null || typeof opts.image !== 'object')) {
+      throw new KernelError('EINVAL', `guest ${opts.name}: image: expected an image name, an image descriptor or a page source, found ${describe(opts.image)}`);
     }
     let source: PageSource;
     if (typeof opts.image === 'string') {
@@ -317,10 +413,21 @@ export class Host {
       } catch (e) {
         throw new KernelError('ENOENT', `guest ${opts.name}: ${(e as Error).message}`);
       }
+    } else if (Array.isArray(opts.image)) {
+      throw new KernelError('EINVAL', `guest ${opts.name}: image: expected an image name, an image descriptor or a page source, found ${describe(opts.image)}`);
     } else if ('layout' in opts.image) {
+      const problem = pageSourceProblem(opts.image);
+      if (problem !== null) throw new KernelError('EINVAL', `guest ${opts.name}: image: ${problem}`);
       source = opts.image;
     } else {
-      source = new SyntheticSource(opts.image);
+      // A descriptor from parseImage() is checked; one built by hand may not be. What
+      // it lacks is the caller's mistake, whatever the generator tripped on.
+      try {
+        source = new SyntheticSource(opts.image);
+      } catch (e) {
+        if (e instanceof KernelError) throw e;
+        throw new KernelError('EINVAL', `guest ${opts.name}: image: not a usable image descriptor (${(e as Error).message})`);
+      }
     }
     const ramBytes = opts.memoryMiB * 1024 * 1024;
     const init = {
@@ -352,7 +459,7 @@ export class Host {
   /** The guest named `name` (ENOENT if none). */
   guest(name: string): Guest {
     const g = this.guests.find((x) => x.name === name);
-    if (g === undefined) throw new KernelError('ENOENT', `no guest named ${name} (guests: ${this.guests.map((x) => x.name).join(', ') || 'none'})`);
+    if (g === undefined) throw new KernelError('ENOENT', `no guest named ${typeof name === 'string' ? name : describe(name)} (guests: ${this.guests.map((x) => x.name).join(', ') || 'none'})`);
     return g;
   }
 
@@ -404,9 +511,13 @@ export class Host {
 
   /** Move simulated time on by `ms`: guests write, the governor adjusts, ksmd scans. */
   advance(ms: number): void {
-    if (!Number.isFinite(ms) || ms < 0) throw new KernelError('EINVAL', `advance() takes a non-negative number of ms, got ${ms}`);
     const k = this.kernel;
-    const end = k.now + ms;
+    // The kernel's bounds (a number ≥ 0, time exact, ksmd's wakeups), then the host's
+    // own wakeups: one tick per tickMs.
+    const end = k.checkSpan('Host.advance', ms);
+    if (ms / this.tickMs > MAX_WAKEUPS_PER_CALL) {
+      throw new KernelError('E2BIG', `Host.advance(${ms}): ${Math.round(ms / this.tickMs)} guest ticks of ${this.tickMs} ms, more than the ${MAX_WAKEUPS_PER_CALL} one call may take; advance in smaller steps`);
+    }
     for (;;) {
       // A grid point at `end` belongs to the next span: its tick covers [end, end + tick).
       const g = this.governor;
@@ -508,7 +619,7 @@ export class Host {
    */
   pressure(bytes: number): number {
     if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % PAGE_SIZE !== 0) {
-      throw new KernelError('EINVAL', `pressure needs a positive multiple of 4 KiB, got ${bytes}`);
+      throw new KernelError('EINVAL', `pressure needs a positive multiple of 4 KiB, got ${describe(bytes)}`);
     }
     const proc = this.kernel.spawn(`stress-${this.hogs.length + 1}`);
     let base: number;
@@ -565,6 +676,7 @@ export class Host {
    */
   migrateGuestPages(name: string, pages: number): { moved: number; failed: number } {
     const g = this.guest(name);
+    checkCount('migrateGuestPages: pages', pages);
     const proc = g.process;
     if (proc === null) throw new KernelError('EINVAL', `guest ${name} is ${g.state}: nothing to migrate`);
     const frames: number[] = [];
@@ -593,15 +705,18 @@ export class Host {
 
   /** Take memory block `n` offline (EBUSY and a clean cancel when a page cannot leave). */
   offlineBlock(n: number): void {
+    checkCount('offlineBlock: block', n, this.kernel.mem.blocks.length - 1);
     this.try(null, `offline memory${n}`, () => this.kernel.sysfs.write(`/sys/devices/system/memory/memory${n}/state`, 'offline'));
   }
 
   onlineBlock(n: number): void {
+    checkCount('onlineBlock: block', n, this.kernel.mem.blocks.length - 1);
     this.try(null, `online memory${n}`, () => this.kernel.sysfs.write(`/sys/devices/system/memory/memory${n}/state`, 'online'));
   }
 
   /** Swap out up to `pages` pages now (like memory.reclaim); returns the pages freed. */
   reclaim(pages: number): number {
+    checkCount('reclaim: pages', pages);
     const freed = this.kernel.reclaim(pages);
     this.note('action', null, `reclaim ${pages} pages: ${freed} freed`);
     return freed;
@@ -623,7 +738,7 @@ export class Host {
    * the page source of every guest (the snapshot names them: src/vmm/snapshot.ts), and
    * is the catalog later createGuest() calls name. Throws SnapshotError.
    */
-  static restore(bytes: Uint8Array, images: ImageCatalog | null): Host {
+  static restore(bytes: Uint8Array, images: ImageCatalog | null = null): Host {
     return restoreHost(bytes, images).host;
   }
 

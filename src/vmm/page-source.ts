@@ -121,3 +121,42 @@ export interface PageSourceCatalog {
 export function describeRef(ref: PageSourceRef): string {
   return `${ref.name} ${ref.version} (sha256 ${ref.digest.slice(0, 12)}…)`;
 }
+
+const SOURCE_METHODS = ['layout'] as const;
+const LAYOUT_METHODS = ['kindOf', 'bootPage', 'dirtyTarget', 'dirtyPage', 'bootKey', 'dirtyKey'] as const;
+
+/**
+ * What is wrong with a page source a caller built by hand, or null: the shape the
+ * guest calls page after page (a source without bootKey would otherwise fail at the
+ * guest's first tick, far from the call that handed it over). The values its methods
+ * return are the source's own business; the shape is checked at the door.
+ */
+export function pageSourceProblem(src: unknown): string | null {
+  if (src === null || typeof src !== 'object') return 'expected a page source';
+  const o = src as Record<string, unknown>;
+  for (const m of SOURCE_METHODS) if (typeof o[m] !== 'function') return `a page source has a ${m}() method`;
+  const ref = o.ref as Record<string, unknown> | null | undefined;
+  if (ref === null || typeof ref !== 'object' || (ref.type !== 'synthetic' && ref.type !== 'capture') || typeof ref.name !== 'string' || typeof ref.version !== 'string' || typeof ref.digest !== 'string') {
+    return "a page source has a ref { type: 'synthetic' or 'capture', name, version, digest }";
+  }
+  const g = o.generator as Record<string, unknown> | null | undefined;
+  if (g === null || typeof g !== 'object' || typeof g.name !== 'string' || typeof g.keyIsHead !== 'boolean' || typeof g.generate !== 'function') {
+    return 'a page source has a generator { name, keyIsHead, generate() }';
+  }
+  if (typeof o.label !== 'string') return 'a page source has a label';
+  for (const f of ['bootMs', 'minRamBytes', 'dirtyRate']) {
+    const v = o[f];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) return `a page source's ${f} is a finite number ≥ 0`;
+  }
+  return null;
+}
+
+/** What is wrong with the layout a page source made for `ramPages` pages, or null. */
+export function sourceLayoutProblem(layout: unknown, ramPages: number): string | null {
+  if (layout === null || typeof layout !== 'object') return 'its layout() returned no layout';
+  const o = layout as Record<string, unknown>;
+  if (o.ramPages !== ramPages) return `its layout has ${String(o.ramPages)} pages, the guest ${ramPages}`;
+  for (const m of LAYOUT_METHODS) if (typeof o[m] !== 'function') return `its layout has no ${m}() method`;
+  return null;
+}
+

@@ -30,6 +30,7 @@ import { Prng } from '../lib/prng.js';
 
 /** The NIC a guest has: none (`-nic none`, as the real-guest harness boots) or QEMU's default e1000. */
 export type QemuNic = 'none' | 'e1000';
+export const QEMU_NICS: readonly QemuNic[] = ['none', 'e1000'];
 
 /**
  * One present page of a block: its page offset in the block and its content: 0 for

@@ -4,7 +4,11 @@ import { restoreUntrustedKernel, saveKernel } from '../ksm/kernel.js';
 import { KERNEL_VERSIONS } from '../ksm/profile.js';
 import { mergeDomainProblem } from '../mm/kernel.js';
 import { KERNEL_IMAGE_VERSION, type KernelImage } from '../mm/snapshot.js';
-import { Host, type HostSnapshot } from './host.js';
+import { GUEST_NAME, Host, checkKsmPolicy, type HostSnapshot } from './host.js';
+import { KernelError } from '../lib/errors.js';
+import { describe } from '../lib/validate.js';
+import { PAGE_SIZE } from '../mm/constants.js';
+import { MAX_DIRTY_RATE, checkWorkload } from './workload.js';
 import { checkGovernorSnapshot } from './governor.js';
 import type { ImageCatalog } from './image.js';
 import { describeRef, type PageSource, type PageSourceCatalog } from './page-source.js';
@@ -87,7 +91,13 @@ export function saveHost(host: Host, extra: unknown = null): Uint8Array {
   // once, the copy this avoids. The file, a view, holds on to at most the slack besides.
   const p = packr();
   p.useBuffer(Buffer.allocUnsafeSlow(HEADER_BYTES + byteFields(body) + 1024 * 1024));
-  const out = p.pack(body, RESERVE_START_SPACE | HEADER_BYTES);
+  let out: Buffer;
+  try {
+    out = p.pack(body, RESERVE_START_SPACE | HEADER_BYTES);
+  } catch (e) {
+    // Only `extra` is the caller's: everything else is plain data of ours.
+    throw new KernelError('EINVAL', `save: the extra data cannot be saved as plain data (${(e as Error).message})`);
+  }
   out.write(SNAPSHOT_MAGIC, 0, 'latin1');
   out.writeUInt32LE(SNAPSHOT_VERSION, 8);
   out.writeUInt32LE(out.length - HEADER_BYTES, 12);
@@ -114,7 +124,12 @@ export function byteFields(v: unknown): number {
 /** Check the header and decode the body; throws SnapshotError. */
 function decode(bytes: Uint8Array): SnapshotBody {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf.length >= 8 && buf.toString('latin1', 0, 8) !== SNAPSHOT_MAGIC) throw new SnapshotError('foreign', 'not a Samepage snapshot: the file does not start with "SAMEPAGE"');
+  // A file shorter than the magic is foreign unless what it has is the magic's start:
+  // 4 bytes of something else were never a snapshot, truncated or not.
+  const head = Math.min(buf.length, 8);
+  if (buf.length === 0 || buf.toString('latin1', 0, head) !== SNAPSHOT_MAGIC.slice(0, head)) {
+    throw new SnapshotError('foreign', `not a Samepage snapshot: the file ${buf.length === 0 ? 'is empty' : 'does not start with "SAMEPAGE"'}`);
+  }
   if (buf.length < HEADER_BYTES) throw new SnapshotError('truncated', `snapshot truncated: ${buf.length} bytes, shorter than its ${HEADER_BYTES}-byte header`);
   const version = buf.readUInt32LE(8);
   if (version !== SNAPSHOT_VERSION) {
@@ -167,16 +182,17 @@ export function checkHostSnapshot(h: unknown): string | null {
   }
   for (const k of ['prng', 'idPrng']) if (!isPrngState(o[k])) return `host.${k}: expected 4 PRNG state words`;
   for (const k of ['hogs', 'log', 'guests']) if (!Array.isArray(o[k])) return `host.${k}: expected a list`;
-  const policy = o.policy;
-  if (!isRecord(policy) || !['fixed', 'ksmtuned', 'mom', 'kubevirt'].includes(policy.policy as string)) return 'host.policy: expected a fixed, ksmtuned, mom or kubevirt policy';
-  if (policy.policy === 'fixed') {
-    for (const k of ['run', 'pagesToScan', 'sleepMillisecs']) if (!isCount(policy[k])) return `host.policy.${k}: expected a whole number, found ${JSON.stringify(policy[k])}`;
-  } else if (!isRecord(policy.config)) return 'host.policy.config: expected a record';
-  if (policy.maxKernelPages !== null && !isCount(policy.maxKernelPages)) return 'host.policy.maxKernelPages: expected a whole number or null';
+  // The rules setPolicy() applies: a host never takes a policy its snapshot refuses.
+  const policyProblem = problemOf(() => checkKsmPolicy('host.policy', o.policy));
+  if (policyProblem !== null) return policyProblem;
+  const policy = o.policy as Record<string, unknown>;
   if (o.governor !== null) {
     const problem = checkGovernorSnapshot(o.governor);
     if (problem !== null) return `host.governor: ${problem}`;
-  }
+    // A governor's wakeups under a fixed policy would never be scheduled away.
+    if ((o.governor as Record<string, unknown>).policy !== policy.policy) return `host.governor: a ${JSON.stringify((o.governor as Record<string, unknown>).policy)} governor under a ${JSON.stringify(policy.policy)} policy`;
+  } else if (policy.policy !== 'fixed') return `host.governor: a ${JSON.stringify(policy.policy)} policy without its governor`;
+  if ((o.tickMs as number) < 1 || (o.tickMs as number) > 24 * 3600 * 1000) return `host.tickMs: expected 1 to ${24 * 3600 * 1000} ms, found ${o.tickMs as number}`;
   for (const [i, x] of (o.hogs as unknown[]).entries()) {
     if (!isRecord(x) || !isInt(x.pid) || !isCount(x.bytes)) return `host.hogs[${i}]: expected a pid and bytes`;
   }
@@ -209,24 +225,41 @@ export function checkHostSnapshot(h: unknown): string | null {
       }
     }
     if (gs.nextBurstAt !== null && !isNum(gs.nextBurstAt)) return `host.guests[${i}].nextBurstAt: expected a number or null`;
-    const w = gs.workload;
-    if (!isRecord(w) || (w.dirtyRate !== null && !(isNum(w.dirtyRate) && w.dirtyRate >= 0))) return `host.guests[${i}].workload: expected a dirtyRate (pages/s, or null) and a burst`;
-    const b = w.burst;
-    // everyMs 0 would start bursts forever at one instant.
-    if (b !== null && (!isRecord(b) || !(isNum(b.everyMs) && b.everyMs > 0) || !isCount(b.pages) || !(isNum(b.overMs) && b.overMs >= 0))) {
-      return `host.guests[${i}].workload.burst: expected null or everyMs (> 0), pages and overMs`;
-    }
+    if (typeof gs.name !== 'string' || !GUEST_NAME.test(gs.name)) return `host.guests[${i}].name: expected letters, digits, '.', '_' and '-', found ${JSON.stringify(gs.name)}`;
+    const ramPages = (gs.ramBytes as number) / PAGE_SIZE;
+    if (!Number.isSafeInteger(ramPages) || ramPages <= 0) return `host.guests[${i}].ramBytes: expected a positive multiple of ${PAGE_SIZE}, found ${gs.ramBytes as number}`;
+    // The rules setWorkload() applies (a bounded rate, bursts of at most the RAM).
+    const wProblem = problemOf(() => checkWorkload(gs.workload, `host.guests[${i}]`, ramPages));
+    if (wProblem !== null) return wProblem;
     if (!Array.isArray(gs.bursts)) return `host.guests[${i}].bursts: expected a list`;
     for (const [j, x] of gs.bursts.entries()) {
-      // rate and debt are Infinity for a burst over 0 ms.
-      if (!isRecord(x) || !isCount(x.pages) || !isNonNegative(x.rate) || !isNonNegative(x.debt)) return `host.guests[${i}].bursts[${j}]: expected pages, rate and debt`;
+      // rate and debt are Infinity for a burst over 0 ms; otherwise the debt is the
+      // fraction of a page carried to the next tick.
+      if (!isRecord(x) || !isCount(x.pages) || (x.pages as number) > ramPages || !isNonNegative(x.rate) || !isNonNegative(x.debt)) return `host.guests[${i}].bursts[${j}]: expected pages (at most the guest's ${ramPages}), rate and debt`;
+      if (x.rate !== Infinity && !((x.debt as number) < 1)) return `host.guests[${i}].bursts[${j}].debt: expected a fraction of a page, found ${x.debt as number}`;
     }
+    // What a tick can leave due: the steady rate's share plus every burst's pages.
+    const dueMax = Math.ceil((MAX_DIRTY_RATE * (o.tickMs as number)) / 1000) + ramPages * (gs.bursts.length + 1);
+    if ((gs.pendingDirty as number) < 0 || (gs.pendingDirty as number) > dueMax) return `host.guests[${i}].pendingDirty: expected 0 to ${dueMax}, found ${gs.pendingDirty as number}`;
+    if (!((gs.dirtyDebt as number) >= 0 && (gs.dirtyDebt as number) < 1)) return `host.guests[${i}].dirtyDebt: expected a fraction of a page, found ${gs.dirtyDebt as number}`;
+    if ((gs.bootCursor as number) < 0 || (gs.bootCursor as number) > ramPages) return `host.guests[${i}].bootCursor: expected 0 to ${ramPages}, found ${gs.bootCursor as number}`;
     const src = gs.source;
     if (!isRecord(src) || (src.type !== 'synthetic' && src.type !== 'capture') || typeof src.name !== 'string' || typeof src.version !== 'string' || typeof src.digest !== 'string' || !/^[0-9a-f]{64}$/.test(src.digest)) {
       return `host.guests[${i}].source: expected a page source: type 'synthetic' or 'capture', an image name and version (a capture file and guest), and a sha-256 digest (64 hex digits)`;
     }
   }
   return null;
+}
+
+/** What a validator (src/lib/validate.ts) says is wrong with a value, or null. */
+function problemOf(check: () => unknown): string | null {
+  try {
+    check();
+    return null;
+  } catch (e) {
+    if (e instanceof KernelError) return e.message.replace(/^[A-Z0-9]+: /, '');
+    throw e;
+  }
 }
 
 /** A number >= 0, Infinity included. */
@@ -242,6 +275,13 @@ function isNonNegative(v: unknown): boolean {
  * returned and nothing outside is changed.
  */
 export function restoreHost(bytes: Uint8Array, catalog: ImageCatalog | null = null, captures: PageSourceCatalog | null = null): { host: Host; extra: unknown } {
+  if (!(bytes instanceof Uint8Array)) throw new KernelError('EINVAL', `restore: expected a snapshot's bytes (a Uint8Array or Buffer), found ${describe(bytes)}`);
+  if (catalog !== null && (typeof catalog !== 'object' || typeof (catalog as ImageCatalog).resolve !== 'function')) {
+    throw new KernelError('EINVAL', `restore: expected an image catalog or null, found ${describe(catalog)}`);
+  }
+  if (captures !== null && (typeof captures !== 'object' || typeof (captures as PageSourceCatalog).resolve !== 'function')) {
+    throw new KernelError('EINVAL', `restore: expected a capture catalog or null, found ${describe(captures)}`);
+  }
   const body = decode(bytes);
   const kernelVersion = (body.kernel as unknown as Record<string, unknown>).imageVersion;
   if (kernelVersion !== KERNEL_IMAGE_VERSION) {

@@ -1,4 +1,5 @@
 import { KernelError } from '../lib/errors.js';
+import { checkCount, checkFinite, checkKnownKeys, checkRecord, describe } from '../lib/validate.js';
 
 /**
  * What a running guest does to its memory. The image boots the guest (its pages are
@@ -24,18 +25,38 @@ export interface PeriodicBurst {
 }
 
 /**
- * Refuse a workload that cannot run: a negative or non-finite rate, or a periodic
- * burst whose period is not positive (it would start bursts forever within one tick).
+ * The fastest a workload may dirty pages: 10^7 pages a second, 40 GB/s, beyond what
+ * one guest's vCPUs write through a memory bus. Each dirtied page is one write the
+ * simulation does, so a rate without a bound is a run without an end.
  */
-export function checkWorkload(w: WorkloadSpec, who: string): void {
-  if (w.dirtyRate !== null && (!Number.isFinite(w.dirtyRate) || w.dirtyRate < 0)) {
-    throw new KernelError('EINVAL', `${who}: dirty rate must be a number of pages per second ≥ 0, got ${w.dirtyRate}`);
-  }
-  const b = w.burst;
-  if (b === null) return;
-  if (!Number.isFinite(b.everyMs) || b.everyMs <= 0) throw new KernelError('EINVAL', `${who}: bursts must repeat after more than 0 ms, got ${b.everyMs}`);
-  if (!Number.isSafeInteger(b.pages) || b.pages < 0) throw new KernelError('EINVAL', `${who}: burst pages must be a whole number ≥ 0, got ${b.pages}`);
-  if (!Number.isFinite(b.overMs) || b.overMs < 0) throw new KernelError('EINVAL', `${who}: burst duration must be ≥ 0 ms, got ${b.overMs}`);
+export const MAX_DIRTY_RATE = 10_000_000;
+
+/**
+ * Refuse a workload that cannot run: not a record of dirtyRate and burst; a rate
+ * that is negative, not finite or above MAX_DIRTY_RATE; a periodic burst whose
+ * period is not positive (it would start bursts forever within one tick), or of
+ * more pages than the guest has (`ramPages`, when known). Returns a fresh copy, so
+ * a caller changing their record later changes nothing. The same rules check a
+ * snapshot's workloads.
+ */
+export function checkWorkload(wIn: unknown, who: string, ramPages: number = Number.MAX_SAFE_INTEGER): WorkloadSpec {
+  const w = checkRecord(`${who}: workload`, wIn);
+  checkKnownKeys(`${who}: workload`, w, ['dirtyRate', 'burst']);
+  if (w.dirtyRate === undefined) throw new KernelError('EINVAL', `${who}: workload: dirtyRate: expected pages per second or null, found undefined`);
+  if (w.burst === undefined) throw new KernelError('EINVAL', `${who}: workload: burst: expected a periodic burst or null, found undefined`);
+  const dirtyRate = w.dirtyRate === null ? null : checkFinite(`${who}: dirty rate (pages per second)`, w.dirtyRate, 0, MAX_DIRTY_RATE);
+  if (w.burst === null) return { dirtyRate, burst: null };
+  const b = checkRecord(`${who}: burst`, w.burst);
+  checkKnownKeys(`${who}: burst`, b, ['everyMs', 'pages', 'overMs']);
+  if (typeof b.everyMs !== 'number' || !Number.isFinite(b.everyMs) || b.everyMs <= 0) throw new KernelError('EINVAL', `${who}: bursts must repeat after more than 0 ms, got ${describe(b.everyMs)}`);
+  const pages = checkBurstPages(who, b.pages, ramPages);
+  const overMs = checkFinite(`${who}: burst duration (ms)`, b.overMs, 0);
+  return { dirtyRate, burst: { everyMs: b.everyMs, pages, overMs } };
+}
+
+/** A burst's pages: a whole number, at most the guest's RAM pages (a burst dirties each page once at most). */
+export function checkBurstPages(who: string, pages: unknown, ramPages: number): number {
+  return checkCount(`${who}: burst pages`, pages, ramPages);
 }
 
 /** The image's own behaviour: an idle guest. */

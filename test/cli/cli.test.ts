@@ -387,11 +387,11 @@ describe.concurrent('samepage run', () => {
     expect([save.code, save.stdout, save.stderr.split('\n')[0]]).toEqual([2, '', 'samepage: --save needs a file: its output is binary, not for standard output']);
   });
 
-  it('--variant the scenario does not have: exit 1, listing those it has', async ({ expect }) => {
+  it('--variant the scenario does not have: a usage error (exit 2) before anything runs, listing those it has', async ({ expect }) => {
     expect(await samepage(['run', VARIANTS, ...IMAGES, '--variant', 'fast'])).toEqual({
-      code: 1,
+      code: 2,
       stdout: '',
-      stderr: 'samepage: ENOENT: scenario tiny-variants has no variant "fast" (variants: merge, off)\n',
+      stderr: `samepage: ${VARIANTS} has no variant "fast" (its variants: merge, off)\n\n${RUN_USAGE}`,
     });
   });
 });
@@ -441,7 +441,7 @@ describe.concurrent('samepage run --save-at, samepage resume', () => {
     expect(elsewhere).toEqual({
       code: 1,
       stdout: '',
-      stderr: `samepage: snapshot guest a-1: tiny 1 (sha256 ${digest.slice(0, 12)}…) is not in the image catalog (it has busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008)\n`,
+      stderr: `samepage: ${snap}: snapshot guest a-1: tiny 1 (sha256 ${digest.slice(0, 12)}…) is not in the image catalog (it has busybox 6.1, debian 6.0, fedora 12, fedora 13, ubuntu 10.04, windows 2008)\n`,
     });
   });
 
@@ -449,9 +449,9 @@ describe.concurrent('samepage run --save-at, samepage resume', () => {
     const old = join(tmp, 'run-v1.snap');
     writeFileSync(old, gunzipSync(readFileSync(join(ROOT, 'test/fixtures/snapshot-v1/run-v1.snap.gz'))));
     const [foreign, missing, v1] = await Promise.all([samepage(['resume', TINY]), samepage(['resume', join(tmp, 'nothing.snap')]), samepage(['resume', old, ...IMAGES])]);
-    expect(foreign).toEqual({ code: 1, stdout: '', stderr: 'samepage: not a Samepage snapshot: the file does not start with "SAMEPAGE"\n' });
+    expect(foreign).toEqual({ code: 1, stdout: '', stderr: `samepage: ${TINY}: not a Samepage snapshot: the file does not start with "SAMEPAGE"\n` });
     expect([missing.code, missing.stderr]).toEqual([1, `samepage: cannot read ${join(tmp, 'nothing.snap')} (ENOENT)\n`]);
-    expect(v1).toEqual({ code: 1, stdout: '', stderr: `samepage: snapshot format version 1, but this Samepage reads version ${SNAPSHOT_VERSION}\n` });
+    expect(v1).toEqual({ code: 1, stdout: '', stderr: `samepage: ${old}: snapshot format version 1, but this Samepage reads version ${SNAPSHOT_VERSION}\n` });
   });
 
   it('--save-at needs --save, a time within the run, and one variant', async ({ expect }) => {

@@ -18,6 +18,7 @@ import {
   PG_UNEVICTABLE,
 } from '../../src/mm/constants.js';
 import { LRU_ACTIVE_ANON, LRU_INACTIVE_ANON, LRU_UNEVICTABLE, PhysMem } from '../../src/mm/physmem.js';
+import { HostKernel } from '../../src/mm/kernel.js';
 import { expectErr } from './helpers.js';
 
 function mem1(): PhysMem {
@@ -75,13 +76,45 @@ describe('PhysMem geometry', () => {
     ['blockMiB 1.5', { memoryMiB: 3, blockMiB: 1.5 }],
     ['memoryMiB 0', { memoryMiB: 0, blockMiB: 1 }],
     ['memoryMiB -4', { memoryMiB: -4, blockMiB: 1 }],
-    ['memoryMiB 3 with blockMiB 2 (not a multiple)', { memoryMiB: 3, blockMiB: 2 }],
+    ['blockMiB 4096 (beyond Linux\'s largest block, 2 GiB)', { memoryMiB: 4096, blockMiB: 4096 }],
     ['memoryMiB 2.5', { memoryMiB: 2.5, blockMiB: 1 }],
     ['memoryMiB NaN', { memoryMiB: Number.NaN, blockMiB: 1 }],
     ['memoryMiB 8 TiB (beyond the 2^30 frames a pte addresses)', { memoryMiB: 8 * 1024 * 1024, blockMiB: 1024 }],
   ])('bad options are EINVAL: %s', (_what, opts) => {
     const e = expectErr(() => new PhysMem(opts), 'EINVAL');
     expect(e.errno).toBe(22);
+  });
+});
+
+describe('partial memory blocks', () => {
+  it('memoryMiB 3 with blockMiB 2: a full block and a partial one of 1 MiB', () => {
+    const mem = new PhysMem({ memoryMiB: 3, blockMiB: 2 });
+    expect(mem.nrFrames).toBe(768);
+    expect(mem.blocks.map((b) => [b.startPfn, mem.framesIn(b)])).toEqual([
+      [0, 512],
+      [512, 256],
+    ]);
+    expect(mem.nrFreeOnline).toBe(767);
+  });
+
+  it('32 MiB with the default 128 MiB blocks is one partial block, as Linux has', () => {
+    const k = new HostKernel({ memoryMiB: 32 });
+    expect(k.mem.blocks.map((b) => [b.startPfn, k.mem.framesIn(b)])).toEqual([[0, 8192]]);
+    expect(k.sysfs.read('/sys/devices/system/memory/block_size_bytes')).toBe('8000000\n');
+    const p = k.spawn('t');
+    const a = p.mmap(8 * 4096);
+    p.write(a, Uint8Array.of(1, 2, 3));
+    expect([...p.read(a, 3)]).toEqual([1, 2, 3]);
+    k.checkInvariants();
+  });
+
+  it('a 2 GiB block (Linux\'s largest) is accepted, with a partial block after it; 4 GiB is refused', () => {
+    const mem = new PhysMem({ memoryMiB: 2048 + 4, blockMiB: 2048 });
+    expect(mem.blocks.map((b) => [b.startPfn, mem.framesIn(b)])).toEqual([
+      [0, 524288],
+      [524288, 1024],
+    ]);
+    expect(() => new PhysMem({ memoryMiB: 8192, blockMiB: 4096 })).toThrow(/blockMiB must be a power of two up to 2048, got 4096/);
   });
 });
 

@@ -339,20 +339,37 @@ describe('parseScenario: bad input gives file:line: field: what was expected', (
     ).toBe('bad.yaml:5: guests[0].memory: expected a whole number of MiB');
   });
 
-  it('host memory that is not a whole number of blocks', () => {
+  it('host memory that is not a whole number of blocks: the last block is partial, as on Linux', () => {
+    const s = parseScenario(
+      text(`
+        name: blocks
+        host:
+          memory: 72MiB
+          block: 16MiB
+        duration: 30s
+        guests:
+          - { name: a, image: tiny, memory: 16MiB }
+      `),
+      'partial.yaml',
+      images,
+    );
+    expect([s.memoryMiB, s.blockMiB]).toEqual([72, 16]);
+  });
+
+  it('host memory that is not whole MiB, and a block above 2 GiB', () => {
     expect(
       error(
         text(`
           name: blocks
           host:
-            memory: 72MiB
-            block: 16MiB
+            memory: 1.5MiB
+            block: 4GiB
           duration: 30s
           guests:
             - { name: a, image: tiny, memory: 16MiB }
         `),
       ).message,
-    ).toBe('bad.yaml:3: host.memory: expected a whole number of 16 MiB memory blocks');
+    ).toBe(["bad.yaml:3: host.memory: expected a positive whole number of MiB, got 1.5 MiB", "bad.yaml:4: host.block: expected at most 2GiB (Linux's largest memory block), got 4 GiB"].join('\n'));
   });
 
   it('a block size that is not a power of two', () => {
@@ -976,8 +993,7 @@ describe('parseScenario: every problem in one pass', () => {
       ).message,
     ).toBe(
       [
-        'bad.yaml:2: seed: expected a seed (a whole number) (0 or more)',
-        'bad.yaml:4: host.memory: expected a whole number of 16 MiB memory blocks',
+        'bad.yaml:2: seed: expected a seed (a whole number) (0 or more), got -1',
         "bad.yaml:6: host.swap: expected a size like '512MiB' or a number of MiB, got \"lots\"",
         'bad.yaml:7: ksm.run: expected 0 (stop) or 1 (merge), got 7',
         "bad.yaml:10: guests[0].start: expected a time like '30s', or 'never', got \"soon\"",
@@ -986,7 +1002,7 @@ describe('parseScenario: every problem in one pass', () => {
         'bad.yaml:12: guests[2].colour: unknown field (misspelt?)',
         'bad.yaml:12: guests[2].start: after the end of the scenario (duration 60s)',
         'bad.yaml:14: events[0].stop: no guest named "d" (guests: a, b, c)',
-        'bad.yaml:15: events[1].burst.pages: expected a number of pages, got "many"',
+        'bad.yaml:15: events[1].burst.pages: expected a number of pages (0 or more), got "many"',
         'bad.yaml:15: events[1].at: after the end of the scenario (duration 60s)',
         'bad.yaml:16: events[2].at: after the end of the scenario (duration 60s)',
       ].join('\n'),

@@ -392,7 +392,7 @@ describe('Host: guest life and errors', () => {
       ['EINVAL', 'EINVAL: guest a: cannot boot a guest that is running (needs created or stopped or oom-killed or refused)'],
       ['EFAULT', 'EFAULT: guest a: guest-physical 0x1000000 is not RAM'],
       ['EFAULT', 'EFAULT: guest a: guest-physical 0x1000000 is not RAM'],
-      ['EINVAL', 'EINVAL: advance() takes a non-negative number of ms, got -1'],
+      ['EINVAL', 'EINVAL: Host.advance(ms): expected a finite number ≥ 0, found -1'],
     ]);
     expect(host.guests.map((x) => x.name)).toEqual(['a']);
     expect(g!.state).toBe('running');
@@ -605,7 +605,7 @@ describe('Host: a refused request changes nothing', () => {
     );
     const [g] = bootStill(host, ['b']);
     expect(() => g!.setWorkload(zero)).toThrow('EINVAL: guest b: bursts must repeat after more than 0 ms, got 0');
-    expect(() => g!.setWorkload({ dirtyRate: -1, burst: null })).toThrow('EINVAL: guest b: dirty rate must be a number of pages per second ≥ 0, got -1');
+    expect(() => g!.setWorkload({ dirtyRate: -1, burst: null })).toThrow('EINVAL: guest b: dirty rate (pages per second): expected a number from 0 to 10000000, found -1');
     expect(g!.workload).toEqual(STILL);
   });
 

@@ -201,6 +201,19 @@ events:
     expect([third.finish()]).toEqual(whole);
   });
 
+  it('start refuses what resume would refuse: a scenario, variant, seed or catalog that is not one', () => {
+    const v = scenario.variants[0]!;
+    const start = (sc: unknown, vv: unknown, im: unknown, seed: unknown) => () => ScenarioRun.start(sc as typeof scenario, vv as typeof v, im as typeof images, seed as number);
+    expect(start({ ...scenario, sampleEveryMs: 0 }, v, images, 1)).toThrow(/^EINVAL: ScenarioRun.start: scenario.sampleEveryMs: expected more than 0 ms, found 0$/);
+    expect(start({ ...scenario, guests: null }, v, images, 1)).toThrow(/^EINVAL: ScenarioRun.start: scenario: guests, events and variants must be lists$/);
+    expect(start(null, v, images, 1)).toThrow(/^EINVAL: ScenarioRun.start: no scenario$/);
+    expect(start(scenario, v, images, Number.NaN)).toThrow(/^EINVAL: ScenarioRun.start: seed: expected a whole number$/);
+    expect(start(scenario, { ...v, ksm: { ...v.ksm, policy: 'bogus' } }, images, 1)).toThrow(/^EINVAL: ScenarioRun.start: .*policy/);
+    expect(start(scenario, null, images, 1)).toThrow(/^EINVAL: ScenarioRun.start: expected a variant/);
+    expect(start(scenario, v, {}, 1)).toThrow(/^EINVAL: ScenarioRun.start: expected an image catalog/);
+    expect(ScenarioRun.start(scenario, v, images, scenario.seed).isFinished).toBe(false);
+  });
+
   it('runTo refuses a time before the run or after its end', () => {
     const run = ScenarioRun.start(scenario, scenario.variants[0]!, images, scenario.seed);
     run.runTo(3000);
@@ -307,16 +320,16 @@ describe('bad snapshot files: SnapshotError naming what is wrong, nothing half-l
   // Records that decode and pass the CRC but would crash or corrupt a restored host:
   // each is refused before anything is built, naming the field.
   const malformed: [string, (body: Record<string, any>) => void, string][] = [
-    ['a guest with no workload', (b) => delete b.host.guests[0].workload, 'snapshot host.guests[0].workload: expected a dirtyRate (pages/s, or null) and a burst'],
-    ['a workload whose bursts come every 0 ms', (b) => (b.host.guests[1].workload.burst.everyMs = 0), 'snapshot host.guests[1].workload.burst: expected null or everyMs (> 0), pages and overMs'],
-    ['a burst in progress that is not a record', (b) => (b.host.guests[2].bursts = [null]), 'snapshot host.guests[2].bursts[0]: expected pages, rate and debt'],
-    ['a burst in progress with pages missing', (b) => (b.host.guests[2].bursts = [{ rate: 1, debt: 0 }]), 'snapshot host.guests[2].bursts[0]: expected pages, rate and debt'],
+    ['a guest with no workload', (b) => delete b.host.guests[0].workload, 'snapshot host.guests[0]: workload: expected an options record, found undefined'],
+    ['a workload whose bursts come every 0 ms', (b) => (b.host.guests[1].workload.burst.everyMs = 0), 'snapshot host.guests[1]: bursts must repeat after more than 0 ms, got 0'],
+    ['a burst in progress that is not a record', (b) => (b.host.guests[2].bursts = [null]), "snapshot host.guests[2].bursts[0]: expected pages (at most the guest's 4096), rate and debt"],
+    ['a burst in progress with pages missing', (b) => (b.host.guests[2].bursts = [{ rate: 1, debt: 0 }]), "snapshot host.guests[2].bursts[0]: expected pages (at most the guest's 4096), rate and debt"],
     ['a guest in no known state', (b) => (b.host.guests[0].state = 'sleeping'), 'snapshot host.guests[0].state: expected one of created, booting, running, paused, stopped, oom-killed, refused, destroyed, found "sleeping"'],
     ['a running guest without a process', (b) => (b.host.guests[0].pid = null), 'snapshot host.guests[0].pid: a running guest has a process, found null'],
     ['a guest PRNG word that is not a u32', (b) => (b.host.guests[0].prng[2] = -1), 'snapshot host.guests[0].prng: expected 4 PRNG state words'],
     ['a log entry that is not a record', (b) => (b.host.log = [42]), 'snapshot host.log[0]: expected t, kind (action, guest, oom-kill, refused, governor, governor-idle), guest (a string or null), what and error (a string or null)'],
     ['a log entry of no known kind', (b) => (b.host.log[0].kind = 'rumour'), 'snapshot host.log[0]: expected t, kind (action, guest, oom-kill, refused, governor, governor-idle), guest (a string or null), what and error (a string or null)'],
-    ['a fixed policy with a knob missing', (b) => delete b.host.policy.pagesToScan, 'snapshot host.policy.pagesToScan: expected a whole number, found undefined'],
+    ['a fixed policy with a knob missing', (b) => delete b.host.policy.pagesToScan, 'snapshot host.policy: pagesToScan: expected a whole number from 0 to 4294967295, found undefined'],
     ['a governor that is not a record', (b) => (b.host.governor = 'ksmtuned'), 'snapshot host.governor: expected a governor record'],
     ['a pressure process with no pid', (b) => (b.host.hogs = [{ bytes: 4096 }]), 'snapshot host.hogs[0]: expected a pid and bytes'],
     ['a guest whose page source has no digest', (b) => delete b.host.guests[1].source.digest, "snapshot host.guests[1].source: expected a page source: type 'synthetic' or 'capture', an image name and version (a capture file and guest), and a sha-256 digest (64 hex digits)"],
