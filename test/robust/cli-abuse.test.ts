@@ -98,7 +98,7 @@ const CASES: [args: string[], code: number, says: RegExp][] = [
   [['resume', 'examples/overcommit.yaml'], 1, /overcommit\.yaml: not a Samepage snapshot/],
   [['help', 'nope'], 2, /no help for "nope"/],
   [['run', 'examples/captured-guests.yaml', '--estimate'], 0, /^captured-guests: estimated real memory/],
-  [['run', file('fleet.yaml', FLEET)], 1, /^samepage: fleet would need about [\d.]+ TiB of real memory, .* not run \(--force runs it anyway/],
+  [['run', file('fleet.yaml', FLEET)], 1, /^samepage: fleet would need about [\d.]+ [GT]iB of real memory, .* not run \(--force runs it anyway/],
   [['run', join(dir, 'fleet.yaml'), '--estimate'], 0, /it does not fit in the memory available: samepage run refuses it without --force/],
   [['run', 'examples/kernels.yaml', '--estimate', '--variant', 'nope'], 2, /kernels\.yaml has no variant "nope"/],
   [['--version'], 0, /^samepage \d+\.\d+\.\d+/],
