@@ -202,8 +202,7 @@ export function memcmpPages(ksm: Ksm, a: number, b: number): number {
     sign = ksm.memcmpSign[slot]!;
   } else {
     const at = mem.firstDifference(lo, hi);
-    if (at === PAGE_SIZE) sign = 0;
-    else sign = mem.byteAt(lo, at) < mem.byteAt(hi, at) ? -1 : 1;
+    sign = mem.lastOrder();
     ksm.memcmpLo[slot] = lo;
     ksm.memcmpHi[slot] = hi;
     ksm.memcmpSign[slot] = sign;

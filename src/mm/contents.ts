@@ -653,17 +653,18 @@ export class ContentStore {
    * if that finds a difference, the JS search for it, from there.
    */
   firstDifference(a: number, b: number): number {
-    if (a === b) return PAGE_SIZE;
-    if (a < FILL_CONTENTS && b < FILL_CONTENTS) return 0;
+    if (a === b) return this.differ(PAGE_SIZE, 0);
+    if (a < FILL_CONTENTS && b < FILL_CONTENTS) return this.differ(0, a < b ? -1 : 1);
     // The first KEY_WORDS words of a fill or of a keyed generator's page are known
     // without making the page (headWord()): two different generated pages always part
     // there (their keys differ), and so do most other pairs. A generated page that
-    // fell out of the cache is then not made again just to be told apart.
-    if (this.headKnown(a) && this.headKnown(b)) {
+    // fell out of the cache is then not made again just to be told apart. (Two STORED
+    // contents skip this: their words are at hand, and the loop below reads them.)
+    if ((this.kind[a] === CONTENT_SOURCE || this.kind[b] === CONTENT_SOURCE) && this.headKnown(a) && this.headKnown(b)) {
       for (let i = 0; i < KEY_WORDS; i++) {
         const x = this.headWord(a, i);
         const y = this.headWord(b, i);
-        if (x !== y) return i * 4 + lowestByteSet(x ^ y);
+        if (x !== y) return this.differWords(i, x, y);
       }
     }
     const va = this.view(a, scratchViewA);
@@ -672,39 +673,55 @@ export class ContentStore {
     const wb = vb.words;
     const ia = va.wordOff;
     const ib = vb.wordOff;
-    for (let i = 0; i < COMPARE_PREFIX_WORDS; i++) {
-      const x = wa[ia + i]!;
-      const y = wb[ib + i]!;
-      if (x !== y) return i * 4 + lowestByteSet(x ^ y);
-    }
+    // Each content's run of leading zero words first (memoized: read once per content,
+    // and it stops at the first non-zero word, so a page of data costs one word). If
+    // the runs differ, the shorter one ends at the first difference.
     const za = this.leadingZeroWords(a, wa, ia);
     const zb = this.leadingZeroWords(b, wb, ib);
-    // A run that ends first ends at a non-zero word where the other page holds 0.
-    if (za < zb) return za * 4 + lowestByteSet(wa[ia + za]!);
-    if (zb < za) return zb * 4 + lowestByteSet(wb[ib + zb]!);
-    const from = za > COMPARE_PREFIX_WORDS ? za : COMPARE_PREFIX_WORDS;
-    if (from === WORDS_PER_PAGE) return PAGE_SIZE; // both all zero
-    // A short rest (pages zero but for their last words, as in ksmpages' worst case,
-    // where every tree comparison ends here) is compared word by word: the native
-    // Buffer.compare call costs more than that (13% of ksmd's time on ksmpages worst,
-    // 2 x 256 MiB, in node --cpu-prof).
-    if (WORDS_PER_PAGE - from <= COMPARE_TAIL_WORDS) {
-      for (let i = from; i < WORDS_PER_PAGE; i++) {
-        const x = wa[ia + i]!;
-        const y = wb[ib + i]!;
-        if (x !== y) return i * 4 + lowestByteSet(x ^ y);
-      }
-      return PAGE_SIZE;
-    }
-    const offA = va.off;
-    const offB = vb.off;
-    if (va.buf.compare(vb.buf, offB + from * 4, offB + PAGE_SIZE, offA + from * 4, offA + PAGE_SIZE) === 0) return PAGE_SIZE;
-    for (let i = from; i < WORDS_PER_PAGE; i++) {
+    if (za < zb) return this.differWords(za, wa[ia + za]!, 0);
+    if (zb < za) return this.differWords(zb, 0, wb[ib + zb]!);
+    if (za === WORDS_PER_PAGE) return this.differ(PAGE_SIZE, 0); // both all zero
+    // From the end of the common run: the next COMPARE_PREFIX_WORDS words here, a word
+    // at a time (most comparisons end there, and the native call's own cost, ~90 ns,
+    // would dominate); a short rest (pages zero but for their last words, as in
+    // ksmpages' worst case) likewise; a long one by Buffer.compare, and only if that
+    // finds a difference, the JS search for it.
+    const end = WORDS_PER_PAGE - za <= COMPARE_TAIL_WORDS ? WORDS_PER_PAGE : za + COMPARE_PREFIX_WORDS;
+    for (let i = za; i < end; i++) {
       const x = wa[ia + i]!;
       const y = wb[ib + i]!;
-      if (x !== y) return i * 4 + lowestByteSet(x ^ y);
+      if (x !== y) return this.differWords(i, x, y);
     }
-    return bug(`contents ${a} and ${b}: Buffer.compare found a difference past word ${from} that their words do not show`);
+    if (end === WORDS_PER_PAGE) return this.differ(PAGE_SIZE, 0);
+    const offA = va.off;
+    const offB = vb.off;
+    if (va.buf.compare(vb.buf, offB + end * 4, offB + PAGE_SIZE, offA + end * 4, offA + PAGE_SIZE) === 0) return this.differ(PAGE_SIZE, 0);
+    for (let i = end; i < WORDS_PER_PAGE; i++) {
+      const x = wa[ia + i]!;
+      const y = wb[ib + i]!;
+      if (x !== y) return this.differWords(i, x, y);
+    }
+    return bug(`contents ${a} and ${b}: Buffer.compare found a difference past word ${end} that their words do not show`);
+  }
+
+  /**
+   * memcmp's sign for the last firstDifference(): -1, 0 or 1 (a against b). Read it
+   * right after the call; the next call replaces it.
+   */
+  lastOrder = 0;
+
+  /** firstDifference()'s answer: offset `at`, and memcmp's sign in lastOrder. */
+  private differ(at: number, order: number): number {
+    this.lastOrder = order;
+    return at;
+  }
+
+  /** The pages differ first in word i, whose values are x (a's) and y (b's): memcmp order is byte order. */
+  private differWords(i: number, x: number, y: number): number {
+    const byte = lowestByteSet(x ^ y);
+    const shift = byte << 3;
+    this.lastOrder = ((x >>> shift) & 0xff) < ((y >>> shift) & 0xff) ? -1 : 1;
+    return i * 4 + byte;
   }
 
   /** How many words from the content's start are 0 (memoized in zeroWords); w[i0..] are its words. */

@@ -531,6 +531,11 @@ export class PhysMem {
     return this.store.firstDifference(this.content[a]!, this.content[b]!);
   }
 
+  /** memcmp's sign (-1, 0, 1) for the last firstDifference() (contents.ts lastOrder). */
+  lastOrder(): number {
+    return this.store.lastOrder;
+  }
+
   /** Byte `off` of the frame. */
   byteAt(pfn: number, off: number): number {
     return this.store.byteAt(this.content[pfn]!, off);

@@ -361,10 +361,17 @@ describe('contents', () => {
     expect(mem.comparePages(a, b)).toBe(0);
   });
 
-  it('firstDifference is where memcmp stops: the first differing byte, or PAGE_SIZE, for every kind of page pair', () => {
+  it('firstDifference is where memcmp stops: the first differing byte, or PAGE_SIZE, for every kind of page pair; lastOrder is memcmp\'s sign', () => {
     const mem = mem1();
     const a = mem.allocFrame(true);
     const b = mem.allocFrame(true);
+    let orders = 0;
+    const firstDifference = (x: number, y: number): number => {
+      const at = mem.firstDifference(x, y);
+      expect(mem.lastOrder()).toBe(Math.sign(Buffer.compare(Buffer.from(pageBytes(mem, x)), Buffer.from(pageBytes(mem, y)))));
+      orders++;
+      return at;
+    };
     const naive = (): number => {
       const x = pageBytes(mem, a);
       const y = pageBytes(mem, b);
@@ -372,16 +379,16 @@ describe('contents', () => {
       return PAGE_SIZE;
     };
     const set = (pfn: number, at: number, v: number): void => pokeByte(mem, pfn, at, v);
-    expect(mem.firstDifference(a, b)).toBe(PAGE_SIZE); // both zero
+    expect(firstDifference(a, b)).toBe(PAGE_SIZE); // both zero
     // One byte apart at every offset class: in the first 64 bytes, in the zero runs
     // (either page's run the shorter), both runs equal and a difference after them,
     // and a common non-zero prefix with the difference deep in the page.
     for (const at of [0, 1, 3, 63, 64, 65, 100, 2047, 4092, 4095]) {
       set(a, at, 7);
-      expect(mem.firstDifference(a, b)).toBe(at);
-      expect(mem.firstDifference(b, a)).toBe(at);
+      expect(firstDifference(a, b)).toBe(at);
+      expect(firstDifference(b, a)).toBe(at);
       set(b, at, 7);
-      expect(mem.firstDifference(a, b)).toBe(PAGE_SIZE);
+      expect(firstDifference(a, b)).toBe(PAGE_SIZE);
       set(b, at, 0);
       set(a, at, 0);
     }
@@ -390,7 +397,7 @@ describe('contents', () => {
     set(b, 200, 1);
     for (const at of [201, 1000, 4095]) {
       set(b, at, 9);
-      expect(mem.firstDifference(a, b)).toBe(naive());
+      expect(firstDifference(a, b)).toBe(naive());
       expect(naive()).toBe(at);
       set(b, at, 0);
     }
@@ -398,7 +405,9 @@ describe('contents', () => {
     fillPage(mem, a, 0x5a);
     fillPage(mem, b, 0x5a);
     set(b, 3000, 0x5b);
-    expect(mem.firstDifference(a, b)).toBe(3000);
+    expect(firstDifference(a, b)).toBe(3000);
+    expect(firstDifference(b, a)).toBe(3000);
+    expect(orders).toBe(36);
   });
 
   it('copyPage copies all 4096 bytes, across blocks, and nothing else', () => {
