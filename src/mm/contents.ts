@@ -667,12 +667,35 @@ export class ContentStore {
         if (x !== y) return this.differWords(i, x, y);
       }
     }
-    const va = this.view(a, scratchViewA);
-    const vb = this.view(b, scratchViewB);
-    const wa = va.words;
-    const wb = vb.words;
-    const ia = va.wordOff;
-    const ib = vb.wordOff;
+    // STORED contents (what ksmd compares most) are read in place, without a view.
+    let wa: Uint32Array;
+    let ia: number;
+    let ba: Buffer;
+    let wb: Uint32Array;
+    let ib: number;
+    let bb: Buffer;
+    if (this.kind[a] === CONTENT_STORED) {
+      const c = this.slot[a]! >>> CHUNK_SHIFT;
+      wa = this.chunkWords[c]!;
+      ba = this.chunks[c]!;
+      ia = (this.slot[a]! & (CHUNK_PAGES - 1)) << 10;
+    } else {
+      const va = this.view(a, scratchViewA);
+      wa = va.words;
+      ba = va.buf;
+      ia = va.wordOff;
+    }
+    if (this.kind[b] === CONTENT_STORED) {
+      const c = this.slot[b]! >>> CHUNK_SHIFT;
+      wb = this.chunkWords[c]!;
+      bb = this.chunks[c]!;
+      ib = (this.slot[b]! & (CHUNK_PAGES - 1)) << 10;
+    } else {
+      const vb = this.view(b, scratchViewB);
+      wb = vb.words;
+      bb = vb.buf;
+      ib = vb.wordOff;
+    }
     // Each content's run of leading zero words first (memoized: read once per content,
     // and it stops at the first non-zero word, so a page of data costs one word). If
     // the runs differ, the shorter one ends at the first difference.
@@ -693,9 +716,8 @@ export class ContentStore {
       if (x !== y) return this.differWords(i, x, y);
     }
     if (end === WORDS_PER_PAGE) return this.differ(PAGE_SIZE, 0);
-    const offA = va.off;
-    const offB = vb.off;
-    if (va.buf.compare(vb.buf, offB + end * 4, offB + PAGE_SIZE, offA + end * 4, offA + PAGE_SIZE) === 0) return this.differ(PAGE_SIZE, 0);
+    // (A view of a SOURCE page made above is still valid: nothing was made since.)
+    if (ba.compare(bb, ib * 4 + end * 4, ib * 4 + PAGE_SIZE, ia * 4 + end * 4, ia * 4 + PAGE_SIZE) === 0) return this.differ(PAGE_SIZE, 0);
     for (let i = end; i < WORDS_PER_PAGE; i++) {
       const x = wa[ia + i]!;
       const y = wb[ib + i]!;
@@ -729,7 +751,9 @@ export class ContentStore {
     let z = this.zeroWords[id]!;
     if (z >= 0) return z;
     z = 0;
-    while (z < WORDS_PER_PAGE && w[i0 + z] === 0) z++;
+    // Two words a step (WORDS_PER_PAGE is even), then the odd one out.
+    while (z < WORDS_PER_PAGE && (w[i0 + z]! | w[i0 + z + 1]!) === 0) z += 2;
+    if (z < WORDS_PER_PAGE && w[i0 + z] === 0) z++;
     this.zeroWords[id] = z;
     return z;
   }
