@@ -23,7 +23,8 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Kernel, PAGE_SIZE } from '../src/index.js';
+import { PAGE_SIZE } from '../src/index.js';
+import { ksmpagesKernel } from './ksmpages.js';
 import { RmapItemCache, StableNodeCache } from '../src/ksm/structs.js';
 
 export interface KsmMetadataFigures {
@@ -46,26 +47,7 @@ function memory(): number {
 
 export function ksmMetadata(mib: number, mode: 'worst' | 'best' | 'distinct', version: '2.6.33' | '6.18'): KsmMetadataFigures {
   const n = (mib * 1024 * 1024) / PAGE_SIZE;
-  const blockMiB = 128;
-  const k = new Kernel({ memoryMiB: Math.ceil((2 * mib + 64) / blockMiB) * blockMiB, blockMiB, seed: 1, version });
-  const tail = new Uint8Array(8);
-  const tv = new DataView(tail.buffer);
-  for (const [pi, name] of ['a', 'b'].entries()) {
-    const p = k.spawn(name);
-    const base = p.mmap(mib * 1024 * 1024);
-    p.memset(base, mode === 'best' ? 1 : 0, mib * 1024 * 1024);
-    if (mode !== 'best') {
-      tv.setUint32(0, mode === 'distinct' ? 1 + pi : 1, true);
-      for (let i = 0; i < n; i++) {
-        tv.setUint32(4, i, true);
-        p.write(base + i * PAGE_SIZE + PAGE_SIZE - 8, tail);
-      }
-    }
-    p.madvise(base, mib * 1024 * 1024, 'MADV_MERGEABLE');
-  }
-  k.sysfs.write('/sys/kernel/mm/ksm/pages_to_scan', '100000');
-  k.sysfs.write('/sys/kernel/mm/ksm/sleep_millisecs', '0');
-  if (version === '2.6.33') k.sysfs.write('/sys/kernel/mm/ksm/max_kernel_pages', '0');
+  const k = ksmpagesKernel(mib, mode, version);
   const gc = globalThis.gc;
   gc?.();
   const before = memory();

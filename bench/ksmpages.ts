@@ -30,11 +30,14 @@ function stat(k: Kernel, f: string): number {
   return Number(k.sysfs.read(`/sys/kernel/mm/ksm/${f}`));
 }
 
-export function samepageKsmpages(mib: number, mode: Mode, version: '2.6.33' | '6.18' = '2.6.33'): SamepageKsmpages {
+/**
+ * The two ksmpages processes of `mib` each, written for `mode`, mergeable, and the knobs
+ * set (run still 0): what both this benchmark and bench/ksm-metadata.ts start from.
+ */
+export function ksmpagesKernel(mib: number, mode: Mode, version: '2.6.33' | '6.18'): Kernel {
   const n = (mib * 1024 * 1024) / PAGE_SIZE;
   const blockMiB = 128;
   const memoryMiB = Math.ceil((2 * mib + 64) / blockMiB) * blockMiB;
-  const t0 = performance.now();
   const k = new Kernel({ memoryMiB, blockMiB, seed: 1, version });
   const procs = [k.spawn('ksmpages-1'), k.spawn('ksmpages-2')];
   const tail = new Uint8Array(8);
@@ -58,6 +61,13 @@ export function samepageKsmpages(mib: number, mode: Mode, version: '2.6.33' | '6
   // 2.6.33 caps KSM pages at a quarter of RAM (max_kernel_pages); 6.x has no such
   // cap, and the worst case needs N of them: lift it, as the real side has none.
   if (version === '2.6.33') k.sysfs.write('/sys/kernel/mm/ksm/max_kernel_pages', '0');
+  return k;
+}
+
+export function samepageKsmpages(mib: number, mode: Mode, version: '2.6.33' | '6.18' = '2.6.33'): SamepageKsmpages {
+  const n = (mib * 1024 * 1024) / PAGE_SIZE;
+  const t0 = performance.now();
+  const k = ksmpagesKernel(mib, mode, version);
   const setupSeconds = (performance.now() - t0) / 1000;
 
   const done = (): boolean => {
