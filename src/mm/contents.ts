@@ -610,30 +610,10 @@ export class ContentStore {
     return into;
   }
 
-  /** memcmp of two contents: <0, 0, >0. Same id: 0, without a look; two fills: by their byte. */
+  /** memcmp of two contents: -1, 0 or 1 (firstDifference()'s sign). */
   compare(a: number, b: number): number {
-    if (a === b) return 0;
-    if (a < FILL_CONTENTS && b < FILL_CONTENTS) return a < b ? -1 : 1;
-    const va = this.view(a, scratchViewA);
-    const vb = this.view(b, scratchViewB);
-    const wa = va.words;
-    const wb = vb.words;
-    const ia = va.wordOff;
-    const ib = vb.wordOff;
-    // Most pages a tree walk meets differ within their first few words, where the
-    // native call's own cost (~90 ns) would dominate: look at the first 64 bytes
-    // here, a word at a time, and leave the rest to Buffer.compare. memcmp order is
-    // byte order: in a little-endian word the first differing byte is the lowest.
-    for (let i = 0; i < COMPARE_PREFIX_WORDS; i++) {
-      const x = wa[ia + i]!;
-      const y = wb[ib + i]!;
-      if (x !== y) {
-        const shift = (31 - Math.clz32((x ^ y) & -(x ^ y))) & ~7;
-        return ((x >>> shift) & 0xff) < ((y >>> shift) & 0xff) ? -1 : 1;
-      }
-    }
-    const skip = COMPARE_PREFIX_WORDS * 4;
-    return va.buf.compare(vb.buf, vb.off + skip, vb.off + PAGE_SIZE, va.off + skip, va.off + PAGE_SIZE);
+    this.firstDifference(a, b);
+    return this.lastOrder;
   }
 
   /**

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { PAGE_SIZE } from '../mm/constants.js';
-import { assertNever } from '../lib/errors.js';
+import { assertNever, bug } from '../lib/errors.js';
 import { CP_PRESENT, CP_SWAPPED, CP_THP, CP_ZERO_PAGE, NO_CONTENT, ZERO_CONTENT, capturePage, type Capture, type CapturedProcess, type CapturedVma } from './capture-file.js';
 import { SYNTHETIC_GENERATOR, dirtyPage, dirtyPageKey } from './image.js';
 import type { PageGenerator } from '../mm/contents.js';
@@ -56,6 +56,13 @@ const KEY_CAPTURED = 0x43415054; // 'CAPT'
  * not begin with their key (keyIsHead false): comparisons read the bytes.
  */
 function captureGenerator(capture: Capture): PageGenerator {
+  // The captured pages as words, made once (a view when the file's buffer is aligned):
+  // a page is made whenever it is read out of the store's cache, tree comparisons
+  // included, so making one copies words and allocates nothing.
+  const bytes = capture.pages;
+  const words =
+    bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2) : new Uint32Array(Uint8Array.from(bytes).buffer);
+  const pageWords = PAGE_SIZE / 4;
   return {
     name: 'capture',
     keyIsHead: false,
@@ -64,7 +71,13 @@ function captureGenerator(capture: Capture): PageGenerator {
         SYNTHETIC_GENERATOR.generate(k0, k1, k2, k3, out, wordOffset);
         return;
       }
-      Buffer.from(out.buffer, out.byteOffset + wordOffset * 4, PAGE_SIZE).set(capturePage(capture, k1));
+      if (k1 === ZERO_CONTENT) {
+        out.fill(0, wordOffset, wordOffset + pageWords);
+        return;
+      }
+      if (k1 < 1 || k1 > capture.pageCount) bug(`captured page key names content ${k1}, not 1..${capture.pageCount}`);
+      const from = (k1 - 1) * pageWords;
+      for (let i = 0; i < pageWords; i++) out[wordOffset + i] = words[from + i]!;
     },
   };
 }
