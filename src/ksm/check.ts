@@ -1,7 +1,7 @@
 import { InvariantError } from '../lib/errors.js';
 import { rbCheck, rbCount, rbFirst, rbNext } from '../lib/rbtree-indexed.js';
 import { MMF_VM_MERGEABLE, MMF_VM_MERGE_ANY, PAGE_SIZE } from '../mm/constants.js';
-import { CONTENT_FREE } from '../mm/contents.js';
+import { CONTENT_FREE, LEAD_STRIDE } from '../mm/contents.js';
 import type { MmStruct } from '../mm/mm.js';
 import type { AnonVma } from '../mm/vma.js';
 import type { Ksm } from './ksm.js';
@@ -279,12 +279,17 @@ export function checkKsmInvariants(ksm: Ksm): void {
   const start = ksm.memoCheckCursor < limit ? ksm.memoCheckCursor : 0;
   let id = start;
   do {
-    const z = store.zeroWords[id]!;
+    const z = store.lead[id * LEAD_STRIDE]!;
     if (z >= 0 && store.kind[id] !== CONTENT_FREE) {
       const v = store.view(id);
       let actual = 0;
       while (actual < PAGE_SIZE / 4 && v.words[v.wordOff + actual] === 0) actual++;
       if (actual !== z) fail(`memoized zero words of ${store.describe(id)}: ${z}, its bytes have ${actual}: a write skipped the store's writers`);
+      const w0 = actual < PAGE_SIZE / 4 ? v.words[v.wordOff + actual]! | 0 : 0;
+      const w1 = actual + 1 < PAGE_SIZE / 4 ? v.words[v.wordOff + actual + 1]! | 0 : 0;
+      if (store.lead[id * LEAD_STRIDE + 1] !== w0 || store.lead[id * LEAD_STRIDE + 2] !== w1) {
+        fail(`memoized key words of ${store.describe(id)}: 0x${(store.lead[id * LEAD_STRIDE + 1]! >>> 0).toString(16)} 0x${(store.lead[id * LEAD_STRIDE + 2]! >>> 0).toString(16)}, its bytes have 0x${(w0 >>> 0).toString(16)} 0x${(w1 >>> 0).toString(16)}: a write skipped the store's writers`);
+      }
     }
     if (store.sumValid[id] !== 0 && store.kind[id] !== CONTENT_FREE) {
       const v = store.view(id);

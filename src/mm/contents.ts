@@ -37,7 +37,17 @@ import { PAGE_SIZE, WORDS_PER_PAGE } from './constants.js';
  *                          only when sumName says it holds that kind. The road not
  *                          taken, an array per kind, would cost 5 B per content for
  *                          a memo only a snapshot of a 6.x kernel would read.
- *   zeroWords[id]          its run of leading zero words, or -1 (firstDifference()).
+ *   lead[4id..4id+2]       its abbreviated key (firstDifference()): z, its run of
+ *                          leading zero words (0..1024, or -1 when not known), then
+ *                          words z and z+1 (0 past the page's end). Two contents
+ *                          part within those words, or agree on them, without a look
+ *                          at either page: a tree walk over pages read once reads
+ *                          16 bytes a node from one array instead of missing the
+ *                          cache on each page (PostgreSQL's "abbreviated keys" for
+ *                          sorting are the same idea). Kept up to date by the
+ *                          store's own writers (writeBytes(), fillBytes()), which
+ *                          know where they wrote; the first comparison makes it
+ *                          for a content written any other way.
  *
  * Always true: kind[id] is FILL exactly for id < 256; a live SOURCE or STORED content
  * has refs >= 1; a STORED content's slot is in use by it alone; every id on the free
@@ -102,8 +112,11 @@ export class ContentStore {
   sumValid: Uint8Array;
   /** The checksum sum[] holds ('jhash2' unless KSM says otherwise: src/ksm/ksm.ts). */
   sumName: string;
-  /** How many 32-bit words from the content's start are 0 (0..1024), or -1 when not known. */
-  zeroWords: Int16Array;
+  /**
+   * Per id, LEAD_STRIDE entries: its run of leading zero words (0..1024, or -1 when
+   * not known), and the two words after the run (0 past the page's end).
+   */
+  lead: Int32Array;
   /** The materialization cache slot holding this content, or -1. */
   private cacheSlotOf: Int32Array;
   private capacity: number;
@@ -167,9 +180,16 @@ export class ContentStore {
     this.sum = new Uint32Array(this.capacity);
     this.sumValid = new Uint8Array(this.capacity);
     this.sumName = 'jhash2';
-    this.zeroWords = new Int16Array(this.capacity).fill(-1);
-    this.zeroWords[0] = WORDS_PER_PAGE;
-    for (let b = 1; b < FILL_CONTENTS; b++) this.zeroWords[b] = 0;
+    this.lead = new Int32Array(this.capacity * LEAD_STRIDE);
+    for (let id = FILL_CONTENTS; id < this.capacity; id++) this.lead[id * LEAD_STRIDE] = -1;
+    // The fills' keys: the zero page is one run of 1024 zero words; fill b is b
+    // repeated from its first word.
+    this.lead[0] = WORDS_PER_PAGE;
+    for (let b = 1; b < FILL_CONTENTS; b++) {
+      const w = Math.imul(b, 0x01010101) | 0;
+      this.lead[b * LEAD_STRIDE + 1] = w;
+      this.lead[b * LEAD_STRIDE + 2] = w;
+    }
     this.cacheSlotOf = new Int32Array(this.capacity).fill(-1);
     this.nextId = FILL_CONTENTS;
     this.freeIds = new Int32Array(256);
@@ -224,7 +244,7 @@ export class ContentStore {
     this.kind[id] = kind;
     this.refs[id] = 1;
     this.sumValid[id] = 0;
-    this.zeroWords[id] = -1;
+    this.lead[id * LEAD_STRIDE] = -1;
     return id;
   }
 
@@ -241,9 +261,10 @@ export class ContentStore {
     this.keys = grow(this.keys, cap * 4, (n) => new Uint32Array(n));
     this.sum = grow(this.sum, cap, (n) => new Uint32Array(n));
     this.sumValid = grow(this.sumValid, cap, (n) => new Uint8Array(n));
-    const z = new Int16Array(cap).fill(-1);
-    z.set(this.zeroWords);
-    this.zeroWords = z;
+    const lead = new Int32Array(cap * LEAD_STRIDE);
+    lead.set(this.lead);
+    for (let id = this.capacity; id < cap; id++) lead[id * LEAD_STRIDE] = -1;
+    this.lead = lead;
     const c = new Int32Array(cap).fill(-1);
     c.set(this.cacheSlotOf);
     this.cacheSlotOf = c;
@@ -428,7 +449,7 @@ export class ContentStore {
       this.sum[id] = this.sum[from]!;
       this.sumValid[id] = 1;
     }
-    this.zeroWords[id] = this.zeroWords[from]!;
+    this.lead.copyWithin(id * LEAD_STRIDE, from * LEAD_STRIDE, from * LEAD_STRIDE + LEAD_STRIDE);
     return id;
   }
 
@@ -623,31 +644,51 @@ export class ContentStore {
    * exact byte, not the word, and cost little more than compare().
    *
    * Buffer.compare answers only "equal or not", and looking for the word in JS costs
-   * ~3 µs a page, against ~0.1 µs for the native compare. Pages that agree past their
-   * first 64 bytes and then part are mostly mostly-zero pages (a tree walk over
-   * zero-filled pages with a little data each: the ksmpages benchmark is nothing
-   * else). So: the same content at once; the first 64 bytes here, a word at a time
-   * (most comparisons end there); then each content's run of leading zero words
-   * (zeroWords, memoized per content): if the runs differ, the shorter one ends at the
-   * first difference; if not, the native compare from the end of the run, and only
-   * if that finds a difference, the JS search for it, from there.
+   * ~3 µs a page, against ~0.1 µs for the native compare. So: the same content at
+   * once; then the two abbreviated keys (lead[]: the run of leading zero words and
+   * the two words after it), which settle most comparisons without reading either
+   * page: runs that differ part where the shorter ends, equal runs part at the first
+   * of the next two words that differ. Only contents agreeing that far are read: the
+   * next COMPARE_PREFIX_WORDS words a word at a time, then the native compare for the
+   * rest, and only if that finds a difference, the JS search for it.
    */
   firstDifference(a: number, b: number): number {
     if (a === b) return this.differ(PAGE_SIZE, 0);
     if (a < FILL_CONTENTS && b < FILL_CONTENTS) return this.differ(0, a < b ? -1 : 1);
-    // The first KEY_WORDS words of a fill or of a keyed generator's page are known
-    // without making the page (headWord()): two different generated pages always part
-    // there (their keys differ), and so do most other pairs. A generated page that
-    // fell out of the cache is then not made again just to be told apart. (Two STORED
-    // contents skip this: their words are at hand, and the loop below reads them.)
-    if ((this.kind[a] === CONTENT_SOURCE || this.kind[b] === CONTENT_SOURCE) && this.headKnown(a) && this.headKnown(b)) {
-      for (let i = 0; i < KEY_WORDS; i++) {
-        const x = this.headWord(a, i);
-        const y = this.headWord(b, i);
-        if (x !== y) return this.differWords(i, x, y);
+    const lead = this.lead;
+    const pa = a * LEAD_STRIDE;
+    const pb = b * LEAD_STRIDE;
+    let za = lead[pa]!;
+    let zb = lead[pb]!;
+    if (za < 0 || zb < 0) {
+      // A key to make, which means reading a page. The first KEY_WORDS words of a fill
+      // or of a keyed generator's page are known without making the page
+      // (headWord()): two different generated pages always part there (their keys
+      // differ), and so do most other pairs. A generated page that fell out of the
+      // cache is then not made again just to be told apart.
+      if ((this.kind[a] === CONTENT_SOURCE || this.kind[b] === CONTENT_SOURCE) && this.headKnown(a) && this.headKnown(b)) {
+        for (let i = 0; i < KEY_WORDS; i++) {
+          const x = this.headWord(a, i);
+          const y = this.headWord(b, i);
+          if (x !== y) return this.differWords(i, x, y);
+        }
       }
+      if (za < 0) za = this.makeLead(a);
+      if (zb < 0) zb = this.makeLead(b);
     }
-    // STORED contents (what ksmd compares most) are read in place, without a view.
+    if (za < zb) return this.differWords(za, lead[pa + 1]!, 0);
+    if (zb < za) return this.differWords(zb, 0, lead[pb + 1]!);
+    if (za >= WORDS_PER_PAGE - 2) {
+      // Both zero to word za, and the key holds what is left of the page.
+      if (za === WORDS_PER_PAGE) return this.differ(PAGE_SIZE, 0);
+      if (lead[pa + 1] !== lead[pb + 1]) return this.differWords(za, lead[pa + 1]!, lead[pb + 1]!);
+      if (za === WORDS_PER_PAGE - 1 || lead[pa + 2] === lead[pb + 2]) return this.differ(PAGE_SIZE, 0);
+      return this.differWords(za + 1, lead[pa + 2]!, lead[pb + 2]!);
+    }
+    if (lead[pa + 1] !== lead[pb + 1]) return this.differWords(za, lead[pa + 1]!, lead[pb + 1]!);
+    if (lead[pa + 2] !== lead[pb + 2]) return this.differWords(za + 1, lead[pa + 2]!, lead[pb + 2]!);
+    // The keys agree: read the pages from the word after them. STORED contents (what
+    // ksmd compares most) are read in place, without a view.
     let wa: Uint32Array;
     let ia: number;
     let ba: Buffer;
@@ -676,21 +717,13 @@ export class ContentStore {
       bb = vb.buf;
       ib = vb.wordOff;
     }
-    // Each content's run of leading zero words first (memoized: read once per content,
-    // and it stops at the first non-zero word, so a page of data costs one word). If
-    // the runs differ, the shorter one ends at the first difference.
-    const za = this.leadingZeroWords(a, wa, ia);
-    const zb = this.leadingZeroWords(b, wb, ib);
-    if (za < zb) return this.differWords(za, wa[ia + za]!, 0);
-    if (zb < za) return this.differWords(zb, 0, wb[ib + zb]!);
-    if (za === WORDS_PER_PAGE) return this.differ(PAGE_SIZE, 0); // both all zero
-    // From the end of the common run: the next COMPARE_PREFIX_WORDS words here, a word
-    // at a time (most comparisons end there, and the native call's own cost, ~90 ns,
-    // would dominate); a short rest (pages zero but for their last words, as in
-    // ksmpages' worst case) likewise; a long one by Buffer.compare, and only if that
-    // finds a difference, the JS search for it.
-    const end = WORDS_PER_PAGE - za <= COMPARE_TAIL_WORDS ? WORDS_PER_PAGE : za + COMPARE_PREFIX_WORDS;
-    for (let i = za; i < end; i++) {
+    // The next COMPARE_PREFIX_WORDS words here, a word at a time (most comparisons that
+    // get this far end there, and the native call's own cost, ~90 ns, would dominate);
+    // a short rest likewise; a long one by Buffer.compare, and only if that finds a
+    // difference, the JS search for it.
+    const from = za + 2;
+    const end = WORDS_PER_PAGE - from <= COMPARE_TAIL_WORDS ? WORDS_PER_PAGE : from + COMPARE_PREFIX_WORDS;
+    for (let i = from; i < end; i++) {
       const x = wa[ia + i]!;
       const y = wb[ib + i]!;
       if (x !== y) return this.differWords(i, x, y);
@@ -726,16 +759,55 @@ export class ContentStore {
     return i * 4 + byte;
   }
 
-  /** How many words from the content's start are 0 (memoized in zeroWords); w[i0..] are its words. */
-  private leadingZeroWords(id: number, w: Uint32Array, i0: number): number {
-    let z = this.zeroWords[id]!;
-    if (z >= 0) return z;
-    z = 0;
-    // Two words a step (WORDS_PER_PAGE is even), then the odd one out.
-    while (z < WORDS_PER_PAGE && (w[i0 + z]! | w[i0 + z + 1]!) === 0) z += 2;
-    if (z < WORDS_PER_PAGE && w[i0 + z] === 0) z++;
-    this.zeroWords[id] = z;
+  /** Make content id's abbreviated key (lead[]) from its bytes; returns its zero run. */
+  private makeLead(id: number): number {
+    let w: Uint32Array;
+    let i0: number;
+    if (this.kind[id] === CONTENT_STORED) {
+      const s = this.slot[id]!;
+      w = this.chunkWords[s >>> CHUNK_SHIFT]!;
+      i0 = (s & (CHUNK_PAGES - 1)) << 10;
+    } else {
+      const v = this.view(id);
+      w = v.words;
+      i0 = v.wordOff;
+    }
+    return this.leadFrom(id, w, i0, 0);
+  }
+
+  /**
+   * Set content id's key knowing its first `from` words are 0 (w[i0..] are its words):
+   * the run is counted on from there. Returns the run.
+   */
+  private leadFrom(id: number, w: Uint32Array, i0: number, from: number): number {
+    let z = from;
+    // Two words a step from an even word (WORDS_PER_PAGE is even), then the odd one out.
+    if ((z & 1) !== 0 && z < WORDS_PER_PAGE && w[i0 + z] === 0) z++;
+    if ((z & 1) === 0) {
+      while (z < WORDS_PER_PAGE && (w[i0 + z]! | w[i0 + z + 1]!) === 0) z += 2;
+      if (z < WORDS_PER_PAGE && w[i0 + z] === 0) z++;
+    }
+    const p = id * LEAD_STRIDE;
+    this.lead[p] = z;
+    this.lead[p + 1] = z < WORDS_PER_PAGE ? w[i0 + z]! : 0;
+    this.lead[p + 2] = z + 1 < WORDS_PER_PAGE ? w[i0 + z + 1]! : 0;
     return z;
+  }
+
+  /**
+   * Content id's key after a write of bytes [off, off + len) (its bytes are written,
+   * its key is the one from before the write): unchanged when the write began past
+   * the key's words; else counted again from where the old run and the write leave
+   * zeros for certain (the words are in cache: they were just written).
+   */
+  private leadAfterWrite(id: number, off: number, len: number): void {
+    const p = id * LEAD_STRIDE;
+    const z = this.lead[p]!;
+    if (z < 0 || len === 0) return;
+    const ws = off >>> 2;
+    if (ws > z + 1) return;
+    const s = this.slot[id]!;
+    this.leadFrom(id, this.chunkWords[s >>> CHUNK_SHIFT]!, (s & (CHUNK_PAGES - 1)) << 10, ws < z ? ws : z);
   }
 
   /**
@@ -774,18 +846,44 @@ export class ContentStore {
    * the id to write; its memos are dropped, as the caller is about to write it.
    */
   writable(id: number): number {
+    const w = this.writableKeepingLead(id);
+    this.lead[w * LEAD_STRIDE] = -1;
+    return w;
+  }
+
+  /** writable(), but the key stays (the caller brings it up to date: leadAfterWrite()). */
+  private writableKeepingLead(id: number): number {
     if (id >= FILL_CONTENTS && this.kind[id] === CONTENT_STORED && this.refs[id] === 1) {
       this.sumValid[id] = 0;
-      this.zeroWords[id] = -1;
       this.epoch++;
       return id;
     }
     const copy = this.storedCopyOf(id);
     this.put(id);
     this.sumValid[copy] = 0;
-    this.zeroWords[copy] = -1;
     this.epoch++;
     return copy;
+  }
+
+  /**
+   * Write src[srcStart, srcStart + len) at byte `pageOff` of content `id` (0 < len <
+   * PAGE_SIZE: a whole page is fromBytes()). The caller's reference moves to the id
+   * returned, which holds the bytes.
+   */
+  writeBytes(id: number, pageOff: number, src: Buffer, srcStart: number, len: number): number {
+    const w = this.writableKeepingLead(id);
+    src.copy(this.storedBuf(w), this.storedOffset(w) + pageOff, srcStart, srcStart + len);
+    this.leadAfterWrite(w, pageOff, len);
+    return w;
+  }
+
+  /** memset() len bytes at byte `pageOff` of content `id` with byte `v`; as writeBytes(). */
+  fillBytes(id: number, pageOff: number, v: number, len: number): number {
+    const w = this.writableKeepingLead(id);
+    const off = this.storedOffset(w) + pageOff;
+    this.storedBuf(w).fill(v, off, off + len);
+    this.leadAfterWrite(w, pageOff, len);
+    return w;
   }
 
   /** Slab chunk and offset of a STORED content, for writing (after writable()). */
@@ -853,6 +951,8 @@ export function kindName(k: number): string {
 const COMPARE_PREFIX_WORDS = 16;
 /** A rest of a page at most this long is compared in JS rather than by Buffer.compare (firstDifference()). */
 const COMPARE_TAIL_WORDS = 64;
+/** Entries of lead[] per content: zero run, two words, one unused (a power of two). */
+export const LEAD_STRIDE = 4;
 /** The words of a SOURCE key, which a keyed generator's page begins with. */
 const KEY_WORDS = 4;
 

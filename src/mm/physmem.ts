@@ -564,12 +564,8 @@ export class PhysMem {
       this.setContent(pfn, store.fromBytes(src, srcStart));
       return;
     }
-    const id = store.writable(this.content[pfn]!);
-    this.content[pfn] = id;
+    this.content[pfn] = store.writeBytes(this.content[pfn]!, pageOff, src, srcStart, len);
     this.contentsEpoch++;
-    const dst = store.storedBuf(id);
-    const off = store.storedOffset(id) + pageOff;
-    src.copy(dst, off, srcStart, srcStart + len);
   }
 
   /** memset() len bytes at byte `pageOff` of the frame with `value`. */
@@ -579,12 +575,8 @@ export class PhysMem {
       this.setContent(pfn, v);
       return;
     }
-    const store = this.store;
-    const id = store.writable(this.content[pfn]!);
-    this.content[pfn] = id;
+    this.content[pfn] = this.store.fillBytes(this.content[pfn]!, pageOff, v, len);
     this.contentsEpoch++;
-    const off = store.storedOffset(id) + pageOff;
-    store.storedBuf(id).fill(v, off, off + len);
   }
 
   // ---- blocks ------------------------------------------------------------------------

@@ -14,10 +14,10 @@ import type { Scenario } from './schema.js';
  *
  * The model's memory (README, "Memory model"):
  *  - frame metadata for every frame of a memory block in use, and a pte per page;
- *  - KSM's rmap_items and stable nodes for every page it scans (issue 13 item 2 will
- *    shrink these: today they dominate a big host);
+ *  - KSM's rmap_items and stable nodes for every page it scans (numbered records in
+ *    typed arrays, src/ksm/structs.ts);
  *  - one content per distinct generated page (image pages once per image, version
- *    pages once per version, unique and dirtied pages once per guest): ~60 bytes
+ *    pages once per version, unique and dirtied pages once per guest): ~74 bytes
  *    each, no page bytes (src/mm/contents.ts); zero pages cost nothing;
  *  - a fixed part: Node.js itself, the code, the content store's cache.
  * Wall time: writing the boot pages, ksmd's scanning (pages_to_scan every
@@ -38,8 +38,12 @@ export const PTE_BYTES = 8.3;
  * of records per merged page in ksmpages' worst case; rounded up.
  */
 export const KSM_BYTES_PER_PAGE = 60;
-/** Per distinct generated page: its id's entries, key, interning slot. */
-export const SOURCE_CONTENT_BYTES = 60;
+/**
+ * Per distinct generated page: its id's entries (kind 1, refs 4, slot 4, key 16,
+ * checksum 5, abbreviated key 16, cache slot 4: 50 B), its interning slot, and the
+ * slack of arrays that double.
+ */
+export const SOURCE_CONTENT_BYTES = 74;
 /** Node.js, the code, the materialization cache. */
 export const FIXED_BYTES = 160 * 1024 * 1024;
 /** Wall time per boot page written (fault, rmap, content interning). */

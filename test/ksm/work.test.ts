@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { PAGE_SIZE, type Kernel, type KsmWorkCounts, type Process } from '../../src/index.js';
 import { RUN, newKernel } from './helpers.js';
+import { LEAD_STRIDE } from '../../src/mm/contents.js';
 
 function work(k: Kernel): KsmWorkCounts {
   return k.ksmWork();
@@ -138,7 +139,7 @@ describe('ksmd work counters', () => {
         if (forget) {
           const mem = k.mem;
           mem.store.sumValid.fill(0);
-          mem.store.zeroWords.fill(-1, 256);
+          for (let id = 256; id < mem.store.idLimit; id++) mem.store.lead[id * LEAD_STRIDE] = -1;
           k.ksmEngine.memcmpEpoch.fill(-1);
         }
         k.advance(20);

@@ -16,7 +16,7 @@ import { JHASH2_PAGE_CHECKSUM, pageChecksum } from '../../src/lib/jhash.js';
 import { XXHASH_PAGE_CHECKSUM } from '../../src/lib/xxhash.js';
 import { saveKernel } from '../../src/ksm/kernel.js';
 import { PG_SWAPCACHE } from '../../src/mm/constants.js';
-import { CONTENT_SOURCE, CONTENT_STORED, CONTENT_ZERO, ContentStore, type PageGenerator } from '../../src/mm/contents.js';
+import { CONTENT_SOURCE, CONTENT_STORED, CONTENT_ZERO, ContentStore, LEAD_STRIDE, type PageGenerator } from '../../src/mm/contents.js';
 import { pattern } from './helpers.js';
 
 const P = PAGE_SIZE;
@@ -475,5 +475,115 @@ describe('firstDifference() of pages that differ only in their last words', () =
     expect(s.firstDifference(r1, r2)).toBe(4002);
     const r3 = zeroBut(s, [1], 959 * 4);
     expect(s.firstDifference(r1, r3)).toBe(PAGE_SIZE);
+  });
+});
+
+describe('abbreviated keys (lead[]: the zero run and the two words after it)', () => {
+  /** memcmp of two buffers' pages: [first differing byte or PAGE_SIZE, sign]. */
+  const memcmp = (x: Buffer, y: Buffer): [number, number] => {
+    for (let i = 0; i < PAGE_SIZE; i++) if (x[i] !== y[i]) return [i, x[i]! < y[i]! ? -1 : 1];
+    return [PAGE_SIZE, 0];
+  };
+  /** The key made afresh from the bytes. */
+  const keyOf = (b: Buffer): number[] => {
+    const w = new Int32Array(b.buffer, b.byteOffset, 1024);
+    let z = 0;
+    while (z < 1024 && w[z] === 0) z++;
+    return [z, z < 1024 ? w[z]! : 0, z + 1 < 1024 ? w[z + 1]! : 0];
+  };
+
+  it('stay the bytes\' keys through writes and fills at every distance from them, and every comparison is memcmp', () => {
+    // Pages zero up to a run end drawn near the end, the middle or the start, then a
+    // few small values (so that keys tie often and the pages must be read past them).
+    // Then writes of 1 to 12 bytes, of zeros or small values, around each page's key;
+    // after each, every key is checked against its bytes and a page compared with all.
+    const s = new ContentStore();
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const shadow: Buffer[] = [];
+    const ids: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const b = Buffer.alloc(PAGE_SIZE);
+      const z = [1024, 1023, 1022, 1021, 1000, 960, 959, 512, 3, 1, 0][rnd(11)]!;
+      for (let w = z; w < 1024; w++) if (rnd(3) === 0) b[w * 4 + rnd(4)] = 1 + rnd(2);
+      shadow.push(b);
+      // Half made whole (fromBytes: key made on first comparison), half written into a
+      // zero page (key kept by the writer).
+      if (i % 2 === 0) ids.push(s.fromBytes(b, 0));
+      else ids.push(s.writeBytes(CONTENT_ZERO, 0, b, 0, PAGE_SIZE - 1));
+      if (i % 2 === 1 && b[PAGE_SIZE - 1] !== 0) ids[i] = s.fillBytes(ids[i]!, PAGE_SIZE - 1, b[PAGE_SIZE - 1]!, 1);
+    }
+    let compared = 0;
+    for (let round = 0; round < 400; round++) {
+      const i = rnd(ids.length);
+      const b = shadow[i]!;
+      const key = keyOf(b);
+      const w = Math.max(0, Math.min(1023, key[0]! - 2 + rnd(5)));
+      const off = Math.min(PAGE_SIZE - 1, w * 4 + rnd(4));
+      const len = Math.min(PAGE_SIZE - off, 1 + rnd(12));
+      if (rnd(2) === 0) {
+        const v = rnd(3);
+        b.fill(v, off, off + len);
+        ids[i] = s.fillBytes(ids[i]!, off, v, len);
+      } else {
+        const src = Buffer.alloc(len);
+        for (let j = 0; j < len; j++) src[j] = rnd(3);
+        src.copy(b, off);
+        ids[i] = s.writeBytes(ids[i]!, off, src, 0, len);
+      }
+      for (let j = 0; j < ids.length; j++) {
+        const [at, sign] = memcmp(shadow[i]!, shadow[j]!);
+        expect([s.firstDifference(ids[i]!, ids[j]!), s.lastOrder]).toEqual([at, sign]);
+        expect(s.compare(ids[j]!, ids[i]!)).toBe(0 - sign);
+        compared++;
+      }
+      for (let j = 0; j < ids.length; j++) {
+        const p = ids[j]! * LEAD_STRIDE;
+        if (s.lead[p]! >= 0) expect([s.lead[p], s.lead[p + 1], s.lead[p + 2]]).toEqual(keyOf(shadow[j]!));
+      }
+    }
+    expect(compared).toBe(400 * 40);
+  });
+
+  it('a fill\'s key is its byte from word 0 (the zero page: one run of 1024), and fills against stored pages compare as memcmp', () => {
+    const s = new ContentStore();
+    expect([s.lead[0], s.lead[1], s.lead[2]]).toEqual([1024, 0, 0]);
+    expect([s.lead[0xab * LEAD_STRIDE], s.lead[0xab * LEAD_STRIDE + 1]! >>> 0]).toEqual([0, 0xabababab]);
+    const b = Buffer.alloc(PAGE_SIZE, 0x10);
+    b[9] = 0x11;
+    const id = s.fromBytes(b, 0);
+    expect([s.firstDifference(0x10, id), s.lastOrder]).toEqual([9, -1]);
+    expect([s.firstDifference(id, 0x10), s.lastOrder]).toEqual([9, 1]);
+    expect([s.firstDifference(id, 0x11), s.lastOrder]).toEqual([0, -1]);
+    expect([s.firstDifference(0, id), s.lastOrder]).toEqual([0, -1]);
+  });
+
+  it('a write into the words a key holds keeps it right without reading the page again; a write past them leaves it alone', () => {
+    const s = new ContentStore();
+    // Zero but for word 1022 = 1 and word 1023 = 5 (ksmpages' worst case).
+    const tail = Buffer.alloc(8);
+    tail.writeUInt32LE(1, 0);
+    tail.writeUInt32LE(5, 4);
+    const id = s.writeBytes(CONTENT_ZERO, PAGE_SIZE - 8, tail, 0, 8);
+    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([1022, 1, 5]);
+    // Its only reference: written in place, the key follows the write.
+    expect(s.fillBytes(id, PAGE_SIZE - 8, 0, 4)).toBe(id);
+    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([1023, 5, 0]);
+    expect(s.fillBytes(id, 40, 7, 1)).toBe(id);
+    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([10, 7, 0]);
+    // Past word 11: the key stays as it was (word 12 is not in it).
+    expect(s.fillBytes(id, 48, 9, 4)).toBe(id);
+    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([10, 7, 0]);
+    // Word 11 is: it changes.
+    expect(s.fillBytes(id, 44, 3, 1)).toBe(id);
+    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([10, 7, 3]);
+    // writable() (a caller writing by itself) forgets it: the next comparison makes it.
+    expect(s.writable(id)).toBe(id);
+    expect(s.lead[id * LEAD_STRIDE]).toBe(-1);
+    expect(s.firstDifference(id, CONTENT_ZERO)).toBe(40);
+    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([10, 7, 3]);
   });
 });
