@@ -285,10 +285,13 @@ export function checkKsmInvariants(ksm: Ksm): void {
       let actual = 0;
       while (actual < PAGE_SIZE / 4 && v.words[v.wordOff + actual] === 0) actual++;
       if (actual !== z) fail(`memoized zero words of ${store.describe(id)}: ${z}, its bytes have ${actual}: a write skipped the store's writers`);
-      const w0 = actual < PAGE_SIZE / 4 ? v.words[v.wordOff + actual]! | 0 : 0;
-      const w1 = actual + 1 < PAGE_SIZE / 4 ? v.words[v.wordOff + actual + 1]! | 0 : 0;
-      if (store.lead[id * LEAD_STRIDE + 1] !== w0 || store.lead[id * LEAD_STRIDE + 2] !== w1) {
-        fail(`memoized key words of ${store.describe(id)}: 0x${(store.lead[id * LEAD_STRIDE + 1]! >>> 0).toString(16)} 0x${(store.lead[id * LEAD_STRIDE + 2]! >>> 0).toString(16)}, its bytes have 0x${(w0 >>> 0).toString(16)} 0x${(w1 >>> 0).toString(16)}: a write skipped the store's writers`);
+      // Then its key's words: the three after the run (0 past the page's end).
+      const hex = (x: number): string => `0x${(x >>> 0).toString(16)}`;
+      for (let j = 1; j < LEAD_STRIDE; j++) {
+        const at = actual + j - 1;
+        const want = at < PAGE_SIZE / 4 ? v.words[v.wordOff + at]! | 0 : 0;
+        const got = store.lead[id * LEAD_STRIDE + j]!;
+        if (got !== want) fail(`memoized key word ${j} of ${store.describe(id)}: ${hex(got)}, its bytes have ${hex(want)}: a write skipped the store's writers`);
       }
     }
     if (store.sumValid[id] !== 0 && store.kind[id] !== CONTENT_FREE) {

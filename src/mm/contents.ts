@@ -37,9 +37,9 @@ import { PAGE_SIZE, WORDS_PER_PAGE } from './constants.js';
  *                          only when sumName says it holds that kind. The road not
  *                          taken, an array per kind, would cost 5 B per content for
  *                          a memo only a snapshot of a 6.x kernel would read.
- *   lead[4id..4id+2]       its abbreviated key (firstDifference()): z, its run of
+ *   lead[4id..4id+3]       its abbreviated key (firstDifference()): z, its run of
  *                          leading zero words (0..1024, or -1 when not known), then
- *                          words z and z+1 (0 past the page's end). Two contents
+ *                          words z, z+1 and z+2 (0 past the page's end). Two contents
  *                          part within those words, or agree on them, without a look
  *                          at either page: a tree walk over pages read once reads
  *                          16 bytes a node from one array instead of missing the
@@ -114,7 +114,7 @@ export class ContentStore {
   sumName: string;
   /**
    * Per id, LEAD_STRIDE entries: its run of leading zero words (0..1024, or -1 when
-   * not known), and the two words after the run (0 past the page's end).
+   * not known), and the three words after the run (0 past the page's end).
    */
   lead: Int32Array;
   /** The materialization cache slot holding this content, or -1. */
@@ -185,11 +185,7 @@ export class ContentStore {
     // The fills' keys: the zero page is one run of 1024 zero words; fill b is b
     // repeated from its first word.
     this.lead[0] = WORDS_PER_PAGE;
-    for (let b = 1; b < FILL_CONTENTS; b++) {
-      const w = Math.imul(b, 0x01010101) | 0;
-      this.lead[b * LEAD_STRIDE + 1] = w;
-      this.lead[b * LEAD_STRIDE + 2] = w;
-    }
+    for (let b = 1; b < FILL_CONTENTS; b++) this.lead.fill(Math.imul(b, 0x01010101) | 0, b * LEAD_STRIDE + 1, b * LEAD_STRIDE + LEAD_STRIDE);
     this.cacheSlotOf = new Int32Array(this.capacity).fill(-1);
     this.nextId = FILL_CONTENTS;
     this.freeIds = new Int32Array(256);
@@ -499,6 +495,20 @@ export class ContentStore {
     this.keys[k + 1] = k1 >>> 0;
     this.keys[k + 2] = k2 >>> 0;
     this.keys[k + 3] = k3 >>> 0;
+    // A keyed generator's page begins with its key: its abbreviated key is there too
+    // unless the key's first two words are both 0 (word 4 is not in the key).
+    // (this.keys: newId() may have grown the arrays since `keys` was read.)
+    if (this.generators[g]!.keyIsHead) {
+      const kw = this.keys;
+      const z = kw[k] !== 0 ? 0 : kw[k + 1] !== 0 ? 1 : -1;
+      if (z >= 0) {
+        const l = id * LEAD_STRIDE;
+        this.lead[l] = z;
+        this.lead[l + 1] = kw[k + z]! | 0;
+        this.lead[l + 2] = kw[k + z + 1]! | 0;
+        this.lead[l + 3] = kw[k + z + 2]! | 0;
+      }
+    }
     this.srcTable[p] = id + 1;
     this.nrSource++;
     this.nrSourceLive++;
@@ -646,9 +656,9 @@ export class ContentStore {
    * Buffer.compare answers only "equal or not", and looking for the word in JS costs
    * ~3 µs a page, against ~0.1 µs for the native compare. So: the same content at
    * once; then the two abbreviated keys (lead[]: the run of leading zero words and
-   * the two words after it), which settle most comparisons without reading either
+   * the three words after it), which settle most comparisons without reading either
    * page: runs that differ part where the shorter ends, equal runs part at the first
-   * of the next two words that differ. Only contents agreeing that far are read: the
+   * of the next three words that differ. Only contents agreeing that far are read: the
    * next COMPARE_PREFIX_WORDS words a word at a time, then the native compare for the
    * rest, and only if that finds a difference, the JS search for it.
    */
@@ -678,17 +688,26 @@ export class ContentStore {
     }
     if (za < zb) return this.differWords(za, lead[pa + 1]!, 0);
     if (zb < za) return this.differWords(zb, 0, lead[pb + 1]!);
-    if (za >= WORDS_PER_PAGE - 2) {
-      // Both zero to word za, and the key holds what is left of the page.
-      if (za === WORDS_PER_PAGE) return this.differ(PAGE_SIZE, 0);
-      if (lead[pa + 1] !== lead[pb + 1]) return this.differWords(za, lead[pa + 1]!, lead[pb + 1]!);
-      if (za === WORDS_PER_PAGE - 1 || lead[pa + 2] === lead[pb + 2]) return this.differ(PAGE_SIZE, 0);
-      return this.differWords(za + 1, lead[pa + 2]!, lead[pb + 2]!);
-    }
+    // Both zero up to word za; then the key's words, as far as the page goes.
+    if (za === WORDS_PER_PAGE) return this.differ(PAGE_SIZE, 0);
     if (lead[pa + 1] !== lead[pb + 1]) return this.differWords(za, lead[pa + 1]!, lead[pb + 1]!);
+    if (za + 1 === WORDS_PER_PAGE) return this.differ(PAGE_SIZE, 0);
     if (lead[pa + 2] !== lead[pb + 2]) return this.differWords(za + 1, lead[pa + 2]!, lead[pb + 2]!);
-    // The keys agree: read the pages from the word after them. STORED contents (what
-    // ksmd compares most) are read in place, without a view.
+    if (za + 2 === WORDS_PER_PAGE) return this.differ(PAGE_SIZE, 0);
+    if (lead[pa + 3] !== lead[pb + 3]) return this.differWords(za + 2, lead[pa + 3]!, lead[pb + 3]!);
+    if (za + 3 === WORDS_PER_PAGE) return this.differ(PAGE_SIZE, 0);
+    let from = za + 3;
+    // The keys agree. A generated page's head words past them are still known without
+    // making it (two pages of one image agree on its tag and part in the next words).
+    if (from < KEY_WORDS && (this.kind[a] === CONTENT_SOURCE || this.kind[b] === CONTENT_SOURCE) && this.headKnown(a) && this.headKnown(b)) {
+      for (; from < KEY_WORDS; from++) {
+        const x = this.headWord(a, from);
+        const y = this.headWord(b, from);
+        if (x !== y) return this.differWords(from, x, y);
+      }
+    }
+    // Read the pages from there. STORED contents (what ksmd compares most) are read in
+    // place, without a view.
     let wa: Uint32Array;
     let ia: number;
     let ba: Buffer;
@@ -721,7 +740,6 @@ export class ContentStore {
     // get this far end there, and the native call's own cost, ~90 ns, would dominate);
     // a short rest likewise; a long one by Buffer.compare, and only if that finds a
     // difference, the JS search for it.
-    const from = za + 2;
     const end = WORDS_PER_PAGE - from <= COMPARE_TAIL_WORDS ? WORDS_PER_PAGE : from + COMPARE_PREFIX_WORDS;
     for (let i = from; i < end; i++) {
       const x = wa[ia + i]!;
@@ -791,6 +809,7 @@ export class ContentStore {
     this.lead[p] = z;
     this.lead[p + 1] = z < WORDS_PER_PAGE ? w[i0 + z]! : 0;
     this.lead[p + 2] = z + 1 < WORDS_PER_PAGE ? w[i0 + z + 1]! : 0;
+    this.lead[p + 3] = z + 2 < WORDS_PER_PAGE ? w[i0 + z + 2]! : 0;
     return z;
   }
 
@@ -805,7 +824,7 @@ export class ContentStore {
     const z = this.lead[p]!;
     if (z < 0 || len === 0) return;
     const ws = off >>> 2;
-    if (ws > z + 1) return;
+    if (ws > z + 2) return;
     const s = this.slot[id]!;
     this.leadFrom(id, this.chunkWords[s >>> CHUNK_SHIFT]!, (s & (CHUNK_PAGES - 1)) << 10, ws < z ? ws : z);
   }
@@ -951,7 +970,7 @@ export function kindName(k: number): string {
 const COMPARE_PREFIX_WORDS = 16;
 /** A rest of a page at most this long is compared in JS rather than by Buffer.compare (firstDifference()). */
 const COMPARE_TAIL_WORDS = 64;
-/** Entries of lead[] per content: zero run, two words, one unused (a power of two). */
+/** Entries of lead[] per content: its zero run and three words. */
 export const LEAD_STRIDE = 4;
 /** The words of a SOURCE key, which a keyed generator's page begins with. */
 const KEY_WORDS = 4;

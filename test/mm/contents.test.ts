@@ -478,7 +478,7 @@ describe('firstDifference() of pages that differ only in their last words', () =
   });
 });
 
-describe('abbreviated keys (lead[]: the zero run and the two words after it)', () => {
+describe('abbreviated keys (lead[]: the zero run and the three words after it)', () => {
   /** memcmp of two buffers' pages: [first differing byte or PAGE_SIZE, sign]. */
   const memcmp = (x: Buffer, y: Buffer): [number, number] => {
     for (let i = 0; i < PAGE_SIZE; i++) if (x[i] !== y[i]) return [i, x[i]! < y[i]! ? -1 : 1];
@@ -489,7 +489,7 @@ describe('abbreviated keys (lead[]: the zero run and the two words after it)', (
     const w = new Int32Array(b.buffer, b.byteOffset, 1024);
     let z = 0;
     while (z < 1024 && w[z] === 0) z++;
-    return [z, z < 1024 ? w[z]! : 0, z + 1 < 1024 ? w[z + 1]! : 0];
+    return [z, z < 1024 ? w[z]! : 0, z + 1 < 1024 ? w[z + 1]! : 0, z + 2 < 1024 ? w[z + 2]! : 0];
   };
 
   it('stay the bytes\' keys through writes and fills at every distance from them, and every comparison is memcmp', () => {
@@ -542,7 +542,7 @@ describe('abbreviated keys (lead[]: the zero run and the two words after it)', (
       }
       for (let j = 0; j < ids.length; j++) {
         const p = ids[j]! * LEAD_STRIDE;
-        if (s.lead[p]! >= 0) expect([s.lead[p], s.lead[p + 1], s.lead[p + 2]]).toEqual(keyOf(shadow[j]!));
+        if (s.lead[p]! >= 0) expect([...s.lead.subarray(p, p + LEAD_STRIDE)]).toEqual(keyOf(shadow[j]!));
       }
     }
     expect(compared).toBe(400 * 40);
@@ -550,7 +550,7 @@ describe('abbreviated keys (lead[]: the zero run and the two words after it)', (
 
   it('a fill\'s key is its byte from word 0 (the zero page: one run of 1024), and fills against stored pages compare as memcmp', () => {
     const s = new ContentStore();
-    expect([s.lead[0], s.lead[1], s.lead[2]]).toEqual([1024, 0, 0]);
+    expect([...s.lead.subarray(0, 4)]).toEqual([1024, 0, 0, 0]);
     expect([s.lead[0xab * LEAD_STRIDE], s.lead[0xab * LEAD_STRIDE + 1]! >>> 0]).toEqual([0, 0xabababab]);
     const b = Buffer.alloc(PAGE_SIZE, 0x10);
     b[9] = 0x11;
@@ -561,29 +561,88 @@ describe('abbreviated keys (lead[]: the zero run and the two words after it)', (
     expect([s.firstDifference(0, id), s.lastOrder]).toEqual([0, -1]);
   });
 
+  it("a keyed generator's page has its key from its interning (none when its first three words are 0), and compares as memcmp", () => {
+    let made = 0;
+    const keyed: PageGenerator = {
+      name: 'keyed',
+      keyIsHead: true,
+      generate(k0, k1, k2, k3, out, off) {
+        made++;
+        out.set([k0, k1, k2, k3], off);
+        for (let i = 4; i < 1024; i++) out[off + i] = i < 8 ? 0 : Math.imul(k0 + k3 + i, 0x9e3779b1) >>> 0;
+      },
+    };
+    const s = new ContentStore();
+    const g = s.registerGenerator(keyed);
+    const keys = [
+      [5, 6, 7, 8],
+      [5, 6, 7, 9],
+      [0, 6, 7, 8],
+      [0, 0, 7, 8],
+      [0, 0, 7, 0],
+      [0, 0, 0, 8],
+      [0, 0, 0, 9],
+      [0, 0, 0, 0],
+    ];
+    const ids = keys.map((k) => s.internSource(g, k[0]!, k[1]!, k[2]!, k[3]!));
+    const lead = (id: number): number[] => [...s.lead.subarray(id * LEAD_STRIDE, id * LEAD_STRIDE + LEAD_STRIDE)];
+    expect(ids.map((id) => lead(id)[0])).toEqual([0, 0, 1, -1, -1, -1, -1, -1]);
+    expect([lead(ids[1]!), lead(ids[2]!)]).toEqual([
+      [0, 5, 6, 7],
+      [1, 6, 7, 8],
+    ]);
+    expect(made).toBe(0);
+    const bytes = keys.map((k) => {
+      const w = new Uint32Array(1024);
+      keyed.generate(k[0]!, k[1]!, k[2]!, k[3]!, w, 0);
+      return Buffer.from(w.buffer);
+    });
+    made = 0;
+    for (let i = 0; i < ids.length; i++) {
+      for (let j = 0; j < ids.length; j++) {
+        let at = 0;
+        while (at < PAGE_SIZE && bytes[i]![at] === bytes[j]![at]) at++;
+        const sign = at === PAGE_SIZE ? 0 : bytes[i]![at]! < bytes[j]![at]! ? -1 : 1;
+        expect([i, j, s.firstDifference(ids[i]!, ids[j]!), s.lastOrder]).toEqual([i, j, at, sign]);
+      }
+    }
+    // None was made: every pair parts within the four key words.
+    expect(made).toBe(0);
+    expect(ids.slice(3).map((id) => lead(id)[0])).toEqual([-1, -1, -1, -1, -1]);
+    // A stored page agreeing with the zero-keyed one past its key: that page is made
+    // (once) and gets its key; it is zero up to word 8.
+    const copy = Buffer.from(bytes[7]!);
+    copy[50] = copy[50]! ^ 1;
+    const stored = s.fromBytes(copy, 0);
+    expect([s.firstDifference(stored, ids[7]!), s.firstDifference(ids[7]!, stored)]).toEqual([50, 50]);
+    expect(made).toBe(1);
+    expect(lead(ids[7]!)).toEqual([8, bytes[7]!.readInt32LE(32), bytes[7]!.readInt32LE(36), bytes[7]!.readInt32LE(40)]);
+  });
+
   it('a write into the words a key holds keeps it right without reading the page again; a write past them leaves it alone', () => {
     const s = new ContentStore();
+    const key = (id: number): number[] => [...s.lead.subarray(id * LEAD_STRIDE, id * LEAD_STRIDE + LEAD_STRIDE)];
     // Zero but for word 1022 = 1 and word 1023 = 5 (ksmpages' worst case).
     const tail = Buffer.alloc(8);
     tail.writeUInt32LE(1, 0);
     tail.writeUInt32LE(5, 4);
     const id = s.writeBytes(CONTENT_ZERO, PAGE_SIZE - 8, tail, 0, 8);
-    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([1022, 1, 5]);
+    expect(key(id)).toEqual([1022, 1, 5, 0]);
     // Its only reference: written in place, the key follows the write.
     expect(s.fillBytes(id, PAGE_SIZE - 8, 0, 4)).toBe(id);
-    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([1023, 5, 0]);
+    expect(key(id)).toEqual([1023, 5, 0, 0]);
     expect(s.fillBytes(id, 40, 7, 1)).toBe(id);
-    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([10, 7, 0]);
-    // Past word 11: the key stays as it was (word 12 is not in it).
-    expect(s.fillBytes(id, 48, 9, 4)).toBe(id);
-    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([10, 7, 0]);
-    // Word 11 is: it changes.
-    expect(s.fillBytes(id, 44, 3, 1)).toBe(id);
-    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([10, 7, 3]);
+    expect(key(id)).toEqual([10, 7, 0, 0]);
+    // Past word 12: the key stays as it was (word 13 is not in it).
+    expect(s.fillBytes(id, 52, 9, 4)).toBe(id);
+    expect(key(id)).toEqual([10, 7, 0, 0]);
+    // Word 12 is: it changes.
+    expect(s.fillBytes(id, 48, 3, 1)).toBe(id);
+    expect(key(id)).toEqual([10, 7, 0, 3]);
     // writable() (a caller writing by itself) forgets it: the next comparison makes it.
     expect(s.writable(id)).toBe(id);
     expect(s.lead[id * LEAD_STRIDE]).toBe(-1);
     expect(s.firstDifference(id, CONTENT_ZERO)).toBe(40);
-    expect([s.lead[id * LEAD_STRIDE], s.lead[id * LEAD_STRIDE + 1], s.lead[id * LEAD_STRIDE + 2]]).toEqual([10, 7, 3]);
+    expect(key(id)).toEqual([10, 7, 0, 3]);
   });
 });
