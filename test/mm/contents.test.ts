@@ -561,7 +561,7 @@ describe('abbreviated keys (lead[]: the zero run and the three words after it)',
     expect([s.firstDifference(0, id), s.lastOrder]).toEqual([0, -1]);
   });
 
-  it("a keyed generator's page has its key from its interning (none when its first three words are 0), and compares as memcmp", () => {
+  it("a keyed generator's page has its key from its interning (none when its first two words are 0), and compares as memcmp", () => {
     let made = 0;
     const keyed: PageGenerator = {
       name: 'keyed',
