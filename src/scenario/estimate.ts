@@ -34,7 +34,7 @@ export const PTE_BYTES = 8.3;
 /**
  * KSM metadata per page it scans: a 38-byte rmap_item record, a stable node's share
  * (37 B per KSM page) and the record tables' slack from doubling (src/ksm/structs.ts).
- * Measured (bench/ksm-metadata.ts, 2 x 256 MiB): 40.7 B of heap per rmap_item, 58.5 B
+ * Measured (bench/ksm-metadata.ts, 2 x 256 MiB): 40.9 B of heap per rmap_item, 58.5 B
  * of records per merged page in ksmpages' worst case; rounded up.
  */
 export const KSM_BYTES_PER_PAGE = 60;
