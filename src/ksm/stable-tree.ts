@@ -224,9 +224,23 @@ export function removeNodeFromStableTree(ksm: Ksm, node: StableNode): void {
  * return the frame; if not, the node is stale: remove it from the tree and return -1.
  */
 export function getKsmPage(ksm: Ksm, node: StableNode): number {
+  const pfn = peekKsmPage(ksm, node);
+  if (pfn >= 0) ksm.kernel.mem.getPage(pfn);
+  return pfn;
+}
+
+/**
+ * getKsmPage() without the reference: the frame, or -1 after removing the stale node.
+ * Not the kernel's way (it takes the reference in the same step, and drops it again
+ * for a dup it passes over), but its answers: nothing runs between this look and
+ * the caller's getPage(), so the page cannot be freed in between. stable_node_dup()
+ * walks every dup of a chain whose dups are full, and a reference taken and dropped
+ * per dup was two writes for nothing.
+ */
+function peekKsmPage(ksm: Ksm, node: StableNode): number {
   const mem = ksm.kernel.mem;
   const pfn = ksm.stableNodeCache.kpfn[node]!;
-  if (!mem.isKsm(pfn) || mem.mappingOf(pfn) !== node || !mem.getPageUnlessZero(pfn)) {
+  if (!mem.isKsm(pfn) || mem.mappingOf(pfn) !== node || mem.count[pfn] === 0) {
     removeNodeFromStableTree(ksm, node);
     return -1;
   }
@@ -407,20 +421,18 @@ function stableNodeDup(ksm: Ksm, look: ChainLookup, root: RbRootIdx, prune: bool
   for (let dup = sn.dupHead[chain]!; dup !== NULL; ) {
     // A _safe walk: the keyhole may remove (and free) this dup.
     const next = sn.dupNext[dup]!;
-    const pfn = getKsmPage(ksm, dup);
-    if (pfn >= 0) {
-      if (found === NULL || (isPageSharingCandidate(ksm, dup) && (!isPageSharingCandidate(ksm, found) || sn.rmapHlistLen[dup]! > foundLen))) {
-        if (found !== NULL) mem.putPage(treePfn);
-        found = dup;
-        foundLen = sn.rmapHlistLen[dup]!;
-        treePfn = pfn;
-        if (!prune && isPageSharingCandidate(ksm, found)) break;
-      } else {
-        mem.putPage(pfn);
-      }
+    // The kernel takes a reference on each dup's page and drops it on the ones it
+    // passes over; here only the one found holds one, taken after the walk.
+    const pfn = peekKsmPage(ksm, dup);
+    if (pfn >= 0 && (found === NULL || (isPageSharingCandidate(ksm, dup) && (!isPageSharingCandidate(ksm, found) || sn.rmapHlistLen[dup]! > foundLen)))) {
+      found = dup;
+      foundLen = sn.rmapHlistLen[dup]!;
+      treePfn = pfn;
+      if (!prune && isPageSharingCandidate(ksm, found)) break;
     }
     dup = next;
   }
+  if (found !== NULL) mem.getPage(treePfn);
   if (found !== NULL) {
     if (sn.dupHead[chain] === found && sn.dupNext[found] === NULL) {
       // There's just one dup, below the deduplication limit or not: drop the chain.
