@@ -139,6 +139,18 @@ function doubled<T extends Int32Array | Uint32Array | Uint16Array | Uint8Array |
 }
 
 /**
+ * Bytes of one record of a record table: the element sizes of its field arrays, each
+ * array once (the members of a union share one).
+ */
+function recordBytes(table: object): number {
+  const arrays = new Set<ArrayBufferView & { BYTES_PER_ELEMENT: number }>();
+  for (const v of Object.values(table)) if (ArrayBuffer.isView(v)) arrays.add(v as ArrayBufferView & { BYTES_PER_ELEMENT: number });
+  let n = 0;
+  for (const a of arrays) n += a.BYTES_PER_ELEMENT;
+  return n;
+}
+
+/**
  * rmap_item: KSM's reverse mapping for one virtual page of one mm.
  *
  * - It is on exactly one mm_slot's `rmapList`, which is sorted by address.
@@ -245,7 +257,7 @@ export class RmapItemCache {
   }
 
   /** Bytes of one record, summed over the arrays (a union counted once). */
-  static readonly RECORD_BYTES = 4 + 4 + 4 + 4 + 1 + 2 + 4 + 1 + 1 + 4 + 4 + 4 + 1;
+  static readonly RECORD_BYTES = recordBytes(new RmapItemCache());
 
   /** alloc_rmap_item(): a record with every field 0 (kmem_cache_zalloc) but mm and address. */
   alloc(mm: number, address: number): RmapItem {
@@ -450,7 +462,7 @@ export class StableNodeCache {
   }
 
   /** Bytes of one record, summed over the arrays (a union counted once). */
-  static readonly RECORD_BYTES = 4 + 4 + 4 + 1 + 1 + 4 + 4 + 4 + 8 + 4 + 1 + 2;
+  static readonly RECORD_BYTES = recordBytes(new StableNodeCache());
 
   /** alloc_stable_node(): a regular node of KSM page kpfn, unlinked, every other field 0. */
   alloc(kpfn: number): StableNode {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvariantError } from '../../src/lib/errors.js';
 import { Prng } from '../../src/lib/prng.js';
-import * as obj from '../../src/lib/rbtree.js';
+import * as obj from './rbtree-objects.js';
 import {
   RB_NIL,
   RbRootIdx,

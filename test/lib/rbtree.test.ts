@@ -14,7 +14,7 @@ import {
   rbNext,
   rbPrev,
   type RbNode,
-} from '../../src/lib/rbtree.js';
+} from './rbtree-objects.js';
 
 /** A test node: the four tree fields first, as every real node class declares them. */
 class KeyNode implements RbNode {

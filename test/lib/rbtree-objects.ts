@@ -1,9 +1,9 @@
 /**
- * An intrusive red-black tree, shaped like Linux lib/rbtree.c (2.6.33).
- *
- * KSM's trees now link numbered records (rbtree-indexed.ts, the same algorithm over
- * typed-array links); this object tree is the one that one is tested against, node for
- * node (test/lib/rbtree-indexed.test.ts), and is there for trees of objects.
+ * An intrusive red-black tree of objects, shaped like Linux lib/rbtree.c (2.6.33): the
+ * reference KSM's tree (src/lib/rbtree-indexed.ts, the same algorithm over typed-array
+ * links of numbered records) is tested against, node for node
+ * (test/lib/rbtree-indexed.test.ts). It was KSM's tree while rmap_items and stable
+ * nodes were objects; it lives with the tests now that nothing in src uses it.
  *
  * Intrusive: the tree links live in the objects it holds, which declare `rbParent,
  * rbLeft, rbRight, rbRed` as their first four fields so every node class has the same
@@ -37,7 +37,7 @@
  * Every loop is iterative: no recursion anywhere, including rbCheck().
  */
 
-import { bug } from './errors.js';
+import { bug } from '../../src/lib/errors.js';
 
 export interface RbNode {
   rbParent: RbNode | null;
