@@ -671,17 +671,13 @@ export class ContentStore {
     let za = lead[pa]!;
     let zb = lead[pb]!;
     if (za < 0 || zb < 0) {
-      // A key to make, which means reading a page. The first KEY_WORDS words of a fill
-      // or of a keyed generator's page are known without making the page
-      // (headWord()): two different generated pages always part there (their keys
-      // differ), and so do most other pairs. A generated page that fell out of the
-      // cache is then not made again just to be told apart.
-      if ((this.kind[a] === CONTENT_SOURCE || this.kind[b] === CONTENT_SOURCE) && this.headKnown(a) && this.headKnown(b)) {
-        for (let i = 0; i < KEY_WORDS; i++) {
-          const x = this.headWord(a, i);
-          const y = this.headWord(b, i);
-          if (x !== y) return this.differWords(i, x, y);
-        }
+      // A key to make, which means reading a page: unless a generated page's head
+      // tells the two apart first (two different generated pages always part there:
+      // their keys differ), so that one that fell out of the cache is not made again
+      // just for that.
+      if (this.headsKnown(a, b)) {
+        const at = this.partInHeads(a, b, 0);
+        if (at >= 0) return at;
       }
       if (za < 0) za = this.makeLead(a);
       if (zb < 0) zb = this.makeLead(b);
@@ -699,43 +695,18 @@ export class ContentStore {
     let from = za + 3;
     // The keys agree. A generated page's head words past them are still known without
     // making it (two pages of one image agree on its tag and part in the next words).
-    if (from < KEY_WORDS && (this.kind[a] === CONTENT_SOURCE || this.kind[b] === CONTENT_SOURCE) && this.headKnown(a) && this.headKnown(b)) {
-      for (; from < KEY_WORDS; from++) {
-        const x = this.headWord(a, from);
-        const y = this.headWord(b, from);
-        if (x !== y) return this.differWords(from, x, y);
-      }
+    if (from < KEY_WORDS && this.headsKnown(a, b)) {
+      const at = this.partInHeads(a, b, from);
+      if (at >= 0) return at;
+      from = KEY_WORDS;
     }
-    // Read the pages from there. STORED contents (what ksmd compares most) are read in
-    // place, without a view.
-    let wa: Uint32Array;
-    let ia: number;
-    let ba: Buffer;
-    let wb: Uint32Array;
-    let ib: number;
-    let bb: Buffer;
-    if (this.kind[a] === CONTENT_STORED) {
-      const c = this.slot[a]! >>> CHUNK_SHIFT;
-      wa = this.chunkWords[c]!;
-      ba = this.chunks[c]!;
-      ia = (this.slot[a]! & (CHUNK_PAGES - 1)) << 10;
-    } else {
-      const va = this.view(a, scratchViewA);
-      wa = va.words;
-      ba = va.buf;
-      ia = va.wordOff;
-    }
-    if (this.kind[b] === CONTENT_STORED) {
-      const c = this.slot[b]! >>> CHUNK_SHIFT;
-      wb = this.chunkWords[c]!;
-      bb = this.chunks[c]!;
-      ib = (this.slot[b]! & (CHUNK_PAGES - 1)) << 10;
-    } else {
-      const vb = this.view(b, scratchViewB);
-      wb = vb.words;
-      bb = vb.buf;
-      ib = vb.wordOff;
-    }
+    // Read the pages from there (a STORED content's view is its slot, in place).
+    const va = this.view(a, scratchViewA);
+    const vb = this.view(b, scratchViewB);
+    const wa = va.words;
+    const wb = vb.words;
+    const ia = va.wordOff;
+    const ib = vb.wordOff;
     // The next COMPARE_PREFIX_WORDS words here, a word at a time (most comparisons that
     // get this far end there, and the native call's own cost, ~90 ns, would dominate);
     // a short rest likewise; a long one by Buffer.compare, and only if that finds a
@@ -748,7 +719,7 @@ export class ContentStore {
     }
     if (end === WORDS_PER_PAGE) return this.differ(PAGE_SIZE, 0);
     // (A view of a SOURCE page made above is still valid: nothing was made since.)
-    if (ba.compare(bb, ib * 4 + end * 4, ib * 4 + PAGE_SIZE, ia * 4 + end * 4, ia * 4 + PAGE_SIZE) === 0) return this.differ(PAGE_SIZE, 0);
+    if (va.buf.compare(vb.buf, vb.off + end * 4, vb.off + PAGE_SIZE, va.off + end * 4, va.off + PAGE_SIZE) === 0) return this.differ(PAGE_SIZE, 0);
     for (let i = end; i < WORDS_PER_PAGE; i++) {
       const x = wa[ia + i]!;
       const y = wb[ib + i]!;
@@ -777,20 +748,25 @@ export class ContentStore {
     return i * 4 + byte;
   }
 
+  /** A generated page is one of the two, and both heads are known without making a page (headWord()). */
+  private headsKnown(a: number, b: number): boolean {
+    return (this.kind[a] === CONTENT_SOURCE || this.kind[b] === CONTENT_SOURCE) && this.headKnown(a) && this.headKnown(b);
+  }
+
+  /** Where two contents whose heads are known (headsKnown()) part within words [from, KEY_WORDS), or -1. */
+  private partInHeads(a: number, b: number, from: number): number {
+    for (let i = from; i < KEY_WORDS; i++) {
+      const x = this.headWord(a, i);
+      const y = this.headWord(b, i);
+      if (x !== y) return this.differWords(i, x, y);
+    }
+    return -1;
+  }
+
   /** Make content id's abbreviated key (lead[]) from its bytes; returns its zero run. */
   private makeLead(id: number): number {
-    let w: Uint32Array;
-    let i0: number;
-    if (this.kind[id] === CONTENT_STORED) {
-      const s = this.slot[id]!;
-      w = this.chunkWords[s >>> CHUNK_SHIFT]!;
-      i0 = (s & (CHUNK_PAGES - 1)) << 10;
-    } else {
-      const v = this.view(id);
-      w = v.words;
-      i0 = v.wordOff;
-    }
-    return this.leadFrom(id, w, i0, 0);
+    const v = this.view(id);
+    return this.leadFrom(id, v.words, v.wordOff, 0);
   }
 
   /**
@@ -825,8 +801,8 @@ export class ContentStore {
     if (z < 0 || len === 0) return;
     const ws = off >>> 2;
     if (ws > z + 2) return;
-    const s = this.slot[id]!;
-    this.leadFrom(id, this.chunkWords[s >>> CHUNK_SHIFT]!, (s & (CHUNK_PAGES - 1)) << 10, ws < z ? ws : z);
+    const v = this.view(id);
+    this.leadFrom(id, v.words, v.wordOff, ws < z ? ws : z);
   }
 
   /**
