@@ -179,8 +179,8 @@ export function checkKsmInvariants(ksm: Ksm): void {
     let prevDomain = '';
     for (let node = rbFirst(sn, root); node !== NULL; node = rbNext(sn, node)) {
       noteNode(node, `stable tree ${nid}`);
-      if (sn.linked[node] !== NODE_TREE) fail(`stable tree ${nid} holds kpfn=${sn.kpfnOf(node)}, which is ${describeNodeLink(ksm, node)}`);
-      if (sn.nid[node] !== nid) fail(`stable node kpfn=${sn.kpfnOf(node)} says nid ${sn.nid[node]}, is in tree ${nid}`);
+      if (sn.linked[node] !== NODE_TREE) fail(`stable tree ${nid} holds kpfn=${sn.kpfn[node]}, which is ${describeNodeLink(ksm, node)}`);
+      if (sn.nid[node] !== nid) fail(`stable node kpfn=${sn.kpfn[node]} says nid ${sn.nid[node]}, is in tree ${nid}`);
       let livePfn = -1;
       if (isStableNodeChain(sn, node)) {
         chains++;
@@ -220,7 +220,7 @@ export function checkKsmInvariants(ksm: Ksm): void {
   });
   for (let node = ksm.migrateNodes; node !== NULL; node = sn.migrateNext[node]!) {
     noteNode(node, 'migrate_nodes');
-    if (sn.linked[node] !== NODE_MIGRATE) fail(`migrate_nodes holds kpfn=${sn.kpfnOf(node)}, which is ${describeNodeLink(ksm, node)}`);
+    if (sn.linked[node] !== NODE_MIGRATE) fail(`migrate_nodes holds kpfn=${sn.kpfn[node]}, which is ${describeNodeLink(ksm, node)}`);
     const next = sn.migrateNext[node]!;
     if (next !== NULL && sn.migratePrev[next] !== node) fail(`migrate_nodes links broken at kpfn=${sn.kpfn[node]}`);
     checkKsmNode(node, 'migrate_nodes');

@@ -323,7 +323,7 @@ function saveKsm(ksm: Ksm, ksmd: Ksmd, ctx: ImageSaveContext): ImagePartSaved {
   for (let i = 0; i < nNodes; i++) {
     const node = nodes.list[i]!;
     const chain = isStableNodeChain(sn, node);
-    const kpfn = sn.kpfnOf(node);
+    const kpfn = sn.kpfn[node]!;
     if (i < inTrees !== (sn.linked[node] === NODE_TREE)) inconsistent(`stable node kpfn=${kpfn} is linked ${sn.linked[node]}, ${i < inTrees ? '' : 'not '}in a stable tree`);
     let len = 0;
     let prev: RmapItem = NULL;

@@ -87,6 +87,13 @@ export function getKpfnNid(ksm: Ksm, kpfn: number): number {
 function stableNodeChainAddDup(ksm: Ksm, dup: StableNode, chain: StableNode): void {
   const sn = ksm.stableNodeCache;
   if (isStableNodeDup(sn, dup) || !isStableNodeChain(sn, chain)) bug(`stable_node_chain_add_dup of kpfn=${sn.kpfn[dup]} to a non-chain, or of a dup`);
+  linkDupAtHead(ksm, dup, chain);
+  ksm.stableNodeDups++;
+}
+
+/** Put an unlinked dup first on its chain's list (hlist_add_head of hlist_dup). */
+function linkDupAtHead(ksm: Ksm, dup: StableNode, chain: StableNode): void {
+  const sn = ksm.stableNodeCache;
   sn.linked[dup] = NODE_DUP;
   sn.chain[dup] = chain;
   sn.dupPrev[dup] = NULL;
@@ -94,7 +101,6 @@ function stableNodeChainAddDup(ksm: Ksm, dup: StableNode, chain: StableNode): vo
   sn.dupNext[dup] = first;
   if (first !== NULL) sn.dupPrev[first] = dup;
   sn.dupHead[chain] = dup;
-  ksm.stableNodeDups++;
 }
 
 /** Take a dup off its chain's list (hlist_del of hlist_dup), leaving it unlinked. */
@@ -432,8 +438,8 @@ function stableNodeDup(ksm: Ksm, look: ChainLookup, root: RbRootIdx, prune: bool
     }
     dup = next;
   }
-  if (found !== NULL) mem.getPage(treePfn);
   if (found !== NULL) {
+    mem.getPage(treePfn);
     if (sn.dupHead[chain] === found && sn.dupNext[found] === NULL) {
       // There's just one dup, below the deduplication limit or not: drop the chain.
       unlinkDup(ksm, found);
@@ -445,13 +451,9 @@ function stableNodeDup(ksm: Ksm, look: ChainLookup, root: RbRootIdx, prune: bool
       sn.free(chain);
       look.node = found;
     } else if (sn.dupHead[chain] !== found && isPageSharingCandidateOffset(ksm, found, 1)) {
+      // hlist_del() then hlist_add_head(): first on the list for the next lookup.
       unlinkDup(ksm, found);
-      sn.linked[found] = NODE_DUP;
-      sn.chain[found] = chain;
-      const first = sn.dupHead[chain]!;
-      sn.dupNext[found] = first;
-      if (first !== NULL) sn.dupPrev[first] = found;
-      sn.dupHead[chain] = found;
+      linkDupAtHead(ksm, found, chain);
     }
   } else {
     // Its list must be empty when nothing was found.

@@ -513,11 +513,6 @@ export class StableNodeCache {
       doubled(this.domain),
     );
   }
-
-  /** The node's KSM page, or -1 for a chain. */
-  kpfnOf(n: StableNode): number {
-    return this.kpfn[n]!;
-  }
 }
 
 /** is_stable_node_chain() */

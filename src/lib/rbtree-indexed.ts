@@ -1,21 +1,21 @@
 /**
- * A red-black tree over numbered records, shaped like Linux lib/rbtree.c (2.6.33):
- * the same algorithm as rbtree.ts, with typed-array links instead of object fields.
+ * A red-black tree over numbered records, shaped like Linux lib/rbtree.c (2.6.33),
+ * with typed-array links instead of pointers.
  *
- * Why a second tree: KSM's rmap_items and stable nodes are numbered records in typed
- * arrays (src/ksm/structs.ts), a few dozen bytes each instead of a JS object of ~80 B
- * plus boxed numbers. Their tree links are therefore indices too: record `n`'s links
- * are `links.rbParent[n]`, `rbLeft[n]`, `rbRight[n]`, and its colour `rbRed[n]`
- * (1 = red, 0 = black). The road not taken: one generic tree taking accessor
- * callbacks for both kinds of node, objects and records; it would put a closure call
- * on every link of every hot-path walk.
+ * KSM's rmap_items and stable nodes are numbered records in typed arrays
+ * (src/ksm/structs.ts), a few dozen bytes each instead of a JS object of ~80 B plus
+ * boxed numbers. Their tree links are therefore indices too: record `n`'s links are
+ * `links.rbParent[n]`, `rbLeft[n]`, `rbRight[n]`, and its colour `rbRed[n]` (1 = red,
+ * 0 = black). The tree is tested node for node against the same algorithm over
+ * objects (test/lib/rbtree-objects.ts), which was KSM's tree while its records were
+ * objects.
  *
  * Record 0 is NIL, as NULL is 0 in C: a typed array starts all-NIL, and no record
  * of a table is ever numbered 0. RbLinks' arrays are read afresh on each call (the
  * table that owns them may grow, replacing them) but are stable within a call: the
  * tree never allocates, so nothing grows a table underneath it.
  *
- * As in rbtree.ts, the tree never compares: the caller descends from `root.node` with
+ * As in Linux, the tree never compares: the caller descends from `root.node` with
  * its own comparison, links the new node at the empty slot it found
  * (rbLinkNode(links, node, parent, left, root)), then rebalances (rbInsertColor).
  *
@@ -26,7 +26,7 @@
  *  4. for every child c of n: rbParent[c] === n; no node is reachable twice.
  * A node in no tree has its links NIL and its colour black (rbInitNode; rbErase leaves
  * an erased node so). Resetting a tree is `root.node = RB_NIL`: its nodes keep stale
- * links until they are linked again, as in rbtree.ts (KSM's unstable tree).
+ * links until they are linked again (KSM's unstable tree).
  *
  * Every loop is iterative: no recursion anywhere, including rbCheck().
  */
@@ -105,7 +105,7 @@ function rotateRight(t: RbLinks, node: number, root: RbRootIdx): void {
   P[node] = left;
 }
 
-/** lib/rbtree.c rb_insert_color(): rbtree.ts rbInsertColor(), over indices. */
+/** lib/rbtree.c rb_insert_color(), over indices. */
 export function rbInsertColor(t: RbLinks, node: number, root: RbRootIdx): void {
   const P = t.rbParent;
   const L = t.rbLeft;
@@ -157,7 +157,7 @@ export function rbInsertColor(t: RbLinks, node: number, root: RbRootIdx): void {
   red[root.node] = 0;
 }
 
-/** lib/rbtree.c __rb_erase_color(): rbtree.ts eraseColor(), over indices (node may be NIL). */
+/** lib/rbtree.c __rb_erase_color(), over indices (node may be NIL). */
 function eraseColor(t: RbLinks, node: number, parent: number, root: RbRootIdx): void {
   const P = t.rbParent;
   const L = t.rbLeft;
@@ -230,7 +230,7 @@ function eraseColor(t: RbLinks, node: number, parent: number, root: RbRootIdx): 
 /**
  * lib/rbtree.c rb_erase(): removes `node`, then clears its links (rbInitNode). A node
  * with two children is replaced by its in-order successor, relinked into its place
- * (the records are the nodes: nothing is copied by value), as in rbtree.ts.
+ * (the records are the nodes: nothing is copied by value).
  */
 export function rbErase(t: RbLinks, node: number, root: RbRootIdx): void {
   const P = t.rbParent;
@@ -365,7 +365,7 @@ export function rbCount(t: RbLinks, root: RbRootIdx): number {
 /**
  * Deep check of every invariant above, plus (given `cmp`) a strictly increasing
  * in-order sequence; `limit` is the table's record count (a link at or past it, or
- * negative, is reported rather than followed). Like rbtree.ts rbCheck() it trusts no
+ * negative, is reported rather than followed). Like the object tree's rbCheck() it trusts no
  * link: its own stack, and a visited set that turns a cycle into an error.
  */
 export function rbCheck(t: RbLinks, root: RbRootIdx, limit: number, cmp?: (a: number, b: number) => number, what = 'rbtree'): void {

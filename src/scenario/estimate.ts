@@ -50,11 +50,12 @@ export const FIXED_BYTES = 160 * 1024 * 1024;
 export const BOOT_NS_PER_PAGE = 1500;
 /**
  * Wall time per page ksmd scans (checksum memoized per content, tree walks). Measured
- * on the development machine, 3 December 2026 (bench/store.ts, idle machine): 2.46 µs a
- * page on host-96g (149.6 M pages scanned, 389 s), 3.75 µs on host-256g (59.6 M pages,
- * 227 s), 4-5 µs in a steady full scan of 4-64 GiB of generated pages; 3 µs sits
- * within a factor of 1.3 of both hosts. (It was 600 ns, measured on ksmpages' pages
- * alone, and under-estimated real fleets five-fold.)
+ * on the development machine, 3 December 2026 (bench/store.ts, idle machine, a whole
+ * run's wall time over the pages it scanned): 2.57 µs a page on host-96g (149.6 M
+ * pages scanned, 384.5 s), 3.38 µs on host-256g (59.6 M pages, 201.3 s), 1.9-3.0 µs in
+ * a steady full scan of 256 MiB-64 GiB of generated pages; 3 µs sits within a factor
+ * of 1.2 of both hosts. (It was 600 ns, measured on ksmpages' pages alone, and
+ * under-estimated real fleets five-fold.)
  */
 export const SCAN_NS_PER_PAGE = 3000;
 /** Wall time per frame per sample (meminfo's walk of every frame in use). */

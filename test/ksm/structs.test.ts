@@ -91,7 +91,7 @@ describe('StableNodeCache: stable nodes as numbered records', () => {
   it('allocates an unlinked regular node of a kpfn; a chain has kpfn -1 and a prune time of its own', () => {
     const c = new StableNodeCache();
     const n = c.alloc(1234);
-    expect([n, c.kpfn[n], c.kpfnOf(n), c.linked[n], c.hlist[n], c.rmapHlistLen[n]]).toEqual([1, 1234, 1234, NODE_UNLINKED, NULL, 0]);
+    expect([n, c.kpfn[n], c.linked[n], c.hlist[n], c.rmapHlistLen[n]]).toEqual([1, 1234, NODE_UNLINKED, NULL, 0]);
     const chain = c.alloc(-1);
     c.rmapHlistLen[chain] = STABLE_NODE_CHAIN;
     c.chainPruneTime[chain] = 5000.5;

@@ -103,7 +103,7 @@ function lowerBound(arr: number[], key: number): number {
   return lo;
 }
 
-// The object tree of rbtree.ts, for the differential test: same algorithm, so the same
+// The object tree (rbtree-objects.ts), for the differential test: same algorithm, so the same
 // operations must give the same shape and colours node for node.
 class KeyNode implements obj.RbNode {
   rbParent: obj.RbNode | null = null;
@@ -308,7 +308,7 @@ describe('rbtree-indexed: small cases', () => {
   });
 });
 
-describe('rbtree-indexed: against a sorted array, and against rbtree.ts', () => {
+describe('rbtree-indexed: against a sorted array, and against the object tree', () => {
   for (const seed of [1, 2, 3, 4]) {
     it(`seed ${seed}: 6000 random inserts and erases match the oracle and the object tree's shape after every op`, () => {
       const rng = new Prng(seed);
